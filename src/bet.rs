@@ -1,0 +1,267 @@
+//! The domain: a bet, the rules that make it valid, and the draw.
+//!
+//! Validation lives here, not in the client or the server, so that both sides
+//! agree on what a valid bet is: the client skips a row the server would
+//! reject, and the server still checks everything it receives.
+
+use chrono::{Datelike, NaiveDate};
+use std::fmt;
+
+/// The winning number of the draw.
+pub const WINNING_NUMBER: u16 = 7574;
+
+/// Longest first or last name accepted, in bytes of UTF-8.
+pub const MAX_NAME_BYTES: usize = 255;
+
+/// Longest document accepted, in digits.
+pub const MAX_DOCUMENT_DIGITS: usize = 10;
+
+/// Highest number a bet can be placed on.
+pub const MAX_NUMBER: u16 = 9999;
+
+/// One bet placed by a person at an agency.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Bet {
+    /// Agency (1-based) that took the bet.
+    pub agency: u32,
+    pub first_name: String,
+    pub last_name: String,
+    /// National ID: 1 to 10 ASCII digits, kept as text so leading zeros survive.
+    pub document: String,
+    pub birthdate: NaiveDate,
+    pub number: u16,
+}
+
+/// Why a bet is not valid. The `Display` text is meant for logs and for the
+/// ERROR message sent to an agency.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InvalidBet {
+    EmptyName { field: &'static str },
+    NameTooLong { field: &'static str, bytes: usize },
+    NameNotUtf8 { field: &'static str },
+    BadDocument { value: String },
+    BadBirthdate { value: String },
+    BirthdateOutOfRange { date: NaiveDate },
+    BadNumber { value: String },
+}
+
+impl fmt::Display for InvalidBet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            InvalidBet::EmptyName { field } => write!(f, "{field} is empty"),
+            InvalidBet::NameTooLong { field, bytes } => {
+                write!(
+                    f,
+                    "{field} is {bytes} bytes long, at most {MAX_NAME_BYTES} allowed"
+                )
+            }
+            InvalidBet::NameNotUtf8 { field } => write!(f, "{field} is not valid UTF-8"),
+            InvalidBet::BadDocument { value } => write!(
+                f,
+                "document {value:?} must be 1 to {MAX_DOCUMENT_DIGITS} digits"
+            ),
+            InvalidBet::BadBirthdate { value } => {
+                write!(f, "birthdate {value:?} is not a calendar date YYYY-MM-DD")
+            }
+            InvalidBet::BirthdateOutOfRange { date } => {
+                write!(f, "birthdate {date} is outside 1900-01-01..today")
+            }
+            InvalidBet::BadNumber { value } => {
+                write!(f, "number {value:?} must be an integer in 0..={MAX_NUMBER}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for InvalidBet {}
+
+impl Bet {
+    /// Builds a bet from text fields (a CSV row or environment variables),
+    /// validating every field.
+    ///
+    /// # Errors
+    /// The first field that breaks a rule, with the offending value.
+    pub fn parse(
+        agency: u32,
+        first_name: &str,
+        last_name: &str,
+        document: &str,
+        birthdate: &str,
+        number: &str,
+    ) -> Result<Bet, InvalidBet> {
+        let bet = Bet {
+            agency,
+            first_name: first_name.to_owned(),
+            last_name: last_name.to_owned(),
+            document: document.to_owned(),
+            birthdate: parse_birthdate(birthdate)?,
+            number: parse_number(number)?,
+        };
+        bet.validate()?;
+        Ok(bet)
+    }
+
+    /// Checks the rules that a typed `Bet` can still break (names, document,
+    /// date range). Cheap: no allocation.
+    ///
+    /// # Errors
+    /// The first rule broken.
+    pub fn validate(&self) -> Result<(), InvalidBet> {
+        validate_name("first_name", &self.first_name)?;
+        validate_name("last_name", &self.last_name)?;
+        validate_document(&self.document)?;
+        validate_birthdate(self.birthdate)?;
+        if self.number > MAX_NUMBER {
+            return Err(InvalidBet::BadNumber {
+                value: self.number.to_string(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Whether the bet wins the draw.
+pub fn has_won(bet: &Bet) -> bool {
+    bet.number == WINNING_NUMBER
+}
+
+/// A first or last name: non-empty, at most [`MAX_NAME_BYTES`] bytes.
+pub fn validate_name(field: &'static str, name: &str) -> Result<(), InvalidBet> {
+    if name.is_empty() {
+        return Err(InvalidBet::EmptyName { field });
+    }
+    if name.len() > MAX_NAME_BYTES {
+        return Err(InvalidBet::NameTooLong {
+            field,
+            bytes: name.len(),
+        });
+    }
+    Ok(())
+}
+
+/// A document: 1 to [`MAX_DOCUMENT_DIGITS`] ASCII digits.
+pub fn validate_document(document: &str) -> Result<(), InvalidBet> {
+    let ok = !document.is_empty()
+        && document.len() <= MAX_DOCUMENT_DIGITS
+        && document.bytes().all(|b| b.is_ascii_digit());
+    if ok {
+        Ok(())
+    } else {
+        Err(InvalidBet::BadDocument {
+            value: document.to_owned(),
+        })
+    }
+}
+
+/// A birthdate between 1900-01-01 and today (local date), inclusive.
+pub fn validate_birthdate(date: NaiveDate) -> Result<(), InvalidBet> {
+    let today = chrono::Local::now().date_naive();
+    if date.year() < 1900 || date > today {
+        return Err(InvalidBet::BirthdateOutOfRange { date });
+    }
+    Ok(())
+}
+
+/// Parses `YYYY-MM-DD` strictly: exactly ten characters, a real calendar day.
+pub fn parse_birthdate(text: &str) -> Result<NaiveDate, InvalidBet> {
+    let bad = || InvalidBet::BadBirthdate {
+        value: text.to_owned(),
+    };
+    // chrono alone accepts "1999-1-2"; the course's format is fixed-width.
+    let b = text.as_bytes();
+    if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
+        return Err(bad());
+    }
+    let date = NaiveDate::parse_from_str(text, "%Y-%m-%d").map_err(|_| bad())?;
+    validate_birthdate(date)?;
+    Ok(date)
+}
+
+/// Parses a bet number: decimal digits only, 0..=9999.
+pub fn parse_number(text: &str) -> Result<u16, InvalidBet> {
+    let bad = || InvalidBet::BadNumber {
+        value: text.to_owned(),
+    };
+    if text.is_empty() || text.len() > 4 || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad());
+    }
+    text.parse().map_err(|_| bad())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok() -> Bet {
+        Bet::parse(1, "Ana", "Pérez", "30904465", "1999-03-17", "7574").expect("valid bet")
+    }
+
+    #[test]
+    fn parses_a_valid_bet() {
+        let bet = ok();
+        assert_eq!(bet.birthdate, NaiveDate::from_ymd_opt(1999, 3, 17).unwrap());
+        assert_eq!(bet.number, 7574);
+        assert!(has_won(&bet));
+    }
+
+    #[test]
+    fn only_7574_wins() {
+        let mut bet = ok();
+        bet.number = 7573;
+        assert!(!has_won(&bet));
+    }
+
+    #[test]
+    fn rejects_each_bad_field_with_a_precise_reason() {
+        let cases = [
+            (("", "P", "1", "2000-01-01", "1"), "first_name is empty"),
+            (("A", "", "1", "2000-01-01", "1"), "last_name is empty"),
+            (("A", "P", "", "2000-01-01", "1"), "document \"\" must be"),
+            (
+                ("A", "P", "12345678901", "2000-01-01", "1"),
+                "must be 1 to 10",
+            ),
+            (("A", "P", "12a", "2000-01-01", "1"), "document \"12a\""),
+            (("A", "P", "1", "2000-02-30", "1"), "not a calendar date"),
+            (("A", "P", "1", "2000-1-1", "1"), "not a calendar date"),
+            (("A", "P", "1", "1899-12-31", "1"), "outside 1900-01-01"),
+            (("A", "P", "1", "2999-01-01", "1"), "outside 1900-01-01"),
+            (("A", "P", "1", "2000-01-01", "10000"), "number \"10000\""),
+            (("A", "P", "1", "2000-01-01", "-1"), "number \"-1\""),
+            (("A", "P", "1", "2000-01-01", ""), "number \"\""),
+        ];
+        for ((f, l, d, b, n), want) in cases {
+            let err = Bet::parse(1, f, l, d, b, n).expect_err(want);
+            assert!(
+                err.to_string().contains(want),
+                "{err} should contain {want}"
+            );
+        }
+    }
+
+    #[test]
+    fn name_length_is_counted_in_bytes() {
+        let exactly = "ñ".repeat(127) + "a"; // 255 bytes
+        assert!(Bet::parse(1, &exactly, "P", "1", "2000-01-01", "0").is_ok());
+        let over = "ñ".repeat(128); // 256 bytes
+        let err = Bet::parse(1, &over, "P", "1", "2000-01-01", "0").unwrap_err();
+        assert_eq!(
+            err,
+            InvalidBet::NameTooLong {
+                field: "first_name",
+                bytes: 256
+            }
+        );
+    }
+
+    #[test]
+    fn accepts_the_edges() {
+        assert!(Bet::parse(1, "A", "B", "0", "1900-01-01", "0").is_ok());
+        assert!(Bet::parse(1, "A", "B", "9999999999", "2000-02-29", "9999").is_ok());
+        let today = chrono::Local::now()
+            .date_naive()
+            .format("%Y-%m-%d")
+            .to_string();
+        assert!(Bet::parse(1, "A", "B", "0", &today, "0").is_ok());
+    }
+}

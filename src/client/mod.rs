@@ -1,0 +1,541 @@
+//! A lottery agency: sends its bets, says it is done, asks for its winners.
+//!
+//! Resuming is what shapes this code. Every (re)connection starts with
+//! HELLO, and the server answers with how many of this agency's bets it
+//! already holds; the agency continues from there. Bets are numbered by
+//! their position among the valid rows of the file, so a resent batch is
+//! recognised and never stored twice. Any broken connection, timeout or
+//! "try again" error from the server leads to a reconnect with capped
+//! exponential backoff, for at most `retry.timeout` without progress.
+
+pub mod source;
+
+use crate::bet::Bet;
+use crate::config::{BetSource, ClientConfig};
+use crate::connection::{Connection, ConnectionError};
+use crate::logging::clean;
+use crate::message::{self, BatchEncoder, ErrorCode, Message, PROTOCOL_VERSION};
+use crate::shutdown::Shutdown;
+use log::{debug, info, warn};
+use source::{BetsFile, Row, SourceError};
+use std::collections::VecDeque;
+use std::fmt;
+use std::net::TcpStream;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Why the agency stopped before finishing.
+#[derive(Debug)]
+pub enum ClientError {
+    /// The bet given in the environment is not valid.
+    InvalidBet(crate::bet::InvalidBet),
+    Source(SourceError),
+    /// The server refused a request for a reason retrying cannot fix.
+    Server {
+        code: ErrorCode,
+        message: String,
+    },
+    /// The server answered something the protocol does not allow there.
+    Protocol(String),
+    /// No progress for `retry.timeout`; the last error.
+    GaveUp {
+        last: String,
+    },
+    /// SIGTERM/SIGINT.
+    Shutdown,
+}
+
+impl fmt::Display for ClientError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ClientError::InvalidBet(e) => write!(f, "invalid bet: {e}"),
+            ClientError::Source(e) => write!(f, "{e}"),
+            ClientError::Server { code, message } => {
+                write!(f, "server refused ({}): {message}", code.name())
+            }
+            ClientError::Protocol(what) => write!(f, "protocol error: {what}"),
+            ClientError::GaveUp { last } => write!(f, "gave up reconnecting: {last}"),
+            ClientError::Shutdown => write!(f, "stopped by a signal"),
+        }
+    }
+}
+
+impl std::error::Error for ClientError {}
+
+/// What ended one connection.
+enum SessionEnd {
+    /// Worth reconnecting: the connection broke or the server said "later".
+    Retry(String),
+    Fatal(ClientError),
+}
+
+impl From<ConnectionError> for SessionEnd {
+    fn from(e: ConnectionError) -> Self {
+        match e {
+            ConnectionError::Decode(d) => SessionEnd::Fatal(ClientError::Protocol(d.to_string())),
+            ConnectionError::Encode(d) => SessionEnd::Fatal(ClientError::Protocol(d.to_string())),
+            other => SessionEnd::Retry(other.to_string()),
+        }
+    }
+}
+
+impl From<SourceError> for SessionEnd {
+    fn from(e: SourceError) -> Self {
+        SessionEnd::Fatal(ClientError::Source(e))
+    }
+}
+
+/// What the agency did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Summary {
+    /// Bets the server stored during this run.
+    pub sent: u64,
+    /// Rows of the file that were not valid bets.
+    pub skipped: u64,
+    /// Batches sent (resends included).
+    pub batches: u64,
+    /// This agency's winners' documents.
+    pub winners: Vec<String>,
+    pub seconds: f64,
+}
+
+/// Exponential backoff between `first` and `max`.
+#[derive(Debug)]
+struct Backoff {
+    next: Duration,
+    first: Duration,
+    max: Duration,
+}
+
+impl Backoff {
+    fn new(first: Duration, max: Duration) -> Self {
+        Backoff {
+            next: first.min(max),
+            first,
+            max,
+        }
+    }
+
+    fn next_delay(&mut self) -> Duration {
+        let d = self.next;
+        self.next = (self.next * 2).min(self.max);
+        d
+    }
+
+    fn reset(&mut self) {
+        self.next = self.first.min(self.max);
+    }
+}
+
+/// Runs the agency until it knows its winners.
+///
+/// # Errors
+/// See [`ClientError`]; `Shutdown` when a signal stopped it.
+pub fn run(config: &ClientConfig, shutdown: &Shutdown) -> Result<Summary, ClientError> {
+    let mut agency = Agency::new(config, shutdown)?;
+    agency.run()
+}
+
+struct Agency<'a> {
+    config: &'a ClientConfig,
+    shutdown: &'a Shutdown,
+    /// The single bet of env mode, validated.
+    single: Option<Bet>,
+    /// Position of this run's first bet (0 for a file; where the server
+    /// was at the first HELLO for a single bet).
+    base: Option<u64>,
+    /// Position reported by this run's first HELLO.
+    start: Option<u64>,
+    /// The highest file line whose invalidity was already logged.
+    logged_line: u64,
+    skipped: u64,
+    batches: u64,
+    last_progress: Instant,
+    /// The socket in use, so a signal can shut it and unblock a read.
+    current: Arc<Mutex<Option<TcpStream>>>,
+}
+
+impl<'a> Agency<'a> {
+    fn new(config: &'a ClientConfig, shutdown: &'a Shutdown) -> Result<Self, ClientError> {
+        let single = match &config.bets {
+            BetSource::Single(env) => {
+                let bet = Bet::parse(
+                    config.id,
+                    &env.first_name,
+                    &env.last_name,
+                    &env.document,
+                    &env.birthdate,
+                    &env.number,
+                )
+                .map_err(|e| {
+                    warn!(
+                        "action: apuesta_enviada | result: fail | error: {}",
+                        clean(&e)
+                    );
+                    ClientError::InvalidBet(e)
+                })?;
+                Some(bet)
+            }
+            BetSource::File(path) => {
+                // Fail now, not after connecting, if the file is missing.
+                BetsFile::open(path, config.id).map_err(ClientError::Source)?;
+                None
+            }
+        };
+        let current: Arc<Mutex<Option<TcpStream>>> = Arc::default();
+        let hook = Arc::clone(&current);
+        shutdown.on_trigger(move || {
+            if let Some(s) = hook.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+                let _ = s.shutdown(std::net::Shutdown::Both);
+            }
+        });
+        Ok(Agency {
+            config,
+            shutdown,
+            base: if single.is_some() { None } else { Some(0) },
+            single,
+            start: None,
+            logged_line: 0,
+            skipped: 0,
+            batches: 0,
+            last_progress: Instant::now(),
+            current,
+        })
+    }
+
+    fn progress(&mut self) {
+        self.last_progress = Instant::now();
+    }
+
+    fn run(&mut self) -> Result<Summary, ClientError> {
+        let started = Instant::now();
+        let mut backoff = Backoff::new(Duration::from_millis(100), self.config.retry_max_backoff);
+        loop {
+            if self.shutdown.is_triggered() {
+                return Err(ClientError::Shutdown);
+            }
+            let last =
+                match Connection::connect(&self.config.server_address, self.config.io_timeout) {
+                    Ok(conn) => {
+                        debug!(
+                            "action: connect | result: success | server_address: {}",
+                            self.config.server_address
+                        );
+                        if let Ok(handle) = conn.shutdown_handle() {
+                            *self.current.lock().unwrap_or_else(|p| p.into_inner()) = Some(handle);
+                        }
+                        if self.shutdown.is_triggered() {
+                            return Err(ClientError::Shutdown);
+                        }
+                        let before = self.last_progress;
+                        let end = self.session(conn);
+                        self.current
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .take();
+                        info!("action: close_socket | result: success");
+                        if matches!(self.config.bets, BetSource::File(_)) {
+                            info!("action: close_file | result: success");
+                        }
+                        match end {
+                            Ok(mut summary) => {
+                                summary.seconds = started.elapsed().as_secs_f64();
+                                return Ok(summary);
+                            }
+                            Err(_) if self.shutdown.is_triggered() => {
+                                return Err(ClientError::Shutdown);
+                            }
+                            Err(SessionEnd::Fatal(e)) => return Err(e),
+                            Err(SessionEnd::Retry(reason)) => {
+                                if self.last_progress != before {
+                                    backoff.reset();
+                                }
+                                warn!(
+                                    "action: reconnect | result: in_progress | error: {}",
+                                    clean(&reason)
+                                );
+                                reason
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        debug!(
+                            "action: connect | result: in_progress | error: {}",
+                            clean(&e)
+                        );
+                        e.to_string()
+                    }
+                };
+            if self.last_progress.elapsed() >= self.config.retry_timeout {
+                warn!(
+                    "action: connect | result: fail | server_address: {} | error: {}",
+                    self.config.server_address,
+                    clean(&last)
+                );
+                return Err(ClientError::GaveUp { last });
+            }
+            if !self.shutdown.sleep(backoff.next_delay()) {
+                return Err(ClientError::Shutdown);
+            }
+        }
+    }
+
+    /// One connection: HELLO, the bets not yet stored, DONE, winners.
+    fn session(&mut self, mut conn: Connection) -> Result<Summary, SessionEnd> {
+        conn.send(&Message::Hello {
+            version: PROTOCOL_VERSION,
+            agency: self.config.id,
+        })?;
+        let (next_seq, done) = match conn.recv()? {
+            Message::HelloOk { next_seq, done } => (next_seq, done),
+            other => return Err(unexpected(other, "HELLO_OK")),
+        };
+        self.progress();
+        let base = *self.base.get_or_insert(next_seq);
+        let start = *self.start.get_or_insert(next_seq);
+        if next_seq < base {
+            return Err(SessionEnd::Fatal(ClientError::Protocol(format!(
+                "server holds {next_seq} bets for this agency, fewer than the {base} it held before"
+            ))));
+        }
+        let total = if done {
+            next_seq
+        } else {
+            let total = self.send_bets(&mut conn, base, next_seq)?;
+            conn.send(&Message::Done { total })?;
+            match conn.recv()? {
+                Message::Ack { next_seq } if next_seq == total => {}
+                other => return Err(unexpected(other, "ACK of DONE")),
+            }
+            self.progress();
+            total
+        };
+        let winners = self.winners(&mut conn)?;
+        info!(
+            "action: consulta_ganadores | result: success | cant_ganadores: {}",
+            winners.len()
+        );
+        conn.close();
+        Ok(Summary {
+            sent: total - start,
+            skipped: self.skipped,
+            batches: self.batches,
+            winners,
+            seconds: 0.0,
+        })
+    }
+
+    /// Sends every bet from position `from`, keeping up to `batch.window`
+    /// batches in flight. Returns the agency's total.
+    fn send_bets(
+        &mut self,
+        conn: &mut Connection,
+        base: u64,
+        from: u64,
+    ) -> Result<u64, SessionEnd> {
+        let mut bets = self.open_at(from - base)?;
+        let mut seq = from;
+        let mut carry: Option<Bet> = None;
+        let mut exhausted = false;
+        // (position after the batch, the bet of a one-bet batch)
+        let mut in_flight: VecDeque<(u64, Option<Bet>)> = VecDeque::new();
+        loop {
+            while !exhausted && in_flight.len() < self.config.batch_window {
+                let mut enc = BatchEncoder::new(self.config.id, seq);
+                let mut last = None;
+                while enc.count() < self.config.batch_max_amount {
+                    let Some(bet) = carry
+                        .take()
+                        .map_or_else(|| self.next_bet(&mut bets), |b| Ok(Some(b)))?
+                    else {
+                        exhausted = true;
+                        break;
+                    };
+                    // The frame is full: this bet opens the next batch.
+                    if !enc
+                        .push(&bet)
+                        .map_err(|e| SessionEnd::Fatal(ClientError::Protocol(e.to_string())))?
+                    {
+                        carry = Some(bet);
+                        break;
+                    }
+                    last = Some(bet);
+                }
+                if enc.is_empty() {
+                    break;
+                }
+                let n = enc.count() as u64;
+                conn.send_frame(message::kind::BATCH, &enc.into_payload())?;
+                self.batches += 1;
+                seq += n;
+                in_flight.push_back((seq, if n == 1 { last } else { None }));
+            }
+            let Some((expected, single)) = in_flight.pop_front() else {
+                return Ok(seq);
+            };
+            match conn.recv()? {
+                Message::Ack { next_seq } if next_seq == expected => {
+                    self.progress();
+                    debug!("action: batch_enviado | result: success | next_seq: {next_seq}");
+                    if let (Some(bet), Some(_)) = (single, &self.single) {
+                        info!(
+                            "action: apuesta_enviada | result: success | dni: {} | numero: {}",
+                            bet.document, bet.number
+                        );
+                    }
+                }
+                other => return Err(unexpected(other, "ACK")),
+            }
+        }
+    }
+
+    /// The agency's bets, skipping the first `skip` (already stored).
+    fn open_at(&mut self, skip: u64) -> Result<Bets, SessionEnd> {
+        match (&self.single, &self.config.bets) {
+            (Some(bet), _) => Ok(Bets::Single((skip == 0).then(|| bet.clone()))),
+            (None, BetSource::File(path)) => {
+                let mut bets = Bets::File(BetsFile::open(path, self.config.id)?);
+                for _ in 0..skip {
+                    if self.next_bet(&mut bets)?.is_none() {
+                        return Err(SessionEnd::Fatal(ClientError::Protocol(format!(
+                            "server holds more bets for this agency than its file has ({skip})"
+                        ))));
+                    }
+                }
+                Ok(bets)
+            }
+            (None, BetSource::Single(_)) => Err(SessionEnd::Fatal(ClientError::Protocol(
+                "no bet to send".into(),
+            ))),
+        }
+    }
+
+    /// The next valid bet, logging (once per run) and skipping invalid rows.
+    fn next_bet(&mut self, bets: &mut Bets) -> Result<Option<Bet>, SessionEnd> {
+        match bets {
+            Bets::Single(bet) => Ok(bet.take()),
+            Bets::File(file) => loop {
+                match file.next_row()? {
+                    None => return Ok(None),
+                    Some(Row::Bet(bet)) => return Ok(Some(bet)),
+                    Some(Row::Invalid(row)) => {
+                        if row.line > self.logged_line {
+                            self.logged_line = row.line;
+                            self.skipped += 1;
+                            warn!(
+                                "action: apuesta_invalida | result: fail | linea: {} | error: {}",
+                                row.line,
+                                clean(&row.reason)
+                            );
+                        }
+                    }
+                }
+            },
+        }
+    }
+
+    /// Asks for the winners until the draw has happened, backing off
+    /// between NOT_READY answers; pages through long lists.
+    fn winners(&mut self, conn: &mut Connection) -> Result<Vec<String>, SessionEnd> {
+        let mut docs: Vec<String> = Vec::new();
+        let mut backoff = Backoff::new(Duration::from_millis(10), self.config.winners_max_backoff);
+        loop {
+            let offset = u32::try_from(docs.len()).unwrap_or(u32::MAX);
+            conn.send(&Message::WinnersQuery { offset })?;
+            match conn.recv()? {
+                Message::NotReady { finished, expected } => {
+                    debug!(
+                        "action: consulta_ganadores | result: in_progress | finalizadas: {finished} | esperadas: {expected}"
+                    );
+                    self.progress();
+                    if !self.shutdown.sleep(backoff.next_delay()) {
+                        return Err(SessionEnd::Fatal(ClientError::Shutdown));
+                    }
+                }
+                Message::Winners {
+                    total,
+                    offset: got,
+                    documents,
+                } if got == offset => {
+                    self.progress();
+                    let empty_page = documents.is_empty();
+                    docs.extend(documents);
+                    if docs.len() >= total as usize {
+                        return Ok(docs);
+                    }
+                    if empty_page {
+                        return Err(SessionEnd::Fatal(ClientError::Protocol(
+                            "server sent an empty page of winners".into(),
+                        )));
+                    }
+                }
+                other => return Err(unexpected(other, "WINNERS or NOT_READY")),
+            }
+        }
+    }
+}
+
+/// Where bets come from during one connection.
+enum Bets {
+    File(BetsFile),
+    Single(Option<Bet>),
+}
+
+fn unexpected(msg: Message, wanted: &str) -> SessionEnd {
+    match msg {
+        Message::Error { code, message } if code.is_retryable() => {
+            SessionEnd::Retry(format!("server: {} ({message})", code.name()))
+        }
+        Message::Error { code, message } => {
+            SessionEnd::Fatal(ClientError::Server { code, message })
+        }
+        Message::Ack { next_seq } => SessionEnd::Retry(format!(
+            "ACK for position {next_seq} out of order; resyncing"
+        )),
+        other => SessionEnd::Fatal(ClientError::Protocol(format!(
+            "expected {wanted}, got message type 0x{:02x}",
+            other.kind()
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_its_cap_and_resets() {
+        let mut b = Backoff::new(Duration::from_millis(100), Duration::from_millis(350));
+        let got: Vec<u128> = (0..4).map(|_| b.next_delay().as_millis()).collect();
+        assert_eq!(got, [100, 200, 350, 350]);
+        b.reset();
+        assert_eq!(b.next_delay(), Duration::from_millis(100));
+    }
+
+    #[test]
+    fn retryable_server_errors_reconnect_and_others_stop() {
+        let retry = unexpected(
+            Message::Error {
+                code: ErrorCode::Storage,
+                message: "disk full".into(),
+            },
+            "ACK",
+        );
+        assert!(matches!(retry, SessionEnd::Retry(_)));
+        let fatal = unexpected(
+            Message::Error {
+                code: ErrorCode::UnknownAgency,
+                message: "no".into(),
+            },
+            "ACK",
+        );
+        assert!(matches!(
+            fatal,
+            SessionEnd::Fatal(ClientError::Server { .. })
+        ));
+        assert!(matches!(
+            unexpected(Message::Bye, "ACK"),
+            SessionEnd::Fatal(ClientError::Protocol(_))
+        ));
+    }
+}

@@ -1,0 +1,632 @@
+//! Configuration of both binaries: read the file → parse the text (pure) →
+//! apply environment overrides (pure, from any list of pairs) → validate.
+//!
+//! Tests call the pure steps with their own pairs and never touch the real
+//! environment. The server reads an INI file (section `[DEFAULT]`) whose keys
+//! are also the environment variables; the client reads YAML whose nested
+//! keys map to `CLI_` variables the way the course's Go client (viper) does:
+//! `batch.maxAmount` ↔ `CLI_BATCH_MAXAMOUNT`.
+
+use crate::storage::SyncMode;
+use log::LevelFilter;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// A configuration problem, naming the key or file at fault.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigError {
+    File { path: PathBuf, reason: String },
+    Key { key: String, reason: String },
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigError::File { path, reason } => {
+                write!(f, "config file {}: {reason}", path.display())
+            }
+            ConfigError::Key { key, reason } => write!(f, "config key {key}: {reason}"),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+fn key_err(key: &str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Key {
+        key: key.to_owned(),
+        reason: reason.into(),
+    }
+}
+
+fn read_file(path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|e| ConfigError::File {
+        path: path.to_owned(),
+        reason: e.to_string(),
+    })
+}
+
+/// Parses a Go-style duration: `"100ms"`, `"5s"`, `"1m30s"`, `"1.5h"`,
+/// `"0"`. Units: ns, us (µs), ms, s, m, h.
+pub fn parse_duration(text: &str) -> Option<Duration> {
+    let s = text.trim();
+    if s == "0" {
+        return Some(Duration::ZERO);
+    }
+    let mut rest = s;
+    let mut total = 0f64;
+    if rest.is_empty() {
+        return None;
+    }
+    while !rest.is_empty() {
+        let num_len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        if num_len == 0 {
+            return None;
+        }
+        let value: f64 = rest[..num_len].parse().ok()?;
+        rest = &rest[num_len..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let seconds = match &rest[..unit_len] {
+            "ns" => 1e-9,
+            "us" | "µs" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => return None,
+        };
+        rest = &rest[unit_len..];
+        total += value * seconds;
+    }
+    Duration::try_from_secs_f64(total).ok()
+}
+
+/// Settings as text, keyed by their canonical name.
+pub type Settings = BTreeMap<String, String>;
+
+/// Replaces settings with the environment variables that name them.
+/// `env_name` maps a setting key to its variable.
+pub fn apply_env<I, K, V>(
+    settings: &mut Settings,
+    known: &[&str],
+    env_name: fn(&str) -> String,
+    env: I,
+) where
+    I: IntoIterator<Item = (K, V)>,
+    K: AsRef<str>,
+    V: Into<String>,
+{
+    let names: BTreeMap<String, &str> = known.iter().map(|k| (env_name(k), *k)).collect();
+    for (k, v) in env {
+        if let Some(key) = names.get(k.as_ref()) {
+            settings.insert((*key).to_owned(), v.into());
+        }
+    }
+}
+
+fn get<'a>(s: &'a Settings, key: &str, default: &'a str) -> &'a str {
+    s.get(key).map(String::as_str).unwrap_or(default)
+}
+
+fn parse_num<T: std::str::FromStr>(
+    s: &Settings,
+    key: &str,
+    default: &str,
+) -> Result<T, ConfigError> {
+    let v = get(s, key, default).trim();
+    v.parse()
+        .map_err(|_| key_err(key, format!("{v:?} is not a valid number")))
+}
+
+fn parse_dur(s: &Settings, key: &str, default: &str) -> Result<Duration, ConfigError> {
+    let v = get(s, key, default);
+    parse_duration(v).ok_or_else(|| {
+        key_err(
+            key,
+            format!("{v:?} is not a duration like \"5s\" or \"100ms\""),
+        )
+    })
+}
+
+fn parse_level(s: &Settings, key: &str, default: &str) -> Result<LevelFilter, ConfigError> {
+    let v = get(s, key, default);
+    crate::logging::parse_level(v).ok_or_else(|| key_err(key, format!("{v:?} is not a log level")))
+}
+
+fn in_range<T: PartialOrd + fmt::Display>(key: &str, v: T, lo: T, hi: T) -> Result<T, ConfigError> {
+    if v < lo || v > hi {
+        return Err(key_err(key, format!("{v} is outside {lo}..={hi}")));
+    }
+    Ok(v)
+}
+
+/// Everything the server needs to run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerConfig {
+    pub port: u16,
+    pub ip: String,
+    pub listen_backlog: i32,
+    pub logging_level: LevelFilter,
+    /// Agencies that must finish before the draw; valid ids are 1..=agencies.
+    pub agencies: u32,
+    pub workers: usize,
+    pub storage_filepath: PathBuf,
+    pub storage_sync: SyncMode,
+    pub max_connections: usize,
+    /// A connection with nothing to say for this long is closed.
+    pub idle_timeout: Duration,
+    /// A frame must arrive whole within this long once it has started.
+    pub frame_timeout: Duration,
+    /// A peer that takes no bytes of its answers for this long is closed.
+    pub write_timeout: Duration,
+    pub max_frame_size: usize,
+}
+
+/// Server setting keys, which are also their environment variables.
+pub const SERVER_KEYS: [&str; 13] = [
+    "SERVER_PORT",
+    "SERVER_IP",
+    "SERVER_LISTEN_BACKLOG",
+    "LOGGING_LEVEL",
+    "SERVER_AGENCIES",
+    "SERVER_WORKERS",
+    "STORAGE_FILEPATH",
+    "STORAGE_SYNC",
+    "SERVER_MAX_CONNECTIONS",
+    "SERVER_IDLE_TIMEOUT",
+    "SERVER_FRAME_TIMEOUT",
+    "SERVER_WRITE_TIMEOUT",
+    "SERVER_MAX_FRAME_SIZE",
+];
+
+impl ServerConfig {
+    /// Reads `path`, applies `env` and validates.
+    ///
+    /// # Errors
+    /// An unreadable file or any invalid value, naming the key.
+    pub fn load<I, K, V>(path: &Path, env: I) -> Result<ServerConfig, ConfigError>
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: AsRef<str>,
+        V: Into<String>,
+    {
+        let mut settings =
+            Self::parse_ini(&read_file(path)?).map_err(|reason| ConfigError::File {
+                path: path.to_owned(),
+                reason,
+            })?;
+        apply_env(&mut settings, &SERVER_KEYS, |k| k.to_owned(), env);
+        Self::from_settings(&settings)
+    }
+
+    /// Parses INI text: the keys of `[DEFAULT]` (or of no section), any case.
+    ///
+    /// # Errors
+    /// Text that is not INI.
+    pub fn parse_ini(text: &str) -> Result<Settings, String> {
+        let ini = ini::Ini::load_from_str(text).map_err(|e| e.to_string())?;
+        let mut settings = Settings::new();
+        for section in [None, Some("DEFAULT")] {
+            if let Some(props) = ini.section(section) {
+                for (k, v) in props.iter() {
+                    settings.insert(k.trim().to_ascii_uppercase(), v.trim().to_owned());
+                }
+            }
+        }
+        Ok(settings)
+    }
+
+    /// Validates settings into a config. Absent keys take their defaults; a
+    /// present key must hold a valid value.
+    ///
+    /// # Errors
+    /// The first invalid value, naming its key.
+    pub fn from_settings(s: &Settings) -> Result<ServerConfig, ConfigError> {
+        let default_workers = std::thread::available_parallelism()
+            .map(|n| (n.get() * 2).max(4))
+            .unwrap_or(4)
+            .to_string();
+        let sync_text = get(s, "STORAGE_SYNC", "always");
+        let ip = get(s, "SERVER_IP", "0.0.0.0").trim().to_owned();
+        if ip.is_empty() {
+            return Err(key_err("SERVER_IP", "is empty"));
+        }
+        let path = get(s, "STORAGE_FILEPATH", "./bets.csv").trim();
+        if path.is_empty() {
+            return Err(key_err("STORAGE_FILEPATH", "is empty"));
+        }
+        Ok(ServerConfig {
+            port: parse_num(s, "SERVER_PORT", "12345")?,
+            ip,
+            listen_backlog: in_range(
+                "SERVER_LISTEN_BACKLOG",
+                parse_num(s, "SERVER_LISTEN_BACKLOG", "5")?,
+                1,
+                65535,
+            )?,
+            logging_level: parse_level(s, "LOGGING_LEVEL", "INFO")?,
+            agencies: in_range(
+                "SERVER_AGENCIES",
+                parse_num(s, "SERVER_AGENCIES", "5")?,
+                1,
+                100_000,
+            )?,
+            workers: in_range(
+                "SERVER_WORKERS",
+                parse_num(s, "SERVER_WORKERS", &default_workers)?,
+                1,
+                1024,
+            )?,
+            storage_filepath: PathBuf::from(path),
+            storage_sync: SyncMode::parse(sync_text).ok_or_else(|| {
+                key_err(
+                    "STORAGE_SYNC",
+                    format!("{sync_text:?} is neither \"always\" nor \"none\""),
+                )
+            })?,
+            max_connections: in_range(
+                "SERVER_MAX_CONNECTIONS",
+                parse_num(s, "SERVER_MAX_CONNECTIONS", "256")?,
+                1,
+                100_000,
+            )?,
+            idle_timeout: parse_dur(s, "SERVER_IDLE_TIMEOUT", "30s")?,
+            frame_timeout: parse_dur(s, "SERVER_FRAME_TIMEOUT", "10s")?,
+            write_timeout: parse_dur(s, "SERVER_WRITE_TIMEOUT", "10s")?,
+            max_frame_size: in_range(
+                "SERVER_MAX_FRAME_SIZE",
+                parse_num(s, "SERVER_MAX_FRAME_SIZE", "8192")?,
+                64,
+                crate::framing::MAX_FRAME_LEN,
+            )?,
+        })
+    }
+}
+
+/// The one bet the client sends when it has no bets file, as text from the
+/// environment (`NOMBRE`, `APELLIDO`, `DOCUMENTO`, `NACIMIENTO`, `NUMERO`);
+/// validated by the client, which logs what is wrong.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EnvBet {
+    pub first_name: String,
+    pub last_name: String,
+    pub document: String,
+    pub birthdate: String,
+    pub number: String,
+}
+
+/// Where the client's bets come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BetSource {
+    File(PathBuf),
+    Single(EnvBet),
+}
+
+/// Everything the client needs to run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClientConfig {
+    pub id: u32,
+    pub server_address: String,
+    pub log_level: LevelFilter,
+    pub batch_max_amount: usize,
+    /// Batches sent ahead of their ACK.
+    pub batch_window: usize,
+    pub bets: BetSource,
+    /// How long to keep reconnecting without progress before giving up.
+    pub retry_timeout: Duration,
+    /// Longest wait between reconnection attempts.
+    pub retry_max_backoff: Duration,
+    /// Longest wait between two winners queries.
+    pub winners_max_backoff: Duration,
+    /// Longest wait for an answer from the server.
+    pub io_timeout: Duration,
+}
+
+/// Client setting keys (YAML paths); the variables are `CLI_` + upper case
+/// with `_` for `.`.
+pub const CLIENT_KEYS: [&str; 10] = [
+    "id",
+    "server.address",
+    "log.level",
+    "batch.maxAmount",
+    "batch.window",
+    "bets.file",
+    "retry.timeout",
+    "retry.maxBackoff",
+    "winners.maxBackoff",
+    "io.timeout",
+];
+
+/// `batch.maxAmount` → `CLI_BATCH_MAXAMOUNT`.
+pub fn client_env_name(key: &str) -> String {
+    format!("CLI_{}", key.replace('.', "_").to_ascii_uppercase())
+}
+
+impl ClientConfig {
+    /// Reads `path`, applies `env`, validates. With no `bets.file`, uses
+    /// `default_bets_file` when given (the binary passes `/agency.csv` if it
+    /// exists), else the single bet from the environment.
+    ///
+    /// # Errors
+    /// An unreadable file or any invalid value, naming the key.
+    pub fn load<I>(
+        path: &Path,
+        env: I,
+        default_bets_file: Option<PathBuf>,
+    ) -> Result<ClientConfig, ConfigError>
+    where
+        I: IntoIterator<Item = (String, String)>,
+    {
+        let mut settings =
+            Self::parse_yaml(&read_file(path)?).map_err(|reason| ConfigError::File {
+                path: path.to_owned(),
+                reason,
+            })?;
+        let env: Vec<(String, String)> = env.into_iter().collect();
+        apply_env(
+            &mut settings,
+            &CLIENT_KEYS,
+            client_env_name,
+            env.iter().cloned(),
+        );
+        Self::from_settings(&settings, &env, default_bets_file)
+    }
+
+    /// Flattens YAML into dotted keys (`batch: {maxAmount: 5}` → `batch.maxAmount`).
+    ///
+    /// # Errors
+    /// Text that is not YAML, or a top level that is not a mapping.
+    pub fn parse_yaml(text: &str) -> Result<Settings, String> {
+        let value: serde_yaml::Value = serde_yaml::from_str(text).map_err(|e| e.to_string())?;
+        let mut settings = Settings::new();
+        match value {
+            serde_yaml::Value::Null => {}
+            serde_yaml::Value::Mapping(_) => flatten("", &value, &mut settings),
+            _ => return Err("the top level must be a mapping".into()),
+        }
+        Ok(settings)
+    }
+
+    /// Validates settings into a config; `env` supplies the single bet.
+    ///
+    /// # Errors
+    /// The first invalid value, naming its key.
+    pub fn from_settings(
+        s: &Settings,
+        env: &[(String, String)],
+        default_bets_file: Option<PathBuf>,
+    ) -> Result<ClientConfig, ConfigError> {
+        let address = get(s, "server.address", "server:12345").trim().to_owned();
+        if address.is_empty() {
+            return Err(key_err("server.address", "is empty"));
+        }
+        let file = get(s, "bets.file", "").trim();
+        let bets = if !file.is_empty() {
+            BetSource::File(PathBuf::from(file))
+        } else if let Some(default) = default_bets_file {
+            BetSource::File(default)
+        } else {
+            let var = |name: &str| {
+                env.iter()
+                    .rev()
+                    .find(|(k, _)| k == name)
+                    .map(|(_, v)| v.clone())
+                    .unwrap_or_default()
+            };
+            BetSource::Single(EnvBet {
+                first_name: var("NOMBRE"),
+                last_name: var("APELLIDO"),
+                document: var("DOCUMENTO"),
+                birthdate: var("NACIMIENTO"),
+                number: var("NUMERO"),
+            })
+        };
+        Ok(ClientConfig {
+            id: in_range("id", parse_num(s, "id", "")?, 1, u32::MAX)?,
+            server_address: address,
+            log_level: parse_level(s, "log.level", "info")?,
+            batch_max_amount: in_range(
+                "batch.maxAmount",
+                parse_num(s, "batch.maxAmount", "200")?,
+                1,
+                65535,
+            )?,
+            batch_window: in_range("batch.window", parse_num(s, "batch.window", "8")?, 1, 1024)?,
+            bets,
+            retry_timeout: parse_dur(s, "retry.timeout", "30s")?,
+            retry_max_backoff: parse_dur(s, "retry.maxBackoff", "2s")?,
+            winners_max_backoff: parse_dur(s, "winners.maxBackoff", "1s")?,
+            io_timeout: parse_dur(s, "io.timeout", "30s")?,
+        })
+    }
+}
+
+fn flatten(prefix: &str, value: &serde_yaml::Value, out: &mut Settings) {
+    use serde_yaml::Value;
+    match value {
+        Value::Mapping(map) => {
+            for (k, v) in map {
+                let key = match k {
+                    Value::String(s) => s.clone(),
+                    other => scalar_text(other),
+                };
+                let path = if prefix.is_empty() {
+                    key
+                } else {
+                    format!("{prefix}.{key}")
+                };
+                flatten(&path, v, out);
+            }
+        }
+        Value::Null => {}
+        other => {
+            out.insert(prefix.to_owned(), scalar_text(other));
+        }
+    }
+}
+
+fn scalar_text(v: &serde_yaml::Value) -> String {
+    use serde_yaml::Value;
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Bool(b) => b.to_string(),
+        Value::Number(n) => n.to_string(),
+        other => serde_yaml::to_string(other)
+            .unwrap_or_default()
+            .trim()
+            .to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pairs(p: &[(&str, &str)]) -> Vec<(String, String)> {
+        p.iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn go_durations() {
+        assert_eq!(parse_duration("100ms"), Some(Duration::from_millis(100)));
+        assert_eq!(parse_duration("5s"), Some(Duration::from_secs(5)));
+        assert_eq!(parse_duration("1m30s"), Some(Duration::from_secs(90)));
+        assert_eq!(parse_duration("1.5h"), Some(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("250us"), Some(Duration::from_micros(250)));
+        assert_eq!(parse_duration("0"), Some(Duration::ZERO));
+        for bad in ["", "5", "s", "5 s", "-1s", "1x", "1..2s"] {
+            assert_eq!(parse_duration(bad), None, "{bad:?}");
+        }
+    }
+
+    const INI: &str = "[DEFAULT]\nSERVER_PORT = 12345\nSERVER_IP = 0.0.0.0\nSERVER_LISTEN_BACKLOG = 5\nLOGGING_LEVEL = INFO\nserver_agencies = 3\n";
+
+    #[test]
+    fn server_file_then_env_then_defaults() {
+        let mut s = ServerConfig::parse_ini(INI).unwrap();
+        apply_env(
+            &mut s,
+            &SERVER_KEYS,
+            |k| k.to_owned(),
+            pairs(&[
+                ("SERVER_PORT", "7000"),
+                ("UNRELATED", "x"),
+                ("STORAGE_SYNC", "none"),
+            ]),
+        );
+        let c = ServerConfig::from_settings(&s).unwrap();
+        assert_eq!(c.port, 7000, "env beats file");
+        assert_eq!(c.agencies, 3, "file key in any case");
+        assert_eq!(c.listen_backlog, 5);
+        assert_eq!(c.storage_sync, SyncMode::None);
+        assert_eq!(c.storage_filepath, PathBuf::from("./bets.csv"), "default");
+        assert_eq!(c.max_frame_size, 8192);
+        assert_eq!(c.idle_timeout, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn server_invalid_values_name_their_key() {
+        for (key, value) in [
+            ("SERVER_PORT", "70000"),
+            ("SERVER_PORT", ""),
+            ("SERVER_AGENCIES", "0"),
+            ("SERVER_WORKERS", "many"),
+            ("LOGGING_LEVEL", "LOUD"),
+            ("STORAGE_SYNC", "sometimes"),
+            ("SERVER_IDLE_TIMEOUT", "30"),
+            ("SERVER_MAX_FRAME_SIZE", "9000"),
+            ("STORAGE_FILEPATH", " "),
+        ] {
+            let mut s = ServerConfig::parse_ini(INI).unwrap();
+            s.insert(key.into(), value.into());
+            let err = ServerConfig::from_settings(&s).unwrap_err();
+            assert!(
+                matches!(&err, ConfigError::Key { key: k, .. } if k == key),
+                "{key}={value:?} gave {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn server_unparsable_file_and_missing_file() {
+        assert!(ServerConfig::parse_ini("[DEFAULT\nx").is_err());
+        let err = ServerConfig::load(Path::new("/nonexistent/config.ini"), pairs(&[])).unwrap_err();
+        assert!(matches!(err, ConfigError::File { .. }));
+    }
+
+    const YAML: &str =
+        "server:\n  address: \"server:12345\"\nlog:\n  level: \"info\"\nbatch:\n  maxAmount: 100\n";
+
+    #[test]
+    fn client_env_overrides_yaml_in_the_go_style() {
+        let mut s = ClientConfig::parse_yaml(YAML).unwrap();
+        let env = pairs(&[
+            ("CLI_ID", "4"),
+            ("CLI_BATCH_MAXAMOUNT", "50"),
+            ("CLI_SERVER_ADDRESS", "localhost:9"),
+            ("CLI_RETRY_TIMEOUT", "1m30s"),
+        ]);
+        apply_env(&mut s, &CLIENT_KEYS, client_env_name, env.clone());
+        let c = ClientConfig::from_settings(&s, &env, Some(PathBuf::from("/agency.csv"))).unwrap();
+        assert_eq!(c.id, 4);
+        assert_eq!(c.batch_max_amount, 50);
+        assert_eq!(c.server_address, "localhost:9");
+        assert_eq!(c.retry_timeout, Duration::from_secs(90));
+        assert_eq!(c.bets, BetSource::File(PathBuf::from("/agency.csv")));
+        assert_eq!(c.log_level, LevelFilter::Info);
+    }
+
+    #[test]
+    fn client_without_file_takes_the_bet_from_env() {
+        let s = ClientConfig::parse_yaml("id: 2\n").unwrap();
+        let env = pairs(&[
+            ("NOMBRE", "Ana"),
+            ("APELLIDO", "Pérez"),
+            ("DOCUMENTO", "123"),
+            ("NACIMIENTO", "1999-01-02"),
+            ("NUMERO", "7574"),
+        ]);
+        let c = ClientConfig::from_settings(&s, &env, None).unwrap();
+        let BetSource::Single(bet) = c.bets else {
+            panic!("expected a single bet")
+        };
+        assert_eq!(bet.first_name, "Ana");
+        assert_eq!(bet.number, "7574");
+        // An explicit bets.file beats the default.
+        let mut s = s;
+        s.insert("bets.file".into(), "mine.csv".into());
+        let c = ClientConfig::from_settings(&s, &env, Some("/agency.csv".into())).unwrap();
+        assert_eq!(c.bets, BetSource::File("mine.csv".into()));
+    }
+
+    #[test]
+    fn client_invalid_values_name_their_key() {
+        for (key, value) in [
+            ("id", ""),
+            ("id", "0"),
+            ("batch.maxAmount", "0"),
+            ("log.level", "x"),
+            ("retry.timeout", "soon"),
+            ("server.address", ""),
+        ] {
+            let mut s = ClientConfig::parse_yaml(YAML).unwrap();
+            s.insert("id".into(), "1".into());
+            s.insert(key.into(), value.into());
+            let err = ClientConfig::from_settings(&s, &[], None).unwrap_err();
+            assert!(
+                matches!(&err, ConfigError::Key { key: k, .. } if k == key),
+                "{key}={value:?} gave {err}"
+            );
+        }
+        assert!(ClientConfig::parse_yaml("- a\n- b\n").is_err());
+        assert!(ClientConfig::parse_yaml("a: [").is_err());
+    }
+}

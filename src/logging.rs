@@ -1,0 +1,98 @@
+//! Logging in the course's format, the same for both binaries:
+//!
+//! ```text
+//! 2026-11-29 18:20:00 INFO     action: sorteo | result: success
+//! ```
+//!
+//! A tiny `log::Log` rather than `simplelog`: simplelog always wraps the
+//! level in brackets (`[INFO]`), and the course's lines have none. Each line
+//! goes out in one `write` to stdout, so lines from different threads never
+//! interleave and a reader (a test, `docker logs`) sees them at once.
+
+use log::{Level, LevelFilter, Log, Metadata, Record};
+use std::io::Write;
+
+struct Logger {
+    level: LevelFilter,
+}
+
+impl Log for Logger {
+    fn enabled(&self, metadata: &Metadata<'_>) -> bool {
+        metadata.level() <= self.level
+    }
+
+    fn log(&self, record: &Record<'_>) {
+        if !self.enabled(record.metadata()) {
+            return;
+        }
+        let line = format!(
+            "{} {:<8} {}\n",
+            chrono::Local::now().format("%Y-%m-%d %H:%M:%S"),
+            record.level().as_str(),
+            record.args()
+        );
+        // Nowhere to report a failed log write; dropping the line is right.
+        let _ = std::io::stdout().lock().write_all(line.as_bytes());
+    }
+
+    fn flush(&self) {
+        let _ = std::io::stdout().flush();
+    }
+}
+
+/// Parses a level name as the course's configs spell it (`INFO`, `debug`, …).
+pub fn parse_level(name: &str) -> Option<LevelFilter> {
+    match name.trim().to_ascii_uppercase().as_str() {
+        "OFF" => Some(LevelFilter::Off),
+        "ERROR" | "CRITICAL" => Some(LevelFilter::Error),
+        "WARN" | "WARNING" => Some(LevelFilter::Warn),
+        "INFO" => Some(LevelFilter::Info),
+        "DEBUG" => Some(LevelFilter::Debug),
+        "TRACE" => Some(LevelFilter::Trace),
+        _ => None,
+    }
+}
+
+/// Installs the logger. A second call (tests running servers in-process)
+/// keeps the first logger and only adjusts the level.
+pub fn init(level: LevelFilter) {
+    if log::set_boxed_logger(Box::new(Logger { level })).is_ok() {
+        log::set_max_level(level);
+    }
+}
+
+/// Makes a value from outside (an error text, a name) safe inside a log
+/// line: the course's grammar splits on ` | ` and expects one line.
+pub fn clean(value: impl std::fmt::Display) -> String {
+    value
+        .to_string()
+        .chars()
+        .map(|c| match c {
+            '|' => '/',
+            '\n' | '\r' => ' ',
+            c => c,
+        })
+        .collect()
+}
+
+/// The level used for a log line about a failure that the peer caused:
+/// it is the peer's problem, not the server's.
+pub const PEER_FAULT: Level = Level::Warn;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn levels_parse_in_any_case() {
+        assert_eq!(parse_level("info"), Some(LevelFilter::Info));
+        assert_eq!(parse_level("DEBUG"), Some(LevelFilter::Debug));
+        assert_eq!(parse_level("Warning"), Some(LevelFilter::Warn));
+        assert_eq!(parse_level("loud"), None);
+    }
+
+    #[test]
+    fn clean_keeps_a_value_on_one_field() {
+        assert_eq!(clean("a | b\nc"), "a / b c");
+    }
+}

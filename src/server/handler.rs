@@ -1,0 +1,359 @@
+//! What the server does with each request of a connection, without the
+//! socket: frames in, encoded answers out, plus whether to close.
+//!
+//! Runs on a pool worker. Batches that follow each other are handed to the
+//! store together and their ACKs wait for one group commit; any other
+//! request first waits for the batches before it, so answers keep the order
+//! of requests.
+
+use crate::framing::{Frame, MAX_PAYLOAD_LEN};
+use crate::logging::{PEER_FAULT, clean};
+use crate::message::{self, Batch, ErrorCode, Message, PROTOCOL_VERSION, WINNERS_HEADER_LEN};
+use crate::store::{StoreError, StoreManager, Ticket, WinnersAnswer};
+use log::{debug, error, info, log};
+use std::net::SocketAddr;
+
+/// What the server knows about one connection between requests.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Session {
+    /// The agency that said HELLO on this connection.
+    pub agency: Option<u32>,
+    /// Whether this connection already sent DONE.
+    pub done_sent: bool,
+}
+
+/// The answers to a run of requests.
+#[derive(Debug, Default)]
+pub struct Reply {
+    /// Encoded frames to send, in order.
+    pub out: Vec<u8>,
+    /// Close the connection once `out` is sent.
+    pub close: bool,
+}
+
+/// A batch handed to the store whose ACK waits for its commit.
+struct PendingAck {
+    ticket: Ticket,
+    batch_len: usize,
+    /// (document, number) of a one-bet batch, for the course's log line.
+    single: Option<(String, u16)>,
+}
+
+/// Handles requests against the shared store.
+#[derive(Debug, Clone)]
+pub struct Handler {
+    store: StoreManager,
+}
+
+impl Handler {
+    pub fn new(store: StoreManager) -> Self {
+        Handler { store }
+    }
+
+    /// Handles `frames`, in order, for the connection whose state is
+    /// `session`. Stops at the first request that closes the connection.
+    pub fn handle(&self, session: &mut Session, peer: SocketAddr, frames: Vec<Frame>) -> Reply {
+        let mut run = Run {
+            handler: self,
+            session,
+            peer,
+            reply: Reply::default(),
+            pending: Vec::new(),
+        };
+        for frame in frames {
+            match Message::decode(frame.kind, &frame.payload) {
+                Ok(Message::Batch(batch)) => run.batch(batch),
+                Ok(msg) => {
+                    if run.flush() {
+                        run.other(msg);
+                    }
+                }
+                Err(e) => {
+                    if run.flush() {
+                        run.refuse("decode", e.code(), &e.to_string());
+                    }
+                }
+            }
+            if run.reply.close {
+                break;
+            }
+        }
+        run.flush();
+        run.reply
+    }
+}
+
+/// One call of [`Handler::handle`].
+struct Run<'a> {
+    handler: &'a Handler,
+    session: &'a mut Session,
+    peer: SocketAddr,
+    reply: Reply,
+    pending: Vec<PendingAck>,
+}
+
+impl Run<'_> {
+    fn send(&mut self, msg: &Message) {
+        if let Err(e) = msg.encode_into(&mut self.reply.out) {
+            // Only a bug can build an unencodable answer; don't leave the
+            // peer waiting for it.
+            error!(
+                "action: encode | result: fail | peer: {} | error: {}",
+                self.peer,
+                clean(e)
+            );
+            self.reply.close = true;
+        }
+    }
+
+    /// Answers ERROR, logs why, and closes the connection.
+    fn refuse(&mut self, action: &str, code: ErrorCode, reason: &str) {
+        log!(
+            PEER_FAULT,
+            "action: {action} | result: fail | peer: {} | code: {} | error: {}",
+            self.peer,
+            code.name(),
+            clean(reason)
+        );
+        self.send(&Message::Error {
+            code,
+            message: reason.to_owned(),
+        });
+        self.reply.close = true;
+    }
+
+    fn refuse_store(&mut self, action: &str, e: &StoreError) {
+        let code = match e {
+            StoreError::Sequence { .. } => ErrorCode::Sequence,
+            StoreError::AlreadyDone => ErrorCode::AlreadyDone,
+            StoreError::DoneMismatch { .. } => ErrorCode::DoneMismatch,
+            StoreError::Storage(_) => ErrorCode::Storage,
+            StoreError::Closed => ErrorCode::ShuttingDown,
+        };
+        self.refuse(action, code, &e.to_string());
+    }
+
+    /// The agency of this connection, or an ERROR if it has not said HELLO.
+    fn agency(&mut self) -> Option<u32> {
+        if self.session.agency.is_none() {
+            self.refuse("request", ErrorCode::HelloRequired, "HELLO must come first");
+        }
+        self.session.agency
+    }
+
+    fn batch(&mut self, batch: Batch) {
+        let Some(agency) = self.agency() else { return };
+        let n = batch.bets.len();
+        if batch.agency != agency {
+            let reason = format!(
+                "batch for agency {} on agency {agency}'s connection",
+                batch.agency
+            );
+            return self.refuse("apuesta_recibida", ErrorCode::AgencyMismatch, &reason);
+        }
+        if self.session.done_sent {
+            return self.refuse_store("apuesta_recibida", &StoreError::AlreadyDone);
+        }
+        if let Err((i, e)) = message::validate_batch(&batch) {
+            log!(
+                PEER_FAULT,
+                "action: apuesta_recibida | result: fail | cantidad: {n} | agencia: {agency} | error: bet {i}: {}",
+                clean(&e)
+            );
+            self.send(&Message::Error {
+                code: ErrorCode::InvalidBet,
+                message: format!("bet {i} of the batch: {e}; nothing of the batch was stored"),
+            });
+            self.reply.close = true;
+            return;
+        }
+        match self
+            .handler
+            .store
+            .submit_batch(agency, batch.first_seq, &batch.bets)
+        {
+            Ok(ticket) => {
+                let single = match batch.bets.as_slice() {
+                    [bet] => Some((bet.document.clone(), bet.number)),
+                    _ => None,
+                };
+                self.pending.push(PendingAck {
+                    ticket,
+                    batch_len: n,
+                    single,
+                });
+            }
+            Err(e) => {
+                log!(
+                    PEER_FAULT,
+                    "action: apuesta_recibida | result: fail | cantidad: {n} | agencia: {agency} | error: {}",
+                    clean(&e)
+                );
+                self.refuse_store("apuesta_recibida", &e);
+            }
+        }
+    }
+
+    /// Waits for the commits of the batches handed in so far and answers
+    /// them. Returns false if one failed (the connection closes).
+    fn flush(&mut self) -> bool {
+        let agency = self.session.agency.unwrap_or(0);
+        for p in std::mem::take(&mut self.pending) {
+            if self.reply.close {
+                break;
+            }
+            match p.ticket.wait() {
+                Ok(next_seq) => {
+                    let n = p.batch_len;
+                    if p.ticket.duplicate {
+                        info!(
+                            "action: apuesta_duplicada | result: success | cantidad: {n} | agencia: {agency}"
+                        );
+                    } else {
+                        info!(
+                            "action: apuesta_recibida | result: success | cantidad: {n} | agencia: {agency}"
+                        );
+                        if let Some((dni, numero)) = &p.single {
+                            info!(
+                                "action: apuesta_almacenada | result: success | dni: {dni} | numero: {numero}"
+                            );
+                        }
+                    }
+                    self.send(&Message::Ack { next_seq });
+                }
+                Err(e) => {
+                    error!(
+                        "action: apuesta_recibida | result: fail | cantidad: {} | agencia: {agency} | error: {}",
+                        p.batch_len,
+                        clean(&e)
+                    );
+                    self.refuse_store("apuesta_recibida", &e);
+                }
+            }
+        }
+        !self.reply.close
+    }
+
+    fn other(&mut self, msg: Message) {
+        match msg {
+            Message::Echo(bytes) => self.send(&Message::Echo(bytes)),
+            Message::Bye => {
+                debug!("action: bye | result: success | peer: {}", self.peer);
+                self.reply.close = true;
+            }
+            Message::Hello { version, agency } => self.hello(version, agency),
+            Message::Done { total } => self.done(total),
+            Message::WinnersQuery { offset } => self.winners(offset),
+            Message::Batch(batch) => self.batch(batch),
+            Message::HelloOk { .. }
+            | Message::Ack { .. }
+            | Message::Error { .. }
+            | Message::Winners { .. }
+            | Message::NotReady { .. } => {
+                let reason = format!(
+                    "message type 0x{:02x} is only sent by the server",
+                    msg.kind()
+                );
+                self.refuse("request", ErrorCode::UnexpectedMessage, &reason);
+            }
+        }
+    }
+
+    fn hello(&mut self, version: u8, agency: u32) {
+        if let Some(current) = self.session.agency {
+            let reason = format!("this connection already said HELLO as agency {current}");
+            return self.refuse("hello", ErrorCode::DuplicateHello, &reason);
+        }
+        if version != PROTOCOL_VERSION {
+            let reason = format!(
+                "protocol version {version} not supported (this server speaks {PROTOCOL_VERSION})"
+            );
+            return self.refuse("hello", ErrorCode::UnsupportedVersion, &reason);
+        }
+        let agencies = self.handler.store.agencies();
+        if agency == 0 || agency > agencies {
+            let reason = format!("agency {agency} is outside 1..={agencies}");
+            return self.refuse("hello", ErrorCode::UnknownAgency, &reason);
+        }
+        match self.handler.store.position(agency) {
+            Ok((next_seq, done)) => {
+                self.session.agency = Some(agency);
+                info!(
+                    "action: hello | result: success | agencia: {agency} | peer: {} | next_seq: {next_seq} | done: {done}",
+                    self.peer
+                );
+                self.send(&Message::HelloOk { next_seq, done });
+            }
+            Err(e) => self.refuse_store("hello", &e),
+        }
+    }
+
+    fn done(&mut self, total: u64) {
+        let Some(agency) = self.agency() else { return };
+        if self.session.done_sent {
+            return self.refuse(
+                "agencia_finalizada",
+                ErrorCode::DoneTwice,
+                "DONE already sent on this connection",
+            );
+        }
+        self.session.done_sent = true;
+        match self
+            .handler
+            .store
+            .submit_done(agency, total)
+            .and_then(|t| t.wait())
+        {
+            Ok(_) => {
+                info!(
+                    "action: agencia_finalizada | result: success | agencia: {agency} | apuestas: {total}"
+                );
+                self.send(&Message::Ack { next_seq: total });
+            }
+            Err(e) => self.refuse_store("agencia_finalizada", &e),
+        }
+    }
+
+    fn winners(&mut self, offset: u32) {
+        let Some(agency) = self.agency() else { return };
+        match self.handler.store.winners(agency) {
+            Ok(WinnersAnswer::NotReady { finished, expected }) => {
+                debug!(
+                    "action: consulta_ganadores | result: in_progress | agencia: {agency} | finalizadas: {finished}"
+                );
+                self.send(&Message::NotReady { finished, expected });
+            }
+            Ok(WinnersAnswer::Ready(all)) => {
+                let start = offset as usize;
+                if start > all.len() {
+                    let reason = format!("offset {offset} beyond {} winners", all.len());
+                    return self.refuse("consulta_ganadores", ErrorCode::BadOffset, &reason);
+                }
+                // As many documents as fit in one frame; the agency asks again
+                // from where this page ends.
+                let room = MAX_PAYLOAD_LEN - WINNERS_HEADER_LEN;
+                let mut used = 0;
+                let mut page = Vec::new();
+                for doc in &all[start..] {
+                    if used + 1 + doc.len() > room || page.len() == usize::from(u16::MAX) {
+                        break;
+                    }
+                    used += 1 + doc.len();
+                    page.push(doc.clone());
+                }
+                if start == 0 {
+                    info!(
+                        "action: ganadores_enviados | result: success | agencia: {agency} | cant_ganadores: {}",
+                        all.len()
+                    );
+                }
+                self.send(&Message::Winners {
+                    total: all.len() as u32,
+                    offset,
+                    documents: page,
+                });
+            }
+            Err(e) => self.refuse_store("consulta_ganadores", &e),
+        }
+    }
+}

@@ -1,0 +1,621 @@
+//! The event loop: the only code that touches the server's sockets.
+//!
+//! It accepts connections, reads into each connection's own buffer, cuts
+//! whole frames out of it, and hands them to the pool; a connection has at
+//! most one job in the pool at a time, so its requests are answered in
+//! order. Workers send their answers back over a channel and wake the loop,
+//! which writes them out without blocking. Timeouts (idle, slow frame, peer
+//! not reading) are checked on every tick, and the connection limit is
+//! enforced at accept time.
+
+use super::ServerError;
+use super::handler::{Handler, Reply, Session};
+use crate::config::ServerConfig;
+use crate::framing::{self, Frame, FrameError};
+use crate::logging::{PEER_FAULT, clean};
+use crate::message::{ErrorCode, Message};
+use crate::shutdown::Shutdown;
+use log::{debug, error, info, log};
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Token, Waker};
+use std::collections::HashMap;
+use std::io::{self, ErrorKind, Read, Write};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::time::{Duration, Instant};
+use threadpool::ThreadPool;
+
+const LISTENER: Token = Token(0);
+const WAKER: Token = Token(1);
+const FIRST_CONN: usize = 2;
+/// How often timeouts are checked when nothing else happens.
+const TICK: Duration = Duration::from_millis(100);
+/// Bytes buffered per connection before the loop stops reading from it
+/// (TCP then slows the peer down): a few full frames.
+const MAX_INBUF: usize = 8 * framing::MAX_FRAME_LEN;
+/// Answers waiting to be written before the loop stops serving requests
+/// of that connection until the peer reads them.
+const MAX_OUTBUF: usize = 8 * framing::MAX_FRAME_LEN;
+/// How long shutdown waits for requests already in the pool.
+const SHUTDOWN_GRACE: Duration = Duration::from_millis(500);
+
+/// Resource limits of connections.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_connections: usize,
+    pub idle_timeout: Duration,
+    pub frame_timeout: Duration,
+    pub write_timeout: Duration,
+    pub max_frame: usize,
+}
+
+impl Limits {
+    pub fn from_config(c: &ServerConfig) -> Limits {
+        Limits {
+            max_connections: c.max_connections,
+            idle_timeout: c.idle_timeout,
+            frame_timeout: c.frame_timeout,
+            write_timeout: c.write_timeout,
+            max_frame: c.max_frame_size,
+        }
+    }
+}
+
+/// A worker's answer for one connection.
+struct Completion {
+    token: Token,
+    session: Session,
+    reply: Reply,
+}
+
+struct Conn {
+    stream: TcpStream,
+    peer: SocketAddr,
+    inbuf: Vec<u8>,
+    outbuf: Vec<u8>,
+    /// Bytes of `outbuf` already written.
+    out_pos: usize,
+    session: Session,
+    /// A job of this connection is in the pool.
+    busy: bool,
+    /// The peer closed its side; serve what is buffered, then close.
+    read_closed: bool,
+    /// Close once `outbuf` is written (after an ERROR, a BYE...).
+    closing: bool,
+    writable_interest: bool,
+    last_activity: Instant,
+    /// When the incomplete frame at the front of `inbuf` started arriving.
+    frame_started: Option<Instant>,
+    /// Since when answers have been waiting for the peer to read them.
+    write_blocked_since: Option<Instant>,
+}
+
+impl Conn {
+    fn pending_out(&self) -> usize {
+        self.outbuf.len() - self.out_pos
+    }
+}
+
+/// How a connection should end.
+enum Close {
+    Normal(&'static str),
+    Fault(ErrorCode, String),
+}
+
+pub(super) struct Reactor {
+    poll: Poll,
+    listener: Option<TcpListener>,
+    waker: Arc<Waker>,
+    conns: HashMap<Token, Conn>,
+    next_token: usize,
+    handler: Arc<Handler>,
+    pool: ThreadPool,
+    done_tx: Sender<Completion>,
+    done_rx: Receiver<Completion>,
+    limits: Limits,
+    shutdown: Shutdown,
+}
+
+impl Reactor {
+    pub(super) fn new(
+        listener: std::net::TcpListener,
+        handler: Handler,
+        pool: ThreadPool,
+        limits: Limits,
+        shutdown: Shutdown,
+    ) -> Result<Reactor, ServerError> {
+        let io = |action| move |source| ServerError::Io { action, source };
+        listener
+            .set_nonblocking(true)
+            .map_err(io("make the listener non-blocking"))?;
+        let mut listener = TcpListener::from_std(listener);
+        let poll = Poll::new().map_err(io("create the poller"))?;
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)
+            .map_err(io("register the listener"))?;
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER).map_err(io("create the waker"))?);
+        let w = Arc::clone(&waker);
+        shutdown.on_trigger(move || {
+            // Nothing to do if the loop is already gone.
+            let _ = w.wake();
+        });
+        let (done_tx, done_rx) = mpsc::channel();
+        Ok(Reactor {
+            poll,
+            listener: Some(listener),
+            waker,
+            conns: HashMap::new(),
+            next_token: FIRST_CONN,
+            handler: Arc::new(handler),
+            pool,
+            done_tx,
+            done_rx,
+            limits,
+            shutdown,
+        })
+    }
+
+    /// Serves until shutdown, then closes the listener and every connection.
+    pub(super) fn run(mut self) -> Result<(), ServerError> {
+        let mut events = Events::with_capacity(1024);
+        let mut last_sweep = Instant::now();
+        while !self.shutdown.is_triggered() {
+            if let Err(e) = self.poll.poll(&mut events, Some(TICK)) {
+                if e.kind() == ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(ServerError::Io {
+                    action: "poll sockets",
+                    source: e,
+                });
+            }
+            for event in events.iter() {
+                match event.token() {
+                    LISTENER => self.accept_all(),
+                    WAKER => {}
+                    token => {
+                        if event.is_readable() || event.is_read_closed() || event.is_error() {
+                            self.on_readable(token);
+                        }
+                        if event.is_writable() {
+                            self.flush(token);
+                        }
+                    }
+                }
+            }
+            self.take_completions();
+            if last_sweep.elapsed() >= TICK {
+                self.sweep_timeouts();
+                last_sweep = Instant::now();
+            }
+        }
+        self.close_all();
+        Ok(())
+    }
+
+    fn accept_all(&mut self) {
+        loop {
+            let Some(listener) = &self.listener else {
+                return;
+            };
+            let (stream, peer) = match listener.accept() {
+                Ok(pair) => pair,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    // Out of descriptors, or the peer gave up while queued:
+                    // log and carry on; the listener itself is fine.
+                    error!("action: accept | result: fail | error: {}", clean(e));
+                    return;
+                }
+            };
+            if self.conns.len() >= self.limits.max_connections && !self.evict_one() {
+                refuse_busy(stream, peer, self.limits.max_connections);
+                continue;
+            }
+            self.add(stream, peer);
+        }
+    }
+
+    /// Makes room by closing the oldest connection that has not said HELLO
+    /// and has nothing in the pool: a flood of silent connections evicts
+    /// itself, never an agency at work.
+    fn evict_one(&mut self) -> bool {
+        let victim = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.session.agency.is_none() && !c.busy)
+            .min_by_key(|(_, c)| c.last_activity)
+            .map(|(t, _)| *t);
+        match victim {
+            Some(token) => {
+                self.close(
+                    token,
+                    Close::Fault(
+                        ErrorCode::Busy,
+                        "evicted: connection limit reached and this connection never said HELLO"
+                            .into(),
+                    ),
+                );
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn add(&mut self, mut stream: TcpStream, peer: SocketAddr) {
+        // ACKs are small and awaited: don't let Nagle hold them back.
+        let _ = stream.set_nodelay(true);
+        let token = Token(self.next_token);
+        self.next_token += 1;
+        if let Err(e) = self
+            .poll
+            .registry()
+            .register(&mut stream, token, Interest::READABLE)
+        {
+            error!(
+                "action: accept | result: fail | peer: {peer} | error: {}",
+                clean(e)
+            );
+            return;
+        }
+        debug!("action: accept | result: success | peer: {peer}");
+        self.conns.insert(
+            token,
+            Conn {
+                stream,
+                peer,
+                inbuf: Vec::new(),
+                outbuf: Vec::new(),
+                out_pos: 0,
+                session: Session::default(),
+                busy: false,
+                read_closed: false,
+                closing: false,
+                writable_interest: false,
+                last_activity: Instant::now(),
+                frame_started: None,
+                write_blocked_since: None,
+            },
+        );
+    }
+
+    /// Reads what the socket has (up to the buffer limit), then serves.
+    fn on_readable(&mut self, token: Token) {
+        let Some(conn) = self.conns.get_mut(&token) else {
+            return;
+        };
+        let mut chunk = [0u8; 16 * 1024];
+        while !conn.read_closed && conn.inbuf.len() < MAX_INBUF {
+            match conn.stream.read(&mut chunk) {
+                Ok(0) => conn.read_closed = true,
+                Ok(n) => {
+                    conn.inbuf.extend_from_slice(&chunk[..n]);
+                    conn.last_activity = Instant::now();
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => {
+                    let reason = format!("read failed: {e}");
+                    return self.close(token, Close::Fault(ErrorCode::Truncated, reason));
+                }
+            }
+        }
+        self.dispatch(token);
+    }
+
+    /// Hands every whole frame of the connection to the pool, if it has no
+    /// job there already; closes it when it is finished.
+    fn dispatch(&mut self, token: Token) {
+        let Some(conn) = self.conns.get_mut(&token) else {
+            return;
+        };
+        if conn.busy || conn.closing || conn.pending_out() > MAX_OUTBUF {
+            return;
+        }
+        let mut frames = Vec::new();
+        let mut used = 0;
+        loop {
+            match framing::decode(&conn.inbuf[used..], self.limits.max_frame) {
+                Ok(Some(found)) => {
+                    frames.push(Frame {
+                        kind: found.kind,
+                        payload: found.payload.to_vec(),
+                    });
+                    used += found.len;
+                }
+                Ok(None) => break,
+                Err(e @ FrameError::TooLarge { .. }) => {
+                    // Everything before the oversize header is still served.
+                    if frames.is_empty() {
+                        conn.inbuf.clear();
+                        return self
+                            .close(token, Close::Fault(ErrorCode::FrameTooLarge, e.to_string()));
+                    }
+                    break;
+                }
+                Err(e) => {
+                    return self.close(token, Close::Fault(ErrorCode::Truncated, e.to_string()));
+                }
+            }
+        }
+        conn.inbuf.drain(..used);
+        conn.frame_started = match (conn.inbuf.is_empty(), conn.frame_started, used) {
+            (true, _, _) => None,
+            (false, Some(t), 0) => Some(t),
+            (false, _, _) => Some(Instant::now()),
+        };
+        if frames.is_empty() {
+            if conn.read_closed {
+                if conn.inbuf.is_empty() {
+                    self.close_when_flushed(token, "peer closed");
+                } else {
+                    let n = conn.inbuf.len();
+                    let reason = format!("stream ended inside a frame ({n} bytes)");
+                    self.close(token, Close::Fault(ErrorCode::Truncated, reason));
+                }
+            }
+            return;
+        }
+        conn.busy = true;
+        let mut session = conn.session;
+        let peer = conn.peer;
+        let handler = Arc::clone(&self.handler);
+        let tx = self.done_tx.clone();
+        let waker = Arc::clone(&self.waker);
+        self.pool.execute(move || {
+            // A bug in one request must not leave its connection hanging
+            // forever: answer and close it instead.
+            let reply = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                handler.handle(&mut session, peer, frames)
+            }))
+            .unwrap_or_else(|_| {
+                error!(
+                    "action: request | result: fail | peer: {peer} | error: internal error (panic)"
+                );
+                let mut out = Vec::new();
+                let _ = Message::Error {
+                    code: ErrorCode::Storage,
+                    message: "internal error".into(),
+                }
+                .encode_into(&mut out);
+                Reply { out, close: true }
+            });
+            // The loop may be gone at shutdown; then nobody needs the answer.
+            if tx
+                .send(Completion {
+                    token,
+                    session,
+                    reply,
+                })
+                .is_ok()
+            {
+                let _ = waker.wake();
+            }
+        });
+    }
+
+    fn take_completions(&mut self) {
+        while let Ok(done) = self.done_rx.try_recv() {
+            self.complete(done);
+        }
+    }
+
+    fn complete(&mut self, done: Completion) {
+        let Some(conn) = self.conns.get_mut(&done.token) else {
+            return;
+        };
+        conn.busy = false;
+        conn.session = done.session;
+        conn.outbuf.extend_from_slice(&done.reply.out);
+        conn.last_activity = Instant::now();
+        if done.reply.close {
+            conn.closing = true;
+        }
+        self.flush(done.token);
+        // Frames may have queued up meanwhile, and reading may have
+        // stopped at the buffer limit: continue.
+        self.on_readable(done.token);
+    }
+
+    /// Writes what the connection has to send, without blocking.
+    fn flush(&mut self, token: Token) {
+        let Some(conn) = self.conns.get_mut(&token) else {
+            return;
+        };
+        while conn.out_pos < conn.outbuf.len() {
+            match conn.stream.write(&conn.outbuf[conn.out_pos..]) {
+                Ok(0) => {
+                    return self.close(token, Close::Normal("peer stopped reading"));
+                }
+                Ok(n) => {
+                    conn.out_pos += n;
+                    conn.write_blocked_since = None;
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(_) => return self.close(token, Close::Normal("peer reset while we wrote")),
+            }
+        }
+        let done = conn.out_pos == conn.outbuf.len();
+        if done {
+            conn.outbuf.clear();
+            conn.out_pos = 0;
+            conn.write_blocked_since = None;
+        } else if conn.write_blocked_since.is_none() {
+            conn.write_blocked_since = Some(Instant::now());
+        }
+        if done == conn.writable_interest {
+            let interest = if done {
+                Interest::READABLE
+            } else {
+                Interest::READABLE | Interest::WRITABLE
+            };
+            if self
+                .poll
+                .registry()
+                .reregister(&mut conn.stream, token, interest)
+                .is_err()
+            {
+                return self.close(token, Close::Normal("cannot watch socket"));
+            }
+            conn.writable_interest = !done;
+        }
+        if done && conn.closing && !conn.busy {
+            self.close(token, Close::Normal("closed after answer"));
+        } else if done && !conn.busy && !conn.inbuf.is_empty() {
+            // Serving had paused on a full output buffer.
+            self.dispatch(token);
+        }
+    }
+
+    fn close_when_flushed(&mut self, token: Token, why: &'static str) {
+        let Some(conn) = self.conns.get_mut(&token) else {
+            return;
+        };
+        if conn.pending_out() == 0 && !conn.busy {
+            self.close(token, Close::Normal(why));
+        } else {
+            conn.closing = true;
+        }
+    }
+
+    fn sweep_timeouts(&mut self) {
+        let now = Instant::now();
+        let mut expired = Vec::new();
+        for (token, c) in &self.conns {
+            if c.busy {
+                continue;
+            }
+            let reason = if c
+                .write_blocked_since
+                .is_some_and(|t| now - t > self.limits.write_timeout)
+            {
+                Some(format!(
+                    "peer read nothing for {:?}",
+                    self.limits.write_timeout
+                ))
+            } else if c
+                .frame_started
+                .is_some_and(|t| now - t > self.limits.frame_timeout)
+            {
+                Some(format!(
+                    "frame incomplete after {:?}",
+                    self.limits.frame_timeout
+                ))
+            } else if c.pending_out() == 0 && now - c.last_activity > self.limits.idle_timeout {
+                Some(format!("idle for {:?}", self.limits.idle_timeout))
+            } else {
+                None
+            };
+            if let Some(reason) = reason {
+                expired.push((*token, reason));
+            }
+        }
+        for (token, reason) in expired {
+            self.close(token, Close::Fault(ErrorCode::Timeout, reason));
+        }
+    }
+
+    /// Closes a connection now, with a best-effort ERROR for faults.
+    fn close(&mut self, token: Token, how: Close) {
+        let Some(mut conn) = self.conns.remove(&token) else {
+            return;
+        };
+        let peer = conn.peer;
+        let agency = conn
+            .session
+            .agency
+            .map_or_else(|| "-".to_owned(), |a| a.to_string());
+        match how {
+            Close::Normal(why) => {
+                debug!(
+                    "action: close_connection | result: success | peer: {peer} | agencia: {agency} | reason: {why}"
+                );
+            }
+            Close::Fault(code, reason) => {
+                log!(
+                    PEER_FAULT,
+                    "action: close_connection | result: fail | peer: {peer} | agencia: {agency} | code: {} | error: {}",
+                    code.name(),
+                    clean(&reason)
+                );
+                let mut out = Vec::new();
+                if (Message::Error {
+                    code,
+                    message: reason,
+                })
+                .encode_into(&mut out)
+                .is_ok()
+                {
+                    // One try: the socket is non-blocking and we are leaving.
+                    let _ = conn.stream.write(&out);
+                }
+            }
+        }
+        let _ = self.poll.registry().deregister(&mut conn.stream);
+        let _ = conn.stream.shutdown(std::net::Shutdown::Both);
+    }
+
+    /// Shutdown: stop accepting, let requests in the pool finish (briefly),
+    /// send their answers, close every connection.
+    fn close_all(&mut self) {
+        if let Some(mut listener) = self.listener.take() {
+            let _ = self.poll.registry().deregister(&mut listener);
+            drop(listener);
+            info!("action: close_listener | result: success");
+        }
+        let deadline = Instant::now() + SHUTDOWN_GRACE;
+        while self.conns.values().any(|c| c.busy) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.done_rx.recv_timeout(left) {
+                Ok(done) => self.complete(done),
+                Err(_) => break,
+            }
+        }
+        let tokens: Vec<Token> = self.conns.keys().copied().collect();
+        let count = tokens.len();
+        for token in tokens {
+            if let Some(conn) = self.conns.get_mut(&token) {
+                // Best effort: answers already computed go out if the
+                // socket takes them now.
+                let _ = write_now(&mut conn.stream, &conn.outbuf[conn.out_pos..]);
+                let peer = conn.peer;
+                self.close(token, Close::Normal("server shutting down"));
+                info!("action: close_connection | result: success | peer: {peer}");
+            }
+        }
+        info!("action: close_connections | result: success | count: {count}");
+    }
+}
+
+fn write_now(stream: &mut TcpStream, mut bytes: &[u8]) -> io::Result<()> {
+    while !bytes.is_empty() {
+        let n = stream.write(bytes)?;
+        if n == 0 {
+            break;
+        }
+        bytes = &bytes[n..];
+    }
+    Ok(())
+}
+
+/// Answers a connection over the limit with ERROR(busy) and drops it.
+fn refuse_busy(mut stream: TcpStream, peer: SocketAddr, limit: usize) {
+    let reason = format!("too many connections (limit {limit}); try again later");
+    log!(
+        PEER_FAULT,
+        "action: accept | result: fail | peer: {peer} | code: busy | error: {reason}"
+    );
+    let mut out = Vec::new();
+    if (Message::Error {
+        code: ErrorCode::Busy,
+        message: reason,
+    })
+    .encode_into(&mut out)
+    .is_ok()
+    {
+        let _ = stream.write(&out);
+    }
+}

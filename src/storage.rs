@@ -1,0 +1,816 @@
+//! Storage: the bets file (`bets.csv`) and its commit journal.
+//!
+//! `bets.csv` holds one CSV row per bet, `agency,first_name,last_name,
+//! document,birthdate,number`, minimally quoted, readable by any CSV tool.
+//! Beside it, `bets.csv.journal` holds one text line per commit:
+//!
+//! ```text
+//! end=4096 counts=1:120,3:80 done=2 crc=1a2b3c4d
+//! ```
+//!
+//! A commit appends rows to `bets.csv`, syncs it, then appends a journal
+//! line saying where the file now ends, the new totals of the agencies it
+//! touched and the agencies that finished, and syncs the journal. The
+//! journal line is the commit point: on start, [`Storage::open`] truncates
+//! `bets.csv` to the end the last intact journal line names, so a crash in
+//! the middle of a commit leaves none of it behind (commits are atomic), and
+//! everything that was acknowledged (after both syncs) is kept.
+//!
+//! This type is single-threaded; `store::StoreManager` shares it.
+
+use crate::bet::{self, Bet};
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+
+/// When the storage calls `fsync`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncMode {
+    /// Every commit is synced before it is acknowledged (the default).
+    Always,
+    /// Never sync: faster, but a power loss may lose acknowledged bets.
+    /// A killed process loses nothing (the kernel still has the data).
+    None,
+}
+
+impl SyncMode {
+    /// Parses `always` or `none` (any case).
+    pub fn parse(s: &str) -> Option<SyncMode> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "always" => Some(SyncMode::Always),
+            "none" => Some(SyncMode::None),
+            _ => None,
+        }
+    }
+}
+
+/// Errors of the storage layer, each with the file it concerns.
+#[derive(Debug)]
+pub enum StorageError {
+    Io {
+        path: PathBuf,
+        action: &'static str,
+        source: io::Error,
+    },
+    /// The file's content cannot be what this program wrote.
+    Corrupt { path: PathBuf, reason: String },
+    /// An earlier failure left the files in a state this process cannot
+    /// repair; a restart recovers them.
+    Broken { reason: String },
+}
+
+impl fmt::Display for StorageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StorageError::Io {
+                path,
+                action,
+                source,
+            } => write!(f, "cannot {action} {}: {source}", path.display()),
+            StorageError::Corrupt { path, reason } => {
+                write!(f, "{} is corrupt: {reason}", path.display())
+            }
+            StorageError::Broken { reason } => {
+                write!(f, "storage unusable until restart: {reason}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for StorageError {}
+
+fn io_err<'a>(path: &'a Path, action: &'static str) -> impl FnOnce(io::Error) -> StorageError + 'a {
+    move |source| StorageError::Io {
+        path: path.to_owned(),
+        action,
+        source,
+    }
+}
+
+/// What [`Storage::open`] found and repaired.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Recovery {
+    /// Bytes cut from the end of `bets.csv` (an unfinished commit or a torn row).
+    pub dropped_data_bytes: u64,
+    /// Bytes cut from the end of the journal (a torn journal line).
+    pub dropped_journal_bytes: u64,
+    /// The journal was missing or empty and was rebuilt by reading `bets.csv`.
+    pub rebuilt_journal: bool,
+}
+
+/// The bets file and its journal, open for appending.
+#[derive(Debug)]
+pub struct Storage {
+    data: File,
+    data_path: PathBuf,
+    journal: File,
+    journal_path: PathBuf,
+    /// Length of `bets.csv` covered by the journal.
+    committed_len: u64,
+    journal_len: u64,
+    counts: BTreeMap<u32, u64>,
+    done: BTreeSet<u32>,
+    sync: SyncMode,
+    broken: Option<String>,
+}
+
+/// The journal's path for a given bets file: the same name plus `.journal`.
+pub fn journal_path(data_path: &Path) -> PathBuf {
+    let mut name = data_path.as_os_str().to_owned();
+    name.push(".journal");
+    PathBuf::from(name)
+}
+
+impl Storage {
+    /// Opens (creating if needed) the bets file at `path` and its journal,
+    /// and recovers from an interrupted commit.
+    ///
+    /// # Errors
+    /// Files that cannot be opened, read or repaired, and a bets file
+    /// shorter than its journal says (data lost outside this program).
+    pub fn open(path: &Path, sync: SyncMode) -> Result<(Storage, Recovery), StorageError> {
+        let data_path = path.to_owned();
+        let journal_path = journal_path(path);
+        let created = !data_path.exists() || !journal_path.exists();
+        let open = |p: &Path| {
+            OpenOptions::new()
+                .read(true)
+                .append(true)
+                .create(true)
+                .open(p)
+                .map_err(io_err(p, "open"))
+        };
+        let data = open(&data_path)?;
+        let journal = open(&journal_path)?;
+        if created && sync == SyncMode::Always {
+            sync_parent_dir(&data_path)?;
+        }
+        let mut storage = Storage {
+            data,
+            data_path,
+            journal,
+            journal_path,
+            committed_len: 0,
+            journal_len: 0,
+            counts: BTreeMap::new(),
+            done: BTreeSet::new(),
+            sync,
+            broken: None,
+        };
+        let recovery = storage.recover()?;
+        Ok((storage, recovery))
+    }
+
+    fn recover(&mut self) -> Result<Recovery, StorageError> {
+        let mut recovery = Recovery::default();
+        let mut text = Vec::new();
+        (&self.journal)
+            .read_to_end(&mut text)
+            .map_err(io_err(&self.journal_path, "read"))?;
+        let mut good = 0usize;
+        let mut records = 0usize;
+        for line in text.split_inclusive(|b| *b == b'\n') {
+            let Some(rec) = line.strip_suffix(b"\n").and_then(JournalRecord::parse) else {
+                break;
+            };
+            good += line.len();
+            records += 1;
+            self.committed_len = rec.end;
+            self.counts.extend(rec.counts);
+            self.done.extend(rec.done);
+        }
+        if good < text.len() {
+            recovery.dropped_journal_bytes = (text.len() - good) as u64;
+            self.journal
+                .set_len(good as u64)
+                .map_err(io_err(&self.journal_path, "truncate"))?;
+        }
+        self.journal_len = good as u64;
+
+        let data_len = self
+            .data
+            .metadata()
+            .map_err(io_err(&self.data_path, "stat"))?
+            .len();
+        if records == 0 {
+            if data_len > 0 {
+                // No journal (deleted, or a file from elsewhere): trust the
+                // rows, drop a torn last one, and write a fresh journal.
+                let (good_len, counts) = scan_rows(&self.data_path)?;
+                recovery.dropped_data_bytes = data_len - good_len;
+                self.truncate_data(good_len)?;
+                let all: Vec<(u32, u64)> = counts.into_iter().collect();
+                self.write_journal(good_len, &all, &[])?;
+                self.counts.extend(all);
+                recovery.rebuilt_journal = true;
+            }
+            return Ok(recovery);
+        }
+        if data_len < self.committed_len {
+            return Err(StorageError::Corrupt {
+                path: self.data_path.clone(),
+                reason: format!(
+                    "it has {data_len} bytes but its journal says {} were committed \
+                     (data lost outside this program); refusing to start",
+                    self.committed_len
+                ),
+            });
+        }
+        recovery.dropped_data_bytes = data_len - self.committed_len;
+        self.truncate_data(self.committed_len)?;
+        Ok(recovery)
+    }
+
+    fn truncate_data(&mut self, len: u64) -> Result<(), StorageError> {
+        let current = self
+            .data
+            .metadata()
+            .map_err(io_err(&self.data_path, "stat"))?
+            .len();
+        if current != len {
+            self.data
+                .set_len(len)
+                .map_err(io_err(&self.data_path, "truncate"))?;
+            if self.sync == SyncMode::Always {
+                self.data
+                    .sync_all()
+                    .map_err(io_err(&self.data_path, "sync"))?;
+            }
+        }
+        self.committed_len = len;
+        Ok(())
+    }
+
+    /// Bets stored per agency (agencies with none are absent).
+    pub fn counts(&self) -> &BTreeMap<u32, u64> {
+        &self.counts
+    }
+
+    /// Agencies whose DONE is recorded.
+    pub fn done(&self) -> &BTreeSet<u32> {
+        &self.done
+    }
+
+    /// Path of the bets file.
+    pub fn path(&self) -> &Path {
+        &self.data_path
+    }
+
+    /// Bytes of the bets file that are committed.
+    pub fn committed_len(&self) -> u64 {
+        self.committed_len
+    }
+
+    /// Appends `bets` as one commit. The simple, single-threaded way in;
+    /// the server batches many callers into one [`Storage::commit`].
+    ///
+    /// # Errors
+    /// As [`Storage::commit`].
+    pub fn store_bets(&mut self, bets: &[Bet]) -> Result<(), StorageError> {
+        let mut rows = Vec::new();
+        let mut added: BTreeMap<u32, u64> = BTreeMap::new();
+        for bet in bets {
+            encode_row(&mut rows, bet);
+            *added.entry(bet.agency).or_default() += 1;
+        }
+        let added: Vec<(u32, u64)> = added.into_iter().collect();
+        self.commit(&rows, &added, &[])
+    }
+
+    /// Appends already encoded `rows` (see [`encode_row`]) holding `added`
+    /// new bets per agency, records `done` agencies, and makes it all
+    /// durable as one unit.
+    ///
+    /// On failure nothing of this commit remains: the files are cut back to
+    /// the previous commit. If even that fails, the storage refuses every
+    /// further commit until the process restarts and recovers.
+    ///
+    /// # Errors
+    /// Any write, sync or truncate error, with the file it concerns.
+    pub fn commit(
+        &mut self,
+        rows: &[u8],
+        added: &[(u32, u64)],
+        done: &[u32],
+    ) -> Result<(), StorageError> {
+        if let Some(reason) = &self.broken {
+            return Err(StorageError::Broken {
+                reason: reason.clone(),
+            });
+        }
+        let end = self.committed_len + rows.len() as u64;
+        let totals: Vec<(u32, u64)> = added
+            .iter()
+            .map(|&(agency, n)| (agency, self.counts.get(&agency).copied().unwrap_or(0) + n))
+            .collect();
+        let result = self
+            .append_data(rows)
+            .and_then(|()| self.write_journal(end, &totals, done));
+        match result {
+            Ok(()) => {
+                self.committed_len = end;
+                self.counts.extend(totals);
+                self.done.extend(done.iter().copied());
+                Ok(())
+            }
+            Err(e) => {
+                self.roll_back();
+                Err(e)
+            }
+        }
+    }
+
+    fn append_data(&mut self, rows: &[u8]) -> Result<(), StorageError> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        self.data
+            .write_all(rows)
+            .map_err(io_err(&self.data_path, "append to"))?;
+        if self.sync == SyncMode::Always {
+            self.data
+                .sync_data()
+                .map_err(io_err(&self.data_path, "sync"))?;
+        }
+        Ok(())
+    }
+
+    fn write_journal(
+        &mut self,
+        end: u64,
+        totals: &[(u32, u64)],
+        done: &[u32],
+    ) -> Result<(), StorageError> {
+        let line = JournalRecord {
+            end,
+            counts: totals.to_vec(),
+            done: done.to_vec(),
+        }
+        .to_line();
+        self.journal
+            .write_all(line.as_bytes())
+            .map_err(io_err(&self.journal_path, "append to"))?;
+        if self.sync == SyncMode::Always {
+            self.journal
+                .sync_data()
+                .map_err(io_err(&self.journal_path, "sync"))?;
+        }
+        self.journal_len += line.len() as u64;
+        Ok(())
+    }
+
+    /// Cuts both files back to the last commit after a failed one.
+    fn roll_back(&mut self) {
+        let data = self.data.set_len(self.committed_len);
+        let journal = self.journal.set_len(self.journal_len);
+        if let Err(e) = data.and(journal) {
+            self.broken = Some(format!("could not roll back a failed commit: {e}"));
+        }
+    }
+}
+
+/// Makes a newly created file's directory entry durable.
+fn sync_parent_dir(path: &Path) -> Result<(), StorageError> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err(dir, "sync directory"))
+}
+
+/// One journal line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct JournalRecord {
+    end: u64,
+    counts: Vec<(u32, u64)>,
+    done: Vec<u32>,
+}
+
+impl JournalRecord {
+    fn body(&self) -> String {
+        let counts: Vec<String> = self
+            .counts
+            .iter()
+            .map(|(a, n)| format!("{a}:{n}"))
+            .collect();
+        let done: Vec<String> = self.done.iter().map(u32::to_string).collect();
+        let or_dash = |v: Vec<String>| {
+            if v.is_empty() {
+                "-".to_owned()
+            } else {
+                v.join(",")
+            }
+        };
+        format!(
+            "end={} counts={} done={}",
+            self.end,
+            or_dash(counts),
+            or_dash(done)
+        )
+    }
+
+    fn to_line(&self) -> String {
+        let body = self.body();
+        let crc = crc32fast::hash(body.as_bytes());
+        format!("{body} crc={crc:08x}\n")
+    }
+
+    /// Parses a line (without its newline); `None` if torn or damaged.
+    fn parse(line: &[u8]) -> Option<JournalRecord> {
+        let line = std::str::from_utf8(line).ok()?;
+        let (body, crc) = line.rsplit_once(" crc=")?;
+        if u32::from_str_radix(crc, 16).ok()? != crc32fast::hash(body.as_bytes()) {
+            return None;
+        }
+        let mut parts = body.split(' ');
+        let end = parts.next()?.strip_prefix("end=")?.parse().ok()?;
+        let counts_text = parts.next()?.strip_prefix("counts=")?;
+        let done_text = parts.next()?.strip_prefix("done=")?;
+        if parts.next().is_some() {
+            return None;
+        }
+        let list = |t: &str| -> Vec<String> {
+            if t == "-" {
+                Vec::new()
+            } else {
+                t.split(',').map(str::to_owned).collect()
+            }
+        };
+        let mut counts = Vec::new();
+        for item in list(counts_text) {
+            let (a, n) = item.split_once(':')?;
+            counts.push((a.parse().ok()?, n.parse().ok()?));
+        }
+        let mut done = Vec::new();
+        for item in list(done_text) {
+            done.push(item.parse().ok()?);
+        }
+        Some(JournalRecord { end, counts, done })
+    }
+}
+
+/// Appends one CSV row for `bet` to `out`, quoting only fields that need it.
+pub fn encode_row(out: &mut Vec<u8>, bet: &Bet) {
+    use std::io::Write as _;
+    let mut itoa = [0u8; 24];
+    let agency = format_u64(&mut itoa, u64::from(bet.agency));
+    out.extend_from_slice(agency);
+    out.push(b',');
+    push_csv_field(out, bet.first_name.as_bytes());
+    out.push(b',');
+    push_csv_field(out, bet.last_name.as_bytes());
+    out.push(b',');
+    // A document is digits only: never needs quotes.
+    out.extend_from_slice(bet.document.as_bytes());
+    out.push(b',');
+    let _ = write!(out, "{}", bet.birthdate.format("%Y-%m-%d"));
+    out.push(b',');
+    let number = format_u64(&mut itoa, u64::from(bet.number));
+    out.extend_from_slice(number);
+    out.push(b'\n');
+}
+
+fn format_u64(buf: &mut [u8; 24], mut n: u64) -> &[u8] {
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    &buf[i..]
+}
+
+/// RFC 4180 quoting, only when the field needs it (as the `csv` crate's
+/// `QuoteStyle::Necessary` does), so `load_bets` and any CSV tool read it back.
+pub(crate) fn push_csv_field(out: &mut Vec<u8>, field: &[u8]) {
+    let needs = field.is_empty()
+        || field
+            .iter()
+            .any(|&b| matches!(b, b',' | b'"' | b'\n' | b'\r'))
+        || field.first().is_some_and(|&b| b == b' ' || b == b'\t')
+        || field.last().is_some_and(|&b| b == b' ' || b == b'\t');
+    if !needs {
+        out.extend_from_slice(field);
+        return;
+    }
+    out.push(b'"');
+    for &b in field {
+        if b == b'"' {
+            out.push(b'"');
+        }
+        out.push(b);
+    }
+    out.push(b'"');
+}
+
+/// Streams the bets stored in the file at `path`, in storage order, with
+/// constant memory.
+///
+/// # Errors
+/// Opening the file; each item is an error if its row is not a valid bet.
+pub fn load_bets(path: &Path) -> Result<LoadBets, StorageError> {
+    let file = File::open(path).map_err(io_err(path, "open"))?;
+    Ok(LoadBets::new(path, file, u64::MAX))
+}
+
+/// Iterator over stored bets (see [`load_bets`]).
+pub struct LoadBets {
+    reader: csv::Reader<io::Take<BufReader<File>>>,
+    record: csv::ByteRecord,
+    path: PathBuf,
+}
+
+impl LoadBets {
+    fn new(path: &Path, file: File, limit: u64) -> LoadBets {
+        let reader = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .flexible(true)
+            .from_reader(BufReader::with_capacity(1 << 16, file).take(limit));
+        LoadBets {
+            reader,
+            record: csv::ByteRecord::new(),
+            path: path.to_owned(),
+        }
+    }
+
+    /// Byte offset just past the last row returned.
+    fn position(&self) -> u64 {
+        self.reader.position().byte()
+    }
+}
+
+impl Iterator for LoadBets {
+    type Item = Result<Bet, StorageError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let corrupt = |path: &Path, reason: String| StorageError::Corrupt {
+            path: path.to_owned(),
+            reason,
+        };
+        match self.reader.read_byte_record(&mut self.record) {
+            Ok(false) => None,
+            Ok(true) => {
+                let line = self.reader.position().line();
+                Some(
+                    row_to_bet(&self.record)
+                        .map_err(|e| corrupt(&self.path, format!("row {line}: {e}"))),
+                )
+            }
+            Err(e) => Some(Err(corrupt(&self.path, e.to_string()))),
+        }
+    }
+}
+
+/// Turns a stored row into a bet (checking every field).
+fn row_to_bet(r: &csv::ByteRecord) -> Result<Bet, String> {
+    if r.len() != 6 {
+        return Err(format!("{} fields, expected 6", r.len()));
+    }
+    let text = |i: usize| std::str::from_utf8(&r[i]).map_err(|_| format!("field {i} is not UTF-8"));
+    let agency: u32 = text(0)?
+        .parse()
+        .map_err(|_| format!("agency {:?} is not a number", text(0)))?;
+    Bet::parse(agency, text(1)?, text(2)?, text(3)?, text(4)?, text(5)?).map_err(|e| e.to_string())
+}
+
+/// Reads every row of a bets file with no journal: returns the length of
+/// the intact part (a torn last row is left out) and the count per agency.
+fn scan_rows(path: &Path) -> Result<(u64, BTreeMap<u32, u64>), StorageError> {
+    let file = File::open(path).map_err(io_err(path, "open"))?;
+    let len = file.metadata().map_err(io_err(path, "stat"))?.len();
+    let mut rows = LoadBets::new(path, file, len);
+    let mut counts = BTreeMap::new();
+    let mut good = 0u64;
+    while let Some(item) = rows.next() {
+        let end = rows.position();
+        // Only a row that ends with its newline is whole.
+        let whole = end < len || ends_with_newline(path, len)?;
+        match item {
+            Ok(bet) if whole => {
+                *counts.entry(bet.agency).or_insert(0) += 1;
+                good = end;
+            }
+            Ok(_) => break,
+            Err(_) if end >= len => break, // a torn last row
+            Err(e) => return Err(e),
+        }
+    }
+    Ok((good, counts))
+}
+
+fn ends_with_newline(path: &Path, len: u64) -> Result<bool, StorageError> {
+    use std::io::{Seek, SeekFrom};
+    if len == 0 {
+        return Ok(false);
+    }
+    let mut f = File::open(path).map_err(io_err(path, "open"))?;
+    f.seek(SeekFrom::Start(len - 1))
+        .map_err(io_err(path, "seek"))?;
+    let mut last = [0u8];
+    f.read_exact(&mut last).map_err(io_err(path, "read"))?;
+    Ok(last[0] == b'\n')
+}
+
+/// Every winning bet in the file, grouped by agency: one pass with
+/// [`load_bets`] and [`bet::has_won`].
+///
+/// # Errors
+/// Any row that is not a valid bet.
+pub fn winners_by_agency(path: &Path) -> Result<BTreeMap<u32, Vec<String>>, StorageError> {
+    let mut winners: BTreeMap<u32, Vec<String>> = BTreeMap::new();
+    for bet in load_bets(path)? {
+        let bet = bet?;
+        if bet::has_won(&bet) {
+            winners.entry(bet.agency).or_default().push(bet.document);
+        }
+    }
+    Ok(winners)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::NaiveDate;
+
+    pub(crate) fn temp_dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "lottery-{name}-{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or(0)
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    fn bet(agency: u32, first: &str, last: &str, number: u16) -> Bet {
+        Bet {
+            agency,
+            first_name: first.into(),
+            last_name: last.into(),
+            document: "0123".into(),
+            birthdate: NaiveDate::from_ymd_opt(1980, 2, 29).unwrap(),
+            number,
+        }
+    }
+
+    fn hostile() -> Vec<Bet> {
+        vec![
+            bet(1, "José, \"Pepe\"", "Núñez", 7574),
+            bet(2, "Ana\nMaría", "O'Brien\r\n", 1),
+            bet(1, " leading", "trailing ", 2),
+            bet(3, "a|b", "\"", 3),
+            bet(1, "Ñandú", "Çelik", 7574),
+        ]
+    }
+
+    #[test]
+    fn hostile_names_round_trip_through_the_csv() {
+        let dir = temp_dir("roundtrip");
+        let path = dir.join("bets.csv");
+        let (mut s, _) = Storage::open(&path, SyncMode::Always).unwrap();
+        s.store_bets(&hostile()).unwrap();
+        let back: Vec<Bet> = load_bets(&path).unwrap().map(Result::unwrap).collect();
+        assert_eq!(back, hostile());
+        // And the csv crate (any CSV tool) reads the same six fields.
+        let mut r = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .from_path(&path)
+            .unwrap();
+        let first = r.records().next().unwrap().unwrap();
+        assert_eq!(
+            first.iter().collect::<Vec<_>>(),
+            ["1", "José, \"Pepe\"", "Núñez", "0123", "1980-02-29", "7574"]
+        );
+        assert_eq!(s.counts(), &BTreeMap::from([(1, 3), (2, 1), (3, 1)]));
+    }
+
+    #[test]
+    fn plain_rows_are_unquoted() {
+        let mut out = Vec::new();
+        encode_row(&mut out, &bet(12, "Ana", "Pérez", 42));
+        assert_eq!(out, "12,Ana,Pérez,0123,1980-02-29,42\n".as_bytes());
+    }
+
+    #[test]
+    fn reopening_keeps_counts_and_done() {
+        let dir = temp_dir("reopen");
+        let path = dir.join("bets.csv");
+        let (mut s, _) = Storage::open(&path, SyncMode::Always).unwrap();
+        s.store_bets(&hostile()).unwrap();
+        s.commit(&[], &[], &[2]).unwrap();
+        drop(s);
+        let (s, rec) = Storage::open(&path, SyncMode::Always).unwrap();
+        assert_eq!(rec, Recovery::default());
+        assert_eq!(s.counts(), &BTreeMap::from([(1, 3), (2, 1), (3, 1)]));
+        assert_eq!(s.done(), &BTreeSet::from([2]));
+    }
+
+    #[test]
+    fn an_unfinished_commit_is_cut_off_whole() {
+        let dir = temp_dir("torn");
+        let path = dir.join("bets.csv");
+        let (mut s, _) = Storage::open(&path, SyncMode::Always).unwrap();
+        s.store_bets(&hostile()[..2]).unwrap();
+        let committed = s.committed_len();
+        drop(s);
+        // A crash after writing rows of the next commit but before its
+        // journal line: two whole rows and half a third.
+        let mut extra = Vec::new();
+        for b in &hostile()[2..] {
+            encode_row(&mut extra, b);
+        }
+        extra.truncate(extra.len() - 5);
+        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+        f.write_all(&extra).unwrap();
+        // ... and a torn journal line.
+        let mut j = OpenOptions::new()
+            .append(true)
+            .open(journal_path(&path))
+            .unwrap();
+        j.write_all(b"end=99999 counts=1:9").unwrap();
+        drop((f, j));
+
+        let (s, rec) = Storage::open(&path, SyncMode::Always).unwrap();
+        assert_eq!(rec.dropped_data_bytes, extra.len() as u64);
+        assert_eq!(rec.dropped_journal_bytes, 20);
+        assert_eq!(s.committed_len(), committed);
+        let back: Vec<Bet> = load_bets(&path).unwrap().map(Result::unwrap).collect();
+        assert_eq!(back, hostile()[..2]);
+    }
+
+    #[test]
+    fn a_damaged_journal_line_is_not_trusted() {
+        let rec = JournalRecord {
+            end: 10,
+            counts: vec![(1, 5)],
+            done: vec![1],
+        };
+        let line = rec.to_line();
+        let body = line.trim_end().as_bytes();
+        assert_eq!(JournalRecord::parse(body), Some(rec));
+        let flipped = line.trim_end().replace("end=10", "end=19");
+        assert_eq!(JournalRecord::parse(flipped.as_bytes()), None);
+    }
+
+    #[test]
+    fn a_file_without_journal_is_rebuilt_dropping_a_torn_row() {
+        let dir = temp_dir("nojournal");
+        let path = dir.join("bets.csv");
+        let mut rows = Vec::new();
+        for b in hostile() {
+            encode_row(&mut rows, &b);
+        }
+        // The last row ends inside an open quote: torn.
+        rows.extend_from_slice(b"1,\"Ana\n");
+        std::fs::write(&path, &rows).unwrap();
+        let (s, rec) = Storage::open(&path, SyncMode::Always).unwrap();
+        assert!(rec.rebuilt_journal);
+        assert_eq!(rec.dropped_data_bytes, 7);
+        assert_eq!(s.counts(), &BTreeMap::from([(1, 3), (2, 1), (3, 1)]));
+        // The rebuilt journal is used on the next open.
+        drop(s);
+        let (s, rec) = Storage::open(&path, SyncMode::None).unwrap();
+        assert!(!rec.rebuilt_journal);
+        assert_eq!(s.counts().get(&1), Some(&3));
+    }
+
+    #[test]
+    fn a_data_file_shorter_than_its_journal_refuses_to_open() {
+        let dir = temp_dir("short");
+        let path = dir.join("bets.csv");
+        let (mut s, _) = Storage::open(&path, SyncMode::None).unwrap();
+        s.store_bets(&hostile()).unwrap();
+        drop(s);
+        let f = OpenOptions::new().write(true).open(&path).unwrap();
+        f.set_len(10).unwrap();
+        let err = Storage::open(&path, SyncMode::None).unwrap_err();
+        assert!(err.to_string().contains("refusing to start"), "{err}");
+    }
+
+    #[test]
+    fn winners_are_found_in_one_pass() {
+        let dir = temp_dir("winners");
+        let path = dir.join("bets.csv");
+        let (mut s, _) = Storage::open(&path, SyncMode::None).unwrap();
+        s.store_bets(&hostile()).unwrap();
+        let w = winners_by_agency(&path).unwrap();
+        assert_eq!(w, BTreeMap::from([(1, vec!["0123".into(), "0123".into()])]));
+    }
+
+    #[test]
+    fn sync_mode_parses() {
+        assert_eq!(SyncMode::parse("ALWAYS"), Some(SyncMode::Always));
+        assert_eq!(SyncMode::parse(" none"), Some(SyncMode::None));
+        assert_eq!(SyncMode::parse("sometimes"), None);
+    }
+}

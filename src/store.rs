@@ -1,0 +1,608 @@
+//! The shared lottery state: what each agency has sent, which agencies are
+//! done, and the draw, over one [`Storage`] written by one committer thread.
+//!
+//! Group commit: connection workers hand in encoded rows under a short lock
+//! and get a [`Ticket`]; the committer thread takes everything handed in
+//! since its last commit, writes and syncs it as one commit (outside the
+//! lock), then resolves every ticket of that group at once. Many batches
+//! waiting at the same time therefore share one `fsync`.
+//!
+//! Exactly-once: every agency's bets are numbered from 0 in the order it
+//! sends them. A batch says where it starts (`first_seq`); the manager
+//! stores it only if it continues the agency's sequence, recognises a
+//! resent batch as already stored, and refuses a gap. The positions survive
+//! restarts (they are the per-agency counts in the journal).
+
+use crate::bet::Bet;
+use crate::storage::{self, Recovery, Storage, StorageError, SyncMode};
+use log::{error, info};
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+
+/// Why the store refused a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreError {
+    /// The batch starts at `got` but the agency's next position is `expected`.
+    Sequence { expected: u64, got: u64 },
+    /// The agency already said DONE.
+    AlreadyDone,
+    /// DONE announced `total` bets, but the server holds `stored`.
+    DoneMismatch { total: u64, stored: u64 },
+    /// The commit failed; nothing of it is stored.
+    Storage(String),
+    /// The store is closing.
+    Closed,
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreError::Sequence { expected, got } => {
+                write!(f, "batch starts at bet {got}, expected {expected}")
+            }
+            StoreError::AlreadyDone => write!(f, "agency already finished"),
+            StoreError::DoneMismatch { total, stored } => {
+                write!(f, "agency says it sent {total} bets, server holds {stored}")
+            }
+            StoreError::Storage(reason) => write!(f, "storage failure: {reason}"),
+            StoreError::Closed => write!(f, "server is shutting down"),
+        }
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+/// The result of one commit, shared by every request in its group.
+#[derive(Debug, Default)]
+struct Commit {
+    outcome: Mutex<Option<Result<(), StoreError>>>,
+    resolved: Condvar,
+}
+
+impl Commit {
+    fn resolve(&self, outcome: Result<(), StoreError>) {
+        let mut slot = self.outcome.lock().unwrap_or_else(|p| p.into_inner());
+        *slot = Some(outcome);
+        self.resolved.notify_all();
+    }
+}
+
+/// A promise that a request will be durable (or has failed).
+#[derive(Debug, Clone)]
+pub struct Ticket {
+    commit: Option<Arc<Commit>>,
+    /// The agency's position once this request is durable.
+    pub next_seq: u64,
+    /// The request was already accepted earlier (a resend); nothing new is stored.
+    pub duplicate: bool,
+}
+
+impl Ticket {
+    /// Blocks until the commit holding this request is durable.
+    ///
+    /// # Errors
+    /// The commit failed (nothing of it is stored) or the store closed.
+    pub fn wait(&self) -> Result<u64, StoreError> {
+        let Some(commit) = &self.commit else {
+            return Ok(self.next_seq);
+        };
+        let mut slot = commit.outcome.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            if let Some(outcome) = slot.as_ref() {
+                return outcome.clone().map(|()| self.next_seq);
+            }
+            slot = commit
+                .resolved
+                .wait(slot)
+                .unwrap_or_else(|p| p.into_inner());
+        }
+    }
+}
+
+/// Answer to a winners query.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WinnersAnswer {
+    /// The draw has not happened: `finished` of `expected` agencies are done.
+    NotReady { finished: u32, expected: u32 },
+    /// The agency's winners' documents, in storage order.
+    Ready(Arc<Vec<String>>),
+}
+
+/// Each agency's winners' documents, once the draw has happened.
+type Draw = Arc<BTreeMap<u32, Arc<Vec<String>>>>;
+
+/// What the next commit will contain.
+#[derive(Debug, Default)]
+struct Group {
+    rows: Vec<u8>,
+    added: BTreeMap<u32, u64>,
+    done: Vec<u32>,
+    commit: Arc<Commit>,
+}
+
+impl Group {
+    fn is_empty(&self) -> bool {
+        self.rows.is_empty() && self.done.is_empty()
+    }
+
+    fn touches(&self, agency: u32) -> bool {
+        self.added.contains_key(&agency) || self.done.contains(&agency)
+    }
+}
+
+#[derive(Debug)]
+struct State {
+    /// Next position per agency, counting bets not yet durable.
+    next_seq: BTreeMap<u32, u64>,
+    /// Durable position per agency.
+    durable_seq: BTreeMap<u32, u64>,
+    /// Agencies whose DONE is accepted (durable or pending).
+    done: BTreeSet<u32>,
+    durable_done: BTreeSet<u32>,
+    pending: Group,
+    /// Agencies and commit of the group being written right now.
+    in_flight: Option<(BTreeSet<u32>, Arc<Commit>)>,
+    winners: Option<Draw>,
+    closing: bool,
+}
+
+#[derive(Debug)]
+struct Shared {
+    state: Mutex<State>,
+    work: Condvar,
+    agencies: u32,
+}
+
+impl Shared {
+    fn lock(&self) -> Result<MutexGuard<'_, State>, StoreError> {
+        // A panic while holding the lock is a bug; refuse work rather than
+        // trust state it may have left half-updated.
+        self.state
+            .lock()
+            .map_err(|_| StoreError::Storage("internal state poisoned".into()))
+    }
+}
+
+/// Shared handle to the lottery's state; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct StoreManager {
+    shared: Arc<Shared>,
+    committer: Arc<Mutex<Option<JoinHandle<()>>>>,
+    path: PathBuf,
+}
+
+impl StoreManager {
+    /// Opens the storage at `path` (recovering it), rebuilds the draw if
+    /// every one of the `agencies` had finished, and starts the committer.
+    ///
+    /// # Errors
+    /// Storage that cannot be opened or recovered.
+    pub fn open(
+        path: &Path,
+        sync: SyncMode,
+        agencies: u32,
+    ) -> Result<(StoreManager, Recovery), StorageError> {
+        let (storage, recovery) = Storage::open(path, sync)?;
+        let counts = storage.counts().clone();
+        let done = storage.done().clone();
+        let winners = if all_done(&done, agencies) {
+            Some(draw(storage.path())?)
+        } else {
+            None
+        };
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State {
+                next_seq: counts.clone(),
+                durable_seq: counts,
+                done: done.clone(),
+                durable_done: done,
+                pending: Group::default(),
+                in_flight: None,
+                winners,
+                closing: false,
+            }),
+            work: Condvar::new(),
+            agencies,
+        });
+        let thread_shared = Arc::clone(&shared);
+        let committer = std::thread::Builder::new()
+            .name("committer".into())
+            .spawn(move || run_committer(&thread_shared, storage))
+            .map_err(|source| StorageError::Io {
+                path: path.to_owned(),
+                action: "start the committer for",
+                source,
+            })?;
+        Ok((
+            StoreManager {
+                shared,
+                committer: Arc::new(Mutex::new(Some(committer))),
+                path: path.to_owned(),
+            },
+            recovery,
+        ))
+    }
+
+    /// Number of agencies that must finish before the draw.
+    pub fn agencies(&self) -> u32 {
+        self.shared.agencies
+    }
+
+    /// Where the agency should resume, and whether its DONE is recorded.
+    ///
+    /// # Errors
+    /// Only a poisoned internal lock.
+    pub fn position(&self, agency: u32) -> Result<(u64, bool), StoreError> {
+        let state = self.shared.lock()?;
+        Ok((
+            state.next_seq.get(&agency).copied().unwrap_or(0),
+            state.done.contains(&agency),
+        ))
+    }
+
+    /// Hands in a validated batch of the agency's bets starting at
+    /// position `first_seq`. A batch already stored (a resend after a lost
+    /// ACK) is not stored again; its ticket resolves once the original is
+    /// durable.
+    ///
+    /// # Errors
+    /// A gap or overlap in the sequence, an agency that already finished,
+    /// a closing store.
+    pub fn submit_batch(
+        &self,
+        agency: u32,
+        first_seq: u64,
+        bets: &[Bet],
+    ) -> Result<Ticket, StoreError> {
+        // Encode outside the lock: it is the CPU-heavy part.
+        let mut rows = Vec::with_capacity(bets.len() * 48);
+        for bet in bets {
+            storage::encode_row(&mut rows, bet);
+        }
+        let n = bets.len() as u64;
+        let mut state = self.shared.lock()?;
+        if state.closing {
+            return Err(StoreError::Closed);
+        }
+        if state.done.contains(&agency) {
+            return Err(StoreError::AlreadyDone);
+        }
+        let next = state.next_seq.get(&agency).copied().unwrap_or(0);
+        if first_seq == next {
+            if n == 0 {
+                return Ok(state.ticket_for(agency, next, false));
+            }
+            state.pending.rows.extend_from_slice(&rows);
+            *state.pending.added.entry(agency).or_insert(0) += n;
+            state.next_seq.insert(agency, next + n);
+            let ticket = Ticket {
+                commit: Some(Arc::clone(&state.pending.commit)),
+                next_seq: next + n,
+                duplicate: false,
+            };
+            drop(state);
+            self.shared.work.notify_one();
+            return Ok(ticket);
+        }
+        if first_seq + n <= next {
+            return Ok(state.ticket_for(agency, first_seq + n, true));
+        }
+        Err(StoreError::Sequence {
+            expected: next,
+            got: first_seq,
+        })
+    }
+
+    /// Records that the agency sent all `total` of its bets. Repeating it
+    /// (after a reconnect) is harmless.
+    ///
+    /// # Errors
+    /// `total` differs from the bets held for the agency; a closing store.
+    pub fn submit_done(&self, agency: u32, total: u64) -> Result<Ticket, StoreError> {
+        let mut state = self.shared.lock()?;
+        let stored = state.next_seq.get(&agency).copied().unwrap_or(0);
+        if total != stored {
+            return Err(StoreError::DoneMismatch { total, stored });
+        }
+        if state.done.contains(&agency) {
+            return Ok(state.ticket_for(agency, total, true));
+        }
+        if state.closing {
+            return Err(StoreError::Closed);
+        }
+        state.done.insert(agency);
+        state.pending.done.push(agency);
+        let ticket = Ticket {
+            commit: Some(Arc::clone(&state.pending.commit)),
+            next_seq: total,
+            duplicate: false,
+        };
+        drop(state);
+        self.shared.work.notify_one();
+        Ok(ticket)
+    }
+
+    /// The agency's winners once the draw has happened.
+    ///
+    /// # Errors
+    /// Only a poisoned internal lock.
+    pub fn winners(&self, agency: u32) -> Result<WinnersAnswer, StoreError> {
+        let state = self.shared.lock()?;
+        Ok(match &state.winners {
+            Some(all) => WinnersAnswer::Ready(
+                all.get(&agency)
+                    .cloned()
+                    .unwrap_or_else(|| Arc::new(Vec::new())),
+            ),
+            None => WinnersAnswer::NotReady {
+                finished: state.durable_done.len() as u32,
+                expected: self.shared.agencies,
+            },
+        })
+    }
+
+    /// Stops taking requests, commits what was handed in, stops the
+    /// committer and closes the files. Idempotent.
+    pub fn close(&self) {
+        if let Ok(mut state) = self.shared.lock() {
+            state.closing = true;
+        }
+        self.shared.work.notify_all();
+        let handle = self
+            .committer
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(handle) = handle {
+            if handle.join().is_err() {
+                error!("action: close_storage | result: fail | error: committer thread panicked");
+            } else {
+                info!(
+                    "action: close_storage | result: success | path: {}",
+                    self.path.display()
+                );
+            }
+        }
+    }
+}
+
+impl State {
+    /// A ticket for a request already accepted for `agency`: it resolves
+    /// with whatever commit still holds the agency's data, or at once.
+    fn ticket_for(&self, agency: u32, next_seq: u64, duplicate: bool) -> Ticket {
+        let commit = if self.pending.touches(agency) {
+            Some(Arc::clone(&self.pending.commit))
+        } else {
+            match &self.in_flight {
+                Some((agencies, commit)) if agencies.contains(&agency) => Some(Arc::clone(commit)),
+                _ => None,
+            }
+        };
+        Ticket {
+            commit,
+            next_seq,
+            duplicate,
+        }
+    }
+}
+
+fn all_done(done: &BTreeSet<u32>, agencies: u32) -> bool {
+    (1..=agencies).all(|a| done.contains(&a))
+}
+
+fn draw(path: &Path) -> Result<Draw, StorageError> {
+    let winners = storage::winners_by_agency(path)?;
+    Ok(Arc::new(
+        winners.into_iter().map(|(a, w)| (a, Arc::new(w))).collect(),
+    ))
+}
+
+/// The committer: one commit per loop, everything handed in since the last.
+fn run_committer(shared: &Shared, mut storage: Storage) {
+    loop {
+        let (group, draw_due) = {
+            let Ok(mut state) = shared.lock() else { return };
+            while state.pending.is_empty() && !state.closing {
+                state = match shared.work.wait(state) {
+                    Ok(s) => s,
+                    Err(_) => return,
+                };
+            }
+            if state.pending.is_empty() {
+                return; // closing, nothing left to commit
+            }
+            let group = std::mem::take(&mut state.pending);
+            let touched: BTreeSet<u32> = group
+                .added
+                .keys()
+                .copied()
+                .chain(group.done.iter().copied())
+                .collect();
+            state.in_flight = Some((touched, Arc::clone(&group.commit)));
+            (group, state.winners.is_none())
+        };
+
+        let added: Vec<(u32, u64)> = group.added.iter().map(|(a, n)| (*a, *n)).collect();
+        let result = storage.commit(&group.rows, &added, &group.done);
+
+        let Ok(mut state) = shared.lock() else { return };
+        state.in_flight = None;
+        match result {
+            Ok(()) => {
+                state.durable_seq = storage.counts().clone();
+                state.durable_done = storage.done().clone();
+                let run_draw = draw_due && all_done(&state.durable_done, shared.agencies);
+                drop(state);
+                group.commit.resolve(Ok(()));
+                if run_draw {
+                    run_the_draw(shared, &storage);
+                }
+            }
+            Err(e) => {
+                error!("action: commit | result: fail | error: {e}");
+                // Bets handed in after this group were numbered on top of
+                // it: they fail too, and every agency resumes from what is
+                // durable.
+                let later = std::mem::take(&mut state.pending);
+                state.next_seq = state.durable_seq.clone();
+                state.done = state.durable_done.clone();
+                drop(state);
+                let err = StoreError::Storage(e.to_string());
+                group.commit.resolve(Err(err.clone()));
+                later.commit.resolve(Err(err));
+            }
+        }
+    }
+}
+
+fn run_the_draw(shared: &Shared, storage: &Storage) {
+    match draw(storage.path()) {
+        Ok(winners) => {
+            let total: usize = winners.values().map(|w| w.len()).sum();
+            if let Ok(mut state) = shared.lock() {
+                state.winners = Some(winners);
+            }
+            info!("action: sorteo | result: success | ganadores: {total}");
+        }
+        Err(e) => error!("action: sorteo | result: fail | error: {e}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::NaiveDate;
+
+    fn temp_path(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "lottery-store-{name}-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir.join("bets.csv")
+    }
+
+    fn bets(agency: u32, n: usize, winner_every: usize) -> Vec<Bet> {
+        (0..n)
+            .map(|i| Bet {
+                agency,
+                first_name: format!("N{i}"),
+                last_name: "L".into(),
+                document: format!("{}", agency * 1000 + i as u32),
+                birthdate: NaiveDate::from_ymd_opt(1990, 1, 1).unwrap(),
+                number: if i % winner_every == 0 { 7574 } else { 1 },
+            })
+            .collect()
+    }
+
+    #[test]
+    fn sequence_rules_store_each_position_once() {
+        let path = temp_path("seq");
+        let (store, _) = StoreManager::open(&path, SyncMode::None, 2).unwrap();
+        let b = bets(1, 10, 3);
+        assert_eq!(store.submit_batch(1, 0, &b[..4]).unwrap().wait(), Ok(4));
+        // A resend of the same batch is acknowledged, not stored again.
+        assert_eq!(store.submit_batch(1, 0, &b[..4]).unwrap().wait(), Ok(4));
+        // A gap is refused with the expected position.
+        assert_eq!(
+            store.submit_batch(1, 6, &b[6..]).unwrap_err(),
+            StoreError::Sequence {
+                expected: 4,
+                got: 6
+            }
+        );
+        assert_eq!(store.submit_batch(1, 4, &b[4..]).unwrap().wait(), Ok(10));
+        assert_eq!(store.position(1).unwrap(), (10, false));
+        store.close();
+        let stored: Vec<Bet> = storage::load_bets(&path)
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(stored, b);
+    }
+
+    #[test]
+    fn the_draw_happens_when_every_agency_is_done_and_survives_restart() {
+        let path = temp_path("draw");
+        let (store, _) = StoreManager::open(&path, SyncMode::Always, 2).unwrap();
+        store
+            .submit_batch(1, 0, &bets(1, 7, 3))
+            .unwrap()
+            .wait()
+            .unwrap();
+        store
+            .submit_batch(2, 0, &bets(2, 2, 5))
+            .unwrap()
+            .wait()
+            .unwrap();
+        assert_eq!(
+            store.submit_done(1, 3).unwrap_err(),
+            StoreError::DoneMismatch {
+                total: 3,
+                stored: 7
+            }
+        );
+        store.submit_done(1, 7).unwrap().wait().unwrap();
+        store.submit_done(1, 7).unwrap().wait().unwrap(); // repeat: fine
+        assert_eq!(
+            store.submit_batch(1, 7, &bets(1, 1, 1)).unwrap_err(),
+            StoreError::AlreadyDone
+        );
+        assert_eq!(
+            store.winners(1).unwrap(),
+            WinnersAnswer::NotReady {
+                finished: 1,
+                expected: 2
+            }
+        );
+        store.submit_done(2, 2).unwrap().wait().unwrap();
+        store.close(); // the draw ran on the committer before it stopped
+        let (store, _) = StoreManager::open(&path, SyncMode::Always, 2).unwrap();
+        let WinnersAnswer::Ready(w1) = store.winners(1).unwrap() else {
+            panic!("draw not rebuilt on restart")
+        };
+        assert_eq!(*w1, vec!["1000", "1003", "1006"]);
+        assert_eq!(
+            store.winners(2).unwrap(),
+            WinnersAnswer::Ready(Arc::new(vec!["2000".to_string()]))
+        );
+        assert_eq!(store.position(1).unwrap(), (7, true));
+        store.close();
+    }
+
+    #[test]
+    fn concurrent_agencies_share_commits_and_lose_nothing() {
+        let path = temp_path("concurrent");
+        let (store, _) = StoreManager::open(&path, SyncMode::Always, 4).unwrap();
+        let threads: Vec<_> = (1..=4)
+            .map(|agency| {
+                let store = store.clone();
+                std::thread::spawn(move || {
+                    let all = bets(agency, 500, 7);
+                    for (i, chunk) in all.chunks(25).enumerate() {
+                        let t = store.submit_batch(agency, i as u64 * 25, chunk).unwrap();
+                        t.wait().unwrap();
+                    }
+                    store.submit_done(agency, 500).unwrap().wait().unwrap();
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        store.close();
+        let mut counts = BTreeMap::new();
+        for bet in storage::load_bets(&path).unwrap() {
+            *counts.entry(bet.unwrap().agency).or_insert(0) += 1;
+        }
+        assert_eq!(
+            counts,
+            BTreeMap::from([(1, 500), (2, 500), (3, 500), (4, 500)])
+        );
+    }
+}

@@ -1,0 +1,289 @@
+//! End to end: the real `server` and `client` binaries on loopback.
+
+mod support;
+
+use chrono::NaiveDate;
+use lottery::bet::Bet;
+use lottery::message::{Batch, ErrorCode, Message};
+use std::time::{Duration, Instant};
+use support::*;
+
+const LONG: Duration = Duration::from_secs(60);
+
+fn check_lottery(server: &Server, files: &[(u32, std::path::PathBuf)], runs: &[ClientRun]) {
+    for ((agency, file), run) in files.iter().zip(runs) {
+        assert!(
+            run.status.success(),
+            "agency {agency} failed:\n{}",
+            run.log.join("\n")
+        );
+        assert_eq!(
+            run.winners(),
+            file_winners(*agency, file),
+            "winners of agency {agency}"
+        );
+    }
+    assert_stored_exactly(&server.storage, files);
+    server
+        .log
+        .wait_for("action: sorteo | result: success", LONG);
+    assert_eq!(server.log.count("action: sorteo"), 1, "the draw runs once");
+}
+
+#[test]
+fn five_agencies_store_every_bet_exactly_once_and_learn_their_winners() {
+    let dir = TempDir::new("five");
+    let files = generate(dir.path(), 5, |a| lottery::dataset::course_rows(a, 0.2));
+    let server = Server::start(dir.path(), &[("SERVER_AGENCIES", "5")]);
+    let runs = run_agencies(server.addr, &files, &[]);
+    check_lottery(&server, &files, &runs);
+    // Every log line with an action keeps the course's grammar.
+    for line in server
+        .log
+        .lines()
+        .iter()
+        .chain(runs.iter().flat_map(|r| r.log.iter()))
+    {
+        assert_course_grammar(line);
+    }
+}
+
+#[test]
+fn more_agencies_than_workers_all_finish() {
+    let dir = TempDir::new("workers");
+    let files = generate(dir.path(), 7, |a| 300 + u64::from(a) * 150);
+    let server = Server::start(
+        dir.path(),
+        &[("SERVER_AGENCIES", "7"), ("SERVER_WORKERS", "2")],
+    );
+    let runs = run_agencies(server.addr, &files, &[("CLI_BATCH_MAXAMOUNT", "20")]);
+    check_lottery(&server, &files, &runs);
+}
+
+#[test]
+fn single_bet_from_environment() {
+    let dir = TempDir::new("single");
+    let server = Server::start(dir.path(), &[("SERVER_AGENCIES", "1")]);
+    let client = spawn_client(
+        server.addr,
+        1,
+        &[
+            ("NOMBRE", "Santiago Lionel"),
+            ("APELLIDO", "Lorca, \"el Tano\""),
+            ("DOCUMENTO", "30904465"),
+            ("NACIMIENTO", "1999-03-17"),
+            ("NUMERO", "7574"),
+        ],
+    );
+    let run = finish_client(client);
+    assert!(run.status.success(), "{}", run.log.join("\n"));
+    assert!(
+        run.log.iter().any(|l| l
+            .contains("action: apuesta_enviada | result: success | dni: 30904465 | numero: 7574")),
+        "{}",
+        run.log.join("\n")
+    );
+    assert_eq!(run.winners(), 1);
+    server.log.wait_for(
+        "action: apuesta_almacenada | result: success | dni: 30904465 | numero: 7574",
+        LONG,
+    );
+    let stored = stored_bets(&server.storage);
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].last_name, "Lorca, \"el Tano\"");
+    assert_eq!(stored[0].agency, 1);
+}
+
+#[test]
+fn an_invalid_single_bet_is_reported_and_exits_non_zero() {
+    let dir = TempDir::new("badsingle");
+    let server = Server::start(dir.path(), &[("SERVER_AGENCIES", "1")]);
+    let client = spawn_client(
+        server.addr,
+        1,
+        &[
+            ("NOMBRE", "Ana"),
+            ("APELLIDO", "Paz"),
+            ("DOCUMENTO", "12"),
+            ("NACIMIENTO", "1999-02-30"),
+            ("NUMERO", "1"),
+        ],
+    );
+    let run = finish_client(client);
+    assert!(!run.status.success());
+    assert!(
+        run.log
+            .iter()
+            .any(|l| l.contains("action: apuesta_enviada | result: fail"))
+    );
+    assert!(stored_bets(&server.storage).is_empty());
+}
+
+fn bet(agency: u32, first: &str, number: u16) -> Bet {
+    Bet {
+        agency,
+        first_name: first.into(),
+        last_name: "Paz".into(),
+        document: "123".into(),
+        birthdate: NaiveDate::from_ymd_opt(1990, 5, 6).unwrap(),
+        number,
+    }
+}
+
+#[test]
+fn a_batch_with_one_invalid_bet_is_rejected_whole() {
+    let dir = TempDir::new("invalidbatch");
+    let server = Server::start(dir.path(), &[("SERVER_AGENCIES", "2")]);
+    let mut raw = Raw::connect(server.addr);
+    assert_eq!(
+        raw.hello(1),
+        Message::HelloOk {
+            next_seq: 0,
+            done: false
+        }
+    );
+    raw.send(&Message::Batch(Batch {
+        agency: 1,
+        first_seq: 0,
+        bets: vec![bet(1, "Ana", 1), bet(1, "", 2), bet(1, "Eva", 3)],
+    }));
+    match raw.recv() {
+        Message::Error { code, message } => {
+            assert_eq!(code, ErrorCode::InvalidBet);
+            assert!(message.contains("first_name is empty"), "{message}");
+        }
+        other => panic!("expected ERROR, got {other:?}"),
+    }
+    assert!(raw.closed());
+    server.log.wait_for(
+        "action: apuesta_recibida | result: fail | cantidad: 3",
+        LONG,
+    );
+    // Nothing of the batch is stored, and the agency may start over.
+    let mut raw = Raw::connect(server.addr);
+    assert_eq!(
+        raw.hello(1),
+        Message::HelloOk {
+            next_seq: 0,
+            done: false
+        }
+    );
+    raw.send(&Message::Batch(Batch {
+        agency: 1,
+        first_seq: 0,
+        bets: vec![bet(1, "Ana", 1)],
+    }));
+    assert_eq!(raw.recv(), Message::Ack { next_seq: 1 });
+    assert_eq!(stored_bets(&server.storage), vec![bet(1, "Ana", 1)]);
+}
+
+#[test]
+fn sigterm_with_idle_clients_exits_zero_within_a_second() {
+    let dir = TempDir::new("sigterm");
+    let mut server = Server::start(dir.path(), &[("SERVER_AGENCIES", "3")]);
+    let _silent = Raw::connect(server.addr);
+    let mut hello = Raw::connect(server.addr);
+    assert!(matches!(hello.hello(2), Message::HelloOk { .. }));
+    let mut echo = Raw::connect(server.addr);
+    echo.send(&Message::Echo(b"ping".to_vec()));
+    assert_eq!(echo.recv(), Message::Echo(b"ping".to_vec()));
+    server.log.wait_for("action: hello | result: success", LONG);
+    let start = Instant::now();
+    server.terminate();
+    let status = server.wait(Duration::from_secs(5)).expect("server exited");
+    let took = start.elapsed();
+    assert!(status.success(), "exit status {status}");
+    assert!(took < Duration::from_secs(1), "took {took:?}");
+    for close in [
+        "close_listener",
+        "close_connections | result: success | count: 3",
+        "close_thread_pool",
+        "close_storage",
+    ] {
+        server
+            .log
+            .wait_for(&format!("action: {close}"), Duration::from_secs(5));
+    }
+    assert!(hello.closed(), "idle agency connection closed");
+}
+
+#[test]
+fn garbage_gets_an_error_and_the_server_keeps_serving() {
+    let dir = TempDir::new("garbage");
+    let server = Server::start(dir.path(), &[("SERVER_AGENCIES", "1")]);
+    let mut raw = Raw::connect(server.addr);
+    raw.send_bytes(b"GET / HTTP/1.1\r\nHost: lottery\r\n\r\n");
+    match raw.recv() {
+        Message::Error { code, .. } => assert!(
+            matches!(code, ErrorCode::UnknownType | ErrorCode::FrameTooLarge),
+            "{code:?}"
+        ),
+        other => panic!("expected ERROR, got {other:?}"),
+    }
+    assert!(raw.closed());
+    let files = generate(server_dir(&server), 1, |_| 500);
+    let runs = run_agencies(server.addr, &files, &[]);
+    check_lottery(&server, &files, &runs);
+}
+
+fn server_dir(server: &Server) -> &std::path::Path {
+    server.storage.parent().expect("storage has a directory")
+}
+
+#[test]
+fn the_course_data_set_when_present() {
+    let zip = repo().join("../shared/data/tp0-dataset.zip");
+    if !zip.exists() {
+        println!("skipped: {} not present", zip.display());
+        return;
+    }
+    let dir = TempDir::new("dataset");
+    let ok = std::process::Command::new("unzip")
+        .args(["-q", "-j", "-o"])
+        .arg(&zip)
+        .arg("-d")
+        .arg(dir.path())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    if !ok {
+        println!("skipped: `unzip` not available to open {}", zip.display());
+        return;
+    }
+    let files: Vec<_> = (1..=5)
+        .map(|a| (a, dir.path().join(format!("agency-{a}.csv"))))
+        .collect();
+    let server = Server::start(dir.path(), &[("SERVER_AGENCIES", "5")]);
+    let runs = run_agencies(server.addr, &files, &[]);
+    check_lottery(&server, &files, &runs);
+    let total: usize = files.iter().map(|(a, p)| file_bets(*a, p).len()).sum();
+    assert_eq!(total, 78_697);
+}
+
+/// `action: <name> | result: <success|fail|in_progress> | key: value | ...`
+fn assert_course_grammar(line: &str) {
+    let Some(at) = line.find("action: ") else {
+        return;
+    };
+    let fields: Vec<&str> = line[at..].split(" | ").collect();
+    assert!(fields.len() >= 2, "{line}");
+    assert!(
+        fields[0]
+            .strip_prefix("action: ")
+            .is_some_and(|n| !n.is_empty() && !n.contains(' ')),
+        "{line}"
+    );
+    let result = fields[1]
+        .strip_prefix("result: ")
+        .unwrap_or_else(|| panic!("no result in {line}"));
+    assert!(
+        ["success", "fail", "in_progress"].contains(&result),
+        "{line}"
+    );
+    for f in &fields[2..] {
+        let (k, _) = f
+            .split_once(": ")
+            .unwrap_or_else(|| panic!("field {f:?} of {line}"));
+        assert!(!k.is_empty() && !k.contains(' '), "{line}");
+    }
+}

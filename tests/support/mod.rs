@@ -1,0 +1,369 @@
+//! Shared helpers for the end-to-end tests: start the real binaries on
+//! loopback, watch their logs, talk raw protocol, compare stored rows.
+//!
+//! Tests wait on events (a log line, a process exit), never on fixed sleeps.
+
+#![allow(dead_code)]
+
+use lottery::bet::Bet;
+use lottery::framing::{FrameReader, write_frame};
+use lottery::message::{Message, PROTOCOL_VERSION};
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{self, Receiver};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub const SERVER: &str = env!("CARGO_BIN_EXE_server");
+pub const CLIENT: &str = env!("CARGO_BIN_EXE_client");
+
+/// The repository root (configs live there).
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A fresh directory under the system temp dir, removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(name: &str) -> TempDir {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        let dir =
+            std::env::temp_dir().join(format!("lottery-e2e-{name}-{}-{nanos}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("create temp dir");
+        TempDir(dir)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Collects a child's stdout lines and lets a test wait for one.
+pub struct Log {
+    lines: Arc<Mutex<Vec<String>>>,
+    rx: Receiver<String>,
+}
+
+impl Log {
+    fn follow(child: &mut Child) -> Log {
+        let out = child.stdout.take().expect("piped stdout");
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = mpsc::channel();
+        let store = Arc::clone(&lines);
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                store.lock().unwrap().push(line.clone());
+                let _ = tx.send(line);
+            }
+        });
+        Log { lines, rx }
+    }
+
+    /// Waits for a line containing `needle`; panics after `timeout`.
+    pub fn wait_for(&self, needle: &str, timeout: Duration) -> String {
+        if let Some(l) = self.lines().into_iter().find(|l| l.contains(needle)) {
+            return l;
+        }
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.rx.recv_timeout(left) {
+                Ok(line) if line.contains(needle) => return line,
+                Ok(_) => {}
+                Err(_) => panic!(
+                    "no log line with {needle:?} within {timeout:?}; log so far:\n{}",
+                    self.lines().join("\n")
+                ),
+            }
+        }
+    }
+
+    pub fn lines(&self) -> Vec<String> {
+        self.lines.lock().unwrap().clone()
+    }
+
+    pub fn count(&self, needle: &str) -> usize {
+        self.lines().iter().filter(|l| l.contains(needle)).count()
+    }
+}
+
+/// A running server binary.
+pub struct Server {
+    pub child: Child,
+    pub log: Log,
+    pub addr: SocketAddr,
+    pub storage: PathBuf,
+}
+
+impl Server {
+    /// Starts the server on a free loopback port with storage in `dir`.
+    pub fn start(dir: &Path, env: &[(&str, &str)]) -> Server {
+        let storage = dir.join("bets.csv");
+        Self::start_with_storage(&storage, env)
+    }
+
+    pub fn start_with_storage(storage: &Path, env: &[(&str, &str)]) -> Server {
+        let mut cmd = Command::new(SERVER);
+        cmd.env("SERVER_CONFIG", repo().join("config/server/config.ini"))
+            .env("SERVER_IP", "127.0.0.1")
+            .env("SERVER_PORT", "0")
+            .env("STORAGE_FILEPATH", storage)
+            .env("SERVER_LISTEN_BACKLOG", "128")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("start server");
+        let log = Log::follow(&mut child);
+        let line = log.wait_for("action: listen | result: success", Duration::from_secs(20));
+        let addr: SocketAddr = line
+            .rsplit("address: ")
+            .next()
+            .and_then(|a| a.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no address in {line:?}"));
+        Server {
+            child,
+            log,
+            addr,
+            storage: storage.to_owned(),
+        }
+    }
+
+    /// Sends SIGTERM.
+    pub fn terminate(&self) {
+        signal(self.child.id(), "TERM");
+    }
+
+    /// Waits for the process to exit, at most `timeout`.
+    pub fn wait(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        wait_child(&mut self.child, timeout)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn signal(pid: u32, sig: &str) {
+    let ok = Command::new("kill")
+        .args([format!("-{sig}"), pid.to_string()])
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    assert!(ok, "kill -{sig} {pid} failed");
+}
+
+pub fn wait_child(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Some(status);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// A client binary run to completion.
+pub struct ClientRun {
+    pub status: ExitStatus,
+    pub log: Vec<String>,
+}
+
+impl ClientRun {
+    pub fn winners(&self) -> usize {
+        self.log
+            .iter()
+            .find_map(|l| l.split("cant_ganadores: ").nth(1))
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no consulta_ganadores line in:\n{}", self.log.join("\n")))
+    }
+}
+
+/// Starts a client binary for `agency` against `addr`.
+pub fn spawn_client(addr: SocketAddr, agency: u32, env: &[(&str, &str)]) -> Child {
+    let mut cmd = Command::new(CLIENT);
+    cmd.env("CLI_CONFIG", repo().join("config/client/config.yaml"))
+        .env("CLI_ID", agency.to_string())
+        .env("CLI_SERVER_ADDRESS", addr.to_string())
+        .env("CLI_RETRY_TIMEOUT", "20s")
+        .env("CLI_WINNERS_MAXBACKOFF", "100ms")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.spawn().expect("start client")
+}
+
+/// Waits for a client (at most 60 s) and collects its log.
+pub fn finish_client(child: Child) -> ClientRun {
+    let out = child.wait_with_output().expect("client output");
+    ClientRun {
+        status: out.status,
+        log: String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_owned)
+            .collect(),
+    }
+}
+
+/// Runs one client per `(agency, bets file)` at the same time.
+pub fn run_agencies(
+    addr: SocketAddr,
+    files: &[(u32, PathBuf)],
+    env: &[(&str, &str)],
+) -> Vec<ClientRun> {
+    let children: Vec<Child> = files
+        .iter()
+        .map(|(agency, file)| {
+            let mut e: Vec<(&str, &str)> = env.to_vec();
+            let f = file.to_str().expect("utf-8 path");
+            e.push(("CLI_BETS_FILE", f));
+            spawn_client(addr, *agency, &e)
+        })
+        .collect();
+    children.into_iter().map(finish_client).collect()
+}
+
+/// Writes synthetic files for agencies `1..=n` with `rows(agency)` bets.
+pub fn generate(dir: &Path, n: u32, rows: impl Fn(u32) -> u64) -> Vec<(u32, PathBuf)> {
+    (1..=n)
+        .map(|agency| {
+            lottery::dataset::write_agency_file(dir, agency, rows(agency), 42).expect("write data");
+            (agency, dir.join(format!("agency-{agency}.csv")))
+        })
+        .collect()
+}
+
+/// Every valid bet of an agency's file.
+pub fn file_bets(agency: u32, path: &Path) -> Vec<Bet> {
+    use lottery::client::source::{BetsFile, Row};
+    let mut f = BetsFile::open(path, agency).expect("open bets file");
+    let mut bets = Vec::new();
+    while let Some(row) = f.next_row().expect("read bets file") {
+        if let Row::Bet(b) = row {
+            bets.push(b);
+        }
+    }
+    bets
+}
+
+/// Multiset of bets: bet → how many times.
+pub fn multiset(bets: impl IntoIterator<Item = Bet>) -> BTreeMap<String, usize> {
+    let mut m = BTreeMap::new();
+    for b in bets {
+        let key = format!("{b:?}");
+        *m.entry(key).or_insert(0) += 1;
+    }
+    m
+}
+
+pub fn stored_bets(path: &Path) -> Vec<Bet> {
+    if !path.exists() {
+        return Vec::new();
+    }
+    lottery::storage::load_bets(path)
+        .expect("open storage")
+        .map(|b| b.expect("valid stored row"))
+        .collect()
+}
+
+/// Asserts that storage holds exactly the files' bets, each once.
+pub fn assert_stored_exactly(storage: &Path, files: &[(u32, PathBuf)]) {
+    let input: Vec<Bet> = files.iter().flat_map(|(a, p)| file_bets(*a, p)).collect();
+    let stored = stored_bets(storage);
+    let (n_in, n_stored) = (input.len(), stored.len());
+    let (want, got) = (multiset(input), multiset(stored));
+    let missing = want.iter().filter(|(k, n)| got.get(*k) < Some(n)).count();
+    let extra = got.iter().filter(|(k, n)| want.get(*k) < Some(n)).count();
+    println!(
+        "compared {n_in} input bets with {n_stored} stored rows: {missing} missing, {extra} duplicated or foreign"
+    );
+    assert_eq!((missing, extra, n_in), (0, 0, n_stored));
+}
+
+/// Winners in an agency's file.
+pub fn file_winners(agency: u32, path: &Path) -> usize {
+    file_bets(agency, path)
+        .iter()
+        .filter(|b| lottery::bet::has_won(b))
+        .count()
+}
+
+/// A raw protocol connection for wire-level tests.
+pub struct Raw {
+    pub stream: TcpStream,
+    reader: FrameReader<TcpStream>,
+}
+
+impl Raw {
+    pub fn connect(addr: SocketAddr) -> Raw {
+        let stream = TcpStream::connect(addr).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let reader = FrameReader::new(stream.try_clone().unwrap());
+        Raw { stream, reader }
+    }
+
+    pub fn send(&mut self, msg: &Message) {
+        let bytes = msg.to_bytes().expect("encode");
+        std::io::Write::write_all(&mut self.stream, &bytes).expect("send");
+    }
+
+    pub fn send_frame(&mut self, kind: u8, payload: &[u8]) {
+        write_frame(&mut self.stream, kind, payload).expect("send frame");
+    }
+
+    pub fn send_bytes(&mut self, bytes: &[u8]) {
+        std::io::Write::write_all(&mut self.stream, bytes).expect("send bytes");
+    }
+
+    pub fn recv(&mut self) -> Message {
+        let frame = self
+            .reader
+            .read_frame()
+            .expect("read")
+            .expect("a frame, not EOF");
+        Message::from_frame(&frame).expect("decodable answer")
+    }
+
+    /// True if the server closed the connection (EOF or reset) next.
+    pub fn closed(&mut self) -> bool {
+        match self.reader.read_frame() {
+            Ok(None) => true,
+            Ok(Some(_)) => false,
+            Err(e) => {
+                !matches!(e, lottery::framing::FrameError::Io(ref io) if io.kind() == std::io::ErrorKind::WouldBlock || io.kind() == std::io::ErrorKind::TimedOut)
+            }
+        }
+    }
+
+    pub fn hello(&mut self, agency: u32) -> Message {
+        self.send(&Message::Hello {
+            version: PROTOCOL_VERSION,
+            agency,
+        });
+        self.recv()
+    }
+}
