@@ -55,6 +55,7 @@ pub struct Connection {
     reader: FrameReader<TcpStream>,
     writer: TcpStream,
     scratch: Vec<u8>,
+    sent: u64,
 }
 
 impl Connection {
@@ -91,6 +92,7 @@ impl Connection {
             reader: FrameReader::new(stream),
             writer,
             scratch: Vec::new(),
+            sent: 0,
         })
     }
 
@@ -127,7 +129,14 @@ impl Connection {
     fn send_raw_scratch(&mut self) -> Result<(), ConnectionError> {
         self.writer
             .write_all(&self.scratch)
-            .map_err(|e| ConnectionError::Frame(FrameError::Io(e)))
+            .map_err(|e| ConnectionError::Frame(FrameError::Io(e)))?;
+        self.sent += self.scratch.len() as u64;
+        Ok(())
+    }
+
+    /// Bytes sent on this connection so far (frames, headers included).
+    pub fn bytes_sent(&self) -> u64 {
+        self.sent
     }
 
     /// Waits for the next message.

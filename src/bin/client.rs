@@ -43,8 +43,8 @@ fn main() -> ExitCode {
     match client::run(&config, &shutdown) {
         Ok(summary) => {
             info!(
-                "action: resumen | result: success | apuestas_enviadas: {} | apuestas_invalidas: {} | batches: {} | segundos: {:.3}",
-                summary.sent, summary.skipped, summary.batches, summary.seconds
+                "action: resumen | result: success | apuestas_enviadas: {} | apuestas_invalidas: {} | batches: {} | bytes_enviados: {} | segundos: {:.3}",
+                summary.sent, summary.skipped, summary.batches, summary.bytes_sent, summary.seconds
             );
             ExitCode::SUCCESS
         }

@@ -94,6 +94,8 @@ pub struct Summary {
     pub skipped: u64,
     /// Batches sent (resends included).
     pub batches: u64,
+    /// Bytes sent to the server, all connections and frames included.
+    pub bytes_sent: u64,
     /// This agency's winners' documents.
     pub winners: Vec<String>,
     pub seconds: f64,
@@ -150,6 +152,7 @@ struct Agency<'a> {
     logged_line: u64,
     skipped: u64,
     batches: u64,
+    bytes_sent: u64,
     last_progress: Instant,
     /// The socket in use, so a signal can shut it and unblock a read.
     current: Arc<Mutex<Option<TcpStream>>>,
@@ -198,6 +201,7 @@ impl<'a> Agency<'a> {
             logged_line: 0,
             skipped: 0,
             batches: 0,
+            bytes_sent: 0,
             last_progress: Instant::now(),
             current,
         })
@@ -282,6 +286,15 @@ impl<'a> Agency<'a> {
 
     /// One connection: HELLO, the bets not yet stored, DONE, winners.
     fn session(&mut self, mut conn: Connection) -> Result<Summary, SessionEnd> {
+        let result = self.converse(&mut conn);
+        self.bytes_sent += conn.bytes_sent();
+        let mut summary = result?;
+        conn.close();
+        summary.bytes_sent = self.bytes_sent;
+        Ok(summary)
+    }
+
+    fn converse(&mut self, conn: &mut Connection) -> Result<Summary, SessionEnd> {
         conn.send(&Message::Hello {
             version: PROTOCOL_VERSION,
             agency: self.config.id,
@@ -301,7 +314,7 @@ impl<'a> Agency<'a> {
         let total = if done {
             next_seq
         } else {
-            let total = self.send_bets(&mut conn, base, next_seq)?;
+            let total = self.send_bets(conn, base, next_seq)?;
             conn.send(&Message::Done { total })?;
             match conn.recv()? {
                 Message::Ack { next_seq } if next_seq == total => {}
@@ -310,16 +323,16 @@ impl<'a> Agency<'a> {
             self.progress();
             total
         };
-        let winners = self.winners(&mut conn)?;
+        let winners = self.winners(conn)?;
         info!(
             "action: consulta_ganadores | result: success | cant_ganadores: {}",
             winners.len()
         );
-        conn.close();
         Ok(Summary {
             sent: total - start,
             skipped: self.skipped,
             batches: self.batches,
+            bytes_sent: 0,
             winners,
             seconds: 0.0,
         })
