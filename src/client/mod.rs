@@ -303,7 +303,8 @@ impl<'a> Agency<'a> {
             Message::HelloOk { next_seq, done } => (next_seq, done),
             other => return Err(unexpected(other, "HELLO_OK")),
         };
-        self.progress();
+        // Not progress: a server that greets but cannot store (a full
+        // disk) must not keep the agency retrying forever.
         let base = *self.base.get_or_insert(next_seq);
         let start = *self.start.get_or_insert(next_seq);
         if next_seq < base {

@@ -91,6 +91,20 @@ impl Log {
         }
     }
 
+    /// Waits until `n` lines contain `needle`; false if the timeout passes.
+    pub fn wait_count(&self, needle: &str, n: usize, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while self.count(needle) < n {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            // Any new line (or the timeout) re-checks the count.
+            let _ = self.rx.recv_timeout(left.min(Duration::from_millis(50)));
+        }
+        true
+    }
+
     pub fn lines(&self) -> Vec<String> {
         self.lines.lock().unwrap().clone()
     }
@@ -346,6 +360,15 @@ impl Raw {
             .expect("read")
             .expect("a frame, not EOF");
         Message::from_frame(&frame).expect("decodable answer")
+    }
+
+    /// The next message, or `None` once the server has closed (EOF, reset
+    /// or a 10 s silence).
+    pub fn try_recv(&mut self) -> Option<Message> {
+        match self.reader.read_frame() {
+            Ok(Some(frame)) => Some(Message::from_frame(&frame).expect("decodable answer")),
+            _ => None,
+        }
     }
 
     /// True if the server closed the connection (EOF or reset) next.

@@ -1,0 +1,186 @@
+//! `scripts/generar-compose.sh` is the single source of truth for the Compose
+//! layout: `docker-compose-dev.yaml` must be its output for 5 clients, and it
+//! must reject bad arguments. Needs `bash`, not Docker.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A fresh, unique output path under the system temp dir (removed by `Drop`).
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new() -> Self {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "compose-generator-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        fs::create_dir_all(&dir).expect("create temp dir");
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+fn generate(args: &[&str]) -> Output {
+    Command::new("bash")
+        .arg(repo().join("scripts/generar-compose.sh"))
+        .args(args)
+        .current_dir(repo())
+        .output()
+        .expect("run bash scripts/generar-compose.sh")
+}
+
+/// Runs the generator for `n` clients and returns the file it wrote.
+fn generated(n: &str) -> String {
+    let tmp = TempDir::new();
+    let out = tmp.0.join("compose.yaml");
+    let run = generate(&[out.to_str().unwrap(), n]);
+    assert!(
+        run.status.success(),
+        "generar-compose.sh {n} failed: {}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    fs::read_to_string(&out).expect("read generated compose file")
+}
+
+fn count_lines(text: &str, pred: impl Fn(&str) -> bool) -> usize {
+    text.lines().filter(|l| pred(l)).count()
+}
+
+/// Client service names (`  clientN:` at service indentation), in order.
+fn client_services(text: &str) -> Vec<String> {
+    text.lines()
+        .filter_map(|l| {
+            l.strip_prefix("  client")?
+                .strip_suffix(':')
+                .map(str::to_owned)
+        })
+        .filter(|n| n.chars().all(|c| c.is_ascii_digit()))
+        .map(|n| format!("client{n}"))
+        .collect()
+}
+
+/// The checks every generated file must pass, for `n` clients.
+fn assert_valid_layout(text: &str, n: usize) {
+    assert!(text.contains("\nname: tp0\n"), "project name tp0");
+    assert!(text.contains("\nservices:\n  server:\n"), "server service");
+    assert!(text.contains("    container_name: server\n"));
+    assert!(
+        text.contains(&format!("      - SERVER_AGENCIES={n}\n")),
+        "SERVER_AGENCIES={n}"
+    );
+    assert!(
+        text.contains("  netcat:\n") && text.contains("      - netcat\n"),
+        "netcat profile"
+    );
+    assert!(text.contains("\nnetworks:\n  testing_net:\n    driver: bridge\n"));
+    assert!(text.contains("\nvolumes:\n  server-data:\n"));
+    assert!(!text.contains('\t'), "YAML must not contain tabs");
+
+    let expected: Vec<String> = (1..=n).map(|i| format!("client{i}")).collect();
+    assert_eq!(client_services(text), expected, "client services in order");
+    for i in 1..=n {
+        assert!(text.contains(&format!("    container_name: client{i}\n")));
+        assert!(text.contains(&format!("      - CLI_ID={i}\n")));
+        assert!(text.contains(&format!("        source: ./.data/agency-{i}.csv\n")));
+    }
+    assert_eq!(
+        count_lines(text, |l| l.starts_with("    container_name: ")),
+        n + 2
+    );
+    assert_eq!(count_lines(text, |l| l == "      - testing_net"), n + 2);
+    assert_eq!(count_lines(text, |l| l.starts_with("      - CLI_ID=")), n);
+}
+
+#[test]
+fn dev_compose_file_is_the_generator_output_for_five_clients() {
+    let committed = fs::read_to_string(repo().join("docker-compose-dev.yaml"))
+        .expect("read docker-compose-dev.yaml");
+    let fresh = generated("5");
+    assert!(
+        fresh == committed,
+        "docker-compose-dev.yaml differs from `scripts/generar-compose.sh - 5`; \
+         regenerate it with `make compose N=5`"
+    );
+    assert_valid_layout(&fresh, 5);
+}
+
+#[test]
+fn output_is_deterministic_and_stdout_mode_matches_the_file() {
+    let a = generated("7");
+    assert_eq!(a, generated("7"));
+    let stdout = generate(&["-", "7"]);
+    assert!(stdout.status.success());
+    assert_eq!(String::from_utf8(stdout.stdout).unwrap(), a);
+}
+
+#[test]
+fn zero_clients_is_just_the_server() {
+    let text = generated("0");
+    assert_valid_layout(&text, 0);
+    assert!(!text.contains("depends_on"), "no client, no depends_on");
+}
+
+#[test]
+fn one_hundred_clients() {
+    let text = generated("100");
+    assert_valid_layout(&text, 100);
+}
+
+#[test]
+fn bad_arguments_print_usage_and_fail() {
+    let tmp = TempDir::new();
+    let out = tmp.0.join("compose.yaml");
+    let out = out.to_str().unwrap();
+    let cases: &[&[&str]] = &[
+        &[out, "-1"],
+        &[out, "101"],
+        &[out, "abc"],
+        &[out, ""],
+        &[out, "1.5"],
+        &[out, "1000"],
+        &[out],
+        &[],
+        &[out, "5", "extra"],
+        &["", "5"],
+    ];
+    for args in cases {
+        let run = generate(args);
+        let stderr = String::from_utf8_lossy(&run.stderr);
+        assert!(!run.status.success(), "{args:?} must fail");
+        assert!(
+            stderr.contains("usage:"),
+            "{args:?}: usage on stderr, got {stderr:?}"
+        );
+        assert!(run.stdout.is_empty(), "{args:?}: nothing on stdout");
+        assert!(!Path::new(out).exists(), "{args:?}: no output file");
+    }
+}
+
+#[test]
+fn help_goes_to_stdout_and_succeeds() {
+    let run = generate(&["--help"]);
+    assert!(run.status.success());
+    assert!(String::from_utf8_lossy(&run.stdout).contains("usage:"));
+}
+
+#[test]
+fn missing_output_directory_fails_without_writing() {
+    let tmp = TempDir::new();
+    let out = tmp.0.join("no-such-dir/compose.yaml");
+    let run = generate(&[out.to_str().unwrap(), "3"]);
+    assert!(!run.status.success());
+    assert!(!out.exists());
+}

@@ -1,0 +1,343 @@
+//! Hostile and broken input on the wire: every case gets an ERROR with its
+//! own code and a closed connection, nothing stored is touched, and the
+//! server goes on serving everyone else. Also the connection limit and the
+//! checked-in corpus of nasty frames (`tests/corpus/`).
+
+mod support;
+
+use chrono::NaiveDate;
+use lottery::bet::Bet;
+use lottery::message::{Batch, BatchEncoder, ErrorCode, Message, kind};
+use std::time::Duration;
+use support::*;
+
+fn bet(agency: u32, n: u16) -> Bet {
+    Bet {
+        agency,
+        first_name: format!("Ana{n}"),
+        last_name: "Paz".into(),
+        document: "123".into(),
+        birthdate: NaiveDate::from_ymd_opt(1990, 5, 6).unwrap(),
+        number: n,
+    }
+}
+
+fn batch(agency: u32, first_seq: u64, n: u16) -> Message {
+    Message::Batch(Batch {
+        agency,
+        first_seq,
+        bets: (0..n).map(|i| bet(agency, i)).collect(),
+    })
+}
+
+fn expect_error(raw: &mut Raw, want: ErrorCode) {
+    match raw.recv() {
+        Message::Error { code, message } => {
+            assert_eq!(code, want, "message: {message}");
+            assert!(!message.is_empty());
+        }
+        other => panic!("expected ERROR {want:?}, got {other:?}"),
+    }
+    assert!(raw.closed(), "connection closed after ERROR {want:?}");
+}
+
+/// A server with 3 bets of agency 1 stored; returns it and the stored rows.
+fn server_with_data(dir: &TempDir) -> (Server, Vec<Bet>) {
+    let server = Server::start(dir.path(), &[("SERVER_AGENCIES", "3")]);
+    let mut raw = Raw::connect(server.addr);
+    raw.hello(1);
+    raw.send(&batch(1, 0, 3));
+    assert_eq!(raw.recv(), Message::Ack { next_seq: 3 });
+    let stored = stored_bets(&server.storage);
+    assert_eq!(stored.len(), 3);
+    (server, stored)
+}
+
+#[test]
+fn each_kind_of_hostile_input_gets_its_own_error_code() {
+    let dir = TempDir::new("hostile");
+    let (server, stored) = server_with_data(&dir);
+    let hello =
+        |raw: &mut Raw, agency| assert!(matches!(raw.hello(agency), Message::HelloOk { .. }));
+
+    let cases: Vec<(&str, ErrorCode, Box<dyn Fn(&mut Raw)>)> = vec![
+        (
+            "frame over the limit",
+            ErrorCode::FrameTooLarge,
+            Box::new(|r| r.send_bytes(&[kind::BATCH, 0xFF, 0xFF])),
+        ),
+        (
+            "unknown type",
+            ErrorCode::UnknownType,
+            Box::new(|r| r.send_frame(0x7F, b"??")),
+        ),
+        (
+            "truncated payload",
+            ErrorCode::Truncated,
+            Box::new(|r| r.send_frame(kind::HELLO, &[1, 0, 0])),
+        ),
+        (
+            "invalid UTF-8",
+            ErrorCode::InvalidUtf8,
+            Box::new(move |r| {
+                hello(r, 2);
+                let mut enc = BatchEncoder::new(2, 0);
+                enc.push(&bet(2, 1)).unwrap();
+                let mut payload = enc.into_payload();
+                payload[15] = 0xFF; // first byte of the first name
+                r.send_frame(kind::BATCH, &payload);
+            }),
+        ),
+        (
+            "wrong field count (extra bytes)",
+            ErrorCode::TrailingBytes,
+            Box::new(|r| r.send_frame(kind::BYE, &[0])),
+        ),
+        (
+            "wrong field count (count says more bets than sent)",
+            ErrorCode::Truncated,
+            Box::new(move |r| {
+                hello(r, 2);
+                let mut enc = BatchEncoder::new(2, 0);
+                enc.push(&bet(2, 1)).unwrap();
+                let mut payload = enc.into_payload();
+                payload[13] = 2;
+                r.send_frame(kind::BATCH, &payload);
+            }),
+        ),
+        (
+            "batch for another agency",
+            ErrorCode::AgencyMismatch,
+            Box::new(move |r| {
+                hello(r, 2);
+                r.send(&batch(1, 3, 1));
+            }),
+        ),
+        (
+            "second HELLO",
+            ErrorCode::DuplicateHello,
+            Box::new(move |r| {
+                hello(r, 2);
+                r.send(&Message::Hello {
+                    version: 1,
+                    agency: 3,
+                });
+            }),
+        ),
+        (
+            "data before HELLO",
+            ErrorCode::HelloRequired,
+            Box::new(|r| r.send(&batch(1, 3, 1))),
+        ),
+        (
+            "DONE before HELLO",
+            ErrorCode::HelloRequired,
+            Box::new(|r| r.send(&Message::Done { total: 0 })),
+        ),
+        (
+            "agency 0",
+            ErrorCode::UnknownAgency,
+            Box::new(|r| {
+                r.send(&Message::Hello {
+                    version: 1,
+                    agency: 0,
+                })
+            }),
+        ),
+        (
+            "agency above SERVER_AGENCIES",
+            ErrorCode::UnknownAgency,
+            Box::new(|r| {
+                r.send(&Message::Hello {
+                    version: 1,
+                    agency: 4,
+                })
+            }),
+        ),
+        (
+            "unsupported version",
+            ErrorCode::UnsupportedVersion,
+            Box::new(|r| {
+                r.send(&Message::Hello {
+                    version: 9,
+                    agency: 1,
+                })
+            }),
+        ),
+        (
+            "DONE twice on one connection",
+            ErrorCode::DoneTwice,
+            Box::new(move |r| {
+                hello(r, 3);
+                r.send(&Message::Done { total: 0 });
+                assert_eq!(r.recv(), Message::Ack { next_seq: 0 });
+                r.send(&Message::Done { total: 0 });
+            }),
+        ),
+        (
+            "DONE with the wrong total",
+            ErrorCode::DoneMismatch,
+            Box::new(move |r| {
+                hello(r, 1);
+                r.send(&Message::Done { total: 99 });
+            }),
+        ),
+        (
+            "a gap in the sequence",
+            ErrorCode::Sequence,
+            Box::new(move |r| {
+                hello(r, 1);
+                r.send(&batch(1, 10, 1));
+            }),
+        ),
+        (
+            "a server-only message",
+            ErrorCode::UnexpectedMessage,
+            Box::new(|r| r.send(&Message::Ack { next_seq: 1 })),
+        ),
+        (
+            "an impossible birthdate",
+            ErrorCode::InvalidBet,
+            Box::new(move |r| {
+                hello(r, 2);
+                let mut enc = BatchEncoder::new(2, 0);
+                enc.push(&bet(2, 1)).unwrap();
+                let mut payload = enc.into_payload();
+                let day = payload.len() - 3;
+                payload[day] = 31;
+                payload[day - 1] = 2; // February 31st
+                r.send_frame(kind::BATCH, &payload);
+            }),
+        ),
+    ];
+    let mut codes = Vec::new();
+    for (name, code, inject) in &cases {
+        println!("injecting: {name} (expect {})", code.name());
+        let mut raw = Raw::connect(server.addr);
+        inject(&mut raw);
+        expect_error(&mut raw, *code);
+        codes.push(*code);
+        // Everyone else is unaffected.
+        let mut ok = Raw::connect(server.addr);
+        ok.send(&Message::Echo(b"still there?".to_vec()));
+        assert_eq!(ok.recv(), Message::Echo(b"still there?".to_vec()));
+    }
+    assert_eq!(
+        stored_bets(&server.storage),
+        stored,
+        "stored rows untouched"
+    );
+    println!(
+        "{} hostile inputs, each answered with its code and a close",
+        cases.len()
+    );
+    // Agency 1 can still finish its work.
+    let mut raw = Raw::connect(server.addr);
+    assert_eq!(
+        raw.hello(1),
+        Message::HelloOk {
+            next_seq: 3,
+            done: false
+        }
+    );
+    raw.send(&batch(1, 3, 2));
+    assert_eq!(raw.recv(), Message::Ack { next_seq: 5 });
+}
+
+#[test]
+fn the_corpus_of_nasty_frames_never_hurts_the_server() {
+    let dir = TempDir::new("corpus");
+    let (server, stored) = server_with_data(&dir);
+    let corpus = repo().join("tests/corpus");
+    let mut entries: Vec<_> = std::fs::read_dir(&corpus)
+        .expect("tests/corpus exists")
+        .map(|e| e.expect("dir entry").path())
+        .collect();
+    entries.sort();
+    assert!(entries.len() >= 10, "corpus has {} files", entries.len());
+    for path in &entries {
+        let bytes = std::fs::read(path).unwrap();
+        let mut raw = Raw::connect(server.addr);
+        raw.send_bytes(&bytes);
+        // Half-close: the server sees the end of what we send.
+        let _ = raw.stream.shutdown(std::net::Shutdown::Write);
+        let mut answers = 0;
+        loop {
+            match raw.try_recv() {
+                Some(Message::Error { .. }) => answers += 1,
+                Some(_) => answers += 1,
+                None => break,
+            }
+        }
+        println!(
+            "{}: {} bytes, {answers} answers",
+            path.display(),
+            bytes.len()
+        );
+        let mut ok = Raw::connect(server.addr);
+        ok.send(&Message::Echo(vec![1, 2, 3]));
+        assert_eq!(
+            ok.recv(),
+            Message::Echo(vec![1, 2, 3]),
+            "after {}",
+            path.display()
+        );
+    }
+    assert_eq!(
+        stored_bets(&server.storage),
+        stored,
+        "stored rows untouched"
+    );
+}
+
+#[test]
+fn connections_over_the_limit_are_refused_and_silent_ones_evicted() {
+    let dir = TempDir::new("limit");
+    let server = Server::start(
+        dir.path(),
+        &[("SERVER_AGENCIES", "10"), ("SERVER_MAX_CONNECTIONS", "4")],
+    );
+    // Four agencies say HELLO: none of them can be evicted.
+    let mut agencies: Vec<Raw> = (1..=4).map(|_| Raw::connect(server.addr)).collect();
+    for (i, raw) in agencies.iter_mut().enumerate() {
+        assert!(matches!(raw.hello(i as u32 + 1), Message::HelloOk { .. }));
+    }
+    let mut refused = Raw::connect(server.addr);
+    expect_error(&mut refused, ErrorCode::Busy);
+    server
+        .log
+        .wait_for("too many connections", Duration::from_secs(10));
+    // One agency leaves; a silent connection takes its place...
+    let mut leaving = agencies.pop().unwrap();
+    leaving.send(&Message::Bye);
+    assert!(leaving.closed());
+    let mut silent = Raw::connect(server.addr);
+    silent.send(&Message::Echo(vec![])); // proves it is registered
+    assert_eq!(silent.recv(), Message::Echo(vec![]));
+    // ... and is evicted when an agency needs the room.
+    let mut newcomer = Raw::connect(server.addr);
+    expect_error(&mut silent, ErrorCode::Busy);
+    assert!(matches!(newcomer.hello(5), Message::HelloOk { .. }));
+}
+
+#[test]
+fn idle_and_slow_connections_time_out() {
+    let dir = TempDir::new("timeouts");
+    let server = Server::start(
+        dir.path(),
+        &[
+            ("SERVER_AGENCIES", "1"),
+            ("SERVER_IDLE_TIMEOUT", "300ms"),
+            ("SERVER_FRAME_TIMEOUT", "300ms"),
+        ],
+    );
+    let mut idle = Raw::connect(server.addr);
+    let mut slow = Raw::connect(server.addr);
+    slow.send_bytes(&[kind::ECHO, 0, 10, b'a']); // 1 of 10 payload bytes, then nothing
+    expect_error(&mut idle, ErrorCode::Timeout);
+    expect_error(&mut slow, ErrorCode::Timeout);
+    server.log.wait_for("idle for", Duration::from_secs(5));
+    server
+        .log
+        .wait_for("frame incomplete after", Duration::from_secs(5));
+}
