@@ -60,7 +60,8 @@ fn each_kind_of_hostile_input_gets_its_own_error_code() {
     let hello =
         |raw: &mut Raw, agency| assert!(matches!(raw.hello(agency), Message::HelloOk { .. }));
 
-    let cases: Vec<(&str, ErrorCode, Box<dyn Fn(&mut Raw)>)> = vec![
+    type Inject = Box<dyn Fn(&mut Raw)>;
+    let cases: Vec<(&str, ErrorCode, Inject)> = vec![
         (
             "frame over the limit",
             ErrorCode::FrameTooLarge,
