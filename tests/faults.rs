@@ -22,6 +22,13 @@ use std::time::{Duration, Instant};
 use support::*;
 
 const WAIT: Duration = Duration::from_secs(60);
+
+/// These tests time things and load the machine: one at a time.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
+}
 const RECEIVED: &str = "action: apuesta_recibida | result: success";
 
 /// Clients that keep reconnecting for as long as a test may take.
@@ -89,6 +96,7 @@ fn restart(storage: &std::path::Path, port: u16, agencies: &str) -> Server {
 
 #[test]
 fn kill_9_at_random_moments_loses_nothing_and_stores_nothing_twice() {
+    let _serial = serial();
     let seed = seed();
     let mut rng = Rng::new(seed);
     let dir = TempDir::new("kill9");
@@ -131,6 +139,7 @@ fn kill_9_at_random_moments_loses_nothing_and_stores_nothing_twice() {
 
 #[test]
 fn sigterm_mid_ingest_then_restart_loses_nothing() {
+    let _serial = serial();
     let dir = TempDir::new("sigterm-restart");
     let files = generate(dir.path(), 5, |a| course_rows(a, 0.5));
     let mut servers = vec![Server::start(dir.path(), &[("SERVER_AGENCIES", "5")])];
@@ -255,6 +264,7 @@ fn pipe(
 
 #[test]
 fn connections_cut_mid_batch_lose_nothing_and_store_nothing_twice() {
+    let _serial = serial();
     let dir = TempDir::new("cuts");
     let files = generate(dir.path(), 5, |a| course_rows(a, 0.3));
     let server = Server::start(dir.path(), &[("SERVER_AGENCIES", "5")]);
@@ -341,6 +351,7 @@ impl Attack {
 
 #[test]
 fn slow_and_silent_attackers_do_not_hold_up_honest_agencies() {
+    let _serial = serial();
     let dir = TempDir::new("attack");
     let files = generate(dir.path(), 5, |a| course_rows(a, 1.0));
     let baseline = timed_run(&dir, &files, None);
@@ -359,6 +370,7 @@ fn slow_and_silent_attackers_do_not_hold_up_honest_agencies() {
 
 #[test]
 fn a_full_disk_gets_errors_not_acks_and_keeps_what_was_stored() {
+    let _serial = serial();
     let dir = TempDir::new("diskfull");
     let mnt = dir.path().join("small-disk");
     std::fs::create_dir_all(&mnt).unwrap();
