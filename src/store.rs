@@ -12,6 +12,12 @@
 //! stores it only if it continues the agency's sequence, recognises a
 //! resent batch as already stored, and refuses a gap. The positions survive
 //! restarts (they are the per-agency counts in the journal).
+//!
+//! The winners are found as bets are stored (`has_won` on every bet of a
+//! batch, kept with the commit that stores it), starting from one pass
+//! over the stored file with `load_bets` when the server starts; so the
+//! draw itself is instant and never re-reads a file that may hold
+//! millions of rows.
 
 use crate::bet::Bet;
 use crate::storage::{self, Recovery, Storage, StorageError, SyncMode};
@@ -81,6 +87,16 @@ pub struct Ticket {
 }
 
 impl Ticket {
+    /// The outcome if the commit holding this request is resolved, without
+    /// blocking: `Some(Ok(next_seq))` once durable.
+    pub fn outcome(&self) -> Option<Result<u64, StoreError>> {
+        let Some(commit) = &self.commit else {
+            return Some(Ok(self.next_seq));
+        };
+        let slot = commit.outcome.lock().unwrap_or_else(|p| p.into_inner());
+        slot.as_ref().map(|o| o.clone().map(|()| self.next_seq))
+    }
+
     /// Blocks until the commit holding this request is durable.
     ///
     /// # Errors
@@ -120,6 +136,8 @@ struct Group {
     rows: Vec<u8>,
     added: BTreeMap<u32, u64>,
     done: Vec<u32>,
+    /// Winning bets among `rows`, in row order: (agency, document).
+    winners: Vec<(u32, String)>,
     commit: Arc<Commit>,
 }
 
@@ -145,15 +163,27 @@ struct State {
     pending: Group,
     /// Agencies and commit of the group being written right now.
     in_flight: Option<(BTreeSet<u32>, Arc<Commit>)>,
+    /// Winners among the durable bets so far, per agency, in storage order.
+    stored_winners: BTreeMap<u32, Vec<String>>,
+    /// The draw, once every agency is done.
     winners: Option<Draw>,
     closing: bool,
 }
 
-#[derive(Debug)]
+type Listener = Box<dyn Fn() + Send + Sync>;
+
 struct Shared {
     state: Mutex<State>,
     work: Condvar,
     agencies: u32,
+    /// Told after every commit is resolved (the server wakes its loop).
+    on_commit: std::sync::OnceLock<Listener>,
+}
+
+impl fmt::Debug for Shared {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Shared").field("agencies", &self.agencies).finish_non_exhaustive()
+    }
 }
 
 impl Shared {
@@ -188,11 +218,12 @@ impl StoreManager {
         let (storage, recovery) = Storage::open(path, sync)?;
         let counts = storage.counts().clone();
         let done = storage.done().clone();
-        let winners = if all_done(&done, agencies) {
-            Some(draw(storage.path())?)
+        let stored_winners = if storage.committed_len() > 0 {
+            storage::winners_by_agency(storage.path())?
         } else {
-            None
+            BTreeMap::new()
         };
+        let winners = all_done(&done, agencies).then(|| draw(&stored_winners));
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
                 next_seq: counts.clone(),
@@ -201,11 +232,13 @@ impl StoreManager {
                 durable_done: done,
                 pending: Group::default(),
                 in_flight: None,
+                stored_winners,
                 winners,
                 closing: false,
             }),
             work: Condvar::new(),
             agencies,
+            on_commit: std::sync::OnceLock::new(),
         });
         let thread_shared = Arc::clone(&shared);
         let committer = std::thread::Builder::new()
@@ -224,6 +257,12 @@ impl StoreManager {
             },
             recovery,
         ))
+    }
+
+    /// Registers a function called after each commit is resolved, from the
+    /// committer thread (keep it short). Only the first registration counts.
+    pub fn on_commit(&self, listener: impl Fn() + Send + Sync + 'static) {
+        let _ = self.shared.on_commit.set(Box::new(listener));
     }
 
     /// Number of agencies that must finish before the draw.
@@ -259,8 +298,12 @@ impl StoreManager {
     ) -> Result<Ticket, StoreError> {
         // Encode outside the lock: it is the CPU-heavy part.
         let mut rows = Vec::with_capacity(bets.len() * 48);
+        let mut winners = Vec::new();
         for bet in bets {
             storage::encode_row(&mut rows, bet);
+            if crate::bet::has_won(bet) {
+                winners.push((agency, bet.document.clone()));
+            }
         }
         let n = bets.len() as u64;
         let mut state = self.shared.lock()?;
@@ -276,6 +319,7 @@ impl StoreManager {
                 return Ok(state.ticket_for(agency, next, false));
             }
             state.pending.rows.extend_from_slice(&rows);
+            state.pending.winners.extend(winners);
             *state.pending.added.entry(agency).or_insert(0) += n;
             state.next_seq.insert(agency, next + n);
             let ticket = Ticket {
@@ -393,17 +437,20 @@ fn all_done(done: &BTreeSet<u32>, agencies: u32) -> bool {
     (1..=agencies).all(|a| done.contains(&a))
 }
 
-fn draw(path: &Path) -> Result<Draw, StorageError> {
-    let winners = storage::winners_by_agency(path)?;
-    Ok(Arc::new(
-        winners.into_iter().map(|(a, w)| (a, Arc::new(w))).collect(),
-    ))
+/// The draw: a snapshot of the winners among the stored bets.
+fn draw(stored_winners: &BTreeMap<u32, Vec<String>>) -> Draw {
+    Arc::new(
+        stored_winners
+            .iter()
+            .map(|(a, w)| (*a, Arc::new(w.clone())))
+            .collect(),
+    )
 }
 
 /// The committer: one commit per loop, everything handed in since the last.
 fn run_committer(shared: &Shared, mut storage: Storage) {
     loop {
-        let (group, draw_due) = {
+        let group = {
             let Ok(mut state) = shared.lock() else { return };
             while state.pending.is_empty() && !state.closing {
                 state = match shared.work.wait(state) {
@@ -422,7 +469,7 @@ fn run_committer(shared: &Shared, mut storage: Storage) {
                 .chain(group.done.iter().copied())
                 .collect();
             state.in_flight = Some((touched, Arc::clone(&group.commit)));
-            (group, state.winners.is_none())
+            group
         };
 
         let added: Vec<(u32, u64)> = group.added.iter().map(|(a, n)| (*a, *n)).collect();
@@ -434,12 +481,17 @@ fn run_committer(shared: &Shared, mut storage: Storage) {
             Ok(()) => {
                 state.durable_seq = storage.counts().clone();
                 state.durable_done = storage.done().clone();
-                let run_draw = draw_due && all_done(&state.durable_done, shared.agencies);
+                for (agency, document) in group.winners {
+                    state.stored_winners.entry(agency).or_default().push(document);
+                }
+                if state.winners.is_none() && all_done(&state.durable_done, shared.agencies) {
+                    let winners = draw(&state.stored_winners);
+                    let total: usize = winners.values().map(|w| w.len()).sum();
+                    state.winners = Some(winners);
+                    info!("action: sorteo | result: success | ganadores: {total}");
+                }
                 drop(state);
                 group.commit.resolve(Ok(()));
-                if run_draw {
-                    run_the_draw(shared, &storage);
-                }
             }
             Err(e) => {
                 error!("action: commit | result: fail | error: {e}");
@@ -455,19 +507,9 @@ fn run_committer(shared: &Shared, mut storage: Storage) {
                 later.commit.resolve(Err(err));
             }
         }
-    }
-}
-
-fn run_the_draw(shared: &Shared, storage: &Storage) {
-    match draw(storage.path()) {
-        Ok(winners) => {
-            let total: usize = winners.values().map(|w| w.len()).sum();
-            if let Ok(mut state) = shared.lock() {
-                state.winners = Some(winners);
-            }
-            info!("action: sorteo | result: success | ganadores: {total}");
+        if let Some(listener) = shared.on_commit.get() {
+            listener();
         }
-        Err(e) => error!("action: sorteo | result: fail | error: {e}"),
     }
 }
 

@@ -1,10 +1,10 @@
 //! What the server does with each request of a connection, without the
 //! socket: frames in, encoded answers out, plus whether to close.
 //!
-//! Runs on a pool worker. Batches that follow each other are handed to the
-//! store together and their ACKs wait for one group commit; any other
-//! request first waits for the batches before it, so answers keep the order
-//! of requests.
+//! Runs on a pool worker and never waits for the disk: a BATCH or DONE is
+//! handed to the store and its answer becomes an [`Awaiting`] part, which
+//! the event loop resolves once the commit holding it is durable. Parts
+//! are sent in order, so answers keep the order of requests.
 
 use crate::framing::{Frame, MAX_PAYLOAD_LEN};
 use crate::logging::{PEER_FAULT, clean};
@@ -22,21 +22,101 @@ pub struct Session {
     pub done_sent: bool,
 }
 
-/// The answers to a run of requests.
+/// The answers to a run of requests, in order.
 #[derive(Debug, Default)]
 pub struct Reply {
-    /// Encoded frames to send, in order.
-    pub out: Vec<u8>,
-    /// Close the connection once `out` is sent.
+    pub parts: Vec<Part>,
+    /// Close the connection once every part is sent.
     pub close: bool,
 }
 
-/// A batch handed to the store whose ACK waits for its commit.
-struct PendingAck {
+/// One piece of a reply: bytes ready to send, or an answer that waits for
+/// the commit holding a request.
+#[derive(Debug)]
+pub enum Part {
+    Ready(Vec<u8>),
+    Awaiting(Awaiting),
+}
+
+/// A BATCH or DONE handed to the store. The worker does not wait for its
+/// commit: the event loop asks [`Awaiting::resolve`] after each commit, so
+/// the next requests of the connection are processed meanwhile and join
+/// the next commit.
+#[derive(Debug)]
+pub struct Awaiting {
     ticket: Ticket,
-    batch_len: usize,
-    /// (document, number) of a one-bet batch, for the course's log line.
-    single: Option<(String, u16)>,
+    agency: u32,
+    what: Request,
+}
+
+#[derive(Debug)]
+enum Request {
+    /// A batch of `len` bets; `single` is (document, number) of a one-bet batch.
+    Batch { len: usize, single: Option<(String, u16)> },
+    Done { total: u64 },
+}
+
+impl Awaiting {
+    /// The encoded answer once the commit is resolved, and whether the
+    /// connection must close; `None` while it is not. Logs the outcome.
+    pub fn resolve(&self) -> Option<(Vec<u8>, bool)> {
+        let outcome = self.ticket.outcome()?;
+        let agency = self.agency;
+        let mut out = Vec::new();
+        let close = match (&self.what, outcome) {
+            (Request::Batch { len, single }, Ok(next_seq)) => {
+                if self.ticket.duplicate {
+                    info!("action: apuesta_duplicada | result: success | cantidad: {len} | agencia: {agency}");
+                } else {
+                    info!("action: apuesta_recibida | result: success | cantidad: {len} | agencia: {agency}");
+                    if let Some((dni, numero)) = single {
+                        info!("action: apuesta_almacenada | result: success | dni: {dni} | numero: {numero}");
+                    }
+                }
+                encode(&mut out, &Message::Ack { next_seq });
+                false
+            }
+            (Request::Done { total }, Ok(_)) => {
+                info!("action: agencia_finalizada | result: success | agencia: {agency} | apuestas: {total}");
+                encode(&mut out, &Message::Ack { next_seq: *total });
+                false
+            }
+            (what, Err(e)) => {
+                let action = match what {
+                    Request::Batch { len, .. } => {
+                        error!(
+                            "action: apuesta_recibida | result: fail | cantidad: {len} | agencia: {agency} | error: {}",
+                            clean(&e)
+                        );
+                        "apuesta_recibida"
+                    }
+                    Request::Done { .. } => "agencia_finalizada",
+                };
+                let code = store_error_code(&e);
+                error!("action: {action} | result: fail | agencia: {agency} | code: {} | error: {}", code.name(), clean(&e));
+                encode(&mut out, &Message::Error { code, message: e.to_string() });
+                true
+            }
+        };
+        Some((out, close))
+    }
+}
+
+/// Encodes an answer the server built itself (always encodable).
+fn encode(out: &mut Vec<u8>, msg: &Message) {
+    if let Err(e) = msg.encode_into(out) {
+        error!("action: encode | result: fail | error: {}", clean(e));
+    }
+}
+
+fn store_error_code(e: &StoreError) -> ErrorCode {
+    match e {
+        StoreError::Sequence { .. } => ErrorCode::Sequence,
+        StoreError::AlreadyDone => ErrorCode::AlreadyDone,
+        StoreError::DoneMismatch { .. } => ErrorCode::DoneMismatch,
+        StoreError::Storage(_) => ErrorCode::Storage,
+        StoreError::Closed => ErrorCode::ShuttingDown,
+    }
 }
 
 /// Handles requests against the shared store.
@@ -52,33 +132,24 @@ impl Handler {
 
     /// Handles `frames`, in order, for the connection whose state is
     /// `session`. Stops at the first request that closes the connection.
+    /// Never blocks on the disk.
     pub fn handle(&self, session: &mut Session, peer: SocketAddr, frames: Vec<Frame>) -> Reply {
         let mut run = Run {
             handler: self,
             session,
             peer,
             reply: Reply::default(),
-            pending: Vec::new(),
         };
         for frame in frames {
             match Message::decode(frame.kind, &frame.payload) {
                 Ok(Message::Batch(batch)) => run.batch(batch),
-                Ok(msg) => {
-                    if run.flush() {
-                        run.other(msg);
-                    }
-                }
-                Err(e) => {
-                    if run.flush() {
-                        run.refuse("decode", e.code(), &e.to_string());
-                    }
-                }
+                Ok(msg) => run.other(msg),
+                Err(e) => run.refuse("decode", e.code(), &e.to_string()),
             }
             if run.reply.close {
                 break;
             }
         }
-        run.flush();
         run.reply
     }
 }
@@ -89,21 +160,21 @@ struct Run<'a> {
     session: &'a mut Session,
     peer: SocketAddr,
     reply: Reply,
-    pending: Vec<PendingAck>,
 }
 
 impl Run<'_> {
     fn send(&mut self, msg: &Message) {
-        if let Err(e) = msg.encode_into(&mut self.reply.out) {
-            // Only a bug can build an unencodable answer; don't leave the
-            // peer waiting for it.
-            error!(
-                "action: encode | result: fail | peer: {} | error: {}",
-                self.peer,
-                clean(e)
-            );
-            self.reply.close = true;
+        if let Some(Part::Ready(bytes)) = self.reply.parts.last_mut() {
+            encode(bytes, msg);
+        } else {
+            let mut bytes = Vec::new();
+            encode(&mut bytes, msg);
+            self.reply.parts.push(Part::Ready(bytes));
         }
+    }
+
+    fn wait_for(&mut self, ticket: Ticket, agency: u32, what: Request) {
+        self.reply.parts.push(Part::Awaiting(Awaiting { ticket, agency, what }));
     }
 
     /// Answers ERROR, logs why, and closes the connection.
@@ -123,14 +194,7 @@ impl Run<'_> {
     }
 
     fn refuse_store(&mut self, action: &str, e: &StoreError) {
-        let code = match e {
-            StoreError::Sequence { .. } => ErrorCode::Sequence,
-            StoreError::AlreadyDone => ErrorCode::AlreadyDone,
-            StoreError::DoneMismatch { .. } => ErrorCode::DoneMismatch,
-            StoreError::Storage(_) => ErrorCode::Storage,
-            StoreError::Closed => ErrorCode::ShuttingDown,
-        };
-        self.refuse(action, code, &e.to_string());
+        self.refuse(action, store_error_code(e), &e.to_string());
     }
 
     /// The agency of this connection, or an ERROR if it has not said HELLO.
@@ -145,10 +209,7 @@ impl Run<'_> {
         let Some(agency) = self.agency() else { return };
         let n = batch.bets.len();
         if batch.agency != agency {
-            let reason = format!(
-                "batch for agency {} on agency {agency}'s connection",
-                batch.agency
-            );
+            let reason = format!("batch for agency {} on agency {agency}'s connection", batch.agency);
             return self.refuse("apuesta_recibida", ErrorCode::AgencyMismatch, &reason);
         }
         if self.session.done_sent {
@@ -167,21 +228,13 @@ impl Run<'_> {
             self.reply.close = true;
             return;
         }
-        match self
-            .handler
-            .store
-            .submit_batch(agency, batch.first_seq, &batch.bets)
-        {
+        match self.handler.store.submit_batch(agency, batch.first_seq, &batch.bets) {
             Ok(ticket) => {
                 let single = match batch.bets.as_slice() {
                     [bet] => Some((bet.document.clone(), bet.number)),
                     _ => None,
                 };
-                self.pending.push(PendingAck {
-                    ticket,
-                    batch_len: n,
-                    single,
-                });
+                self.wait_for(ticket, agency, Request::Batch { len: n, single });
             }
             Err(e) => {
                 log!(
@@ -192,46 +245,6 @@ impl Run<'_> {
                 self.refuse_store("apuesta_recibida", &e);
             }
         }
-    }
-
-    /// Waits for the commits of the batches handed in so far and answers
-    /// them. Returns false if one failed (the connection closes).
-    fn flush(&mut self) -> bool {
-        let agency = self.session.agency.unwrap_or(0);
-        for p in std::mem::take(&mut self.pending) {
-            if self.reply.close {
-                break;
-            }
-            match p.ticket.wait() {
-                Ok(next_seq) => {
-                    let n = p.batch_len;
-                    if p.ticket.duplicate {
-                        info!(
-                            "action: apuesta_duplicada | result: success | cantidad: {n} | agencia: {agency}"
-                        );
-                    } else {
-                        info!(
-                            "action: apuesta_recibida | result: success | cantidad: {n} | agencia: {agency}"
-                        );
-                        if let Some((dni, numero)) = &p.single {
-                            info!(
-                                "action: apuesta_almacenada | result: success | dni: {dni} | numero: {numero}"
-                            );
-                        }
-                    }
-                    self.send(&Message::Ack { next_seq });
-                }
-                Err(e) => {
-                    error!(
-                        "action: apuesta_recibida | result: fail | cantidad: {} | agencia: {agency} | error: {}",
-                        p.batch_len,
-                        clean(&e)
-                    );
-                    self.refuse_store("apuesta_recibida", &e);
-                }
-            }
-        }
-        !self.reply.close
     }
 
     fn other(&mut self, msg: Message) {
@@ -298,18 +311,8 @@ impl Run<'_> {
             );
         }
         self.session.done_sent = true;
-        match self
-            .handler
-            .store
-            .submit_done(agency, total)
-            .and_then(|t| t.wait())
-        {
-            Ok(_) => {
-                info!(
-                    "action: agencia_finalizada | result: success | agencia: {agency} | apuestas: {total}"
-                );
-                self.send(&Message::Ack { next_seq: total });
-            }
+        match self.handler.store.submit_done(agency, total) {
+            Ok(ticket) => self.wait_for(ticket, agency, Request::Done { total }),
             Err(e) => self.refuse_store("agencia_finalizada", &e),
         }
     }

@@ -106,7 +106,7 @@ pub fn run(
     let limits = Limits::from_config(config);
     let result = reactor::Reactor::new(
         listener,
-        handler::Handler::new(store.clone()),
+        store.clone(),
         pool.clone(),
         limits,
         shutdown,

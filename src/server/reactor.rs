@@ -9,16 +9,17 @@
 //! enforced at accept time.
 
 use super::ServerError;
-use super::handler::{Handler, Reply, Session};
+use super::handler::{Handler, Part, Reply, Session};
 use crate::config::ServerConfig;
 use crate::framing::{self, Frame, FrameError};
 use crate::logging::{PEER_FAULT, clean};
 use crate::message::{ErrorCode, Message};
 use crate::shutdown::Shutdown;
+use crate::store::StoreManager;
 use log::{debug, error, info, log};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -37,6 +38,10 @@ const MAX_INBUF: usize = 8 * framing::MAX_FRAME_LEN;
 /// Answers waiting to be written before the loop stops serving requests
 /// of that connection until the peer reads them.
 const MAX_OUTBUF: usize = 8 * framing::MAX_FRAME_LEN;
+/// Answers waiting for commits, per connection, before the loop stops
+/// serving more of its requests: bounds memory and keeps one agency from
+/// filling a commit alone.
+const MAX_AWAITING: usize = 64;
 /// How long shutdown waits for requests already in the pool.
 const SHUTDOWN_GRACE: Duration = Duration::from_millis(500);
 
@@ -79,6 +84,8 @@ struct Conn {
     session: Session,
     /// A job of this connection is in the pool.
     busy: bool,
+    /// Answers in request order; the first may wait for a commit.
+    pending: VecDeque<Part>,
     /// The peer closed its side; serve what is buffered, then close.
     read_closed: bool,
     /// Close once `outbuf` is written (after an ERROR, a BYE...).
@@ -113,6 +120,8 @@ pub(super) struct Reactor {
     pool: ThreadPool,
     done_tx: Sender<Completion>,
     done_rx: Receiver<Completion>,
+    /// Connections whose next answer waits for a commit.
+    awaiting: HashSet<Token>,
     limits: Limits,
     shutdown: Shutdown,
 }
@@ -120,7 +129,7 @@ pub(super) struct Reactor {
 impl Reactor {
     pub(super) fn new(
         listener: std::net::TcpListener,
-        handler: Handler,
+        store: StoreManager,
         pool: ThreadPool,
         limits: Limits,
         shutdown: Shutdown,
@@ -140,6 +149,10 @@ impl Reactor {
             // Nothing to do if the loop is already gone.
             let _ = w.wake();
         });
+        let w = Arc::clone(&waker);
+        store.on_commit(move || {
+            let _ = w.wake();
+        });
         let (done_tx, done_rx) = mpsc::channel();
         Ok(Reactor {
             poll,
@@ -147,10 +160,11 @@ impl Reactor {
             waker,
             conns: HashMap::new(),
             next_token: FIRST_CONN,
-            handler: Arc::new(handler),
+            handler: Arc::new(Handler::new(store)),
             pool,
             done_tx,
             done_rx,
+            awaiting: HashSet::new(),
             limits,
             shutdown,
         })
@@ -185,6 +199,7 @@ impl Reactor {
                 }
             }
             self.take_completions();
+            self.settle_awaiting();
             if last_sweep.elapsed() >= TICK {
                 self.sweep_timeouts();
                 last_sweep = Instant::now();
@@ -271,6 +286,7 @@ impl Reactor {
                 out_pos: 0,
                 session: Session::default(),
                 busy: false,
+                pending: VecDeque::new(),
                 read_closed: false,
                 closing: false,
                 writable_interest: false,
@@ -311,7 +327,7 @@ impl Reactor {
         let Some(conn) = self.conns.get_mut(&token) else {
             return;
         };
-        if conn.busy || conn.closing || conn.pending_out() > MAX_OUTBUF {
+        if conn.busy || conn.closing || conn.pending_out() > MAX_OUTBUF || conn.pending.len() >= MAX_AWAITING {
             return;
         }
         let mut frames = Vec::new();
@@ -380,7 +396,10 @@ impl Reactor {
                     message: "internal error".into(),
                 }
                 .encode_into(&mut out);
-                Reply { out, close: true }
+                Reply {
+                    parts: vec![Part::Ready(out)],
+                    close: true,
+                }
             });
             // The loop may be gone at shutdown; then nobody needs the answer.
             if tx
@@ -403,20 +422,59 @@ impl Reactor {
     }
 
     fn complete(&mut self, done: Completion) {
-        let Some(conn) = self.conns.get_mut(&done.token) else {
-            return;
-        };
+        let Some(conn) = self.conns.get_mut(&done.token) else { return };
         conn.busy = false;
         conn.session = done.session;
-        conn.outbuf.extend_from_slice(&done.reply.out);
+        conn.pending.extend(done.reply.parts);
         conn.last_activity = Instant::now();
         if done.reply.close {
             conn.closing = true;
         }
-        self.flush(done.token);
+        self.settle(done.token);
+    }
+
+    /// Moves the answers that are ready, in order, to the output buffer,
+    /// writes them, and serves more requests if there is room.
+    fn settle(&mut self, token: Token) {
+        let Some(conn) = self.conns.get_mut(&token) else {
+            self.awaiting.remove(&token);
+            return;
+        };
+        while let Some(part) = conn.pending.front() {
+            match part {
+                Part::Ready(bytes) => conn.outbuf.extend_from_slice(bytes),
+                Part::Awaiting(waiting) => {
+                    let Some((bytes, close)) = waiting.resolve() else { break };
+                    conn.outbuf.extend_from_slice(&bytes);
+                    if close {
+                        conn.closing = true;
+                        conn.pending.clear();
+                        break;
+                    }
+                }
+            }
+            conn.pending.pop_front();
+        }
+        if conn.pending.is_empty() {
+            self.awaiting.remove(&token);
+        } else {
+            self.awaiting.insert(token);
+        }
+        self.flush(token);
         // Frames may have queued up meanwhile, and reading may have
         // stopped at the buffer limit: continue.
-        self.on_readable(done.token);
+        self.on_readable(token);
+    }
+
+    /// After a commit: settles every connection waiting for one.
+    fn settle_awaiting(&mut self) {
+        if self.awaiting.is_empty() {
+            return;
+        }
+        let tokens: Vec<Token> = self.awaiting.iter().copied().collect();
+        for token in tokens {
+            self.settle(token);
+        }
     }
 
     /// Writes what the connection has to send, without blocking.
@@ -462,7 +520,7 @@ impl Reactor {
             }
             conn.writable_interest = !done;
         }
-        if done && conn.closing && !conn.busy {
+        if done && conn.closing && !conn.busy && conn.pending.is_empty() {
             self.close(token, Close::Normal("closed after answer"));
         } else if done && !conn.busy && !conn.inbuf.is_empty() {
             // Serving had paused on a full output buffer.
@@ -474,7 +532,7 @@ impl Reactor {
         let Some(conn) = self.conns.get_mut(&token) else {
             return;
         };
-        if conn.pending_out() == 0 && !conn.busy {
+        if conn.pending_out() == 0 && !conn.busy && conn.pending.is_empty() {
             self.close(token, Close::Normal(why));
         } else {
             conn.closing = true;
@@ -485,7 +543,7 @@ impl Reactor {
         let now = Instant::now();
         let mut expired = Vec::new();
         for (token, c) in &self.conns {
-            if c.busy {
+            if c.busy || !c.pending.is_empty() {
                 continue;
             }
             let reason = if c
@@ -567,12 +625,15 @@ impl Reactor {
             info!("action: close_listener | result: success");
         }
         let deadline = Instant::now() + SHUTDOWN_GRACE;
-        while self.conns.values().any(|c| c.busy) {
+        while self.conns.values().any(|c| c.busy || !c.pending.is_empty()) {
             let left = deadline.saturating_duration_since(Instant::now());
-            match self.done_rx.recv_timeout(left) {
-                Ok(done) => self.complete(done),
-                Err(_) => break,
+            if left.is_zero() {
+                break;
             }
+            if let Ok(done) = self.done_rx.recv_timeout(left.min(Duration::from_millis(5))) {
+                self.complete(done);
+            }
+            self.settle_awaiting();
         }
         let tokens: Vec<Token> = self.conns.keys().copied().collect();
         let count = tokens.len();
