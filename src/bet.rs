@@ -32,6 +32,70 @@ pub struct Bet {
     pub number: u16,
 }
 
+/// A bet whose text fields are borrowed from a buffer (a frame payload, a
+/// CSV record): what the hot paths validate and encode without allocating.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BetRef<'a> {
+    pub agency: u32,
+    pub first_name: &'a str,
+    pub last_name: &'a str,
+    pub document: &'a str,
+    pub birthdate: NaiveDate,
+    pub number: u16,
+}
+
+impl BetRef<'_> {
+    /// Checks every rule against `today` (the latest valid birthdate).
+    ///
+    /// # Errors
+    /// The first rule broken.
+    pub fn validate_at(&self, today: NaiveDate) -> Result<(), InvalidBet> {
+        validate_name("first_name", self.first_name)?;
+        validate_name("last_name", self.last_name)?;
+        validate_document(self.document)?;
+        if self.birthdate.year() < 1900 || self.birthdate > today {
+            return Err(InvalidBet::BirthdateOutOfRange {
+                date: self.birthdate,
+            });
+        }
+        if self.number > MAX_NUMBER {
+            return Err(InvalidBet::BadNumber {
+                value: self.number.to_string(),
+            });
+        }
+        Ok(())
+    }
+
+    /// An owned copy.
+    pub fn to_bet(&self) -> Bet {
+        Bet {
+            agency: self.agency,
+            first_name: self.first_name.to_owned(),
+            last_name: self.last_name.to_owned(),
+            document: self.document.to_owned(),
+            birthdate: self.birthdate,
+            number: self.number,
+        }
+    }
+
+    /// Whether the bet wins the draw.
+    pub fn has_won(&self) -> bool {
+        self.number == WINNING_NUMBER
+    }
+}
+
+impl<'a> From<&'a Bet> for BetRef<'a> {
+    fn from(bet: &'a Bet) -> Self {
+        bet.as_ref()
+    }
+}
+
+impl<'a> From<&BetRef<'a>> for BetRef<'a> {
+    fn from(bet: &BetRef<'a>) -> Self {
+        *bet
+    }
+}
+
 /// Why a bet is not valid. The `Display` text is meant for logs and for the
 /// ERROR message sent to an agency.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,34 +153,55 @@ impl Bet {
         birthdate: &str,
         number: &str,
     ) -> Result<Bet, InvalidBet> {
-        let bet = Bet {
-            agency,
-            first_name: first_name.to_owned(),
-            last_name: last_name.to_owned(),
-            document: document.to_owned(),
-            birthdate: parse_birthdate(birthdate)?,
-            number: parse_number(number)?,
-        };
-        bet.validate()?;
-        Ok(bet)
+        BetRef::parse(agency, first_name, last_name, document, birthdate, number)
+            .map(|b| b.to_bet())
     }
 
     /// Checks the rules that a typed `Bet` can still break (names, document,
-    /// date range). Cheap: no allocation.
+    /// date range).
     ///
     /// # Errors
     /// The first rule broken.
     pub fn validate(&self) -> Result<(), InvalidBet> {
-        validate_name("first_name", &self.first_name)?;
-        validate_name("last_name", &self.last_name)?;
-        validate_document(&self.document)?;
-        validate_birthdate(self.birthdate)?;
-        if self.number > MAX_NUMBER {
-            return Err(InvalidBet::BadNumber {
-                value: self.number.to_string(),
-            });
+        self.as_ref().validate_at(today())
+    }
+
+    /// A borrowed view of this bet.
+    pub fn as_ref(&self) -> BetRef<'_> {
+        BetRef {
+            agency: self.agency,
+            first_name: &self.first_name,
+            last_name: &self.last_name,
+            document: &self.document,
+            birthdate: self.birthdate,
+            number: self.number,
         }
-        Ok(())
+    }
+}
+
+impl<'a> BetRef<'a> {
+    /// Builds a validated bet from text fields without copying them.
+    ///
+    /// # Errors
+    /// The first field that breaks a rule, with the offending value.
+    pub fn parse(
+        agency: u32,
+        first_name: &'a str,
+        last_name: &'a str,
+        document: &'a str,
+        birthdate: &str,
+        number: &str,
+    ) -> Result<BetRef<'a>, InvalidBet> {
+        let bet = BetRef {
+            agency,
+            first_name,
+            last_name,
+            document,
+            birthdate: parse_birthdate(birthdate)?,
+            number: parse_number(number)?,
+        };
+        bet.validate_at(today())?;
+        Ok(bet)
     }
 }
 
@@ -153,10 +238,11 @@ pub fn validate_document(document: &str) -> Result<(), InvalidBet> {
     }
 }
 
-/// Today's local date, asked of the clock and time zone at most once a
-/// second per thread: validating a million bets must not look it up a
-/// million times (it showed up as the top cost in profiles).
-fn today() -> NaiveDate {
+/// Today's local date (the latest valid birthdate), asked of the clock and
+/// time zone at most once a second per thread: validating a million bets
+/// must not look it up a million times (it showed up high in profiles).
+/// Loops over many bets call it once and use [`BetRef::validate_at`].
+pub fn today() -> NaiveDate {
     use std::cell::Cell;
     use std::time::{Duration, Instant};
     thread_local! {
@@ -172,15 +258,8 @@ fn today() -> NaiveDate {
     })
 }
 
-/// A birthdate between 1900-01-01 and today (local date), inclusive.
-pub fn validate_birthdate(date: NaiveDate) -> Result<(), InvalidBet> {
-    if date.year() < 1900 || date > today() {
-        return Err(InvalidBet::BirthdateOutOfRange { date });
-    }
-    Ok(())
-}
-
-/// Parses `YYYY-MM-DD` strictly: exactly ten characters, a real calendar day.
+/// Parses `YYYY-MM-DD` strictly: exactly ten characters, a real calendar
+/// day. (Whether it is in range is [`BetRef::validate_at`]'s business.)
 pub fn parse_birthdate(text: &str) -> Result<NaiveDate, InvalidBet> {
     let bad = || InvalidBet::BadBirthdate {
         value: text.to_owned(),
@@ -199,9 +278,7 @@ pub fn parse_birthdate(text: &str) -> Result<NaiveDate, InvalidBet> {
     let (Some(y), Some(m), Some(d)) = (digits(0..4), digits(5..7), digits(8..10)) else {
         return Err(bad());
     };
-    let date = NaiveDate::from_ymd_opt(y as i32, m, d).ok_or_else(bad)?;
-    validate_birthdate(date)?;
-    Ok(date)
+    NaiveDate::from_ymd_opt(y as i32, m, d).ok_or_else(bad)
 }
 
 /// Parses a bet number: decimal digits only, 0..=9999.

@@ -180,7 +180,7 @@ mod tests {
                 panic!("invalid row {row:?}")
             };
             valid += 1;
-            winners += u32::from(crate::bet::has_won(&bet));
+            winners += u32::from(bet.has_won());
         }
         assert_eq!(valid, 5_000);
         assert!(winners > 0);

@@ -6,7 +6,7 @@
 //! including `,` `|` and newlines, travels safely. The byte-level tables are
 //! in `docs/PROTOCOL.md`.
 
-use crate::bet::{Bet, InvalidBet};
+use crate::bet::{self, Bet, BetRef, InvalidBet};
 use crate::framing::{self, Frame, FrameError, MAX_PAYLOAD_LEN};
 use chrono::{Datelike, NaiveDate};
 use std::fmt;
@@ -437,15 +437,19 @@ impl Message {
 }
 
 fn decode_batch(r: &mut Cursor<'_>) -> Result<Batch, DecodeError> {
+    decode_batch_view(r).map(|view| view.to_batch())
+}
+
+fn decode_batch_view<'a>(r: &mut Cursor<'a>) -> Result<BatchView<'a>, DecodeError> {
     let agency = r.u32("agency")?;
     let first_seq = r.u64("first_seq")?;
     let count = r.u16("count")?;
     // Never trust a count for an allocation: each bet takes >= 9 bytes.
     let mut bets = Vec::with_capacity(usize::from(count).min(r.buf.len() / 9));
     for _ in 0..count {
-        let first_name = r.str8("first_name")?.to_owned();
-        let last_name = r.str8("last_name")?.to_owned();
-        let document = r.str8("document")?.to_owned();
+        let first_name = r.str8("first_name")?;
+        let last_name = r.str8("last_name")?;
+        let document = r.str8("document")?;
         let year = r.u16("birthdate")?;
         let month = r.u8("birthdate")?;
         let day = r.u8("birthdate")?;
@@ -456,7 +460,7 @@ fn decode_batch(r: &mut Cursor<'_>) -> Result<Batch, DecodeError> {
                     value: format!("{year:04}-{month:02}-{day:02}"),
                 })
             })?;
-        bets.push(Bet {
+        bets.push(BetRef {
             agency,
             first_name,
             last_name,
@@ -465,15 +469,73 @@ fn decode_batch(r: &mut Cursor<'_>) -> Result<Batch, DecodeError> {
             number,
         });
     }
-    Ok(Batch {
+    Ok(BatchView {
         agency,
         first_seq,
         bets,
     })
 }
 
+/// A BATCH payload decoded without copying: the bets borrow the payload.
+/// The server's hot path; [`Message::decode`] builds an owned [`Batch`]
+/// from the same decoder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchView<'a> {
+    pub agency: u32,
+    pub first_seq: u64,
+    pub bets: Vec<BetRef<'a>>,
+}
+
+impl<'a> BatchView<'a> {
+    /// Decodes a BATCH payload.
+    ///
+    /// # Errors
+    /// As [`Message::decode`] for a BATCH.
+    pub fn decode(payload: &'a [u8]) -> Result<BatchView<'a>, DecodeError> {
+        let mut r = Cursor { buf: payload };
+        let view = decode_batch_view(&mut r)?;
+        if !r.buf.is_empty() {
+            return Err(DecodeError::TrailingBytes { extra: r.buf.len() });
+        }
+        Ok(view)
+    }
+
+    /// Checks every bet with the shared rules.
+    ///
+    /// # Errors
+    /// The position in the batch and the reason of the first invalid bet.
+    pub fn validate(&self) -> Result<(), (usize, InvalidBet)> {
+        let today = bet::today();
+        for (i, b) in self.bets.iter().enumerate() {
+            b.validate_at(today).map_err(|e| (i, e))?;
+        }
+        Ok(())
+    }
+
+    /// An owned copy.
+    pub fn to_batch(&self) -> Batch {
+        Batch {
+            agency: self.agency,
+            first_seq: self.first_seq,
+            bets: self.bets.iter().map(BetRef::to_bet).collect(),
+        }
+    }
+}
+
+impl Batch {
+    /// A borrowed view of this batch.
+    pub fn view(&self) -> BatchView<'_> {
+        BatchView {
+            agency: self.agency,
+            first_seq: self.first_seq,
+            bets: self.bets.iter().map(Bet::as_ref).collect(),
+        }
+    }
+}
+
 /// Bytes a bet takes inside a BATCH payload.
-pub fn bet_wire_len(bet: &Bet) -> usize {
+pub fn bet_wire_len<'b>(bet: impl Into<BetRef<'b>>) -> usize {
+    let bet = bet.into();
     3 + bet.first_name.len() + bet.last_name.len() + bet.document.len() + 4 + 2
 }
 
@@ -500,14 +562,15 @@ impl BatchEncoder {
     ///
     /// # Errors
     /// A field longer than its u8 length prefix (an unvalidated bet).
-    pub fn push(&mut self, bet: &Bet) -> Result<bool, EncodeError> {
+    pub fn push<'b>(&mut self, bet: impl Into<BetRef<'b>>) -> Result<bool, EncodeError> {
+        let bet = bet.into();
         if self.payload.len() + bet_wire_len(bet) > MAX_PAYLOAD_LEN || self.count == u16::MAX {
             return Ok(false);
         }
         let mark = self.payload.len();
-        let pushed = put_str8(&mut self.payload, "first_name", &bet.first_name)
-            .and_then(|()| put_str8(&mut self.payload, "last_name", &bet.last_name))
-            .and_then(|()| put_str8(&mut self.payload, "document", &bet.document));
+        let pushed = put_str8(&mut self.payload, "first_name", bet.first_name)
+            .and_then(|()| put_str8(&mut self.payload, "last_name", bet.last_name))
+            .and_then(|()| put_str8(&mut self.payload, "document", bet.document));
         if let Err(e) = pushed {
             self.payload.truncate(mark);
             return Err(e);
@@ -599,17 +662,6 @@ impl<'a> Cursor<'a> {
         let len = usize::from(self.u8(field)?);
         self.str(len, field)
     }
-}
-
-/// Checks every bet of a decoded batch with the shared rules.
-///
-/// # Errors
-/// The position in the batch and the reason of the first invalid bet.
-pub fn validate_batch(batch: &Batch) -> Result<(), (usize, InvalidBet)> {
-    for (i, b) in batch.bets.iter().enumerate() {
-        b.validate().map_err(|e| (i, e))?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -802,11 +854,11 @@ mod tests {
             first_seq: 0,
             bets: vec![bet("A", "B", "1", 1), bet("", "B", "1", 1)],
         };
-        let (i, e) = validate_batch(&b).unwrap_err();
+        let (i, e) = b.view().validate().unwrap_err();
         assert_eq!(i, 1);
         assert_eq!(e.to_string(), "first_name is empty");
         b.bets.pop();
-        assert!(validate_batch(&b).is_ok());
+        assert!(b.view().validate().is_ok());
     }
 
     #[test]

@@ -21,7 +21,7 @@
 //!
 //! This type is single-threaded; `store::StoreManager` shares it.
 
-use crate::bet::{self, Bet};
+use crate::bet::{self, Bet, BetRef};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::fs::{File, OpenOptions};
@@ -528,7 +528,8 @@ impl JournalRecord {
 }
 
 /// Appends one CSV row for `bet` to `out`, quoting only fields that need it.
-pub fn encode_row(out: &mut Vec<u8>, bet: &Bet) {
+pub fn encode_row<'b>(out: &mut Vec<u8>, bet: impl Into<BetRef<'b>>) {
+    let bet = bet.into();
     let mut itoa = [0u8; 24];
     let agency = format_u64(&mut itoa, u64::from(bet.agency));
     out.extend_from_slice(agency);

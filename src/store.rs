@@ -19,7 +19,7 @@
 //! draw itself is instant and never re-reads a file that may hold
 //! millions of rows.
 
-use crate::bet::Bet;
+use crate::bet::BetRef;
 use crate::storage::{self, Recovery, Storage, StorageError, SyncMode};
 use log::{error, info};
 use std::collections::{BTreeMap, BTreeSet};
@@ -182,7 +182,9 @@ struct Shared {
 
 impl fmt::Debug for Shared {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Shared").field("agencies", &self.agencies).finish_non_exhaustive()
+        f.debug_struct("Shared")
+            .field("agencies", &self.agencies)
+            .finish_non_exhaustive()
     }
 }
 
@@ -294,15 +296,15 @@ impl StoreManager {
         &self,
         agency: u32,
         first_seq: u64,
-        bets: &[Bet],
+        bets: &[BetRef<'_>],
     ) -> Result<Ticket, StoreError> {
         // Encode outside the lock: it is the CPU-heavy part.
         let mut rows = Vec::with_capacity(bets.len() * 48);
         let mut winners = Vec::new();
         for bet in bets {
             storage::encode_row(&mut rows, bet);
-            if crate::bet::has_won(bet) {
-                winners.push((agency, bet.document.clone()));
+            if bet.has_won() {
+                winners.push((agency, bet.document.to_owned()));
             }
         }
         let n = bets.len() as u64;
@@ -482,7 +484,11 @@ fn run_committer(shared: &Shared, mut storage: Storage) {
                 state.durable_seq = storage.counts().clone();
                 state.durable_done = storage.done().clone();
                 for (agency, document) in group.winners {
-                    state.stored_winners.entry(agency).or_default().push(document);
+                    state
+                        .stored_winners
+                        .entry(agency)
+                        .or_default()
+                        .push(document);
                 }
                 if state.winners.is_none() && all_done(&state.durable_done, shared.agencies) {
                     let winners = draw(&state.stored_winners);
@@ -516,7 +522,12 @@ fn run_committer(shared: &Shared, mut storage: Storage) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::bet::Bet;
     use chrono::NaiveDate;
+
+    fn refs(bets: &[Bet]) -> Vec<BetRef<'_>> {
+        bets.iter().map(Bet::as_ref).collect()
+    }
 
     fn temp_path(name: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!(
@@ -547,18 +558,27 @@ mod tests {
         let path = temp_path("seq");
         let (store, _) = StoreManager::open(&path, SyncMode::None, 2).unwrap();
         let b = bets(1, 10, 3);
-        assert_eq!(store.submit_batch(1, 0, &b[..4]).unwrap().wait(), Ok(4));
+        assert_eq!(
+            store.submit_batch(1, 0, &refs(&b[..4])).unwrap().wait(),
+            Ok(4)
+        );
         // A resend of the same batch is acknowledged, not stored again.
-        assert_eq!(store.submit_batch(1, 0, &b[..4]).unwrap().wait(), Ok(4));
+        assert_eq!(
+            store.submit_batch(1, 0, &refs(&b[..4])).unwrap().wait(),
+            Ok(4)
+        );
         // A gap is refused with the expected position.
         assert_eq!(
-            store.submit_batch(1, 6, &b[6..]).unwrap_err(),
+            store.submit_batch(1, 6, &refs(&b[6..])).unwrap_err(),
             StoreError::Sequence {
                 expected: 4,
                 got: 6
             }
         );
-        assert_eq!(store.submit_batch(1, 4, &b[4..]).unwrap().wait(), Ok(10));
+        assert_eq!(
+            store.submit_batch(1, 4, &refs(&b[4..])).unwrap().wait(),
+            Ok(10)
+        );
         assert_eq!(store.position(1).unwrap(), (10, false));
         store.close();
         let stored: Vec<Bet> = storage::load_bets(&path)
@@ -573,12 +593,12 @@ mod tests {
         let path = temp_path("draw");
         let (store, _) = StoreManager::open(&path, SyncMode::Always, 2).unwrap();
         store
-            .submit_batch(1, 0, &bets(1, 7, 3))
+            .submit_batch(1, 0, &refs(&bets(1, 7, 3)))
             .unwrap()
             .wait()
             .unwrap();
         store
-            .submit_batch(2, 0, &bets(2, 2, 5))
+            .submit_batch(2, 0, &refs(&bets(2, 2, 5)))
             .unwrap()
             .wait()
             .unwrap();
@@ -592,7 +612,7 @@ mod tests {
         store.submit_done(1, 7).unwrap().wait().unwrap();
         store.submit_done(1, 7).unwrap().wait().unwrap(); // repeat: fine
         assert_eq!(
-            store.submit_batch(1, 7, &bets(1, 1, 1)).unwrap_err(),
+            store.submit_batch(1, 7, &refs(&bets(1, 1, 1))).unwrap_err(),
             StoreError::AlreadyDone
         );
         assert_eq!(
@@ -627,7 +647,9 @@ mod tests {
                 std::thread::spawn(move || {
                     let all = bets(agency, 500, 7);
                     for (i, chunk) in all.chunks(25).enumerate() {
-                        let t = store.submit_batch(agency, i as u64 * 25, chunk).unwrap();
+                        let t = store
+                            .submit_batch(agency, i as u64 * 25, &refs(chunk))
+                            .unwrap();
                         t.wait().unwrap();
                     }
                     store.submit_done(agency, 500).unwrap().wait().unwrap();

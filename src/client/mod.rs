@@ -349,6 +349,7 @@ impl<'a> Agency<'a> {
     ) -> Result<u64, SessionEnd> {
         let mut bets = self.open_at(from - base)?;
         let mut seq = from;
+        // A bet that did not fit in the previous frame opens the next one.
         let mut carry: Option<Bet> = None;
         let mut exhausted = false;
         // (position after the batch, the bet of a one-bet batch)
@@ -356,24 +357,29 @@ impl<'a> Agency<'a> {
         loop {
             while !exhausted && in_flight.len() < self.config.batch_window {
                 let mut enc = BatchEncoder::new(self.config.id, seq);
+                if let Some(bet) = carry.take() {
+                    enc.push(&bet).map_err(encode_failure)?;
+                }
                 let mut last = None;
                 while enc.count() < self.config.batch_max_amount {
-                    let Some(bet) = carry
-                        .take()
-                        .map_or_else(|| self.next_bet(&mut bets), |b| Ok(Some(b)))?
-                    else {
-                        exhausted = true;
-                        break;
+                    let bet = match bets.next_row()? {
+                        None => {
+                            exhausted = true;
+                            break;
+                        }
+                        Some(Row::Invalid(row)) => {
+                            self.report_invalid(row);
+                            continue;
+                        }
+                        Some(Row::Bet(bet)) => bet,
                     };
-                    // The frame is full: this bet opens the next batch.
-                    if !enc
-                        .push(&bet)
-                        .map_err(|e| SessionEnd::Fatal(ClientError::Protocol(e.to_string())))?
-                    {
-                        carry = Some(bet);
+                    if !enc.push(bet).map_err(encode_failure)? {
+                        carry = Some(bet.to_bet());
                         break;
                     }
-                    last = Some(bet);
+                    if self.single.is_some() {
+                        last = Some(bet.to_bet());
+                    }
                 }
                 if enc.is_empty() {
                     break;
@@ -406,14 +412,22 @@ impl<'a> Agency<'a> {
     /// The agency's bets, skipping the first `skip` (already stored).
     fn open_at(&mut self, skip: u64) -> Result<Bets, SessionEnd> {
         match (&self.single, &self.config.bets) {
-            (Some(bet), _) => Ok(Bets::Single((skip == 0).then(|| bet.clone()))),
+            (Some(bet), _) => Ok(Bets::Single {
+                bet: bet.clone(),
+                sent: skip > 0,
+            }),
             (None, BetSource::File(path)) => {
                 let mut bets = Bets::File(BetsFile::open(path, self.config.id)?);
-                for _ in 0..skip {
-                    if self.next_bet(&mut bets)?.is_none() {
-                        return Err(SessionEnd::Fatal(ClientError::Protocol(format!(
-                            "server holds more bets for this agency than its file has ({skip})"
-                        ))));
+                let mut skipped = 0;
+                while skipped < skip {
+                    match bets.next_row()? {
+                        Some(Row::Bet(_)) => skipped += 1,
+                        Some(Row::Invalid(row)) => self.report_invalid(row),
+                        None => {
+                            return Err(SessionEnd::Fatal(ClientError::Protocol(format!(
+                                "server holds more bets for this agency than its file has ({skip})"
+                            ))));
+                        }
                     }
                 }
                 Ok(bets)
@@ -424,27 +438,17 @@ impl<'a> Agency<'a> {
         }
     }
 
-    /// The next valid bet, logging (once per run) and skipping invalid rows.
-    fn next_bet(&mut self, bets: &mut Bets) -> Result<Option<Bet>, SessionEnd> {
-        match bets {
-            Bets::Single(bet) => Ok(bet.take()),
-            Bets::File(file) => loop {
-                match file.next_row()? {
-                    None => return Ok(None),
-                    Some(Row::Bet(bet)) => return Ok(Some(bet)),
-                    Some(Row::Invalid(row)) => {
-                        if row.line > self.logged_line {
-                            self.logged_line = row.line;
-                            self.skipped += 1;
-                            warn!(
-                                "action: apuesta_invalida | result: fail | linea: {} | error: {}",
-                                row.line,
-                                clean(&row.reason)
-                            );
-                        }
-                    }
-                }
-            },
+    /// Logs an invalid row of the file, once per run (a resumed session
+    /// reads the rows before its position again).
+    fn report_invalid(&mut self, row: source::InvalidRow) {
+        if row.line > self.logged_line {
+            self.logged_line = row.line;
+            self.skipped += 1;
+            warn!(
+                "action: apuesta_invalida | result: fail | linea: {} | error: {}",
+                row.line,
+                clean(&row.reason)
+            );
         }
     }
 
@@ -492,7 +496,24 @@ impl<'a> Agency<'a> {
 /// Where bets come from during one connection.
 enum Bets {
     File(BetsFile),
-    Single(Option<Bet>),
+    Single { bet: Bet, sent: bool },
+}
+
+impl Bets {
+    /// The next row: for a file, read from it; for the single bet, the bet
+    /// once.
+    fn next_row(&mut self) -> Result<Option<Row<'_>>, SourceError> {
+        match self {
+            Bets::File(file) => file.next_row(),
+            Bets::Single { bet, sent } => {
+                Ok((!std::mem::replace(sent, true)).then(|| Row::Bet(bet.as_ref())))
+            }
+        }
+    }
+}
+
+fn encode_failure(e: message::EncodeError) -> SessionEnd {
+    SessionEnd::Fatal(ClientError::Protocol(e.to_string()))
 }
 
 fn unexpected(msg: Message, wanted: &str) -> SessionEnd {

@@ -7,7 +7,7 @@
 //! and skipped, so positions count valid bets only and are the same every
 //! time the file is read, which is what resuming relies on.
 
-use crate::bet::{Bet, InvalidBet};
+use crate::bet::{BetRef, InvalidBet};
 use std::fmt;
 use std::fs::File;
 use std::io::{self, BufReader};
@@ -53,10 +53,11 @@ pub struct BetsFile {
     line: u64,
 }
 
-/// One step of reading.
+/// One step of reading. A bet borrows the reader's current record (no
+/// allocation per row); `to_bet` makes an owned copy.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Row {
-    Bet(Bet),
+pub enum Row<'a> {
+    Bet(BetRef<'a>),
     Invalid(InvalidRow),
 }
 
@@ -88,7 +89,7 @@ impl BetsFile {
     ///
     /// # Errors
     /// Reading the file fails.
-    pub fn next_row(&mut self) -> Result<Option<Row>, SourceError> {
+    pub fn next_row(&mut self) -> Result<Option<Row<'_>>, SourceError> {
         let more = self
             .reader
             .read_byte_record(&mut self.record)
@@ -114,7 +115,7 @@ impl BetsFile {
     }
 }
 
-fn parse_row(r: &csv::ByteRecord, agency: u32, first: bool) -> Result<Bet, String> {
+fn parse_row(r: &csv::ByteRecord, agency: u32, first: bool) -> Result<BetRef<'_>, String> {
     if r.len() != 5 {
         return Err(format!("expected 5 fields, found {}", r.len()));
     }
@@ -125,7 +126,7 @@ fn parse_row(r: &csv::ByteRecord, agency: u32, first: bool) -> Result<Bet, Strin
         }
         std::str::from_utf8(bytes).map_err(|_| InvalidBet::NameNotUtf8 { field: name }.to_string())
     };
-    Bet::parse(
+    BetRef::parse(
         agency,
         field(0, "first_name")?,
         field(1, "last_name")?,
@@ -147,11 +148,15 @@ mod tests {
         path
     }
 
-    fn read_all(path: &Path) -> Vec<Row> {
+    /// Rows as owned values: (bet, or the invalid row).
+    fn read_all(path: &Path) -> Vec<Result<crate::bet::Bet, InvalidRow>> {
         let mut f = BetsFile::open(path, 2).unwrap();
         let mut rows = Vec::new();
         while let Some(r) = f.next_row().unwrap() {
-            rows.push(r);
+            rows.push(match r {
+                Row::Bet(b) => Ok(b.to_bet()),
+                Row::Invalid(i) => Err(i),
+            });
         }
         rows
     }
@@ -166,12 +171,12 @@ mod tests {
         let path = write_temp("mixed", text.as_bytes());
         let rows = read_all(&path);
         assert_eq!(rows.len(), 5);
-        let Row::Bet(first) = &rows[0] else {
+        let Ok(first) = &rows[0] else {
             panic!("{:?}", rows[0])
         };
         assert_eq!(first.first_name, "Ana", "BOM stripped");
         assert_eq!(first.agency, 2);
-        let Row::Bet(second) = &rows[1] else {
+        let Ok(second) = &rows[1] else {
             panic!("{:?}", rows[1])
         };
         assert_eq!(
@@ -180,25 +185,23 @@ mod tests {
         );
         assert_eq!(
             rows[2],
-            Row::Invalid(InvalidRow {
+            Err(InvalidRow {
                 line: 3,
                 reason: "expected 5 fields, found 2".into()
             })
         );
-        let Row::Invalid(bad) = &rows[3] else {
-            panic!()
-        };
+        let Err(bad) = &rows[3] else { panic!() };
         assert_eq!(bad.line, 4);
         assert!(bad.reason.contains("document"), "{}", bad.reason);
-        assert!(matches!(rows[4], Row::Bet(_)));
+        assert!(rows[4].is_ok());
     }
 
     #[test]
     fn invalid_utf8_is_a_bad_row_not_a_crash() {
         let path = write_temp("utf8", b"A\xff,B,1,2000-01-01,1\nC,D,2,2000-01-01,2\n");
         let rows = read_all(&path);
-        assert!(matches!(&rows[0], Row::Invalid(r) if r.reason.contains("UTF-8")));
-        assert!(matches!(rows[1], Row::Bet(_)));
+        assert!(matches!(&rows[0], Err(r) if r.reason.contains("UTF-8")));
+        assert!(rows[1].is_ok());
     }
 
     #[test]

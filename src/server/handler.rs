@@ -8,7 +8,7 @@
 
 use crate::framing::{Frame, MAX_PAYLOAD_LEN};
 use crate::logging::{PEER_FAULT, clean};
-use crate::message::{self, Batch, ErrorCode, Message, PROTOCOL_VERSION, WINNERS_HEADER_LEN};
+use crate::message::{BatchView, ErrorCode, Message, PROTOCOL_VERSION, WINNERS_HEADER_LEN, kind};
 use crate::store::{StoreError, StoreManager, Ticket, WinnersAnswer};
 use log::{debug, error, info, log};
 use std::net::SocketAddr;
@@ -52,8 +52,13 @@ pub struct Awaiting {
 #[derive(Debug)]
 enum Request {
     /// A batch of `len` bets; `single` is (document, number) of a one-bet batch.
-    Batch { len: usize, single: Option<(String, u16)> },
-    Done { total: u64 },
+    Batch {
+        len: usize,
+        single: Option<(String, u16)>,
+    },
+    Done {
+        total: u64,
+    },
 }
 
 impl Awaiting {
@@ -66,18 +71,26 @@ impl Awaiting {
         let close = match (&self.what, outcome) {
             (Request::Batch { len, single }, Ok(next_seq)) => {
                 if self.ticket.duplicate {
-                    info!("action: apuesta_duplicada | result: success | cantidad: {len} | agencia: {agency}");
+                    info!(
+                        "action: apuesta_duplicada | result: success | cantidad: {len} | agencia: {agency}"
+                    );
                 } else {
-                    info!("action: apuesta_recibida | result: success | cantidad: {len} | agencia: {agency}");
+                    info!(
+                        "action: apuesta_recibida | result: success | cantidad: {len} | agencia: {agency}"
+                    );
                     if let Some((dni, numero)) = single {
-                        info!("action: apuesta_almacenada | result: success | dni: {dni} | numero: {numero}");
+                        info!(
+                            "action: apuesta_almacenada | result: success | dni: {dni} | numero: {numero}"
+                        );
                     }
                 }
                 encode(&mut out, &Message::Ack { next_seq });
                 false
             }
             (Request::Done { total }, Ok(_)) => {
-                info!("action: agencia_finalizada | result: success | agencia: {agency} | apuestas: {total}");
+                info!(
+                    "action: agencia_finalizada | result: success | agencia: {agency} | apuestas: {total}"
+                );
                 encode(&mut out, &Message::Ack { next_seq: *total });
                 false
             }
@@ -93,8 +106,18 @@ impl Awaiting {
                     Request::Done { .. } => "agencia_finalizada",
                 };
                 let code = store_error_code(&e);
-                error!("action: {action} | result: fail | agencia: {agency} | code: {} | error: {}", code.name(), clean(&e));
-                encode(&mut out, &Message::Error { code, message: e.to_string() });
+                error!(
+                    "action: {action} | result: fail | agencia: {agency} | code: {} | error: {}",
+                    code.name(),
+                    clean(&e)
+                );
+                encode(
+                    &mut out,
+                    &Message::Error {
+                        code,
+                        message: e.to_string(),
+                    },
+                );
                 true
             }
         };
@@ -141,10 +164,14 @@ impl Handler {
             reply: Reply::default(),
         };
         for frame in frames {
-            match Message::decode(frame.kind, &frame.payload) {
-                Ok(Message::Batch(batch)) => run.batch(batch),
-                Ok(msg) => run.other(msg),
-                Err(e) => run.refuse("decode", e.code(), &e.to_string()),
+            // Batches are decoded in place (no copy of each bet's strings).
+            let decoded = if frame.kind == kind::BATCH {
+                BatchView::decode(&frame.payload).map(|view| run.batch(&view))
+            } else {
+                Message::decode(frame.kind, &frame.payload).map(|msg| run.other(msg))
+            };
+            if let Err(e) = decoded {
+                run.refuse("decode", e.code(), &e.to_string());
             }
             if run.reply.close {
                 break;
@@ -174,7 +201,11 @@ impl Run<'_> {
     }
 
     fn wait_for(&mut self, ticket: Ticket, agency: u32, what: Request) {
-        self.reply.parts.push(Part::Awaiting(Awaiting { ticket, agency, what }));
+        self.reply.parts.push(Part::Awaiting(Awaiting {
+            ticket,
+            agency,
+            what,
+        }));
     }
 
     /// Answers ERROR, logs why, and closes the connection.
@@ -205,17 +236,20 @@ impl Run<'_> {
         self.session.agency
     }
 
-    fn batch(&mut self, batch: Batch) {
+    fn batch(&mut self, batch: &BatchView<'_>) {
         let Some(agency) = self.agency() else { return };
         let n = batch.bets.len();
         if batch.agency != agency {
-            let reason = format!("batch for agency {} on agency {agency}'s connection", batch.agency);
+            let reason = format!(
+                "batch for agency {} on agency {agency}'s connection",
+                batch.agency
+            );
             return self.refuse("apuesta_recibida", ErrorCode::AgencyMismatch, &reason);
         }
         if self.session.done_sent {
             return self.refuse_store("apuesta_recibida", &StoreError::AlreadyDone);
         }
-        if let Err((i, e)) = message::validate_batch(&batch) {
+        if let Err((i, e)) = batch.validate() {
             log!(
                 PEER_FAULT,
                 "action: apuesta_recibida | result: fail | cantidad: {n} | agencia: {agency} | error: bet {i}: {}",
@@ -228,10 +262,14 @@ impl Run<'_> {
             self.reply.close = true;
             return;
         }
-        match self.handler.store.submit_batch(agency, batch.first_seq, &batch.bets) {
+        match self
+            .handler
+            .store
+            .submit_batch(agency, batch.first_seq, &batch.bets)
+        {
             Ok(ticket) => {
                 let single = match batch.bets.as_slice() {
-                    [bet] => Some((bet.document.clone(), bet.number)),
+                    [bet] => Some((bet.document.to_owned(), bet.number)),
                     _ => None,
                 };
                 self.wait_for(ticket, agency, Request::Batch { len: n, single });
@@ -257,7 +295,7 @@ impl Run<'_> {
             Message::Hello { version, agency } => self.hello(version, agency),
             Message::Done { total } => self.done(total),
             Message::WinnersQuery { offset } => self.winners(offset),
-            Message::Batch(batch) => self.batch(batch),
+            Message::Batch(batch) => self.batch(&batch.view()),
             Message::HelloOk { .. }
             | Message::Ack { .. }
             | Message::Error { .. }

@@ -327,7 +327,11 @@ impl Reactor {
         let Some(conn) = self.conns.get_mut(&token) else {
             return;
         };
-        if conn.busy || conn.closing || conn.pending_out() > MAX_OUTBUF || conn.pending.len() >= MAX_AWAITING {
+        if conn.busy
+            || conn.closing
+            || conn.pending_out() > MAX_OUTBUF
+            || conn.pending.len() >= MAX_AWAITING
+        {
             return;
         }
         let mut frames = Vec::new();
@@ -422,7 +426,9 @@ impl Reactor {
     }
 
     fn complete(&mut self, done: Completion) {
-        let Some(conn) = self.conns.get_mut(&done.token) else { return };
+        let Some(conn) = self.conns.get_mut(&done.token) else {
+            return;
+        };
         conn.busy = false;
         conn.session = done.session;
         conn.pending.extend(done.reply.parts);
@@ -444,7 +450,9 @@ impl Reactor {
             match part {
                 Part::Ready(bytes) => conn.outbuf.extend_from_slice(bytes),
                 Part::Awaiting(waiting) => {
-                    let Some((bytes, close)) = waiting.resolve() else { break };
+                    let Some((bytes, close)) = waiting.resolve() else {
+                        break;
+                    };
                     conn.outbuf.extend_from_slice(&bytes);
                     if close {
                         conn.closing = true;
@@ -630,7 +638,10 @@ impl Reactor {
             if left.is_zero() {
                 break;
             }
-            if let Ok(done) = self.done_rx.recv_timeout(left.min(Duration::from_millis(5))) {
+            if let Ok(done) = self
+                .done_rx
+                .recv_timeout(left.min(Duration::from_millis(5)))
+            {
                 self.complete(done);
             }
             self.settle_awaiting();

@@ -276,7 +276,7 @@ pub fn file_bets(agency: u32, path: &Path) -> Vec<Bet> {
     let mut bets = Vec::new();
     while let Some(row) = f.next_row().expect("read bets file") {
         if let Row::Bet(b) = row {
-            bets.push(b);
+            bets.push(b.to_bet());
         }
     }
     bets
