@@ -192,6 +192,31 @@ impl<'a> BetRef<'a> {
         birthdate: &str,
         number: &str,
     ) -> Result<BetRef<'a>, InvalidBet> {
+        Self::parse_at(
+            today(),
+            agency,
+            first_name,
+            last_name,
+            document,
+            birthdate,
+            number,
+        )
+    }
+
+    /// As [`BetRef::parse`], with today's date given (loops over many rows
+    /// look it up once).
+    ///
+    /// # Errors
+    /// The first field that breaks a rule, with the offending value.
+    pub fn parse_at(
+        today: NaiveDate,
+        agency: u32,
+        first_name: &'a str,
+        last_name: &'a str,
+        document: &'a str,
+        birthdate: &str,
+        number: &str,
+    ) -> Result<BetRef<'a>, InvalidBet> {
         let bet = BetRef {
             agency,
             first_name,
@@ -200,7 +225,7 @@ impl<'a> BetRef<'a> {
             birthdate: parse_birthdate(birthdate)?,
             number: parse_number(number)?,
         };
-        bet.validate_at(today())?;
+        bet.validate_at(today)?;
         Ok(bet)
     }
 }

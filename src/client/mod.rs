@@ -456,7 +456,7 @@ impl<'a> Agency<'a> {
     /// between NOT_READY answers; pages through long lists.
     fn winners(&mut self, conn: &mut Connection) -> Result<Vec<String>, SessionEnd> {
         let mut docs: Vec<String> = Vec::new();
-        let mut backoff = Backoff::new(Duration::from_millis(10), self.config.winners_max_backoff);
+        let mut backoff = Backoff::new(Duration::from_millis(5), self.config.winners_max_backoff);
         loop {
             let offset = u32::try_from(docs.len()).unwrap_or(u32::MAX);
             conn.send(&Message::WinnersQuery { offset })?;

@@ -51,6 +51,8 @@ pub struct BetsFile {
     /// Line where the next record starts. Counted here because the `csv`
     /// crate miscounts lines of CRLF files.
     line: u64,
+    /// The latest valid birthdate, looked up once per file.
+    today: chrono::NaiveDate,
 }
 
 /// One step of reading. A bet borrows the reader's current record (no
@@ -82,6 +84,7 @@ impl BetsFile {
             path: path.to_owned(),
             first: true,
             line: 1,
+            today: crate::bet::today(),
         })
     }
 
@@ -101,21 +104,30 @@ impl BetsFile {
             return Ok(None);
         }
         let line = self.line;
-        let embedded: usize = self
+        // Newlines inside quoted fields move the line count too.
+        let embedded = self
             .record
+            .as_slice()
             .iter()
-            .map(|f| f.iter().filter(|&&b| b == b'\n').count())
-            .sum();
+            .filter(|&&b| b == b'\n')
+            .count();
         self.line += 1 + embedded as u64;
         let first = std::mem::replace(&mut self.first, false);
-        Ok(Some(match parse_row(&self.record, self.agency, first) {
-            Ok(bet) => Row::Bet(bet),
-            Err(reason) => Row::Invalid(InvalidRow { line, reason }),
-        }))
+        Ok(Some(
+            match parse_row(&self.record, self.agency, first, self.today) {
+                Ok(bet) => Row::Bet(bet),
+                Err(reason) => Row::Invalid(InvalidRow { line, reason }),
+            },
+        ))
     }
 }
 
-fn parse_row(r: &csv::ByteRecord, agency: u32, first: bool) -> Result<BetRef<'_>, String> {
+fn parse_row(
+    r: &csv::ByteRecord,
+    agency: u32,
+    first: bool,
+    today: chrono::NaiveDate,
+) -> Result<BetRef<'_>, String> {
     if r.len() != 5 {
         return Err(format!("expected 5 fields, found {}", r.len()));
     }
@@ -126,7 +138,8 @@ fn parse_row(r: &csv::ByteRecord, agency: u32, first: bool) -> Result<BetRef<'_>
         }
         std::str::from_utf8(bytes).map_err(|_| InvalidBet::NameNotUtf8 { field: name }.to_string())
     };
-    BetRef::parse(
+    BetRef::parse_at(
+        today,
         agency,
         field(0, "first_name")?,
         field(1, "last_name")?,

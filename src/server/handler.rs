@@ -6,7 +6,7 @@
 //! the event loop resolves once the commit holding it is durable. Parts
 //! are sent in order, so answers keep the order of requests.
 
-use crate::framing::{Frame, MAX_PAYLOAD_LEN};
+use crate::framing::{self, MAX_FRAME_LEN, MAX_PAYLOAD_LEN};
 use crate::logging::{PEER_FAULT, clean};
 use crate::message::{BatchView, ErrorCode, Message, PROTOCOL_VERSION, WINNERS_HEADER_LEN, kind};
 use crate::store::{StoreError, StoreManager, Ticket, WinnersAnswer};
@@ -153,22 +153,24 @@ impl Handler {
         Handler { store }
     }
 
-    /// Handles `frames`, in order, for the connection whose state is
+    /// Handles the whole frames in `frames` (as the event loop cut them
+    /// out of its buffer), in order, for the connection whose state is
     /// `session`. Stops at the first request that closes the connection.
     /// Never blocks on the disk.
-    pub fn handle(&self, session: &mut Session, peer: SocketAddr, frames: Vec<Frame>) -> Reply {
+    pub fn handle(&self, session: &mut Session, peer: SocketAddr, mut frames: &[u8]) -> Reply {
         let mut run = Run {
             handler: self,
             session,
             peer,
             reply: Reply::default(),
         };
-        for frame in frames {
+        while let Ok(Some(frame)) = framing::decode(frames, MAX_FRAME_LEN) {
+            frames = &frames[frame.len..];
             // Batches are decoded in place (no copy of each bet's strings).
             let decoded = if frame.kind == kind::BATCH {
-                BatchView::decode(&frame.payload).map(|view| run.batch(&view))
+                BatchView::decode(frame.payload).map(|view| run.batch(&view))
             } else {
-                Message::decode(frame.kind, &frame.payload).map(|msg| run.other(msg))
+                Message::decode(frame.kind, frame.payload).map(|msg| run.other(msg))
             };
             if let Err(e) = decoded {
                 run.refuse("decode", e.code(), &e.to_string());

@@ -11,7 +11,7 @@
 use super::ServerError;
 use super::handler::{Handler, Part, Reply, Session};
 use crate::config::ServerConfig;
-use crate::framing::{self, Frame, FrameError};
+use crate::framing::{self, FrameError};
 use crate::logging::{PEER_FAULT, clean};
 use crate::message::{ErrorCode, Message};
 use crate::shutdown::Shutdown;
@@ -35,6 +35,8 @@ const TICK: Duration = Duration::from_millis(100);
 /// Bytes buffered per connection before the loop stops reading from it
 /// (TCP then slows the peer down): a few full frames.
 const MAX_INBUF: usize = 8 * framing::MAX_FRAME_LEN;
+/// Bytes asked of the socket per read.
+const READ_CHUNK: usize = 16 * 1024;
 /// Answers waiting to be written before the loop stops serving requests
 /// of that connection until the peer reads them.
 const MAX_OUTBUF: usize = 8 * framing::MAX_FRAME_LEN;
@@ -302,14 +304,16 @@ impl Reactor {
         let Some(conn) = self.conns.get_mut(&token) else {
             return;
         };
-        let mut chunk = [0u8; 16 * 1024];
         while !conn.read_closed && conn.inbuf.len() < MAX_INBUF {
-            match conn.stream.read(&mut chunk) {
+            // Read straight into the buffer's free space (no bounce copy).
+            let filled = conn.inbuf.len();
+            conn.inbuf.resize(filled + READ_CHUNK, 0);
+            let result = conn.stream.read(&mut conn.inbuf[filled..]);
+            conn.inbuf
+                .truncate(filled + result.as_ref().map_or(0, |n| *n));
+            match result {
                 Ok(0) => conn.read_closed = true,
-                Ok(n) => {
-                    conn.inbuf.extend_from_slice(&chunk[..n]);
-                    conn.last_activity = Instant::now();
-                }
+                Ok(_) => conn.last_activity = Instant::now(),
                 Err(e) if e.kind() == ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 Err(e) => {
@@ -334,21 +338,15 @@ impl Reactor {
         {
             return;
         }
-        let mut frames = Vec::new();
+        // Find the whole frames at the front of the buffer.
         let mut used = 0;
         loop {
             match framing::decode(&conn.inbuf[used..], self.limits.max_frame) {
-                Ok(Some(found)) => {
-                    frames.push(Frame {
-                        kind: found.kind,
-                        payload: found.payload.to_vec(),
-                    });
-                    used += found.len;
-                }
+                Ok(Some(found)) => used += found.len,
                 Ok(None) => break,
                 Err(e @ FrameError::TooLarge { .. }) => {
                     // Everything before the oversize header is still served.
-                    if frames.is_empty() {
+                    if used == 0 {
                         conn.inbuf.clear();
                         return self
                             .close(token, Close::Fault(ErrorCode::FrameTooLarge, e.to_string()));
@@ -360,13 +358,12 @@ impl Reactor {
                 }
             }
         }
-        conn.inbuf.drain(..used);
-        conn.frame_started = match (conn.inbuf.is_empty(), conn.frame_started, used) {
+        conn.frame_started = match (conn.inbuf.len() == used, conn.frame_started, used) {
             (true, _, _) => None,
             (false, Some(t), 0) => Some(t),
             (false, _, _) => Some(Instant::now()),
         };
-        if frames.is_empty() {
+        if used == 0 {
             if conn.read_closed {
                 if conn.inbuf.is_empty() {
                     self.close_when_flushed(token, "peer closed");
@@ -378,6 +375,10 @@ impl Reactor {
             }
             return;
         }
+        // The whole frames go to the worker as they are; only the partial
+        // frame after them (if any) is copied, into a fresh buffer.
+        let rest = conn.inbuf.split_off(used);
+        let frames = std::mem::replace(&mut conn.inbuf, rest);
         conn.busy = true;
         let mut session = conn.session;
         let peer = conn.peer;
@@ -388,7 +389,7 @@ impl Reactor {
             // A bug in one request must not leave its connection hanging
             // forever: answer and close it instead.
             let reply = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                handler.handle(&mut session, peer, frames)
+                handler.handle(&mut session, peer, &frames)
             }))
             .unwrap_or_else(|_| {
                 error!(
