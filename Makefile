@@ -1,0 +1,101 @@
+# Lotería Nacional: local build/test targets and the Docker demo.
+# `make` (or `make help`) lists the targets.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+# Number of clients (agencies) of the Docker demo. docker-compose-dev.yaml is
+# the generator's output for N=5; any other N uses docker-compose-<N>.yaml,
+# written by `make compose N=<N>` (docker-compose-up writes it when needed).
+N ?= 5
+COMPOSE_FILE ?= $(if $(filter 5,$(N)),docker-compose-dev.yaml,docker-compose-$(N).yaml)
+# Seconds `docker compose stop` waits after SIGTERM before SIGKILL.
+GRACE ?= 3
+# KEEP_DATA=1: docker-compose-down keeps the server's volume (bets.csv).
+KEEP_DATA ?=
+
+SERVER_IMAGE := lottery-server:latest
+CLIENT_IMAGE := lottery-client:latest
+COMPOSE := docker compose -f $(COMPOSE_FILE) --profile netcat
+
+.PHONY: help build test run bench data fmt lint docker-image docker-data compose \
+	docker-compose-up docker-compose-down docker-compose-logs \
+	docker-compose-netcat-up docker-compose-netcat-logs docker-compose-netcat-down \
+	echo-test docker-e2e docker-clean
+
+help: ## List the targets
+	@echo "usage: make <target> [N=<clients>] [GRACE=<seconds>] [KEEP_DATA=1]"
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-28s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+# ---- local (Rust toolchain) -------------------------------------------------
+
+build: ## cargo build --release (server, client)
+	cargo build --release
+
+test: ## cargo test --release (unit and integration tests)
+	cargo test --release
+
+run: ## Local demo without Docker (scripts/run-local.sh)
+	scripts/run-local.sh
+
+bench: ## Throughput benchmark (scripts/bench.sh)
+	scripts/bench.sh
+
+data: ## Generate missing .data/agency-{1..5}.csv locally (never overwrites)
+	@if [ -f .data/dataset.zip ] && command -v unzip >/dev/null; then \
+		unzip -n -j -q .data/dataset.zip '*agency-*.csv' -d .data || true; fi
+	cargo run --release --example gen-data -- --out .data --agencies 5 --keep-existing
+
+fmt: ## cargo fmt --all
+	cargo fmt --all
+
+lint: ## cargo clippy --all-targets -- -D warnings
+	cargo clippy --all-targets -- -D warnings
+
+# ---- Docker -------------------------------------------------------------------
+
+docker-image: ## Build the lottery-server and lottery-client images
+	docker build --force-rm -f Dockerfile.server -t $(SERVER_IMAGE) .
+	docker build --force-rm -f Dockerfile.client -t $(CLIENT_IMAGE) .
+
+compose: ## Write the compose file for N clients: make compose N=10
+	scripts/generar-compose.sh $(COMPOSE_FILE) $(N)
+
+docker-data: docker-image ## Unzip/generate missing .data/agency-N.csv (no Rust needed)
+	scripts/docker-data.sh $(N)
+
+# docker-compose-dev.yaml is used as it is (a student may have edited it);
+# docker-compose-<N>.yaml is (re)generated. The data covers every CLI_ID in it.
+docker-compose-up: docker-image ## Build the images, prepare the data, start server + N clients
+	@if [ "$(COMPOSE_FILE)" != docker-compose-dev.yaml ] || [ ! -f "$(COMPOSE_FILE)" ]; then \
+		scripts/generar-compose.sh "$(COMPOSE_FILE)" $(N); fi
+	@agencies=$$(grep -Eo 'CLI_ID=[0-9]+' "$(COMPOSE_FILE)" | cut -d= -f2 | sort -n | tail -n 1); \
+		echo "scripts/docker-data.sh $${agencies:-0}"; scripts/docker-data.sh "$${agencies:-0}"
+	docker compose -f $(COMPOSE_FILE) up -d
+	@echo "started; follow with: make docker-compose-logs$(if $(filter 5,$(N)),, N=$(N))"
+
+docker-compose-down: ## Stop (SIGTERM, GRACE s), then remove containers, network and volume
+	$(COMPOSE) stop -t $(GRACE)
+	$(COMPOSE) down -t $(GRACE) --remove-orphans $(if $(KEEP_DATA),,--volumes)
+
+docker-compose-logs: ## Follow the logs of the demo
+	docker compose -f $(COMPOSE_FILE) logs -f
+
+docker-compose-netcat-up: ## Run the echo smoke test container (netcat profile)
+	$(COMPOSE) up -d --no-deps netcat
+
+docker-compose-netcat-logs: ## Show the echo smoke test result
+	$(COMPOSE) logs -f netcat
+
+docker-compose-netcat-down: ## Remove the echo smoke test container
+	$(COMPOSE) rm -f -s netcat
+
+echo-test: ## Echo smoke test against the running server (scripts/validar-echo-server.sh)
+	COMPOSE_FILE=$(COMPOSE_FILE) scripts/validar-echo-server.sh
+
+docker-e2e: ## Docker end-to-end test (scripts/docker-e2e.sh)
+	scripts/docker-e2e.sh
+
+docker-clean: ## Remove the lottery images and their build cache (keeps base images)
+	-docker rmi lottery-server:latest lottery-client:latest
+	-docker image prune -f --filter label=lottery.stage=builder
