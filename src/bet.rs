@@ -198,13 +198,14 @@ impl<'a> BetRef<'a> {
             first_name,
             last_name,
             document,
-            birthdate,
-            number,
+            birthdate.as_bytes(),
+            number.as_bytes(),
         )
     }
 
     /// As [`BetRef::parse`], with today's date given (loops over many rows
-    /// look it up once).
+    /// look it up once) and the birthdate and number as raw bytes (they
+    /// must be ASCII digits anyway, so no UTF-8 check is spent on them).
     ///
     /// # Errors
     /// The first field that breaks a rule, with the offending value.
@@ -214,8 +215,8 @@ impl<'a> BetRef<'a> {
         first_name: &'a str,
         last_name: &'a str,
         document: &'a str,
-        birthdate: &str,
-        number: &str,
+        birthdate: &[u8],
+        number: &[u8],
     ) -> Result<BetRef<'a>, InvalidBet> {
         let bet = BetRef {
             agency,
@@ -285,36 +286,40 @@ pub fn today() -> NaiveDate {
 
 /// Parses `YYYY-MM-DD` strictly: exactly ten characters, a real calendar
 /// day. (Whether it is in range is [`BetRef::validate_at`]'s business.)
-pub fn parse_birthdate(text: &str) -> Result<NaiveDate, InvalidBet> {
+pub fn parse_birthdate(text: &[u8]) -> Result<NaiveDate, InvalidBet> {
     let bad = || InvalidBet::BadBirthdate {
-        value: text.to_owned(),
+        value: String::from_utf8_lossy(text).into_owned(),
     };
-    // Fixed width, digits only (chrono's parser would accept "1999-1-2"
-    // and is several times slower than this).
-    let b = text.as_bytes();
-    if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
+    // Fixed width, digits only, straight from the bytes (chrono's parser
+    // would accept "1999-1-2" and is several times slower than this).
+    if text.len() != 10 || text[4] != b'-' || text[7] != b'-' {
         return Err(bad());
     }
-    let digits = |range: std::ops::Range<usize>| {
-        b[range].iter().try_fold(0u32, |n, &c| {
-            c.is_ascii_digit().then(|| n * 10 + u32::from(c - b'0'))
-        })
-    };
-    let (Some(y), Some(m), Some(d)) = (digits(0..4), digits(5..7), digits(8..10)) else {
+    let (Some(y), Some(m), Some(d)) = (
+        digits(&text[0..4]),
+        digits(&text[5..7]),
+        digits(&text[8..10]),
+    ) else {
         return Err(bad());
     };
     NaiveDate::from_ymd_opt(y as i32, m, d).ok_or_else(bad)
 }
 
-/// Parses a bet number: decimal digits only, 0..=9999.
-pub fn parse_number(text: &str) -> Result<u16, InvalidBet> {
-    let bad = || InvalidBet::BadNumber {
-        value: text.to_owned(),
-    };
-    if text.is_empty() || text.len() > 4 || !text.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(bad());
+/// Parses a bet number: 1 to 4 decimal digits (0..=9999).
+pub fn parse_number(text: &[u8]) -> Result<u16, InvalidBet> {
+    match digits(text) {
+        Some(n) if !text.is_empty() && text.len() <= 4 => Ok(n as u16),
+        _ => Err(InvalidBet::BadNumber {
+            value: String::from_utf8_lossy(text).into_owned(),
+        }),
     }
-    text.parse().map_err(|_| bad())
+}
+
+/// The value of a run of ASCII digits (`None` if any byte is not one).
+fn digits(bytes: &[u8]) -> Option<u32> {
+    bytes.iter().try_fold(0u32, |n, &c| {
+        c.is_ascii_digit().then(|| n * 10 + u32::from(c - b'0'))
+    })
 }
 
 #[cfg(test)]

@@ -131,7 +131,7 @@ fn parse_row(
     if r.len() != 5 {
         return Err(format!("expected 5 fields, found {}", r.len()));
     }
-    let field = |i: usize, name: &'static str| {
+    let text = |i: usize, name: &'static str| {
         let mut bytes = &r[i];
         if first && i == 0 {
             bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
@@ -141,11 +141,11 @@ fn parse_row(
     BetRef::parse_at(
         today,
         agency,
-        field(0, "first_name")?,
-        field(1, "last_name")?,
-        field(2, "document")?,
-        field(3, "birthdate")?,
-        field(4, "number")?,
+        text(0, "first_name")?,
+        text(1, "last_name")?,
+        text(2, "document")?,
+        &r[3],
+        &r[4],
     )
     .map_err(|e| e.to_string())
 }
