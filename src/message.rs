@@ -673,16 +673,19 @@ impl<'a> Cursor<'a> {
         let end2 = 2 + l1 + l2;
         let l3 = usize::from(*b.get(end2).unwrap_or(&0));
         let end = end2 + 1 + l3;
-        if end <= b.len() && l1 < 0x80 && l2 < 0x80 && l3 < 0x80 {
-            if let Ok(run) = std::str::from_utf8(&b[..end]) {
-                let field = |from: usize, to: usize| run.get(from..to);
-                if let (Some(first), Some(last), Some(doc)) =
-                    (field(1, 1 + l1), field(2 + l1, end2), field(end2 + 1, end))
-                {
-                    self.buf = &b[end..];
-                    return Ok((first, last, doc));
-                }
-            }
+        if end <= b.len()
+            && l1 < 0x80
+            && l2 < 0x80
+            && l3 < 0x80
+            && let Ok(run) = std::str::from_utf8(&b[..end])
+            && let (Some(first), Some(last), Some(doc)) = (
+                run.get(1..1 + l1),
+                run.get(2 + l1..end2),
+                run.get(end2 + 1..end),
+            )
+        {
+            self.buf = &b[end..];
+            return Ok((first, last, doc));
         }
         Ok((
             self.str8("first_name")?,
