@@ -25,6 +25,7 @@ use log::{error, info};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
@@ -178,6 +179,8 @@ struct Shared {
     agencies: u32,
     /// Told after every commit is resolved (the server wakes its loop).
     on_commit: std::sync::OnceLock<Listener>,
+    /// Bytes of rows waiting for the next commit (readable without the lock).
+    pending_bytes: std::sync::atomic::AtomicUsize,
 }
 
 impl fmt::Debug for Shared {
@@ -241,6 +244,7 @@ impl StoreManager {
             work: Condvar::new(),
             agencies,
             on_commit: std::sync::OnceLock::new(),
+            pending_bytes: std::sync::atomic::AtomicUsize::new(0),
         });
         let thread_shared = Arc::clone(&shared);
         let committer = std::thread::Builder::new()
@@ -265,6 +269,13 @@ impl StoreManager {
     /// committer thread (keep it short). Only the first registration counts.
     pub fn on_commit(&self, listener: impl Fn() + Send + Sync + 'static) {
         let _ = self.shared.on_commit.set(Box::new(listener));
+    }
+
+    /// Bytes of rows handed in and waiting for the next commit. The server
+    /// stops handing in more above a bound, so memory does not grow with
+    /// the load while a commit is being written.
+    pub fn pending_bytes(&self) -> usize {
+        self.shared.pending_bytes.load(Ordering::Relaxed)
     }
 
     /// Number of agencies that must finish before the draw.
@@ -321,6 +332,9 @@ impl StoreManager {
                 return Ok(state.ticket_for(agency, next, false));
             }
             state.pending.rows.extend_from_slice(&rows);
+            self.shared
+                .pending_bytes
+                .store(state.pending.rows.len(), Ordering::Relaxed);
             state.pending.winners.extend(winners);
             *state.pending.added.entry(agency).or_insert(0) += n;
             state.next_seq.insert(agency, next + n);
@@ -464,6 +478,7 @@ fn run_committer(shared: &Shared, mut storage: Storage) {
                 return; // closing, nothing left to commit
             }
             let group = std::mem::take(&mut state.pending);
+            shared.pending_bytes.store(0, Ordering::Relaxed);
             let touched: BTreeSet<u32> = group
                 .added
                 .keys()
@@ -505,6 +520,7 @@ fn run_committer(shared: &Shared, mut storage: Storage) {
                 // it: they fail too, and every agency resumes from what is
                 // durable.
                 let later = std::mem::take(&mut state.pending);
+                shared.pending_bytes.store(0, Ordering::Relaxed);
                 state.next_seq = state.durable_seq.clone();
                 state.done = state.durable_done.clone();
                 drop(state);

@@ -44,6 +44,11 @@ const MAX_OUTBUF: usize = 8 * framing::MAX_FRAME_LEN;
 /// serving more of its requests: bounds memory and keeps one agency from
 /// filling a commit alone.
 const MAX_AWAITING: usize = 64;
+/// Rows waiting for the next commit beyond which no more requests are
+/// handed to the pool until that commit is taken: with 100 agencies and
+/// their windows in flight, the server's memory stays bounded (and flat)
+/// instead of following the backlog.
+const MAX_PENDING_COMMIT: usize = 8 << 20;
 /// How long shutdown waits for requests already in the pool.
 const SHUTDOWN_GRACE: Duration = Duration::from_millis(500);
 
@@ -124,6 +129,9 @@ pub(super) struct Reactor {
     done_rx: Receiver<Completion>,
     /// Connections whose next answer waits for a commit.
     awaiting: HashSet<Token>,
+    /// Connections with requests held back while the next commit is full.
+    stalled: HashSet<Token>,
+    store: StoreManager,
     limits: Limits,
     shutdown: Shutdown,
 }
@@ -162,11 +170,13 @@ impl Reactor {
             waker,
             conns: HashMap::new(),
             next_token: FIRST_CONN,
-            handler: Arc::new(Handler::new(store)),
+            handler: Arc::new(Handler::new(store.clone())),
             pool,
             done_tx,
             done_rx,
             awaiting: HashSet::new(),
+            stalled: HashSet::new(),
+            store,
             limits,
             shutdown,
         })
@@ -202,6 +212,7 @@ impl Reactor {
             }
             self.take_completions();
             self.settle_awaiting();
+            self.retry_stalled();
             if last_sweep.elapsed() >= TICK {
                 self.sweep_timeouts();
                 last_sweep = Instant::now();
@@ -336,6 +347,10 @@ impl Reactor {
             || conn.pending_out() > MAX_OUTBUF
             || conn.pending.len() >= MAX_AWAITING
         {
+            return;
+        }
+        if self.store.pending_bytes() > MAX_PENDING_COMMIT {
+            self.stalled.insert(token);
             return;
         }
         // Find the whole frames at the front of the buffer.
@@ -473,6 +488,18 @@ impl Reactor {
         // Frames may have queued up meanwhile, and reading may have
         // stopped at the buffer limit: continue.
         self.on_readable(token);
+    }
+
+    /// Serves the connections held back while the next commit was full,
+    /// once it has been taken.
+    fn retry_stalled(&mut self) {
+        if self.stalled.is_empty() || self.store.pending_bytes() > MAX_PENDING_COMMIT {
+            return;
+        }
+        let tokens: Vec<Token> = self.stalled.drain().collect();
+        for token in tokens {
+            self.on_readable(token);
+        }
     }
 
     /// After a commit: settles every connection waiting for one.
