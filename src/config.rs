@@ -228,9 +228,11 @@ impl ServerConfig {
     /// # Errors
     /// The first invalid value, naming its key.
     pub fn from_settings(s: &Settings) -> Result<ServerConfig, ConfigError> {
+        // Workers never wait for the disk or a peer: one per core keeps the
+        // cores busy, and fewer threads keep the allocator's memory low.
         let default_workers = std::thread::available_parallelism()
-            .map(|n| (n.get() * 2).max(4))
-            .unwrap_or(4)
+            .map(|n| n.get().max(2))
+            .unwrap_or(2)
             .to_string();
         let sync_text = get(s, "STORAGE_SYNC", "always");
         let ip = get(s, "SERVER_IP", "0.0.0.0").trim().to_owned();

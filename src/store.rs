@@ -128,6 +128,12 @@ pub enum WinnersAnswer {
     Ready(Arc<Vec<String>>),
 }
 
+/// Bytes reserved up front for each of the two row buffers (the group
+/// being gathered and the one being written), which are swapped and reused,
+/// never grown piecemeal: growing them by doubling on worker threads was
+/// what made the server's memory creep up under load (allocator arenas).
+const GROUP_CAPACITY: usize = 8 << 20;
+
 /// Each agency's winners' documents, once the draw has happened.
 type Draw = Arc<BTreeMap<u32, Arc<Vec<String>>>>;
 
@@ -169,6 +175,9 @@ struct State {
     /// The draw, once every agency is done.
     winners: Option<Draw>,
     closing: bool,
+    /// The rows buffer of the last commit, emptied, to be the next group's:
+    /// the two big buffers are reused instead of allocated per commit.
+    spare_rows: Vec<u8>,
 }
 
 type Listener = Box<dyn Fn() + Send + Sync>;
@@ -235,11 +244,15 @@ impl StoreManager {
                 durable_seq: counts,
                 done: done.clone(),
                 durable_done: done,
-                pending: Group::default(),
+                pending: Group {
+                    rows: Vec::with_capacity(GROUP_CAPACITY),
+                    ..Group::default()
+                },
                 in_flight: None,
                 stored_winners,
                 winners,
                 closing: false,
+                spare_rows: Vec::new(),
             }),
             work: Condvar::new(),
             agencies,
@@ -309,15 +322,33 @@ impl StoreManager {
         first_seq: u64,
         bets: &[BetRef<'_>],
     ) -> Result<Ticket, StoreError> {
-        // Encode outside the lock: it is the CPU-heavy part.
-        let mut rows = Vec::with_capacity(bets.len() * 48);
-        let mut winners = Vec::new();
-        for bet in bets {
-            storage::encode_row(&mut rows, bet);
-            if bet.has_won() {
-                winners.push((agency, bet.document.to_owned()));
-            }
+        // Encode outside the lock (the CPU-heavy part), into a buffer each
+        // worker thread keeps: no allocation per batch.
+        thread_local! {
+            static ROWS: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
         }
+        ROWS.with(|rows| {
+            let mut rows = rows.borrow_mut();
+            rows.clear();
+            for bet in bets {
+                storage::encode_row(&mut rows, bet);
+            }
+            self.append(agency, first_seq, bets, &rows)
+        })
+    }
+
+    fn append(
+        &self,
+        agency: u32,
+        first_seq: u64,
+        bets: &[BetRef<'_>],
+        rows: &[u8],
+    ) -> Result<Ticket, StoreError> {
+        let winners: Vec<(u32, String)> = bets
+            .iter()
+            .filter(|bet| bet.has_won())
+            .map(|bet| (agency, bet.document.to_owned()))
+            .collect();
         let n = bets.len() as u64;
         let mut state = self.shared.lock()?;
         if state.closing {
@@ -331,7 +362,7 @@ impl StoreManager {
             if n == 0 {
                 return Ok(state.ticket_for(agency, next, false));
             }
-            state.pending.rows.extend_from_slice(&rows);
+            state.pending.rows.extend_from_slice(rows);
             self.shared
                 .pending_bytes
                 .store(state.pending.rows.len(), Ordering::Relaxed);
@@ -477,7 +508,15 @@ fn run_committer(shared: &Shared, mut storage: Storage) {
             if state.pending.is_empty() {
                 return; // closing, nothing left to commit
             }
-            let group = std::mem::take(&mut state.pending);
+            let mut spare = std::mem::take(&mut state.spare_rows);
+            spare.reserve(GROUP_CAPACITY);
+            let group = std::mem::replace(
+                &mut state.pending,
+                Group {
+                    rows: spare,
+                    ..Group::default()
+                },
+            );
             shared.pending_bytes.store(0, Ordering::Relaxed);
             let touched: BTreeSet<u32> = group
                 .added
@@ -492,13 +531,21 @@ fn run_committer(shared: &Shared, mut storage: Storage) {
         let added: Vec<(u32, u64)> = group.added.iter().map(|(a, n)| (*a, *n)).collect();
         let result = storage.commit(&group.rows, &added, &group.done);
 
+        let Group {
+            mut rows,
+            winners,
+            commit,
+            ..
+        } = group;
         let Ok(mut state) = shared.lock() else { return };
         state.in_flight = None;
+        rows.clear();
+        state.spare_rows = rows;
         match result {
             Ok(()) => {
                 state.durable_seq = storage.counts().clone();
                 state.durable_done = storage.done().clone();
-                for (agency, document) in group.winners {
+                for (agency, document) in winners {
                     state
                         .stored_winners
                         .entry(agency)
@@ -512,7 +559,7 @@ fn run_committer(shared: &Shared, mut storage: Storage) {
                     info!("action: sorteo | result: success | ganadores: {total}");
                 }
                 drop(state);
-                group.commit.resolve(Ok(()));
+                commit.resolve(Ok(()));
             }
             Err(e) => {
                 error!("action: commit | result: fail | error: {e}");
@@ -525,7 +572,7 @@ fn run_committer(shared: &Shared, mut storage: Storage) {
                 state.done = state.durable_done.clone();
                 drop(state);
                 let err = StoreError::Storage(e.to_string());
-                group.commit.resolve(Err(err.clone()));
+                commit.resolve(Err(err.clone()));
                 later.commit.resolve(Err(err));
             }
         }

@@ -48,7 +48,7 @@ const MAX_AWAITING: usize = 64;
 /// handed to the pool until that commit is taken: with 100 agencies and
 /// their windows in flight, the server's memory stays bounded (and flat)
 /// instead of following the backlog.
-const MAX_PENDING_COMMIT: usize = 8 << 20;
+const MAX_PENDING_COMMIT: usize = 4 << 20;
 /// How long shutdown waits for requests already in the pool.
 const SHUTDOWN_GRACE: Duration = Duration::from_millis(500);
 
@@ -79,6 +79,8 @@ struct Completion {
     token: Token,
     session: Session,
     reply: Reply,
+    /// Bytes of frames the job was given.
+    bytes: usize,
 }
 
 struct Conn {
@@ -131,6 +133,8 @@ pub(super) struct Reactor {
     awaiting: HashSet<Token>,
     /// Connections with requests held back while the next commit is full.
     stalled: HashSet<Token>,
+    /// Bytes of frames handed to the pool and not yet answered.
+    in_pool_bytes: usize,
     store: StoreManager,
     limits: Limits,
     shutdown: Shutdown,
@@ -176,6 +180,7 @@ impl Reactor {
             done_rx,
             awaiting: HashSet::new(),
             stalled: HashSet::new(),
+            in_pool_bytes: 0,
             store,
             limits,
             shutdown,
@@ -339,6 +344,7 @@ impl Reactor {
     /// Hands every whole frame of the connection to the pool, if it has no
     /// job there already; closes it when it is finished.
     fn dispatch(&mut self, token: Token) {
+        let full = self.commit_is_full();
         let Some(conn) = self.conns.get_mut(&token) else {
             return;
         };
@@ -349,7 +355,7 @@ impl Reactor {
         {
             return;
         }
-        if self.store.pending_bytes() > MAX_PENDING_COMMIT {
+        if full {
             self.stalled.insert(token);
             return;
         }
@@ -392,8 +398,12 @@ impl Reactor {
         }
         // The whole frames go to the worker as they are; only the partial
         // frame after them (if any) is copied, into a fresh buffer.
-        let rest = conn.inbuf.split_off(used);
+        let mut rest = Vec::with_capacity(MAX_INBUF + READ_CHUNK);
+        rest.extend_from_slice(&conn.inbuf[used..]);
+        conn.inbuf.truncate(used);
         let frames = std::mem::replace(&mut conn.inbuf, rest);
+        let bytes = frames.len();
+        self.in_pool_bytes += bytes;
         conn.busy = true;
         let mut session = conn.session;
         let peer = conn.peer;
@@ -427,6 +437,7 @@ impl Reactor {
                     token,
                     session,
                     reply,
+                    bytes,
                 })
                 .is_ok()
             {
@@ -442,6 +453,7 @@ impl Reactor {
     }
 
     fn complete(&mut self, done: Completion) {
+        self.in_pool_bytes -= done.bytes;
         let Some(conn) = self.conns.get_mut(&done.token) else {
             return;
         };
@@ -490,10 +502,16 @@ impl Reactor {
         self.on_readable(token);
     }
 
+    /// Whether the next commit already holds (or the pool is preparing)
+    /// enough rows: then no more requests are handed out until it is taken.
+    fn commit_is_full(&self) -> bool {
+        self.store.pending_bytes() + self.in_pool_bytes > MAX_PENDING_COMMIT
+    }
+
     /// Serves the connections held back while the next commit was full,
     /// once it has been taken.
     fn retry_stalled(&mut self) {
-        if self.stalled.is_empty() || self.store.pending_bytes() > MAX_PENDING_COMMIT {
+        if self.stalled.is_empty() || self.commit_is_full() {
             return;
         }
         let tokens: Vec<Token> = self.stalled.drain().collect();
