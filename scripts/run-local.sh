@@ -43,7 +43,7 @@ done
 [ -n "$address" ] || { echo "server did not start"; cat "$run/server.log"; exit 1; }
 
 echo "== $agencies agencies -> $address"
-start=$(date +%s.%N)
+start=${EPOCHREALTIME/[.,]/}
 pids=()
 for i in $(seq 1 "$agencies"); do
   CLI_CONFIG=config/client/config.yaml CLI_ID="$i" CLI_SERVER_ADDRESS="$address" \
@@ -54,7 +54,9 @@ failed=0
 for i in $(seq 1 "$agencies"); do
   wait "${pids[$((i - 1))]}" || { failed=1; echo "agency $i FAILED:"; tail -5 "$run/client-$i.log"; }
 done
-elapsed=$(echo "$(date +%s.%N) - $start" | bc)
+end=${EPOCHREALTIME/[.,]/}
+elapsed_ms=$(((end - start) / 1000))
+elapsed=$(printf '%d.%03d' $((elapsed_ms / 1000)) $((elapsed_ms % 1000)))
 
 kill -TERM "$server_pid"
 wait "$server_pid" || failed=1
