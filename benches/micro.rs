@@ -1,7 +1,7 @@
 //! Micro-benchmarks of the per-bet hot paths, so regressions show:
 //!
 //! ```text
-//! cargo bench --bench micro            # every benchmark (about 10 s)
+//! cargo bench --bench micro            # every benchmark (about 12 s)
 //! cargo bench --bench micro -- frame   # those whose name contains "frame"
 //! ```
 //!
@@ -17,7 +17,7 @@
 use lottery::bet::Bet;
 use lottery::client::source::{BetsFile, Row};
 use lottery::framing::{self, MAX_FRAME_LEN};
-use lottery::message::{self, Batch, BatchEncoder, Message};
+use lottery::message::{self, Batch, BatchEncoder, BatchView, Message};
 use lottery::storage::{self, Storage, SyncMode};
 use std::hint::black_box;
 use std::path::{Path, PathBuf};
@@ -156,7 +156,7 @@ fn read_bets(path: &Path, agency: u32) -> Vec<Bet> {
     let mut bets = Vec::new();
     while let Some(row) = file.next_row().expect("read generated file") {
         match row {
-            Row::Bet(b) => bets.push(b),
+            Row::Bet(b) => bets.push(b.to_bet()),
             Row::Invalid(r) => panic!("generated row {} is invalid: {}", r.line, r.reason),
         }
     }
@@ -238,13 +238,41 @@ fn main() {
         let msg = Message::decode(f.kind, f.payload).expect("decode");
         black_box(msg);
     });
+    h.bench(
+        "frame.decode_batch_view",
+        n,
+        "bet",
+        frame_len,
+        BUDGET,
+        || {
+            let f = framing::decode(black_box(&frame), MAX_FRAME_LEN)
+                .expect("frame")
+                .expect("whole frame");
+            black_box(BatchView::decode(f.payload).expect("decode"));
+        },
+    );
+    // What a server worker does with one BATCH: decode in place, validate,
+    // encode the CSV rows.
+    let mut rows_out = Vec::with_capacity(16 * 1024);
+    h.bench("server.batch_path", n, "bet", frame_len, BUDGET, || {
+        let f = framing::decode(black_box(&frame), MAX_FRAME_LEN)
+            .expect("frame")
+            .expect("whole frame");
+        let view = BatchView::decode(f.payload).expect("decode");
+        view.validate().expect("valid");
+        rows_out.clear();
+        for bet in &view.bets {
+            storage::encode_row(&mut rows_out, *bet);
+        }
+        black_box(&rows_out);
+    });
     let Message::Batch(decoded) =
         Message::decode(frame[0], &frame[framing::HEADER_LEN..]).expect("decode")
     else {
         unreachable!("a BATCH decodes to a batch")
     };
     h.bench("batch.validate", n, "bet", 0, BUDGET, || {
-        message::validate_batch(black_box(&decoded)).expect("valid");
+        black_box(&decoded).view().validate().expect("valid");
     });
 
     // ---- CSV append (server side)
