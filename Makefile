@@ -32,8 +32,8 @@ help: ## List the targets
 build: ## cargo build --release (server, client)
 	cargo build --release
 
-test: ## cargo test --release (unit and integration tests)
-	cargo test --release
+test: ## Unit, wire-level, fault-injection and end-to-end tests (cargo, release build)
+	cargo test --release --lib --bins --tests
 
 run: ## Local demo without Docker (scripts/run-local.sh)
 	scripts/run-local.sh

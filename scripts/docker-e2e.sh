@@ -70,6 +70,8 @@ finish() {
   else
     echo "FAIL: $failed of $((passed + failed)) checks failed in ${total}s; logs in $artifacts"
   fi
+  # The plain closing line test harnesses read.
+  echo "$passed passed, $failed failed"
 }
 
 # ---- preflight ----------------------------------------------------------------

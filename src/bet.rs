@@ -128,7 +128,7 @@ impl fmt::Display for InvalidBet {
                 write!(f, "birthdate {value:?} is not a calendar date YYYY-MM-DD")
             }
             InvalidBet::BirthdateOutOfRange { date } => {
-                write!(f, "birthdate {date} is outside 1900-01-01..today")
+                write!(f, "birthdate {date} is outside 1900-01-01..today (UTC)")
             }
             InvalidBet::BadNumber { value } => {
                 write!(f, "number {value:?} must be an integer in 0..={MAX_NUMBER}")
@@ -264,8 +264,9 @@ pub fn validate_document(document: &str) -> Result<(), InvalidBet> {
     }
 }
 
-/// Today's local date (the latest valid birthdate), asked of the clock and
-/// time zone at most once a second per thread: validating a million bets
+/// Today's date in UTC (the latest valid birthdate): UTC so that an agency
+/// and the server in different time zones agree on it. Asked of the clock
+/// at most once a second per thread: validating a million bets
 /// must not look it up a million times (it showed up high in profiles).
 /// Loops over many bets call it once and use [`BetRef::validate_at`].
 pub fn today() -> NaiveDate {
@@ -277,7 +278,7 @@ pub fn today() -> NaiveDate {
     CACHE.with(|cache| match cache.get() {
         Some((at, date)) if at.elapsed() < Duration::from_secs(1) => date,
         _ => {
-            let date = chrono::Local::now().date_naive();
+            let date = chrono::Utc::now().date_naive();
             cache.set(Some((Instant::now(), date)));
             date
         }
@@ -394,7 +395,7 @@ mod tests {
     fn accepts_the_edges() {
         assert!(Bet::parse(1, "A", "B", "0", "1900-01-01", "0").is_ok());
         assert!(Bet::parse(1, "A", "B", "9999999999", "2000-02-29", "9999").is_ok());
-        let today = chrono::Local::now()
+        let today = chrono::Utc::now()
             .date_naive()
             .format("%Y-%m-%d")
             .to_string();

@@ -56,9 +56,6 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    if let Ok(addr) = listener.local_addr() {
-        info!("action: listen | result: success | address: {addr}");
-    }
     match server::run(listener, &config, shutdown) {
         Ok(()) => {
             info!("action: shutdown | result: success");

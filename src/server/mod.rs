@@ -99,6 +99,11 @@ pub fn run(
         recovery.dropped_journal_bytes,
         recovery.rebuilt_journal,
     );
+    // Announced only now: connections queue in the backlog until storage
+    // is recovered, and tests and scripts wait for this line.
+    if let Ok(addr) = listener.local_addr() {
+        info!("action: listen | result: success | address: {addr}");
+    }
     let pool = threadpool::Builder::new()
         .num_threads(config.workers)
         .thread_name("worker".into())

@@ -1,0 +1,492 @@
+#!/usr/bin/env bash
+# Throughput benchmark: the whole lottery (server + every agency) on loopback,
+# release build, durable (STORAGE_SYNC=always) and not (STORAGE_SYNC=none),
+# against the floor (the same bytes through one loopback TCP connection into
+# a file, then fsync). Results and how to read them: docs/PERFORMANCE.md.
+#
+#   scripts/bench.sh              # every point: 1x 10x 10m
+#   scripts/bench.sh 1x 10x       # some points
+#   RUNS=5 scripts/bench.sh 1x    # runs per point (default 3)
+#
+# Points (data generated once with examples/gen-data, cached in
+# .data/bench/<point>/):
+#   1x   5 agencies, the course's shape (26,936 / 25,518 / 16,014 / 9,238 / 991 = 78,697 bets)
+#   10x  5 agencies, ten times that (786,970 bets)
+#   10m  100 agencies, 10,000,000 bets split evenly
+#
+# Environment:
+#   RUNS=3             runs per point and mode (min / median / max are reported)
+#   MODES="always none" storage sync modes to run
+#   BENCH_DATA=.data/bench   where the generated agency files are cached
+#   BENCH_TMP=$TMPDIR  where each run's fresh storage directory is created
+#                      (the floor writes there too: keep them on one filesystem)
+#   BENCH_KEEP=1       keep every run's directory (logs, bets.csv) and print it
+#   BENCH_OUT=FILE     also write the key=value lines to FILE
+#   BENCH_NO_BUILD=1   use the binaries already in ${CARGO_TARGET_DIR:-target}/release
+#   GNU_TIME=path      GNU time (default /usr/bin/time, installed with apt-get when
+#                      missing and possible; without it client RSS/CPU are n/a)
+#   STRICT=1           exit 1 when a target of the issue is missed
+#   CARGO_TARGET_DIR   honoured (binaries in ${CARGO_TARGET_DIR:-target}/release)
+#   SERVER_WORKERS, SERVER_LISTEN_BACKLOG (default 1024 here), CLI_BATCH_MAXAMOUNT,
+#   CLI_BATCH_WINDOW, CLI_WINNERS_MAXBACKOFF, ...: passed through to the binaries.
+#
+# Per run: fresh storage directory, `sync`, start the server
+# (LOGGING_LEVEL=INFO, as users run it) and wait for its listen line, fork
+# every agency's process and hold it at a FIFO gate, open the gates at once,
+# time from the first gate opening to the last client exit (so bash's fork
+# time is not counted; `client launch s` shows how long opening the gates
+# took), SIGTERM the server. Each process runs under GNU time for its peak RSS
+# and CPU time. A run fails loudly unless every client exits 0 with its
+# summary, the server exits 0 after the draw, and bets.csv holds exactly the
+# input rows.
+#
+# Output: a table per point and machine-readable lines such as
+# `bench.1x.always.wall_median_s=0.083`.
+set -euo pipefail
+export LC_ALL=C
+cd "$(dirname "$0")/.."
+
+RUNS=${RUNS:-3}
+MODES=${MODES:-always none}
+data_root=${BENCH_DATA:-.data/bench}
+tmp_root=${BENCH_TMP:-${TMPDIR:-/tmp}}
+bin=${CARGO_TARGET_DIR:-target}/release
+backlog=${SERVER_LISTEN_BACKLOG:-1024}
+
+die() {
+  echo "bench: $*" >&2
+  exit 1
+}
+
+case "$RUNS" in '' | *[!0-9]* | 0) die "RUNS must be a positive whole number" ;; esac
+for m in $MODES; do
+  case "$m" in always | none) ;; *) die "MODES: unknown storage sync mode '$m'" ;; esac
+done
+
+points=("$@")
+[ ${#points[@]} -gt 0 ] || points=(1x 10x 10m)
+for p in "${points[@]}"; do
+  case "$p" in 1x | 10x | 10m) ;; *) die "unknown point '$p' (1x, 10x or 10m)" ;; esac
+done
+
+# ---- tools --------------------------------------------------------------------
+
+# High-resolution clock without a fork (bash 5); date(1) otherwise.
+if [ -n "${EPOCHREALTIME:-}" ]; then
+  now() { echo "$EPOCHREALTIME"; }
+else
+  now() { date +%s.%N; }
+fi
+
+# GNU time gives peak RSS and CPU of each process. Without it (and no way
+# to install it) the server's figures come from /proc and the clients' are
+# reported as n/a.
+gnu_time=${GNU_TIME:-/usr/bin/time}
+if [ ! -x "$gnu_time" ] && [ -z "${GNU_TIME:-}" ]; then
+  if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+    echo "== installing GNU time (apt-get install time)"
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq time; } >/dev/null 2>&1 || true
+  fi
+fi
+if [ -x "$gnu_time" ] && "$gnu_time" -f '%M' -o /dev/null true 2>/dev/null; then
+  have_time=1
+else
+  have_time=0
+  echo "bench: WARNING: GNU time ($gnu_time) is missing: server RSS/CPU come from /proc," \
+    "client RSS/CPU are not measured (n/a). Install it with: apt-get install time" >&2
+fi
+
+# ---- build and data -----------------------------------------------------------
+
+if [ -z "${BENCH_NO_BUILD:-}" ]; then
+  echo "== building (release): server, client, examples gen-data and floor"
+  cargo build --release --quiet --bins --example gen-data --example floor
+  source_rev=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+  if [ -n "$(git --no-optional-locks status --porcelain -- src Cargo.toml Cargo.lock 2>/dev/null)" ]; then
+    source_rev="$source_rev+uncommitted"
+  fi
+else
+  source_rev="prebuilt ($bin)"
+fi
+for b in server client examples/gen-data examples/floor; do
+  [ -x "$bin/$b" ] || die "$bin/$b is missing after the build"
+done
+
+agencies_of() { case "$1" in 10m) echo 100 ;; *) echo 5 ;; esac; }
+gen_args_of() {
+  case "$1" in
+    1x) echo "--scale 1" ;;
+    10x) echo "--scale 10" ;;
+    10m) echo "--total 10000000" ;;
+  esac
+}
+
+# Generates the point's files once; SPEC records what was generated (and is
+# written last, so an interrupted generation is redone).
+prepare_data() {
+  local point=$1 dir=$data_root/$1 n spec
+  n=$(agencies_of "$point")
+  spec="agencies=$n args=$(gen_args_of "$point") seed=1"
+  if [ -f "$dir/SPEC" ] && [ "$(head -n 1 "$dir/SPEC")" = "$spec" ]; then
+    return
+  fi
+  echo "== generating $point data in $dir ($spec)"
+  rm -rf "$dir"
+  mkdir -p "$dir"
+  # shellcheck disable=SC2046 # the generator's arguments, split on purpose
+  "$bin/examples/gen-data" --out "$dir" --agencies "$n" $(gen_args_of "$point") --seed 1 >/dev/null
+  local rows
+  rows=$(cat "$dir"/agency-*.csv | wc -l)
+  printf '%s\nrows=%s\nbytes=%s\n' "$spec" "$rows" "$(cat "$dir"/agency-*.csv | wc -c)" >"$dir/SPEC"
+}
+
+spec_value() { sed -n "s/^$2=//p" "$data_root/$1/SPEC"; }
+
+# ---- statistics ---------------------------------------------------------------
+
+# "min median max" of the numbers given (n/a if any is n/a).
+stats() {
+  case " $* " in *" n/a "*)
+    echo "n/a n/a n/a"
+    return
+    ;;
+  esac
+  printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 }
+    END { m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2; print v[1], m, v[NR] }'
+}
+
+# stats of the runs recorded under KEY.
+stats_of() {
+  local -a v
+  read -ra v <<<"${R[$1]}"
+  stats "${v[@]}"
+}
+
+fmt() { # fmt PRINTF_FORMAT VALUE (n/a passes through)
+  if [ "$2" = n/a ]; then echo n/a; else awk -v f="$1" -v v="$2" 'BEGIN { printf f, v }'; fi
+}
+
+calc() { awk "BEGIN { printf \"%.6f\", $* }"; }
+
+declare -A R # R[point.mode.metric] = "value value ..." (one per run)
+add() { R[$1]="${R[$1]:-}${R[$1]:+ }$2"; }
+
+# ---- one run ------------------------------------------------------------------
+
+server_pid= # the server process itself (child of GNU time when it is used)
+launcher_pid=
+client_pids=()
+run_dir=
+cleanup() {
+  local p
+  for p in "${client_pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  if [ -n "$server_pid" ]; then kill -TERM "$server_pid" 2>/dev/null || true; fi
+  if [ -n "$launcher_pid" ]; then wait "$launcher_pid" 2>/dev/null || true; fi
+  if [ -n "$run_dir" ] && [ -z "${BENCH_KEEP:-}" ]; then rm -rf "$run_dir"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+fail_run() {
+  echo "bench: RUN FAILED: $*" >&2
+  echo "bench: logs kept in $run_dir" >&2
+  [ -f "$run_dir/server.log" ] && { echo "--- server.log (tail)" >&2; tail -n 15 "$run_dir/server.log" >&2; }
+  local f
+  for f in "$run_dir"/client-*.log; do
+    [ -f "$f" ] || continue
+    grep -q 'action: resumen | result: success' "$f" && continue
+    echo "--- $(basename "$f") (tail)" >&2
+    tail -n 3 "$f" >&2
+    break
+  done
+  run_dir= # keep it
+  exit 1
+}
+
+# CPU seconds the whole machine spent busy so far (all cores, /proc/stat).
+busy_s() {
+  awk -v hz="$clk_tck" '$1 == "cpu" { printf "%.2f", ($2 + $3 + $4 + $7 + $8) / hz; exit }' /proc/stat
+}
+clk_tck=$(getconf CLK_TCK)
+
+# Last line of a GNU time output file: "maxrss_kib user_s sys_s".
+time_line() { tail -n 1 "$1"; }
+
+# run_once POINT MODE RUN
+run_once() {
+  local point=$1 mode=$2 run=$3 n rows dir i address="" started launched ended rc
+  n=$(agencies_of "$point")
+  rows=$(spec_value "$point" rows)
+  dir=$data_root/$point
+  run_dir=$(mktemp -d "$tmp_root/lottery-bench.XXXXXX")
+  sync
+
+  local busy0 busy1
+  busy0=$(busy_s)
+  local timer=()
+  [ "$have_time" = 1 ] && timer=("$gnu_time" -f '%M %U %S' -o "$run_dir/server.time")
+  SERVER_CONFIG=config/server/config.ini SERVER_IP=127.0.0.1 SERVER_PORT=0 SERVER_AGENCIES="$n" \
+    SERVER_LISTEN_BACKLOG="$backlog" STORAGE_FILEPATH="$run_dir/bets.csv" STORAGE_SYNC="$mode" \
+    LOGGING_LEVEL=INFO "${timer[@]}" "$bin/server" >"$run_dir/server.log" 2>&1 &
+  launcher_pid=$!
+  if [ "$have_time" = 1 ]; then
+    server_pid=
+    for _ in $(seq 1 1000); do
+      server_pid=$(cat "/proc/$launcher_pid/task/$launcher_pid/children" 2>/dev/null ||
+        pgrep -P "$launcher_pid" 2>/dev/null || true)
+      server_pid=${server_pid%% *}
+      [ -n "$server_pid" ] && break
+      kill -0 "$launcher_pid" 2>/dev/null || break
+      sleep 0.005
+    done
+  else
+    server_pid=$launcher_pid
+  fi
+  [ -n "$server_pid" ] || fail_run "server did not start"
+  # Ready once it listens and has opened (recovered) its storage.
+  for _ in $(seq 1 2000); do
+    address=$(sed -n 's/.*action: listen | result: success | address: //p' "$run_dir/server.log")
+    [ -n "$address" ] && grep -q 'action: recovery | result: success' "$run_dir/server.log" && break
+    address=
+    kill -0 "$server_pid" 2>/dev/null || fail_run "server exited at start"
+    sleep 0.005
+  done
+  [ -n "$address" ] || fail_run "server did not report its address within 10 s"
+
+  export CLI_CONFIG=config/client/config.yaml CLI_SERVER_ADDRESS="$address"
+  # Every agency's process is forked first and waits at its own gate (a
+  # FIFO); the clock starts when the gates open, so the time bash needs to
+  # fork 100 processes is not counted, only each agency's exec and run.
+  local timed=()
+  [ "$have_time" = 1 ] && timed=("$gnu_time" -f '%M %U %S' -o)
+  client_pids=()
+  for i in $(seq 1 "$n"); do
+    mkfifo "$run_dir/gate-$i"
+    (
+      read -r _ <"$run_dir/gate-$i"
+      if [ "$have_time" = 1 ]; then
+        CLI_ID=$i CLI_BETS_FILE="$dir/agency-$i.csv" exec "${timed[@]}" "$run_dir/client-$i.time" "$bin/client"
+      else
+        CLI_ID=$i CLI_BETS_FILE="$dir/agency-$i.csv" exec "$bin/client"
+      fi
+    ) </dev/null >"$run_dir/client-$i.log" 2>&1 &
+    client_pids+=($!)
+  done
+  started=$(now)
+  for ((i = 1; i <= n; i++)); do echo go >"$run_dir/gate-$i"; done
+  launched=$(now)
+  local failed=()
+  for i in $(seq 1 "$n"); do
+    rc=0
+    wait "${client_pids[$((i - 1))]}" || rc=$?
+    [ "$rc" = 0 ] || failed+=("agency $i exited $rc")
+  done
+  ended=$(now)
+  client_pids=()
+
+  # Server figures from /proc when GNU time is not there (before it exits).
+  local proc_rss=n/a proc_cpu=n/a
+  if [ "$have_time" = 0 ]; then
+    proc_rss=$(awk '/^VmHWM:/ { print $2 }' "/proc/$server_pid/status" 2>/dev/null || echo n/a)
+    proc_cpu=$(awk -v hz="$clk_tck" '{ print ($14 + $15) / hz }' "/proc/$server_pid/stat" 2>/dev/null || echo n/a)
+  fi
+  local early=0
+  kill -TERM "$server_pid" 2>/dev/null || early=1
+  rc=0
+  wait "$launcher_pid" || rc=$?
+  busy1=$(busy_s)
+  server_pid=
+  launcher_pid=
+  [ "$early" = 0 ] || fail_run "the server had exited before SIGTERM (exit status $rc)${failed[*]:+; }${failed[*]}"
+
+  # ---- checks
+  for i in $(seq 1 "$n"); do
+    grep -q 'action: resumen | result: success' "$run_dir/client-$i.log" ||
+      failed+=("agency $i: no summary line ($(tail -n 1 "$run_dir/client-$i.log"))")
+  done
+  [ ${#failed[@]} = 0 ] || fail_run "${failed[*]}"
+  [ "$rc" = 0 ] || fail_run "server exited $rc"
+  grep -q 'action: sorteo | result: success' "$run_dir/server.log" || fail_run "no draw in the server log"
+  local stored sent bytes winners drawn
+  stored=$(wc -l <"$run_dir/bets.csv")
+  [ "$stored" = "$rows" ] || fail_run "bets.csv holds $stored rows, the agencies' files $rows"
+  sent=$(cat "$run_dir"/client-*.log | sed -n 's/.*action: resumen | result: success | apuestas_enviadas: \([0-9]*\).*/\1/p' | awk '{ s += $1 } END { print s + 0 }')
+  [ "$sent" = "$rows" ] || fail_run "agencies report $sent bets sent, their files hold $rows"
+  bytes=$(cat "$run_dir"/client-*.log | sed -n 's/.*| bytes_enviados: \([0-9]*\).*/\1/p' | awk '{ s += $1 } END { print s + 0 }')
+  winners=$(cat "$run_dir"/client-*.log | sed -n 's/.*action: consulta_ganadores | result: success | cant_ganadores: \([0-9]*\).*/\1/p' | awk '{ s += $1 } END { print s + 0 }')
+  drawn=$(sed -n 's/.*action: sorteo | result: success | ganadores: \([0-9]*\).*/\1/p' "$run_dir/server.log")
+  [ "$winners" = "$drawn" ] || fail_run "agencies report $winners winners, the draw $drawn"
+
+  # ---- figures
+  local key=$point.$mode wall srss scpu crss=n/a ccpu=n/a other=n/a
+  wall=$(calc "$ended - $started")
+  if [ "$have_time" = 1 ]; then
+    read -r srss u s <<<"$(time_line "$run_dir/server.time")"
+    srss=$(calc "$srss / 1024")
+    scpu=$(calc "$u + $s")
+    crss=$(for i in $(seq 1 "$n"); do time_line "$run_dir/client-$i.time"; done | awk '$1 > m { m = $1 } END { printf "%.6f", m / 1024 }')
+    ccpu=$(for i in $(seq 1 "$n"); do time_line "$run_dir/client-$i.time"; done | awk '{ s += $2 + $3 } END { printf "%.6f", s }')
+    # Busy CPU of the whole machine during the run that was not ours
+    # (other processes, this script, GNU time, interrupts): a noisy run shows here.
+    other=$(calc "$busy1 - $busy0 - $scpu - $ccpu")
+  else
+    srss=n/a
+    [ "$proc_rss" = n/a ] || srss=$(calc "$proc_rss / 1024")
+    scpu=$proc_cpu
+  fi
+  add "$key.wall" "$wall"
+  add "$key.rate" "$(calc "$rows / $wall")"
+  add "$key.srss" "$srss"
+  add "$key.scpu" "$scpu"
+  add "$key.crss" "$crss"
+  add "$key.ccpu" "$ccpu"
+  add "$key.wire" "$(calc "$bytes / $rows")"
+  add "$key.launch" "$(calc "$launched - $started")"
+  add "$key.other" "$other"
+  printf '   run %d %-6s wall %s s  %s bets/s  server %s MiB %s s CPU  clients max %s MiB, %s s CPU  other CPU %s s\n' \
+    "$run" "$mode" "$(fmt %.3f "$wall")" "$(fmt %.0f "$(calc "$rows / $wall")")" "$(fmt %.1f "$srss")" \
+    "$(fmt %.2f "$scpu")" "$(fmt %.1f "$crss")" "$(fmt %.2f "$ccpu")" "$(fmt %.2f "$other")"
+
+  if [ -n "${BENCH_KEEP:-}" ]; then
+    echo "   kept $run_dir"
+  else
+    rm -rf "$run_dir"
+  fi
+  run_dir=
+}
+
+# floor_once POINT RUN
+floor_once() {
+  local point=$1 run=$2 n files=() out i
+  n=$(agencies_of "$point")
+  for i in $(seq 1 "$n"); do files+=("$data_root/$point/agency-$i.csv"); done
+  run_dir=$(mktemp -d "$tmp_root/lottery-bench.XXXXXX")
+  sync
+  out=$("$bin/examples/floor" --out "$run_dir/floor.bin" "${files[@]}") || fail_run "floor failed"
+  local s f
+  s=$(sed -n 's/^floor_s=//p' <<<"$out")
+  f=$(sed -n 's/^fsync_s=//p' <<<"$out")
+  add "$point.floor.wall" "$s"
+  add "$point.floor.fsync" "$f"
+  printf '   run %d floor  wall %s s (fsync %s s)\n' "$run" "$(fmt %.3f "$s")" "$(fmt %.3f "$f")"
+  rm -rf "$run_dir"
+  run_dir=
+}
+
+# ---- report -------------------------------------------------------------------
+
+kv=()
+emit() { kv+=("$1=$2"); }
+
+report() {
+  local point=$1 rows bytes n m
+  rows=$(spec_value "$point" rows)
+  bytes=$(spec_value "$point" bytes)
+  n=$(agencies_of "$point")
+  emit "bench.$point.agencies" "$n"
+  emit "bench.$point.bets" "$rows"
+  emit "bench.$point.csv_bytes" "$bytes"
+  emit "bench.$point.runs" "$RUNS"
+  echo
+  printf '== %s: %s bets, %s agencies, %s MiB of CSV; %s runs, min / median / max\n' \
+    "$point" "$rows" "$n" "$(fmt %.1f "$(calc "$bytes / 1048576")")" "$RUNS"
+  local col
+  printf '%-34s' "figure"
+  for m in $MODES; do printf '  %-32s' "STORAGE_SYNC=$m"; done
+  echo
+  # label metric printf-format machine-name machine-unit
+  local rowspec
+  for rowspec in \
+    "wall s (first start..last exit)|wall|%.3f|wall|s" \
+    "bets/s|rate|%.0f|rate|bets_per_s" \
+    "server peak RSS MiB|srss|%.1f|server_rss|mib" \
+    "server CPU s (user+sys)|scpu|%.3f|server_cpu|s" \
+    "client peak RSS MiB (largest)|crss|%.1f|client_rss|mib" \
+    "clients CPU s (user+sys, sum)|ccpu|%.3f|clients_cpu|s" \
+    "wire bytes/bet (client to server)|wire|%.2f|wire|bytes_per_bet" \
+    "client launch s (1st..last start)|launch|%.3f|launch|s" \
+    "other CPU s (not ours: noise)|other|%.2f|other_cpu|s"; do
+    IFS='|' read -r label metric f name unit <<<"$rowspec"
+    printf '%-34s' "$label"
+    for m in $MODES; do
+      read -r lo med hi <<<"$(stats_of "$point.$m.$metric")"
+      col="$(fmt "$f" "$lo") / $(fmt "$f" "$med") / $(fmt "$f" "$hi")"
+      printf '  %-32s' "$col"
+      emit "bench.$point.$m.${name}_min_$unit" "$lo"
+      emit "bench.$point.$m.${name}_median_$unit" "$med"
+      emit "bench.$point.$m.${name}_max_$unit" "$hi"
+    done
+    echo
+  done
+  local flo fmed fhi smed
+  read -r flo fmed fhi <<<"$(stats_of "$point.floor.wall")"
+  read -r _ smed _ <<<"$(stats_of "$point.floor.fsync")"
+  printf '%-34s  %-32s\n' "floor s (1 TCP conn + fsync)" \
+    "$(fmt %.3f "$flo") / $(fmt %.3f "$fmed") / $(fmt %.3f "$fhi")  (of which fsync $(fmt %.3f "$smed"))"
+  emit "bench.$point.floor.wall_min_s" "$flo"
+  emit "bench.$point.floor.wall_median_s" "$fmed"
+  emit "bench.$point.floor.wall_max_s" "$fhi"
+  emit "bench.$point.floor.fsync_median_s" "$smed"
+  printf '%-34s' "ours / floor (medians)"
+  for m in $MODES; do
+    read -r _ med _ <<<"$(stats_of "$point.$m.wall")"
+    local ratio
+    ratio=$(calc "$med / $fmed")
+    printf '  %-32s' "$(fmt %.1f "$ratio")x"
+    emit "bench.$point.$m.floor_ratio_median" "$(fmt %.2f "$ratio")"
+  done
+  echo
+}
+
+# Targets of the issue (durable mode, medians).
+targets() {
+  local missed=0 point=$1 ok
+  median() { local med; read -r _ med _ <<<"$(stats_of "$1")"; echo "$med"; }
+  check() { # name value op limit
+    ok=$(awk -v v="$2" -v l="$4" -v op="$3" 'BEGIN { if (v == "n/a") print "n/a"; else if ((op == "<=" && v <= l) || (op == ">=" && v >= l)) print "met"; else print "MISSED" }')
+    printf '   target %-44s %s %s %s: %s\n' "$1" "$(fmt %.3f "$2")" "$3" "$4" "$ok"
+    emit "bench.target.$point.$1" "$ok"
+    [ "$ok" != MISSED ] || missed=1
+  }
+  case " $MODES " in *" always "*) ;; *) return 0 ;; esac
+  case "$point" in
+    1x) check wall_s "$(median 1x.always.wall)" "<=" 0.10 ;;
+    10x)
+      check wall_s "$(median 10x.always.wall)" "<=" 0.30
+      check floor_ratio "$(calc "$(median 10x.always.wall) / $(median 10x.floor.wall)")" "<=" 3
+      ;;
+    10m)
+      check bets_per_s "$(median 10m.always.rate)" ">=" 2000000
+      check server_rss_mib "$(median 10m.always.srss)" "<=" 64
+      check client_rss_mib "$(median 10m.always.crss)" "<=" 16
+      ;;
+  esac
+  return "$missed"
+}
+
+# ---- main ---------------------------------------------------------------------
+
+echo "== machine: $(nproc) cores, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)," \
+  "kernel $(uname -r), storage in $tmp_root ($(df -PT "$tmp_root" | awk 'NR == 2 { print $2 }'))," \
+  "load average $(cut -d ' ' -f 1-3 /proc/loadavg)"
+echo "== binaries: $bin, source $source_rev"
+for point in "${points[@]}"; do prepare_data "$point"; done
+
+any_missed=0
+for point in "${points[@]}"; do
+  echo
+  echo "== $point: $(spec_value "$point" rows) bets over $(agencies_of "$point") agencies, $RUNS runs"
+  cat "$data_root/$point"/agency-*.csv >/dev/null # into the page cache, like every later run
+  for run in $(seq 1 "$RUNS"); do
+    for mode in $MODES; do run_once "$point" "$mode" "$run"; done
+    floor_once "$point" "$run"
+  done
+  report "$point"
+  targets "$point" || any_missed=1
+done
+
+echo
+kv=("bench.source=$source_rev" "${kv[@]}")
+printf '%s\n' "${kv[@]}"
+if [ -n "${BENCH_OUT:-}" ]; then printf '%s\n' "${kv[@]}" >"$BENCH_OUT"; fi
+if [ -n "${STRICT:-}" ] && [ "$any_missed" = 1 ]; then exit 1; fi
