@@ -11,18 +11,7 @@ use support::*;
 const LONG: Duration = Duration::from_secs(60);
 
 fn check_lottery(server: &Server, files: &[(u32, std::path::PathBuf)], runs: &[ClientRun]) {
-    for ((agency, file), run) in files.iter().zip(runs) {
-        assert!(
-            run.status.success(),
-            "agency {agency} failed:\n{}",
-            run.log.join("\n")
-        );
-        assert_eq!(
-            run.winners(),
-            file_winners(*agency, file),
-            "winners of agency {agency}"
-        );
-    }
+    assert_agencies_finished(files, runs);
     assert_stored_exactly(&server.storage, files);
     server
         .log

@@ -63,18 +63,7 @@ fn spawn_agencies(
 
 fn check_outcome(servers: &[Server], files: &[(u32, PathBuf)], children: Vec<Child>) {
     let runs: Vec<ClientRun> = children.into_iter().map(finish_client).collect();
-    for ((agency, file), run) in files.iter().zip(&runs) {
-        assert!(
-            run.status.success(),
-            "agency {agency} failed:\n{}",
-            run.log.join("\n")
-        );
-        assert_eq!(
-            run.winners(),
-            file_winners(*agency, file),
-            "winners of agency {agency}"
-        );
-    }
+    assert_agencies_finished(files, &runs);
     let last = servers.last().expect("a server");
     assert_stored_exactly(&last.storage, files);
     last.log.wait_for("action: sorteo | result: success", WAIT);

@@ -316,6 +316,23 @@ pub fn assert_stored_exactly(storage: &Path, files: &[(u32, PathBuf)]) {
     assert_eq!((missing, extra, n_in), (0, 0, n_stored));
 }
 
+/// Asserts that every agency's client exited 0 and reported exactly the
+/// winners its file holds.
+pub fn assert_agencies_finished(files: &[(u32, PathBuf)], runs: &[ClientRun]) {
+    for ((agency, file), run) in files.iter().zip(runs) {
+        assert!(
+            run.status.success(),
+            "agency {agency} failed:\n{}",
+            run.log.join("\n")
+        );
+        assert_eq!(
+            run.winners(),
+            file_winners(*agency, file),
+            "winners of agency {agency}"
+        );
+    }
+}
+
 /// Winners in an agency's file.
 pub fn file_winners(agency: u32, path: &Path) -> usize {
     file_bets(agency, path)
