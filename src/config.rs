@@ -443,7 +443,7 @@ impl ClientConfig {
             bets,
             retry_timeout: parse_dur(s, "retry.timeout", "30s")?,
             retry_max_backoff: parse_dur(s, "retry.maxBackoff", "2s")?,
-            winners_max_backoff: parse_dur(s, "winners.maxBackoff", "100ms")?,
+            winners_max_backoff: parse_dur(s, "winners.maxBackoff", "25ms")?,
             io_timeout: parse_dur(s, "io.timeout", "30s")?,
         })
     }

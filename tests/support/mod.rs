@@ -220,7 +220,6 @@ pub fn spawn_client(addr: SocketAddr, agency: u32, env: &[(&str, &str)]) -> Chil
         .env("CLI_ID", agency.to_string())
         .env("CLI_SERVER_ADDRESS", addr.to_string())
         .env("CLI_RETRY_TIMEOUT", "20s")
-        .env("CLI_WINNERS_MAXBACKOFF", "100ms")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
     for (k, v) in env {
