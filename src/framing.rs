@@ -167,11 +167,6 @@ impl<R: Read> FrameReader<R> {
         }
     }
 
-    /// The wrapped reader (for example to set a socket option).
-    pub fn get_ref(&self) -> &R {
-        &self.inner
-    }
-
     /// Reads the next frame. `Ok(None)` is a clean end of stream (the peer
     /// closed between frames).
     ///

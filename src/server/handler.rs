@@ -95,22 +95,19 @@ impl Awaiting {
                 false
             }
             (what, Err(e)) => {
-                let action = match what {
-                    Request::Batch { len, .. } => {
-                        error!(
-                            "action: apuesta_recibida | result: fail | cantidad: {len} | agencia: {agency} | error: {}",
-                            clean(&e)
-                        );
-                        "apuesta_recibida"
-                    }
-                    Request::Done { .. } => "agencia_finalizada",
-                };
                 let code = store_error_code(&e);
-                error!(
-                    "action: {action} | result: fail | agencia: {agency} | code: {} | error: {}",
-                    code.name(),
-                    clean(&e)
-                );
+                match what {
+                    Request::Batch { len, .. } => error!(
+                        "action: apuesta_recibida | result: fail | cantidad: {len} | agencia: {agency} | code: {} | error: {}",
+                        code.name(),
+                        clean(&e)
+                    ),
+                    Request::Done { .. } => error!(
+                        "action: agencia_finalizada | result: fail | agencia: {agency} | code: {} | error: {}",
+                        code.name(),
+                        clean(&e)
+                    ),
+                }
                 encode(
                     &mut out,
                     &Message::Error {
@@ -219,10 +216,12 @@ impl Run<'_> {
             code.name(),
             clean(reason)
         );
-        self.send(&Message::Error {
-            code,
-            message: reason.to_owned(),
-        });
+        self.fail(code, reason.to_owned());
+    }
+
+    /// Answers ERROR and closes the connection (the caller logged why).
+    fn fail(&mut self, code: ErrorCode, message: String) {
+        self.send(&Message::Error { code, message });
         self.reply.close = true;
     }
 
@@ -257,12 +256,8 @@ impl Run<'_> {
                 "action: apuesta_recibida | result: fail | cantidad: {n} | agencia: {agency} | error: bet {i}: {}",
                 clean(&e)
             );
-            self.send(&Message::Error {
-                code: ErrorCode::InvalidBet,
-                message: format!("bet {i} of the batch: {e}; nothing of the batch was stored"),
-            });
-            self.reply.close = true;
-            return;
+            let message = format!("bet {i} of the batch: {e}; nothing of the batch was stored");
+            return self.fail(ErrorCode::InvalidBet, message);
         }
         match self
             .handler
@@ -277,12 +272,14 @@ impl Run<'_> {
                 self.wait_for(ticket, agency, Request::Batch { len: n, single });
             }
             Err(e) => {
+                let code = store_error_code(&e);
                 log!(
                     PEER_FAULT,
-                    "action: apuesta_recibida | result: fail | cantidad: {n} | agencia: {agency} | error: {}",
+                    "action: apuesta_recibida | result: fail | cantidad: {n} | agencia: {agency} | code: {} | error: {}",
+                    code.name(),
                     clean(&e)
                 );
-                self.refuse_store("apuesta_recibida", &e);
+                self.fail(code, e.to_string());
             }
         }
     }
