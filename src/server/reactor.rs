@@ -115,7 +115,10 @@ impl Conn {
 
 /// How a connection should end.
 enum Close {
+    /// The peer or the protocol ended it (logged at debug: routine).
     Normal(&'static str),
+    /// The server is stopping (logged at info: every close is reported).
+    Shutdown,
     Fault(ErrorCode, String),
 }
 
@@ -646,6 +649,11 @@ impl Reactor {
                     "action: close_connection | result: success | peer: {peer} | agencia: {agency} | reason: {why}"
                 );
             }
+            Close::Shutdown => {
+                info!(
+                    "action: close_connection | result: success | peer: {peer} | agencia: {agency}"
+                );
+            }
             Close::Fault(code, reason) => {
                 log!(
                     PEER_FAULT,
@@ -699,9 +707,7 @@ impl Reactor {
                 // Best effort: answers already computed go out if the
                 // socket takes them now.
                 let _ = write_now(&mut conn.stream, &conn.outbuf[conn.out_pos..]);
-                let peer = conn.peer;
-                self.close(token, Close::Normal("server shutting down"));
-                info!("action: close_connection | result: success | peer: {peer}");
+                self.close(token, Close::Shutdown);
             }
         }
         info!("action: close_connections | result: success | count: {count}");
