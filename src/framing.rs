@@ -167,6 +167,12 @@ impl<R: Read> FrameReader<R> {
         }
     }
 
+    /// Whether a whole frame (or an error) is buffered already: the next
+    /// `read_frame` returns without reading.
+    pub fn has_frame(&self) -> bool {
+        !matches!(decode(&self.buf[self.start..], self.max_frame), Ok(None))
+    }
+
     /// Reads the next frame. `Ok(None)` is a clean end of stream (the peer
     /// closed between frames).
     ///
@@ -378,6 +384,25 @@ pub(crate) mod tests {
         let frame = reader.read_frame().unwrap().unwrap();
         assert_eq!(frame.payload, b"payload");
         assert_eq!(reader.read_frame().unwrap().unwrap().payload, b"next");
+    }
+
+    #[test]
+    fn has_frame_says_whether_read_frame_would_read() {
+        let mut bytes = Vec::new();
+        encode_into(&mut bytes, 7, b"abc").unwrap();
+        encode_into(&mut bytes, 8, b"").unwrap();
+        let mut r = FrameReader::new(OneByte(&bytes[..]));
+        assert!(!r.has_frame(), "nothing read yet");
+        assert_eq!(r.read_frame().unwrap().unwrap().kind, 7);
+        assert!(
+            !r.has_frame(),
+            "one byte at a time: the next is not buffered"
+        );
+        let mut r = FrameReader::new(&bytes[..]);
+        assert_eq!(r.read_frame().unwrap().unwrap().kind, 7);
+        assert!(r.has_frame(), "read together with the first");
+        assert_eq!(r.read_frame().unwrap().unwrap().kind, 8);
+        assert!(!r.has_frame());
     }
 
     #[test]

@@ -27,3 +27,4 @@ pub mod server;
 pub mod shutdown;
 pub mod storage;
 pub mod store;
+pub mod swar;

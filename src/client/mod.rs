@@ -390,21 +390,31 @@ impl<'a> Agency<'a> {
                 seq += n;
                 in_flight.push_back((seq, if n == 1 { last } else { None }));
             }
-            let Some((expected, single)) = in_flight.pop_front() else {
+            // One ACK (waiting for it), then those that came with it: the
+            // window is refilled once per group, in one write.
+            let Some(first) = in_flight.pop_front() else {
                 return Ok(seq);
             };
-            match conn.recv()? {
-                Message::Ack { next_seq } if next_seq == expected => {
-                    self.progress();
-                    debug!("action: batch_enviado | result: success | next_seq: {next_seq}");
-                    if let (Some(bet), Some(_)) = (single, &self.single) {
-                        info!(
-                            "action: apuesta_enviada | result: success | dni: {} | numero: {}",
-                            bet.document, bet.number
-                        );
+            let mut next = Some(first);
+            while let Some((expected, single)) = next {
+                match conn.recv()? {
+                    Message::Ack { next_seq } if next_seq == expected => {
+                        self.progress();
+                        debug!("action: batch_enviado | result: success | next_seq: {next_seq}");
+                        if let (Some(bet), Some(_)) = (single, &self.single) {
+                            info!(
+                                "action: apuesta_enviada | result: success | dni: {} | numero: {}",
+                                bet.document, bet.number
+                            );
+                        }
                     }
+                    other => return Err(unexpected(other, "ACK")),
                 }
-                other => return Err(unexpected(other, "ACK")),
+                next = if conn.has_message() {
+                    in_flight.pop_front()
+                } else {
+                    None
+                };
             }
         }
     }

@@ -8,6 +8,7 @@
 //! time the file is read, which is what resuming relies on.
 
 use crate::bet::{BetRef, InvalidBet};
+use crate::swar::{bytes_equal, word_at};
 use csv_core::ReadRecordResult;
 use std::fmt;
 use std::fs::File;
@@ -310,10 +311,8 @@ impl Scan {
     }
 }
 
-/// Scans the line that starts at `start` in `bytes`. Comparing a word
-/// at a time (SWAR) instead of calling `memchr` per field: `memchr` is
-/// built for long haystacks and fields are a few bytes (it was a fifth
-/// of the fast path's time).
+/// Scans the line that starts at `start` in `bytes`, a word at a time
+/// (see [`crate::swar`]; `memchr` per field was a fifth of the fast path).
 fn scan_line(bytes: &[u8], start: usize) -> Scan {
     let mut scan = Scan {
         end: bytes.len(),
@@ -325,15 +324,7 @@ fn scan_line(bytes: &[u8], start: usize) -> Scan {
     let (mut cr_count, mut last_cr) = (0, 0);
     let mut i = start;
     while i < bytes.len() {
-        let word = match bytes[i..].first_chunk::<8>() {
-            Some(chunk) => u64::from_le_bytes(*chunk),
-            None => {
-                // Zero padding matches none of the bytes looked for.
-                let mut chunk = [0u8; 8];
-                chunk[..bytes.len() - i].copy_from_slice(&bytes[i..]);
-                u64::from_le_bytes(chunk)
-            }
-        };
+        let word = word_at(bytes, i);
         let newline = bytes_equal(word, b'\n');
         let before = match newline {
             0 => u64::MAX,
@@ -366,14 +357,6 @@ fn scan_line(bytes: &[u8], start: usize) -> Scan {
         _ => scan.odd = true,
     }
     scan
-}
-
-/// The high bit of each byte of `word` that equals `byte`, exactly (no
-/// false positives from borrows).
-fn bytes_equal(word: u64, byte: u8) -> u64 {
-    const LOW7: u64 = 0x7F7F_7F7F_7F7F_7F7F;
-    let x = word ^ (u64::from(byte) * 0x0101_0101_0101_0101);
-    !(((x & LOW7) + LOW7) | x | LOW7)
 }
 
 /// Where a plain row's fields lie in its block: the three text fields,
@@ -594,30 +577,6 @@ mod tests {
                 matches!(row, Err(r) if r.reason == "last_name is not valid UTF-8"),
                 "{row:?}"
             );
-        }
-    }
-
-    #[test]
-    fn bytes_equal_finds_exactly_the_bytes_looked_for() {
-        for needle in [b',', b'"', b'\r', b'\n'] {
-            for other in 0..=255u8 {
-                let word = u64::from_le_bytes([
-                    other,
-                    needle,
-                    0,
-                    0xFF,
-                    needle ^ 0x80,
-                    needle + 1,
-                    needle - 1,
-                    other,
-                ]);
-                let mask = bytes_equal(word, needle);
-                let mut want = 1u64 << 15;
-                if other == needle {
-                    want |= 1 << 7 | 1 << 63;
-                }
-                assert_eq!(mask, want, "needle {needle:#x}, other {other:#x}");
-            }
         }
     }
 
