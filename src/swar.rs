@@ -1,8 +1,8 @@
 //! Finding a few byte values in short byte strings, eight bytes at a time
 //! ("SIMD within a register"), in safe, portable code.
 //!
-//! The CSV reader and writer look for commas, quotes, CRs and newlines in
-//! fields of a few bytes each. `memchr` is built for long haystacks and
+//! The agency file's reader looks for commas, quotes, CRs and newlines in
+//! lines of a few dozen bytes. `memchr` is built for long haystacks and
 //! falls back to a byte loop below 32 bytes; a byte loop is 1-2 ns a byte.
 //! Comparing a `u64` word at a time does the same work in a fraction.
 
@@ -31,15 +31,6 @@ pub fn word_at(bytes: &[u8], at: usize) -> u64 {
             u64::from_le_bytes(chunk)
         }
     }
-}
-
-/// Whether `bytes` holds any of the four values (none of them zero: the
-/// padding of the last word must not match).
-pub fn contains_any(bytes: &[u8], [a, b, c, d]: [u8; 4]) -> bool {
-    (0..bytes.len()).step_by(8).any(|at| {
-        let w = word_at(bytes, at);
-        bytes_equal(w, a) | bytes_equal(w, b) | bytes_equal(w, c) | bytes_equal(w, d) != 0
-    })
 }
 
 #[cfg(test)]
@@ -72,22 +63,6 @@ mod tests {
                     want,
                     "needle {needle:#x}, other {other:#x}"
                 );
-            }
-        }
-    }
-
-    #[test]
-    fn contains_any_looks_at_every_byte_and_not_past_the_end() {
-        let needles = [b',', b'"', b'\r', b'\n'];
-        for len in 0..20 {
-            let clean = vec![b'a'; len];
-            assert!(!contains_any(&clean, needles));
-            for at in 0..len {
-                for &n in &needles {
-                    let mut dirty = clean.clone();
-                    dirty[at] = n;
-                    assert!(contains_any(&dirty, needles), "{len} {at} {n}");
-                }
             }
         }
     }
