@@ -11,7 +11,8 @@
 //!   and its journal), [`store`] (shared state, group commit, the draw).
 //!
 //! [`server`] and [`client`] put them together; [`config`], [`logging`]
-//! and [`shutdown`] serve both binaries.
+//! and [`shutdown`] serve both binaries; [`swar`] is a byte-scanning helper
+//! of the client's CSV reader; [`dataset`] generates agency files.
 
 #![forbid(unsafe_code)]
 
