@@ -195,10 +195,17 @@ impl BetsFile {
         let bytes = self.block.bytes();
         let fields = fields.map(|(names, birthdate, number)| {
             let texts = match &self.block {
-                Block::Text(text) => match names.clone().map(|r| text.get(r)) {
-                    [Some(a), Some(b), Some(c)] => Ok([a, b, c]),
-                    _ => texts_at(bytes, names),
-                },
+                Block::Text(text) => {
+                    let [a, b, c] = &names;
+                    match (
+                        text.get(a.clone()),
+                        text.get(b.clone()),
+                        text.get(c.clone()),
+                    ) {
+                        (Some(a), Some(b), Some(c)) => Ok([a, b, c]),
+                        _ => texts_at(bytes, names),
+                    }
+                }
                 Block::Bytes(_) => texts_at(bytes, names),
             };
             (texts, &bytes[birthdate], &bytes[number])

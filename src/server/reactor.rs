@@ -37,6 +37,8 @@ const TICK: Duration = Duration::from_millis(100);
 const MAX_INBUF: usize = 8 * framing::MAX_FRAME_LEN;
 /// Bytes asked of the socket per read.
 const READ_CHUNK: usize = 16 * 1024;
+/// Input buffers kept for reuse (one per job in the pool is enough).
+const MAX_SPARE_BUFFERS: usize = 16;
 /// Answers waiting to be written before the loop stops serving requests
 /// of that connection until the peer reads them.
 const MAX_OUTBUF: usize = 8 * framing::MAX_FRAME_LEN;
@@ -81,6 +83,8 @@ struct Completion {
     reply: Reply,
     /// Bytes of frames the job was given.
     bytes: usize,
+    /// The job's frames buffer, back for reuse.
+    buffer: Vec<u8>,
 }
 
 struct Conn {
@@ -138,6 +142,9 @@ pub(super) struct Reactor {
     stalled: HashSet<Token>,
     /// Bytes of frames handed to the pool and not yet answered.
     in_pool_bytes: usize,
+    /// Input buffers back from the pool, reused: a fresh 80 KiB buffer per
+    /// job cost page faults and zeroing (4% of the server's CPU at 10x).
+    spare_buffers: Vec<Vec<u8>>,
     store: StoreManager,
     limits: Limits,
     shutdown: Shutdown,
@@ -184,6 +191,7 @@ impl Reactor {
             awaiting: HashSet::new(),
             stalled: HashSet::new(),
             in_pool_bytes: 0,
+            spare_buffers: Vec::new(),
             store,
             limits,
             shutdown,
@@ -401,7 +409,10 @@ impl Reactor {
         }
         // The whole frames go to the worker as they are; only the partial
         // frame after them (if any) is copied, into a fresh buffer.
-        let mut rest = Vec::with_capacity(MAX_INBUF + READ_CHUNK);
+        let mut rest = self
+            .spare_buffers
+            .pop()
+            .unwrap_or_else(|| Vec::with_capacity(MAX_INBUF + READ_CHUNK));
         rest.extend_from_slice(&conn.inbuf[used..]);
         conn.inbuf.truncate(used);
         let frames = std::mem::replace(&mut conn.inbuf, rest);
@@ -441,6 +452,7 @@ impl Reactor {
                     session,
                     reply,
                     bytes,
+                    buffer: frames,
                 })
                 .is_ok()
             {
@@ -455,8 +467,12 @@ impl Reactor {
         }
     }
 
-    fn complete(&mut self, done: Completion) {
+    fn complete(&mut self, mut done: Completion) {
         self.in_pool_bytes -= done.bytes;
+        if self.spare_buffers.len() < MAX_SPARE_BUFFERS {
+            done.buffer.clear();
+            self.spare_buffers.push(std::mem::take(&mut done.buffer));
+        }
         let Some(conn) = self.conns.get_mut(&done.token) else {
             return;
         };
