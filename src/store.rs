@@ -190,6 +190,9 @@ struct Shared {
     on_commit: std::sync::OnceLock<Listener>,
     /// Bytes of rows waiting for the next commit (readable without the lock).
     pending_bytes: std::sync::atomic::AtomicUsize,
+    /// Whether the draw has happened (readable without the lock: the event
+    /// loop checks it for every held WINNERS? on every turn).
+    drawn: std::sync::atomic::AtomicBool,
 }
 
 impl fmt::Debug for Shared {
@@ -238,6 +241,7 @@ impl StoreManager {
             BTreeMap::new()
         };
         let winners = all_done(&done, agencies).then(|| draw(&stored_winners));
+        let drawn = std::sync::atomic::AtomicBool::new(winners.is_some());
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
                 next_seq: counts.clone(),
@@ -258,6 +262,7 @@ impl StoreManager {
             agencies,
             on_commit: std::sync::OnceLock::new(),
             pending_bytes: std::sync::atomic::AtomicUsize::new(0),
+            drawn,
         });
         let thread_shared = Arc::clone(&shared);
         let committer = std::thread::Builder::new()
@@ -416,6 +421,11 @@ impl StoreManager {
         Ok(ticket)
     }
 
+    /// Whether the draw has happened, without taking the lock.
+    pub fn drawn(&self) -> bool {
+        self.shared.drawn.load(Ordering::Acquire)
+    }
+
     /// The agency's winners once the draw has happened.
     ///
     /// # Errors
@@ -556,6 +566,7 @@ fn run_committer(shared: &Shared, mut storage: Storage) {
                     let winners = draw(&state.stored_winners);
                     let total: usize = winners.values().map(|w| w.len()).sum();
                     state.winners = Some(winners);
+                    shared.drawn.store(true, Ordering::Release);
                     info!("action: sorteo | result: success | ganadores: {total}");
                 }
                 drop(state);

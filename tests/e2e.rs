@@ -166,6 +166,87 @@ fn a_batch_with_one_invalid_bet_is_rejected_whole() {
     assert_eq!(stored_bets(&server.storage), vec![bet(1, "Ana", 1)]);
 }
 
+/// A WINNERS? asked before the draw is held: answered NOT_READY after
+/// about half a second, or with the winners as soon as the draw happens.
+/// At shutdown a held one is answered at once.
+#[test]
+fn winners_asked_before_the_draw_are_held_until_it() {
+    let dir = TempDir::new("heldwinners");
+    let server = Server::start(dir.path(), &[("SERVER_AGENCIES", "2")]);
+    let mut one = Raw::connect(server.addr);
+    assert!(matches!(one.hello(1), Message::HelloOk { .. }));
+    one.send(&Message::Batch(Batch {
+        agency: 1,
+        first_seq: 0,
+        bets: vec![bet(1, "Ana", 7574), bet(1, "Eva", 3)],
+    }));
+    assert_eq!(one.recv(), Message::Ack { next_seq: 2 });
+    one.send(&Message::Done { total: 2 });
+    assert_eq!(one.recv(), Message::Ack { next_seq: 2 });
+
+    let asked = Instant::now();
+    one.send(&Message::WinnersQuery { offset: 0 });
+    assert_eq!(
+        one.recv(),
+        Message::NotReady {
+            finished: 1,
+            expected: 2
+        }
+    );
+    let held = asked.elapsed();
+    assert!(
+        held >= Duration::from_millis(400) && held < Duration::from_secs(3),
+        "NOT_READY after {held:?}"
+    );
+
+    // Held again; agency 2 finishing makes the draw, which answers it.
+    one.send(&Message::WinnersQuery { offset: 0 });
+    std::thread::sleep(Duration::from_millis(100));
+    let mut two = Raw::connect(server.addr);
+    assert!(matches!(two.hello(2), Message::HelloOk { .. }));
+    two.send(&Message::Done { total: 0 });
+    let finished = Instant::now();
+    assert_eq!(two.recv(), Message::Ack { next_seq: 0 });
+    assert_eq!(
+        one.recv(),
+        Message::Winners {
+            total: 1,
+            offset: 0,
+            documents: vec!["123".into()]
+        }
+    );
+    assert!(
+        finished.elapsed() < Duration::from_millis(300),
+        "answered at the draw"
+    );
+
+    // A fresh server before any draw: SIGTERM answers a held query at once.
+    let dir = TempDir::new("heldwinners-sigterm");
+    let mut fresh = Server::start(dir.path(), &[("SERVER_AGENCIES", "2")]);
+    let mut three = Raw::connect(fresh.addr);
+    assert!(matches!(three.hello(1), Message::HelloOk { .. }));
+    three.send(&Message::WinnersQuery { offset: 0 });
+    std::thread::sleep(Duration::from_millis(100));
+    let start = Instant::now();
+    fresh.terminate();
+    assert!(matches!(
+        three.try_recv(),
+        Some(Message::NotReady { .. }) | None
+    ));
+    assert!(
+        fresh
+            .wait(Duration::from_secs(5))
+            .expect("exited")
+            .success()
+    );
+    assert!(
+        start.elapsed() < Duration::from_millis(400),
+        "{:?}",
+        start.elapsed()
+    );
+    server.terminate();
+}
+
 #[test]
 fn sigterm_with_idle_clients_exits_zero_within_a_second() {
     let dir = TempDir::new("sigterm");

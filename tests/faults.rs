@@ -268,7 +268,9 @@ fn connections_cut_mid_batch_lose_nothing_and_store_nothing_twice() {
     let files = generate(dir.path(), 5, |a| course_rows(a, 0.3));
     let server = Server::start(dir.path(), &[("SERVER_AGENCIES", "5")]);
     let proxy = CuttingProxy::start(server.addr, seed(), 40);
-    let children = spawn_agencies(proxy.addr, &files, &[]);
+    // A small window: with the default one (64 batches) an agency pushes
+    // most of its file through before the answers it reads run into a cut.
+    let children = spawn_agencies(proxy.addr, &files, &[("CLI_BATCH_WINDOW", "4")]);
     let servers = [server];
     check_outcome(&servers, &files, children);
     let cuts = proxy.cuts.load(Ordering::SeqCst);

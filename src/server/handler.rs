@@ -3,8 +3,10 @@
 //!
 //! Runs on a pool worker and never waits for the disk: a BATCH or DONE is
 //! handed to the store and its answer becomes an [`Awaiting`] part, which
-//! the event loop resolves once the commit holding it is durable. Parts
-//! are sent in order, so answers keep the order of requests.
+//! the event loop resolves once the commit holding it is durable; a
+//! WINNERS? before the draw likewise waits for the draw (at most
+//! [`WINNERS_HOLD`]). Parts are sent in order, so answers keep the order of
+//! requests.
 
 use crate::framing::{self, MAX_FRAME_LEN, MAX_PAYLOAD_LEN};
 use crate::logging::{PEER_FAULT, clean};
@@ -12,6 +14,7 @@ use crate::message::{BatchView, ErrorCode, Message, PROTOCOL_VERSION, WINNERS_HE
 use crate::store::{StoreError, StoreManager, Ticket, WinnersAnswer};
 use log::{debug, error, info, log};
 use std::net::SocketAddr;
+use std::time::{Duration, Instant};
 
 /// What the server knows about one connection between requests.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -44,9 +47,23 @@ pub enum Part {
 /// the next commit.
 #[derive(Debug)]
 pub struct Awaiting {
-    ticket: Ticket,
     agency: u32,
-    what: Request,
+    wait: Wait,
+}
+
+/// What an answer waits for.
+#[derive(Debug)]
+enum Wait {
+    /// The commit holding a BATCH or DONE.
+    Commit { ticket: Ticket, what: Request },
+    /// The draw, for a WINNERS? asked before it: held until the draw (the
+    /// agency learns its winners at once, instead of at its next poll), or
+    /// until `until`, then answered NOT_READY.
+    Draw {
+        store: StoreManager,
+        offset: u32,
+        until: Instant,
+    },
 }
 
 #[derive(Debug)]
@@ -62,15 +79,74 @@ enum Request {
 }
 
 impl Awaiting {
-    /// The encoded answer once the commit is resolved, and whether the
-    /// connection must close; `None` while it is not. Logs the outcome.
-    pub fn resolve(&self) -> Option<(Vec<u8>, bool)> {
-        let outcome = self.ticket.outcome()?;
+    /// The encoded answer once what it waits for has happened, and whether
+    /// the connection must close; `None` while it has not. `closing`: the
+    /// server is shutting down, a held WINNERS? is answered now. Logs the
+    /// outcome.
+    pub fn resolve(&self, closing: bool) -> Option<(Vec<u8>, bool)> {
+        match &self.wait {
+            Wait::Commit { ticket, what } => self.committed(ticket, what),
+            Wait::Draw {
+                store,
+                offset,
+                until,
+            } => {
+                if !store.drawn() && !closing && Instant::now() < *until {
+                    return None;
+                }
+                let mut out = Vec::new();
+                let close = match store.winners(self.agency) {
+                    Ok(answer) => match winners_answer(self.agency, *offset, answer) {
+                        Ok(msg) => {
+                            encode(&mut out, &msg);
+                            false
+                        }
+                        Err(reason) => {
+                            log!(
+                                PEER_FAULT,
+                                "action: consulta_ganadores | result: fail | agencia: {} | code: {} | error: {}",
+                                self.agency,
+                                ErrorCode::BadOffset.name(),
+                                clean(&reason)
+                            );
+                            encode(
+                                &mut out,
+                                &Message::Error {
+                                    code: ErrorCode::BadOffset,
+                                    message: reason,
+                                },
+                            );
+                            true
+                        }
+                    },
+                    Err(e) => {
+                        error!(
+                            "action: consulta_ganadores | result: fail | error: {}",
+                            clean(&e)
+                        );
+                        let code = store_error_code(&e);
+                        encode(
+                            &mut out,
+                            &Message::Error {
+                                code,
+                                message: e.to_string(),
+                            },
+                        );
+                        true
+                    }
+                };
+                Some((out, close))
+            }
+        }
+    }
+
+    fn committed(&self, ticket: &Ticket, what: &Request) -> Option<(Vec<u8>, bool)> {
+        let outcome = ticket.outcome()?;
         let agency = self.agency;
         let mut out = Vec::new();
-        let close = match (&self.what, outcome) {
+        let close = match (what, outcome) {
             (Request::Batch { len, single }, Ok(next_seq)) => {
-                if self.ticket.duplicate {
+                if ticket.duplicate {
                     info!(
                         "action: apuesta_duplicada | result: success | cantidad: {len} | agencia: {agency}"
                     );
@@ -120,6 +196,47 @@ impl Awaiting {
         };
         Some((out, close))
     }
+}
+
+/// How long a WINNERS? asked before the draw is held before NOT_READY is
+/// answered: well under any sane read timeout of an agency.
+pub const WINNERS_HOLD: Duration = Duration::from_millis(500);
+
+/// The answer to WINNERS? at `offset`: NOT_READY before the draw, else as
+/// many of the agency's winners as fit in one frame (the agency asks again
+/// from where the page ends). `Err`: an offset beyond the list.
+fn winners_answer(agency: u32, offset: u32, answer: WinnersAnswer) -> Result<Message, String> {
+    let all = match answer {
+        WinnersAnswer::NotReady { finished, expected } => {
+            return Ok(Message::NotReady { finished, expected });
+        }
+        WinnersAnswer::Ready(all) => all,
+    };
+    let start = offset as usize;
+    if start > all.len() {
+        return Err(format!("offset {offset} beyond {} winners", all.len()));
+    }
+    let room = MAX_PAYLOAD_LEN - WINNERS_HEADER_LEN;
+    let mut used = 0;
+    let mut page = Vec::new();
+    for doc in &all[start..] {
+        if used + 1 + doc.len() > room || page.len() == usize::from(u16::MAX) {
+            break;
+        }
+        used += 1 + doc.len();
+        page.push(doc.clone());
+    }
+    if start == 0 {
+        info!(
+            "action: ganadores_enviados | result: success | agencia: {agency} | cant_ganadores: {}",
+            all.len()
+        );
+    }
+    Ok(Message::Winners {
+        total: all.len() as u32,
+        offset,
+        documents: page,
+    })
 }
 
 /// Encodes an answer the server built itself (always encodable).
@@ -201,9 +318,8 @@ impl Run<'_> {
 
     fn wait_for(&mut self, ticket: Ticket, agency: u32, what: Request) {
         self.reply.parts.push(Part::Awaiting(Awaiting {
-            ticket,
             agency,
-            what,
+            wait: Wait::Commit { ticket, what },
         }));
     }
 
@@ -357,42 +473,23 @@ impl Run<'_> {
     fn winners(&mut self, offset: u32) {
         let Some(agency) = self.agency() else { return };
         match self.handler.store.winners(agency) {
-            Ok(WinnersAnswer::NotReady { finished, expected }) => {
+            Ok(WinnersAnswer::NotReady { finished, .. }) => {
                 debug!(
                     "action: consulta_ganadores | result: in_progress | agencia: {agency} | finalizadas: {finished}"
                 );
-                self.send(&Message::NotReady { finished, expected });
+                self.reply.parts.push(Part::Awaiting(Awaiting {
+                    agency,
+                    wait: Wait::Draw {
+                        store: self.handler.store.clone(),
+                        offset,
+                        until: Instant::now() + WINNERS_HOLD,
+                    },
+                }));
             }
-            Ok(WinnersAnswer::Ready(all)) => {
-                let start = offset as usize;
-                if start > all.len() {
-                    let reason = format!("offset {offset} beyond {} winners", all.len());
-                    return self.refuse("consulta_ganadores", ErrorCode::BadOffset, &reason);
-                }
-                // As many documents as fit in one frame; the agency asks again
-                // from where this page ends.
-                let room = MAX_PAYLOAD_LEN - WINNERS_HEADER_LEN;
-                let mut used = 0;
-                let mut page = Vec::new();
-                for doc in &all[start..] {
-                    if used + 1 + doc.len() > room || page.len() == usize::from(u16::MAX) {
-                        break;
-                    }
-                    used += 1 + doc.len();
-                    page.push(doc.clone());
-                }
-                if start == 0 {
-                    info!(
-                        "action: ganadores_enviados | result: success | agencia: {agency} | cant_ganadores: {}",
-                        all.len()
-                    );
-                }
-                self.send(&Message::Winners {
-                    total: all.len() as u32,
-                    offset,
-                    documents: page,
-                });
-            }
+            Ok(answer) => match winners_answer(agency, offset, answer) {
+                Ok(msg) => self.send(&msg),
+                Err(reason) => self.refuse("consulta_ganadores", ErrorCode::BadOffset, &reason),
+            },
             Err(e) => self.refuse_store("consulta_ganadores", &e),
         }
     }

@@ -489,6 +489,7 @@ impl Reactor {
     /// Moves the answers that are ready, in order, to the output buffer,
     /// writes them, and serves more requests if there is room.
     fn settle(&mut self, token: Token) {
+        let closing = self.shutdown.is_triggered();
         let Some(conn) = self.conns.get_mut(&token) else {
             self.awaiting.remove(&token);
             return;
@@ -497,7 +498,7 @@ impl Reactor {
             match part {
                 Part::Ready(bytes) => conn.outbuf.extend_from_slice(bytes),
                 Part::Awaiting(waiting) => {
-                    let Some((bytes, close)) = waiting.resolve() else {
+                    let Some((bytes, close)) = waiting.resolve(closing) else {
                         break;
                     };
                     conn.outbuf.extend_from_slice(&bytes);
