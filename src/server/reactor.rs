@@ -483,17 +483,22 @@ impl Reactor {
         if done.reply.close {
             conn.closing = true;
         }
-        self.settle(done.token);
+        self.settle(done.token, true);
     }
 
     /// Moves the answers that are ready, in order, to the output buffer,
     /// writes them, and serves more requests if there is room.
-    fn settle(&mut self, token: Token) {
+    /// `always`: write and read on even if no answer became ready (the
+    /// connection just got new parts); otherwise a connection whose next
+    /// answer still waits is left alone, which saves a `recv` per waiting
+    /// connection per turn of the loop.
+    fn settle(&mut self, token: Token, always: bool) {
         let closing = self.shutdown.is_triggered();
         let Some(conn) = self.conns.get_mut(&token) else {
             self.awaiting.remove(&token);
             return;
         };
+        let waiting = conn.pending.len();
         while let Some(part) = conn.pending.front() {
             match part {
                 Part::Ready(bytes) => conn.outbuf.extend_from_slice(bytes),
@@ -515,6 +520,9 @@ impl Reactor {
             self.awaiting.remove(&token);
         } else {
             self.awaiting.insert(token);
+        }
+        if !always && conn.pending.len() == waiting {
+            return;
         }
         self.flush(token);
         // Frames may have queued up meanwhile, and reading may have
@@ -547,7 +555,7 @@ impl Reactor {
         }
         let tokens: Vec<Token> = self.awaiting.iter().copied().collect();
         for token in tokens {
-            self.settle(token);
+            self.settle(token, false);
         }
     }
 
