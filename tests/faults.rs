@@ -97,10 +97,17 @@ fn kill_9_at_random_moments_loses_nothing_and_stores_nothing_twice() {
     let seed = seed();
     let mut rng = Rng::new(seed);
     let dir = TempDir::new("kill9");
-    let files = generate(dir.path(), 5, |a| course_rows(a, 0.5));
+    // Enough data, sent with a small window, that every one of the five
+    // lives is killed mid-ingest (fast agencies would otherwise be done
+    // after the first two).
+    let files = generate(dir.path(), 5, |a| course_rows(a, 2.0));
     let mut servers = vec![Server::start(dir.path(), &[("SERVER_AGENCIES", "5")])];
     let (addr, storage) = (servers[0].addr, servers[0].storage.clone());
-    let children = spawn_agencies(addr, &files, &[("CLI_BATCH_MAXAMOUNT", "100")]);
+    let children = spawn_agencies(
+        addr,
+        &files,
+        &[("CLI_BATCH_MAXAMOUNT", "100"), ("CLI_BATCH_WINDOW", "8")],
+    );
     for kill in 1..=5 {
         let server = servers.last_mut().expect("a server");
         let after = 3 + rng.below(25) as usize;
@@ -138,12 +145,17 @@ fn kill_9_at_random_moments_loses_nothing_and_stores_nothing_twice() {
 fn sigterm_mid_ingest_then_restart_loses_nothing() {
     let _serial = serial();
     let dir = TempDir::new("sigterm-restart");
-    // The course's size: with less, fast agencies could finish between the
-    // two SIGTERMs and the second would not be mid-ingest.
-    let files = generate(dir.path(), 5, |a| course_rows(a, 1.0));
+    // Twice the course's size and a small window: fast agencies must not
+    // finish (nearly) everything before the first SIGTERM lands, or the
+    // second would not be mid-ingest.
+    let files = generate(dir.path(), 5, |a| course_rows(a, 2.0));
     let mut servers = vec![Server::start(dir.path(), &[("SERVER_AGENCIES", "5")])];
     let (addr, storage) = (servers[0].addr, servers[0].storage.clone());
-    let children = spawn_agencies(addr, &files, &[("CLI_BATCH_MAXAMOUNT", "100")]);
+    let children = spawn_agencies(
+        addr,
+        &files,
+        &[("CLI_BATCH_MAXAMOUNT", "100"), ("CLI_BATCH_WINDOW", "8")],
+    );
     for stop in 1..=2 {
         let server = servers.last_mut().expect("a server");
         assert!(server.log.wait_count(RECEIVED, 10, WAIT), "ingest started");

@@ -212,6 +212,8 @@ impl Reactor {
                     source: e,
                 });
             }
+            // This turn's log lines (one per batch answered) go out in one write.
+            let _lines = crate::logging::hold();
             for event in events.iter() {
                 match event.token() {
                     LISTENER => self.accept_all(),
