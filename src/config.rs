@@ -439,7 +439,12 @@ impl ClientConfig {
                 1,
                 65535,
             )?,
-            batch_window: in_range("batch.window", parse_num(s, "batch.window", "64")?, 1, 1024)?,
+            batch_window: in_range(
+                "batch.window",
+                parse_num(s, "batch.window", "128")?,
+                1,
+                1024,
+            )?,
             bets,
             retry_timeout: parse_dur(s, "retry.timeout", "30s")?,
             retry_max_backoff: parse_dur(s, "retry.maxBackoff", "2s")?,
