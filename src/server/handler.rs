@@ -109,13 +109,7 @@ impl Awaiting {
                                 ErrorCode::BadOffset.name(),
                                 clean(&reason)
                             );
-                            encode(
-                                &mut out,
-                                &Message::Error {
-                                    code: ErrorCode::BadOffset,
-                                    message: reason,
-                                },
-                            );
+                            encode_error(&mut out, ErrorCode::BadOffset, reason);
                             true
                         }
                     },
@@ -124,14 +118,7 @@ impl Awaiting {
                             "action: consulta_ganadores | result: fail | error: {}",
                             clean(&e)
                         );
-                        let code = store_error_code(&e);
-                        encode(
-                            &mut out,
-                            &Message::Error {
-                                code,
-                                message: e.to_string(),
-                            },
-                        );
+                        encode_error(&mut out, store_error_code(&e), e.to_string());
                         true
                     }
                 };
@@ -184,13 +171,7 @@ impl Awaiting {
                         clean(&e)
                     ),
                 }
-                encode(
-                    &mut out,
-                    &Message::Error {
-                        code,
-                        message: e.to_string(),
-                    },
-                );
+                encode_error(&mut out, code, e.to_string());
                 true
             }
         };
@@ -237,6 +218,11 @@ fn winners_answer(agency: u32, offset: u32, answer: WinnersAnswer) -> Result<Mes
         offset,
         documents: page,
     })
+}
+
+/// Encodes an ERROR answer (which closes the connection).
+fn encode_error(out: &mut Vec<u8>, code: ErrorCode, message: String) {
+    encode(out, &Message::Error { code, message });
 }
 
 /// Encodes an answer the server built itself (always encodable).
