@@ -63,7 +63,8 @@ impl std::error::Error for SourceError {}
 /// names are slices of the checked block: no copy, no allocation. A row
 /// with quotes, a stray CR, or longer than a block goes through `csv_core`,
 /// which unescapes it and may span lines and blocks. With the `csv` crate
-/// reading every row an agency spent 354 ns a row here; now about a fifth.
+/// reading every row an agency spent 354 ns a row here; now 171 (and its
+/// whole CPU at 10x went from 0.35 to 0.17 s).
 pub struct BetsFile {
     file: File,
     path: PathBuf,
