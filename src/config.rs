@@ -139,6 +139,19 @@ fn parse_level(s: &Settings, key: &str, default: &str) -> Result<LevelFilter, Co
     crate::logging::parse_level(v).ok_or_else(|| key_err(key, format!("{v:?} is not a log level")))
 }
 
+/// `io.timeout`: 0 (none) or at least 1 s, since the server holds a
+/// WINNERS? asked before the draw for up to half a second.
+fn io_timeout(s: &Settings) -> Result<Duration, ConfigError> {
+    let timeout = parse_dur(s, "io.timeout", "30s")?;
+    if !timeout.is_zero() && timeout < Duration::from_secs(1) {
+        return Err(key_err(
+            "io.timeout",
+            format!("{timeout:?} is too short: 0 (no timeout) or at least 1s"),
+        ));
+    }
+    Ok(timeout)
+}
+
 fn in_range<T: PartialOrd + fmt::Display>(key: &str, v: T, lo: T, hi: T) -> Result<T, ConfigError> {
     if v < lo || v > hi {
         return Err(key_err(key, format!("{v} is outside {lo}..={hi}")));
@@ -449,7 +462,7 @@ impl ClientConfig {
             retry_timeout: parse_dur(s, "retry.timeout", "30s")?,
             retry_max_backoff: parse_dur(s, "retry.maxBackoff", "2s")?,
             winners_max_backoff: parse_dur(s, "winners.maxBackoff", "25ms")?,
-            io_timeout: parse_dur(s, "io.timeout", "30s")?,
+            io_timeout: io_timeout(s)?,
         })
     }
 }
@@ -622,6 +635,7 @@ mod tests {
             ("batch.maxAmount", "0"),
             ("log.level", "x"),
             ("retry.timeout", "soon"),
+            ("io.timeout", "500ms"),
             ("server.address", ""),
         ] {
             let mut s = ClientConfig::parse_yaml(YAML).unwrap();
