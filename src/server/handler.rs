@@ -41,10 +41,11 @@ pub enum Part {
     Awaiting(Awaiting),
 }
 
-/// A BATCH or DONE handed to the store. The worker does not wait for its
-/// commit: the event loop asks [`Awaiting::resolve`] after each commit, so
-/// the next requests of the connection are processed meanwhile and join
-/// the next commit.
+/// An answer that waits: a BATCH or DONE handed to the store, or a
+/// WINNERS? asked before the draw. The worker does not wait: the event loop
+/// asks [`Awaiting::resolve`] after each commit and on every turn, so the
+/// next requests of the connection are processed meanwhile and join the
+/// next commit.
 #[derive(Debug)]
 pub struct Awaiting {
     agency: u32,
@@ -90,41 +91,51 @@ impl Awaiting {
                 store,
                 offset,
                 until,
-            } => {
-                if !store.drawn() && !closing && Instant::now() < *until {
-                    return None;
-                }
-                let mut out = Vec::new();
-                let close = match store.winners(self.agency) {
-                    Ok(answer) => match winners_answer(self.agency, *offset, answer) {
-                        Ok(msg) => {
-                            encode(&mut out, &msg);
-                            false
-                        }
-                        Err(reason) => {
-                            log!(
-                                PEER_FAULT,
-                                "action: consulta_ganadores | result: fail | agencia: {} | code: {} | error: {}",
-                                self.agency,
-                                ErrorCode::BadOffset.name(),
-                                clean(&reason)
-                            );
-                            encode_error(&mut out, ErrorCode::BadOffset, reason);
-                            true
-                        }
-                    },
-                    Err(e) => {
-                        error!(
-                            "action: consulta_ganadores | result: fail | error: {}",
-                            clean(&e)
-                        );
-                        encode_error(&mut out, store_error_code(&e), e.to_string());
-                        true
-                    }
-                };
-                Some((out, close))
-            }
+            } => self.after_draw(store, *offset, *until, closing),
         }
+    }
+
+    /// The answer to a held WINNERS? once the draw has happened, `until`
+    /// has passed (NOT_READY) or the server is closing.
+    fn after_draw(
+        &self,
+        store: &StoreManager,
+        offset: u32,
+        until: Instant,
+        closing: bool,
+    ) -> Option<(Vec<u8>, bool)> {
+        if !store.drawn() && !closing && Instant::now() < until {
+            return None;
+        }
+        let mut out = Vec::new();
+        let close = match store.winners(self.agency) {
+            Ok(answer) => match winners_answer(self.agency, offset, answer) {
+                Ok(msg) => {
+                    encode(&mut out, &msg);
+                    false
+                }
+                Err(reason) => {
+                    log!(
+                        PEER_FAULT,
+                        "action: consulta_ganadores | result: fail | agencia: {} | code: {} | error: {}",
+                        self.agency,
+                        ErrorCode::BadOffset.name(),
+                        clean(&reason)
+                    );
+                    encode_error(&mut out, ErrorCode::BadOffset, reason);
+                    true
+                }
+            },
+            Err(e) => {
+                error!(
+                    "action: consulta_ganadores | result: fail | error: {}",
+                    clean(&e)
+                );
+                encode_error(&mut out, store_error_code(&e), e.to_string());
+                true
+            }
+        };
+        Some((out, close))
     }
 
     fn committed(&self, ticket: &Ticket, what: &Request) -> Option<(Vec<u8>, bool)> {
