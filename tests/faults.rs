@@ -83,6 +83,21 @@ fn check_outcome(servers: &[Server], files: &[(u32, PathBuf)], children: Vec<Chi
     assert_eq!(draws, 1, "the draw runs once");
 }
 
+/// A server and 5 agencies ingesting twice the course's data in small
+/// batches with a small window, slow enough that every fault injected after
+/// some acknowledged batches lands mid-ingest (with the default window the
+/// first server life stores nearly everything).
+fn interruptible_ingest(dir: &TempDir) -> (Vec<(u32, PathBuf)>, Vec<Server>, Vec<Child>) {
+    let files = generate(dir.path(), 5, |a| course_rows(a, 2.0));
+    let server = Server::start(dir.path(), &[("SERVER_AGENCIES", "5")]);
+    let children = spawn_agencies(
+        server.addr,
+        &files,
+        &[("CLI_BATCH_MAXAMOUNT", "100"), ("CLI_BATCH_WINDOW", "8")],
+    );
+    (files, vec![server], children)
+}
+
 fn restart(storage: &std::path::Path, port: u16, agencies: &str) -> Server {
     let port = port.to_string();
     Server::start_with_storage(
@@ -97,17 +112,8 @@ fn kill_9_at_random_moments_loses_nothing_and_stores_nothing_twice() {
     let seed = seed();
     let mut rng = Rng::new(seed);
     let dir = TempDir::new("kill9");
-    // Enough data, sent with a small window, that every one of the five
-    // lives is killed mid-ingest (fast agencies would otherwise be done
-    // after the first two).
-    let files = generate(dir.path(), 5, |a| course_rows(a, 2.0));
-    let mut servers = vec![Server::start(dir.path(), &[("SERVER_AGENCIES", "5")])];
+    let (files, mut servers, children) = interruptible_ingest(&dir);
     let (addr, storage) = (servers[0].addr, servers[0].storage.clone());
-    let children = spawn_agencies(
-        addr,
-        &files,
-        &[("CLI_BATCH_MAXAMOUNT", "100"), ("CLI_BATCH_WINDOW", "8")],
-    );
     for kill in 1..=5 {
         let server = servers.last_mut().expect("a server");
         let after = 3 + rng.below(25) as usize;
@@ -145,17 +151,8 @@ fn kill_9_at_random_moments_loses_nothing_and_stores_nothing_twice() {
 fn sigterm_mid_ingest_then_restart_loses_nothing() {
     let _serial = serial();
     let dir = TempDir::new("sigterm-restart");
-    // Twice the course's size and a small window: fast agencies must not
-    // finish (nearly) everything before the first SIGTERM lands, or the
-    // second would not be mid-ingest.
-    let files = generate(dir.path(), 5, |a| course_rows(a, 2.0));
-    let mut servers = vec![Server::start(dir.path(), &[("SERVER_AGENCIES", "5")])];
+    let (files, mut servers, children) = interruptible_ingest(&dir);
     let (addr, storage) = (servers[0].addr, servers[0].storage.clone());
-    let children = spawn_agencies(
-        addr,
-        &files,
-        &[("CLI_BATCH_MAXAMOUNT", "100"), ("CLI_BATCH_WINDOW", "8")],
-    );
     for stop in 1..=2 {
         let server = servers.last_mut().expect("a server");
         assert!(server.log.wait_count(RECEIVED, 10, WAIT), "ingest started");
