@@ -157,15 +157,6 @@ impl Bet {
             .map(|b| b.to_bet())
     }
 
-    /// Checks the rules that a typed `Bet` can still break (names, document,
-    /// date range).
-    ///
-    /// # Errors
-    /// The first rule broken.
-    pub fn validate(&self) -> Result<(), InvalidBet> {
-        self.as_ref().validate_at(today())
-    }
-
     /// A borrowed view of this bet.
     pub fn as_ref(&self) -> BetRef<'_> {
         BetRef {
@@ -233,7 +224,7 @@ impl<'a> BetRef<'a> {
 
 /// Whether the bet wins the draw.
 pub fn has_won(bet: &Bet) -> bool {
-    bet.number == WINNING_NUMBER
+    bet.as_ref().has_won()
 }
 
 /// A first or last name: non-empty, at most [`MAX_NAME_BYTES`] bytes.
@@ -308,9 +299,14 @@ pub fn parse_birthdate(text: &[u8]) -> Result<NaiveDate, InvalidBet> {
 
 /// Parses a bet number: 1 to 4 decimal digits (0..=9999).
 pub fn parse_number(text: &[u8]) -> Result<u16, InvalidBet> {
-    match digits(text) {
-        Some(n) if !text.is_empty() && text.len() <= 4 => Ok(n as u16),
-        _ => Err(InvalidBet::BadNumber {
+    // Length first: `digits` of a long field would overflow.
+    match (1..=4)
+        .contains(&text.len())
+        .then(|| digits(text))
+        .flatten()
+    {
+        Some(n) => Ok(n as u16),
+        None => Err(InvalidBet::BadNumber {
             value: String::from_utf8_lossy(text).into_owned(),
         }),
     }
@@ -366,6 +362,10 @@ mod tests {
             (("A", "P", "1", "2000-01-01", "10000"), "number \"10000\""),
             (("A", "P", "1", "2000-01-01", "-1"), "number \"-1\""),
             (("A", "P", "1", "2000-01-01", ""), "number \"\""),
+            (
+                ("A", "P", "1", "2000-01-01", "99999999999999"),
+                "number \"99999999999999\"",
+            ),
         ];
         for ((f, l, d, b, n), want) in cases {
             let err = Bet::parse(1, f, l, d, b, n).expect_err(want);
