@@ -181,7 +181,12 @@ impl<'a> Agency<'a> {
             }
             BetSource::File(path) => {
                 // Fail now, not after connecting, if the file is missing.
-                BetsFile::open(path, config.id).map_err(ClientError::Source)?;
+                std::fs::File::open(path).map_err(|source| {
+                    ClientError::Source(SourceError {
+                        path: path.clone(),
+                        source,
+                    })
+                })?;
                 None
             }
         };
@@ -352,15 +357,14 @@ impl<'a> Agency<'a> {
         // A bet that did not fit in the previous frame opens the next one.
         let mut carry: Option<Bet> = None;
         let mut exhausted = false;
-        // (position after the batch, the bet of a one-bet batch)
-        let mut in_flight: VecDeque<(u64, Option<Bet>)> = VecDeque::new();
+        // The position after each batch in flight.
+        let mut in_flight: VecDeque<u64> = VecDeque::new();
         loop {
             while !exhausted && in_flight.len() < self.config.batch_window {
                 let mut enc = BatchEncoder::new(self.config.id, seq);
                 if let Some(bet) = carry.take() {
                     enc.push(&bet).map_err(encode_failure)?;
                 }
-                let mut last = None;
                 while enc.count() < self.config.batch_max_amount {
                     let bet = match bets.next_row()? {
                         None => {
@@ -377,9 +381,6 @@ impl<'a> Agency<'a> {
                         carry = Some(bet.to_bet());
                         break;
                     }
-                    if self.single.is_some() {
-                        last = Some(bet.to_bet());
-                    }
                 }
                 if enc.is_empty() {
                     break;
@@ -388,7 +389,7 @@ impl<'a> Agency<'a> {
                 conn.send_frame(message::kind::BATCH, &enc.into_payload())?;
                 self.batches += 1;
                 seq += n;
-                in_flight.push_back((seq, if n == 1 { last } else { None }));
+                in_flight.push_back(seq);
             }
             // One ACK (waiting for it), then those that came with it: the
             // window is refilled once per group, in one write.
@@ -396,12 +397,12 @@ impl<'a> Agency<'a> {
                 return Ok(seq);
             };
             let mut next = Some(first);
-            while let Some((expected, single)) = next {
+            while let Some(expected) = next {
                 match conn.recv()? {
                     Message::Ack { next_seq } if next_seq == expected => {
                         self.progress();
                         debug!("action: batch_enviado | result: success | next_seq: {next_seq}");
-                        if let (Some(bet), Some(_)) = (single, &self.single) {
+                        if let Some(bet) = &self.single {
                             info!(
                                 "action: apuesta_enviada | result: success | dni: {} | numero: {}",
                                 bet.document, bet.number

@@ -71,9 +71,6 @@ pub struct BetsFile {
     /// Whole lines read from the file; `block[pos..]` not parsed yet.
     block: Block,
     pos: usize,
-    /// Whether the block ends where a line does (or the file does); if not,
-    /// its last line continues in the next block.
-    whole: bool,
     /// Bytes read past the block (the start of its next line).
     rest: Vec<u8>,
     eof: bool,
@@ -135,7 +132,6 @@ impl BetsFile {
             path: path.to_owned(),
             block: Block::Bytes(Vec::with_capacity(BLOCK_LEN)),
             pos: 0,
-            whole: true,
             rest: Vec::with_capacity(BLOCK_LEN),
             eof: false,
             quoted: Box::new(csv_core::Reader::new()),
@@ -176,7 +172,9 @@ impl BetsFile {
         let line = self.line;
         let bytes = self.block.bytes();
         let scan = scan_line(bytes, self.pos);
-        let complete = scan.end < bytes.len() || self.whole;
+        // A line that runs to the block's end is whole only at the end of
+        // the file (blocks are cut after a newline, or when full).
+        let complete = scan.end < bytes.len() || self.eof;
         if complete && !scan.odd {
             let (start, end) = (self.pos, scan.text_end);
             self.pos = (scan.end + 1).min(bytes.len());
@@ -286,7 +284,6 @@ impl BetsFile {
             Some(i) if !self.eof => i + 1,
             _ => raw.len(),
         };
-        self.whole = cut < raw.len() || self.eof || raw.last() == Some(&b'\n');
         spare.extend_from_slice(&raw[cut..]);
         raw.truncate(cut);
         self.rest = spare;
