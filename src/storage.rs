@@ -116,9 +116,8 @@ pub struct Storage {
     journal_len: u64,
     counts: BTreeMap<u32, u64>,
     done: BTreeSet<u32>,
-    sync: SyncMode,
-    /// Syncs the journal while the commit syncs `bets.csv` (`None` in
-    /// `SyncMode::None`).
+    /// Syncs the journal while the commit syncs `bets.csv`; `None` in
+    /// `SyncMode::None`, where nothing is synced.
     journal_sync: Option<SyncThread>,
     broken: Option<String>,
 }
@@ -224,7 +223,6 @@ impl Storage {
             journal_len: 0,
             counts: BTreeMap::new(),
             done: BTreeSet::new(),
-            sync,
             broken: None,
         };
         let recovery = storage.recover()?;
@@ -346,7 +344,7 @@ impl Storage {
             self.data
                 .set_len(len)
                 .map_err(io_err(&self.data_path, "truncate"))?;
-            if self.sync == SyncMode::Always {
+            if self.journal_sync.is_some() {
                 self.data
                     .sync_all()
                     .map_err(io_err(&self.data_path, "sync"))?;

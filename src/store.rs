@@ -149,6 +149,14 @@ struct Group {
 }
 
 impl Group {
+    /// An empty group gathering rows into `rows` (a reused buffer).
+    fn with_rows(rows: Vec<u8>) -> Group {
+        Group {
+            rows,
+            ..Group::default()
+        }
+    }
+
     fn is_empty(&self) -> bool {
         self.rows.is_empty() && self.done.is_empty()
     }
@@ -240,7 +248,12 @@ impl StoreManager {
         } else {
             BTreeMap::new()
         };
-        let winners = all_done(&done, agencies).then(|| draw(&stored_winners));
+        // After the draw no bet is stored any more: the winners move into it.
+        let (stored_winners, winners) = if all_done(&done, agencies) {
+            (BTreeMap::new(), Some(draw(stored_winners)))
+        } else {
+            (stored_winners, None)
+        };
         let drawn = std::sync::atomic::AtomicBool::new(winners.is_some());
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
@@ -248,10 +261,7 @@ impl StoreManager {
                 durable_seq: counts,
                 done: done.clone(),
                 durable_done: done,
-                pending: Group {
-                    rows: Vec::with_capacity(GROUP_CAPACITY),
-                    ..Group::default()
-                },
+                pending: Group::with_rows(Vec::with_capacity(GROUP_CAPACITY)),
                 in_flight: None,
                 stored_winners,
                 winners,
@@ -495,11 +505,11 @@ fn all_done(done: &BTreeSet<u32>, agencies: u32) -> bool {
 }
 
 /// The draw: a snapshot of the winners among the stored bets.
-fn draw(stored_winners: &BTreeMap<u32, Vec<String>>) -> Draw {
+fn draw(stored_winners: BTreeMap<u32, Vec<String>>) -> Draw {
     Arc::new(
         stored_winners
-            .iter()
-            .map(|(a, w)| (*a, Arc::new(w.clone())))
+            .into_iter()
+            .map(|(a, w)| (a, Arc::new(w)))
             .collect(),
     )
 }
@@ -520,13 +530,7 @@ fn run_committer(shared: &Shared, mut storage: Storage) {
             }
             let mut spare = std::mem::take(&mut state.spare_rows);
             spare.reserve(GROUP_CAPACITY);
-            let group = std::mem::replace(
-                &mut state.pending,
-                Group {
-                    rows: spare,
-                    ..Group::default()
-                },
-            );
+            let group = std::mem::replace(&mut state.pending, Group::with_rows(spare));
             shared.pending_bytes.store(0, Ordering::Relaxed);
             let touched: BTreeSet<u32> = group
                 .added
@@ -563,7 +567,7 @@ fn run_committer(shared: &Shared, mut storage: Storage) {
                         .push(document);
                 }
                 if state.winners.is_none() && all_done(&state.durable_done, shared.agencies) {
-                    let winners = draw(&state.stored_winners);
+                    let winners = draw(std::mem::take(&mut state.stored_winners));
                     let total: usize = winners.values().map(|w| w.len()).sum();
                     state.winners = Some(winners);
                     shared.drawn.store(true, Ordering::Release);
@@ -577,7 +581,11 @@ fn run_committer(shared: &Shared, mut storage: Storage) {
                 // Bets handed in after this group were numbered on top of
                 // it: they fail too, and every agency resumes from what is
                 // durable.
-                let later = std::mem::take(&mut state.pending);
+                // (Its row buffer is kept for the next group.)
+                let mut later = std::mem::take(&mut state.pending);
+                let mut rows = std::mem::take(&mut later.rows);
+                rows.clear();
+                state.pending = Group::with_rows(rows);
                 shared.pending_bytes.store(0, Ordering::Relaxed);
                 state.next_seq = state.durable_seq.clone();
                 state.done = state.durable_done.clone();
