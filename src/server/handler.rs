@@ -74,9 +74,7 @@ enum Request {
         len: usize,
         single: Option<(String, u16)>,
     },
-    Done {
-        total: u64,
-    },
+    Done,
 }
 
 impl Awaiting {
@@ -107,31 +105,33 @@ impl Awaiting {
         if !store.drawn() && !closing && Instant::now() < until {
             return None;
         }
+        let agency = self.agency;
+        let reply = store
+            .winners(agency)
+            .map_err(|e| (store_error_code(&e), e.to_string()))
+            .and_then(|answer| {
+                winners_answer(agency, offset, answer).map_err(|r| (ErrorCode::BadOffset, r))
+            });
         let mut out = Vec::new();
-        let close = match store.winners(self.agency) {
-            Ok(answer) => match winners_answer(self.agency, offset, answer) {
-                Ok(msg) => {
-                    encode(&mut out, &msg);
-                    false
-                }
-                Err(reason) => {
-                    log!(
-                        PEER_FAULT,
-                        "action: consulta_ganadores | result: fail | agencia: {} | code: {} | error: {}",
-                        self.agency,
-                        ErrorCode::BadOffset.name(),
-                        clean(&reason)
-                    );
-                    encode_error(&mut out, ErrorCode::BadOffset, reason);
-                    true
-                }
-            },
-            Err(e) => {
-                error!(
-                    "action: consulta_ganadores | result: fail | error: {}",
-                    clean(&e)
+        let close = match reply {
+            Ok(msg) => {
+                encode(&mut out, &msg);
+                false
+            }
+            Err((code, reason)) => {
+                // A bad offset is the agency's fault; a store error is ours.
+                let level = if code == ErrorCode::BadOffset {
+                    PEER_FAULT
+                } else {
+                    log::Level::Error
+                };
+                log!(
+                    level,
+                    "action: consulta_ganadores | result: fail | agencia: {agency} | code: {} | error: {}",
+                    code.name(),
+                    clean(&reason)
                 );
-                encode_error(&mut out, store_error_code(&e), e.to_string());
+                encode_error(&mut out, code, reason);
                 true
             }
         };
@@ -161,11 +161,12 @@ impl Awaiting {
                 encode(&mut out, &Message::Ack { next_seq });
                 false
             }
-            (Request::Done { total }, Ok(_)) => {
+            // A DONE's ticket resolves to the agency's total.
+            (Request::Done, Ok(total)) => {
                 info!(
                     "action: agencia_finalizada | result: success | agencia: {agency} | apuestas: {total}"
                 );
-                encode(&mut out, &Message::Ack { next_seq: *total });
+                encode(&mut out, &Message::Ack { next_seq: total });
                 false
             }
             (what, Err(e)) => {
@@ -176,7 +177,7 @@ impl Awaiting {
                         code.name(),
                         clean(&e)
                     ),
-                    Request::Done { .. } => error!(
+                    Request::Done => error!(
                         "action: agencia_finalizada | result: fail | agencia: {agency} | code: {} | error: {}",
                         code.name(),
                         clean(&e)
@@ -232,7 +233,7 @@ fn winners_answer(agency: u32, offset: u32, answer: WinnersAnswer) -> Result<Mes
 }
 
 /// Encodes an ERROR answer (which closes the connection).
-fn encode_error(out: &mut Vec<u8>, code: ErrorCode, message: String) {
+pub(super) fn encode_error(out: &mut Vec<u8>, code: ErrorCode, message: String) {
     encode(out, &Message::Error { code, message });
 }
 
@@ -462,7 +463,7 @@ impl Run<'_> {
         }
         self.session.done_sent = true;
         match self.handler.store.submit_done(agency, total) {
-            Ok(ticket) => self.wait_for(ticket, agency, Request::Done { total }),
+            Ok(ticket) => self.wait_for(ticket, agency, Request::Done),
             Err(e) => self.refuse_store("agencia_finalizada", &e),
         }
     }

@@ -9,11 +9,11 @@
 //! enforced at accept time.
 
 use super::ServerError;
-use super::handler::{Handler, Part, Reply, Session};
+use super::handler::{Handler, Part, Reply, Session, encode_error};
 use crate::config::ServerConfig;
 use crate::framing::{self, FrameError};
 use crate::logging::{PEER_FAULT, clean};
-use crate::message::{ErrorCode, Message};
+use crate::message::ErrorCode;
 use crate::shutdown::Shutdown;
 use crate::store::StoreManager;
 use log::{debug, error, info, log};
@@ -23,6 +23,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::time::{Duration, Instant};
 use threadpool::ThreadPool;
@@ -83,9 +84,7 @@ struct Completion {
     token: Token,
     session: Session,
     reply: Reply,
-    /// Bytes of frames the job was given.
-    bytes: usize,
-    /// The job's frames buffer, back for reuse.
+    /// The job's frames, back for reuse (and counted out of the pool).
     buffer: Vec<u8>,
 }
 
@@ -147,6 +146,9 @@ pub(super) struct Reactor {
     /// Input buffers back from the pool, reused: a fresh 80 KiB buffer per
     /// job cost page faults and zeroing (4% of the server's CPU at 10x).
     spare_buffers: Vec<Vec<u8>>,
+    /// Set by the committer after each commit: only then (or as time
+    /// passes, for a held WINNERS?) can a waiting answer become ready.
+    committed: Arc<AtomicBool>,
     store: StoreManager,
     limits: Limits,
     shutdown: Shutdown,
@@ -176,7 +178,10 @@ impl Reactor {
             let _ = w.wake();
         });
         let w = Arc::clone(&waker);
+        let committed = Arc::new(AtomicBool::new(false));
+        let c = Arc::clone(&committed);
         store.on_commit(move || {
+            c.store(true, Ordering::Release);
             let _ = w.wake();
         });
         let (done_tx, done_rx) = mpsc::channel();
@@ -194,6 +199,7 @@ impl Reactor {
             stalled: HashSet::new(),
             in_pool_bytes: 0,
             spare_buffers: Vec::new(),
+            committed,
             store,
             limits,
             shutdown,
@@ -231,9 +237,12 @@ impl Reactor {
                 }
             }
             self.take_completions();
-            self.settle_awaiting();
+            let tick = last_sweep.elapsed() >= TICK;
+            if self.committed.swap(false, Ordering::AcqRel) || tick {
+                self.settle_awaiting();
+            }
             self.retry_stalled();
-            if last_sweep.elapsed() >= TICK {
+            if tick {
                 self.sweep_timeouts();
                 last_sweep = Instant::now();
             }
@@ -412,7 +421,7 @@ impl Reactor {
             return;
         }
         // The whole frames go to the worker as they are; only the partial
-        // frame after them (if any) is copied, into a fresh buffer.
+        // frame after them (if any) is copied, into a reused buffer.
         let mut rest = self
             .spare_buffers
             .pop()
@@ -420,8 +429,7 @@ impl Reactor {
         rest.extend_from_slice(&conn.inbuf[used..]);
         conn.inbuf.truncate(used);
         let frames = std::mem::replace(&mut conn.inbuf, rest);
-        let bytes = frames.len();
-        self.in_pool_bytes += bytes;
+        self.in_pool_bytes += frames.len();
         conn.busy = true;
         let mut session = conn.session;
         let peer = conn.peer;
@@ -439,11 +447,7 @@ impl Reactor {
                     "action: request | result: fail | peer: {peer} | error: internal error (panic)"
                 );
                 let mut out = Vec::new();
-                let _ = Message::Error {
-                    code: ErrorCode::Storage,
-                    message: "internal error".into(),
-                }
-                .encode_into(&mut out);
+                encode_error(&mut out, ErrorCode::Storage, "internal error".into());
                 Reply {
                     parts: vec![Part::Ready(out)],
                     close: true,
@@ -455,7 +459,6 @@ impl Reactor {
                     token,
                     session,
                     reply,
-                    bytes,
                     buffer: frames,
                 })
                 .is_ok()
@@ -472,7 +475,7 @@ impl Reactor {
     }
 
     fn complete(&mut self, mut done: Completion) {
-        self.in_pool_bytes -= done.bytes;
+        self.in_pool_bytes -= done.buffer.len();
         if self.spare_buffers.len() < MAX_SPARE_BUFFERS {
             done.buffer.clear();
             self.spare_buffers.push(std::mem::take(&mut done.buffer));
@@ -552,7 +555,8 @@ impl Reactor {
         }
     }
 
-    /// After a commit: settles every connection waiting for one.
+    /// After a commit (or a tick, for held WINNERS?): settles every
+    /// connection with a waiting answer.
     fn settle_awaiting(&mut self) {
         if self.awaiting.is_empty() {
             return;
@@ -691,16 +695,9 @@ impl Reactor {
                     clean(&reason)
                 );
                 let mut out = Vec::new();
-                if (Message::Error {
-                    code,
-                    message: reason,
-                })
-                .encode_into(&mut out)
-                .is_ok()
-                {
-                    // One try: the socket is non-blocking and we are leaving.
-                    let _ = conn.stream.write(&out);
-                }
+                encode_error(&mut out, code, reason);
+                // One try: the socket is non-blocking and we are leaving.
+                let _ = conn.stream.write(&out);
             }
         }
         let _ = self.poll.registry().deregister(&mut conn.stream);
@@ -762,13 +759,6 @@ fn refuse_busy(mut stream: TcpStream, peer: SocketAddr, limit: usize) {
         "action: accept | result: fail | peer: {peer} | code: busy | error: {reason}"
     );
     let mut out = Vec::new();
-    if (Message::Error {
-        code: ErrorCode::Busy,
-        message: reason,
-    })
-    .encode_into(&mut out)
-    .is_ok()
-    {
-        let _ = stream.write(&out);
-    }
+    encode_error(&mut out, ErrorCode::Busy, reason);
+    let _ = stream.write(&out);
 }
