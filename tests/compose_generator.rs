@@ -2,36 +2,12 @@
 //! layout: `docker-compose-dev.yaml` must be its output for 5 clients, and it
 //! must reject bad arguments. Needs `bash`, not Docker.
 
+mod support;
+
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
-use std::sync::atomic::{AtomicUsize, Ordering};
-
-fn repo() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// A fresh, unique output path under the system temp dir (removed by `Drop`).
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> Self {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "compose-generator-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        ));
-        fs::create_dir_all(&dir).expect("create temp dir");
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
-}
+use support::{TempDir, repo};
 
 fn generate(args: &[&str]) -> Output {
     Command::new("bash")
@@ -44,7 +20,7 @@ fn generate(args: &[&str]) -> Output {
 
 /// Runs the generator for `n` clients and returns the file it wrote.
 fn generated(n: &str) -> String {
-    let tmp = TempDir::new();
+    let tmp = TempDir::new(&format!("compose-{n}"));
     let out = tmp.0.join("compose.yaml");
     let run = generate(&[out.to_str().unwrap(), n]);
     assert!(
@@ -141,7 +117,7 @@ fn one_hundred_clients() {
 
 #[test]
 fn bad_arguments_print_usage_and_fail() {
-    let tmp = TempDir::new();
+    let tmp = TempDir::new("compose-bad-args");
     let out = tmp.0.join("compose.yaml");
     let out = out.to_str().unwrap();
     let cases: &[&[&str]] = &[
@@ -178,7 +154,7 @@ fn help_goes_to_stdout_and_succeeds() {
 
 #[test]
 fn missing_output_directory_fails_without_writing() {
-    let tmp = TempDir::new();
+    let tmp = TempDir::new("compose-baddir");
     let out = tmp.0.join("no-such-dir/compose.yaml");
     let run = generate(&[out.to_str().unwrap(), "3"]);
     assert!(!run.status.success());

@@ -45,20 +45,9 @@ fn seed() -> u64 {
         .unwrap_or(20_261_129)
 }
 
-fn spawn_agencies(
-    addr: SocketAddr,
-    files: &[(u32, PathBuf)],
-    extra: &[(&str, &str)],
-) -> Vec<Child> {
-    files
-        .iter()
-        .map(|(agency, file)| {
-            let mut env: Vec<(&str, &str)> = PATIENT.to_vec();
-            env.extend_from_slice(extra);
-            env.push(("CLI_BETS_FILE", file.to_str().expect("utf-8 path")));
-            spawn_client(addr, *agency, &env)
-        })
-        .collect()
+/// Agencies that keep reconnecting ([`PATIENT`]), with `extra` settings.
+fn spawn_patient(addr: SocketAddr, files: &[(u32, PathBuf)], extra: &[(&str, &str)]) -> Vec<Child> {
+    spawn_agencies(addr, files, &[&PATIENT[..], extra].concat())
 }
 
 fn check_outcome(servers: &[Server], files: &[(u32, PathBuf)], children: Vec<Child>) {
@@ -90,7 +79,7 @@ fn check_outcome(servers: &[Server], files: &[(u32, PathBuf)], children: Vec<Chi
 fn interruptible_ingest(dir: &TempDir) -> (Vec<(u32, PathBuf)>, Vec<Server>, Vec<Child>) {
     let files = generate(dir.path(), 5, |a| course_rows(a, 2.0));
     let server = Server::start(dir.path(), &[("SERVER_AGENCIES", "5")]);
-    let children = spawn_agencies(
+    let children = spawn_patient(
         server.addr,
         &files,
         &[("CLI_BATCH_MAXAMOUNT", "100"), ("CLI_BATCH_WINDOW", "8")],
@@ -98,11 +87,12 @@ fn interruptible_ingest(dir: &TempDir) -> (Vec<(u32, PathBuf)>, Vec<Server>, Vec
     (files, vec![server], children)
 }
 
-fn restart(storage: &std::path::Path, port: u16, agencies: &str) -> Server {
-    let port = port.to_string();
+/// A new life of the server on `first`'s storage and port.
+fn restart(first: &Server) -> Server {
+    let port = first.addr.port().to_string();
     Server::start_with_storage(
-        storage,
-        &[("SERVER_AGENCIES", agencies), ("SERVER_PORT", &port)],
+        &first.storage,
+        &[("SERVER_AGENCIES", "5"), ("SERVER_PORT", &port)],
     )
 }
 
@@ -113,7 +103,6 @@ fn kill_9_at_random_moments_loses_nothing_and_stores_nothing_twice() {
     let mut rng = Rng::new(seed);
     let dir = TempDir::new("kill9");
     let (files, mut servers, children) = interruptible_ingest(&dir);
-    let (addr, storage) = (servers[0].addr, servers[0].storage.clone());
     for kill in 1..=5 {
         let server = servers.last_mut().expect("a server");
         let after = 3 + rng.below(25) as usize;
@@ -124,23 +113,14 @@ fn kill_9_at_random_moments_loses_nothing_and_stores_nothing_twice() {
         println!(
             "kill -9 #{kill} (seed {seed}): after {acked} batches acknowledged in this life (aimed at {after}, reached: {reached})"
         );
-        servers.push(restart(&storage, addr.port(), "5"));
-    }
-    for s in &servers[1..] {
-        s.log.wait_for("action: recovery | result: success", WAIT);
+        servers.push(restart(&servers[0]));
     }
     let dropped: Vec<String> = servers[1..]
         .iter()
-        .filter_map(|s| {
-            s.log
-                .lines()
-                .into_iter()
-                .find(|l| l.contains("action: recovery"))
-                .and_then(|l| {
-                    l.split("| dropped_bytes: ")
-                        .nth(1)
-                        .map(|r| r.split(' ').next().unwrap_or("").to_owned())
-                })
+        .map(|s| {
+            let line = s.log.wait_for("action: recovery | result: success", WAIT);
+            let after = line.split("| dropped_bytes: ").nth(1).unwrap_or("");
+            after.split(' ').next().unwrap_or("").to_owned()
         })
         .collect();
     println!("bytes of unfinished commits dropped at each restart: {dropped:?}");
@@ -152,7 +132,6 @@ fn sigterm_mid_ingest_then_restart_loses_nothing() {
     let _serial = serial();
     let dir = TempDir::new("sigterm-restart");
     let (files, mut servers, children) = interruptible_ingest(&dir);
-    let (addr, storage) = (servers[0].addr, servers[0].storage.clone());
     for stop in 1..=2 {
         let server = servers.last_mut().expect("a server");
         assert!(server.log.wait_count(RECEIVED, 10, WAIT), "ingest started");
@@ -165,7 +144,7 @@ fn sigterm_mid_ingest_then_restart_loses_nothing() {
             "SIGTERM #{stop}: exited 0 after {} batches acknowledged",
             server.log.count(RECEIVED)
         );
-        servers.push(restart(&storage, addr.port(), "5"));
+        servers.push(restart(&servers[0]));
     }
     check_outcome(&servers, &files, children);
 }
@@ -279,7 +258,7 @@ fn connections_cut_mid_batch_lose_nothing_and_store_nothing_twice() {
     let proxy = CuttingProxy::start(server.addr, seed(), 40);
     // A small window: with the default one (64 batches) an agency pushes
     // most of its file through before the answers it reads run into a cut.
-    let children = spawn_agencies(proxy.addr, &files, &[("CLI_BATCH_WINDOW", "4")]);
+    let children = spawn_patient(proxy.addr, &files, &[("CLI_BATCH_WINDOW", "4")]);
     let servers = [server];
     check_outcome(&servers, &files, children);
     let cuts = proxy.cuts.load(Ordering::SeqCst);

@@ -263,12 +263,8 @@ fn the_corpus_of_nasty_frames_never_hurts_the_server() {
         // Half-close: the server sees the end of what we send.
         let _ = raw.stream.shutdown(std::net::Shutdown::Write);
         let mut answers = 0;
-        loop {
-            match raw.try_recv() {
-                Some(Message::Error { .. }) => answers += 1,
-                Some(_) => answers += 1,
-                None => break,
-            }
+        while raw.try_recv().is_some() {
+            answers += 1;
         }
         println!(
             "{}: {} bytes, {answers} answers",

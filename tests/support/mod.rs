@@ -34,8 +34,13 @@ impl TempDir {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos())
             .unwrap_or(0);
-        let dir =
-            std::env::temp_dir().join(format!("lottery-e2e-{name}-{}-{nanos}", std::process::id()));
+        // The counter keeps two directories made at once apart.
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!(
+            "lottery-e2e-{name}-{}-{nanos}-{n}",
+            std::process::id()
+        ));
         std::fs::create_dir_all(&dir).expect("create temp dir");
         TempDir(dir)
     }
@@ -246,16 +251,26 @@ pub fn run_agencies(
     files: &[(u32, PathBuf)],
     env: &[(&str, &str)],
 ) -> Vec<ClientRun> {
-    let children: Vec<Child> = files
+    spawn_agencies(addr, files, env)
+        .into_iter()
+        .map(finish_client)
+        .collect()
+}
+
+/// Starts one client per `(agency, bets file)`; see [`finish_client`].
+pub fn spawn_agencies(
+    addr: SocketAddr,
+    files: &[(u32, PathBuf)],
+    env: &[(&str, &str)],
+) -> Vec<Child> {
+    files
         .iter()
         .map(|(agency, file)| {
             let mut e: Vec<(&str, &str)> = env.to_vec();
-            let f = file.to_str().expect("utf-8 path");
-            e.push(("CLI_BETS_FILE", f));
+            e.push(("CLI_BETS_FILE", file.to_str().expect("utf-8 path")));
             spawn_client(addr, *agency, &e)
         })
-        .collect();
-    children.into_iter().map(finish_client).collect()
+        .collect()
 }
 
 /// Writes synthetic files for agencies `1..=n` with `rows(agency)` bets.
