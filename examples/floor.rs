@@ -20,7 +20,7 @@
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -49,23 +49,28 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
     Ok(Args { out, files })
 }
 
-/// Receives everything on one connection into `out`, then fsyncs it.
-/// Returns (bytes, time spent in fsync).
-fn receive(listener: &TcpListener, out: &PathBuf) -> io::Result<(u64, Duration)> {
-    let (mut conn, _) = listener.accept()?;
-    let mut file = File::create(out)?;
-    let mut buf = vec![0u8; BUF];
+/// Copies `from` to `to` through `buf`, with plain `read`/`write` calls
+/// (not `io::copy`, which std turns into `sendfile`/`splice` here).
+fn pump(from: &mut impl Read, to: &mut impl Write, buf: &mut [u8]) -> io::Result<u64> {
     let mut total = 0u64;
     loop {
-        let n = match conn.read(&mut buf) {
-            Ok(0) => break,
+        let n = match from.read(buf) {
+            Ok(0) => return Ok(total),
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
         };
-        file.write_all(&buf[..n])?;
+        to.write_all(&buf[..n])?;
         total += n as u64;
     }
+}
+
+/// Receives everything on one connection into `out`, then fsyncs it.
+/// Returns (bytes, time spent in fsync).
+fn receive(listener: &TcpListener, out: &Path) -> io::Result<(u64, Duration)> {
+    let (mut conn, _) = listener.accept()?;
+    let mut file = File::create(out)?;
+    let total = pump(&mut conn, &mut file, &mut vec![0u8; BUF])?;
     let synced = Instant::now();
     file.sync_all()?;
     Ok((total, synced.elapsed()))
@@ -76,17 +81,7 @@ fn send(addr: std::net::SocketAddr, files: &[PathBuf]) -> io::Result<u64> {
     let mut buf = vec![0u8; BUF];
     let mut total = 0u64;
     for path in files {
-        let mut f = File::open(path)?;
-        loop {
-            let n = match f.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            };
-            conn.write_all(&buf[..n])?;
-            total += n as u64;
-        }
+        total += pump(&mut File::open(path)?, &mut conn, &mut buf)?;
     }
     conn.shutdown(Shutdown::Write)?;
     Ok(total)

@@ -123,16 +123,21 @@ gen_args_of() {
 
 # Generates the point's files once; SPEC records what was generated (and is
 # written last, so an interrupted generation is redone).
+# The generator's output for 100 rows stands for its version: data made by
+# an older generator is made again.
+generator_version() {
+  local sample version
+  sample=$(mktemp -d)
+  "$bin/examples/gen-data" --out "$sample" --agencies 1 --total 100 --seed 1 >/dev/null
+  version=$(cksum <"$sample/agency-1.csv" | cut -d' ' -f1)
+  rm -rf "$sample"
+  echo "$version"
+}
+
 prepare_data() {
   local point=$1 dir=$data_root/$1 n spec
   n=$(agencies_of "$point")
-  # The generator's output for 100 rows stands for its version: data made
-  # by an older generator is made again.
-  local sample
-  sample=$(mktemp -d)
-  "$bin/examples/gen-data" --out "$sample" --agencies 1 --total 100 --seed 1 >/dev/null
-  spec="agencies=$n args=$(gen_args_of "$point") seed=1 generator=$(cksum <"$sample/agency-1.csv" | cut -d' ' -f1)"
-  rm -rf "$sample"
+  spec="agencies=$n args=$(gen_args_of "$point") seed=1 generator=$generator"
   if [ -f "$dir/SPEC" ] && [ "$(head -n 1 "$dir/SPEC")" = "$spec" ]; then
     return
   fi
@@ -141,9 +146,9 @@ prepare_data() {
   mkdir -p "$dir"
   # shellcheck disable=SC2046 # the generator's arguments, split on purpose
   "$bin/examples/gen-data" --out "$dir" --agencies "$n" $(gen_args_of "$point") --seed 1 >/dev/null
-  local rows
-  rows=$(cat "$dir"/agency-*.csv | wc -l)
-  printf '%s\nrows=%s\nbytes=%s\n' "$spec" "$rows" "$(cat "$dir"/agency-*.csv | wc -c)" >"$dir/SPEC"
+  local rows bytes
+  read -r rows bytes < <(cat "$dir"/agency-*.csv | wc -lc)
+  printf '%s\nrows=%s\nbytes=%s\n' "$spec" "$rows" "$bytes" >"$dir/SPEC"
 }
 
 spec_value() { sed -n "s/^$2=//p" "$data_root/$1/SPEC"; }
@@ -476,6 +481,7 @@ echo "== machine: $(nproc) cores, $(sed -n 's/^model name[[:space:]]*: //p' /pro
   "kernel $(uname -r), storage in $tmp_root ($(df -PT "$tmp_root" | awk 'NR == 2 { print $2 }'))," \
   "load average $(cut -d ' ' -f 1-3 /proc/loadavg)"
 echo "== binaries: $bin, source $source_rev"
+generator=$(generator_version)
 for point in "${points[@]}"; do prepare_data "$point"; done
 
 any_missed=0

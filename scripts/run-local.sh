@@ -16,7 +16,7 @@ echo "== building (release)"
 cargo build --release --quiet --bins --example gen-data
 mkdir -p "$data"
 if [ -f "$data/dataset.zip" ] && command -v unzip >/dev/null; then
-  unzip -q -n -j "$data/dataset.zip" 'agency-*.csv' -d "$data" || true
+  unzip -q -n -j "$data/dataset.zip" '*agency-*.csv' -d "$data" || true
 fi
 target/release/examples/gen-data --out "$data" --agencies "$agencies" --keep-existing >/dev/null
 
