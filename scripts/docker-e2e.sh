@@ -248,6 +248,18 @@ wait_exit() {
   paste -d= <(printf '%s\n' "$@") <(echo "$codes")
 }
 
+# Waits for every client and checks that all exited 0. $1 names the check,
+# $2 is the SECONDS the wait is timed from, $3 says since what.
+clients_exit_zero() {
+  local codes
+  if codes=$(wait_exit "${clients[@]}"); then
+    while read -r l; do echo "  $l"; done <<<"$codes"
+    check "$1 ($((SECONDS - $2))s $3)" test "$(echo "$codes" | grep -cv '=0$')" = 0
+  else
+    record FAIL "clients did not all exit within ${wait_timeout}s"
+  fi
+}
+
 nothing_left() {
   local f="label=com.docker.compose.project=$project" left
   left="$(docker ps -aq --filter "$f")$(docker network ls -q --filter "$f")$(docker volume ls -q --filter "$f")"
@@ -315,13 +327,7 @@ else
   record FAIL "make docker-compose-up" "see $artifacts/compose-up.log"
   tail -20 "$artifacts/compose-up.log"
 fi
-if codes=$(wait_exit "${clients[@]}"); then
-  while read -r l; do echo "  $l"; done <<<"$codes"
-  check "every client exits 0 ($((SECONDS - t))s after up)" \
-    test "$(echo "$codes" | grep -cv '=0$')" = 0
-else
-  record FAIL "clients did not all exit within ${wait_timeout}s"
-fi
+clients_exit_zero "every client exits 0" "$t" "after up"
 save_logs "" server "${clients[@]}"
 client_logs=()
 for c in "${clients[@]}"; do client_logs+=("$artifacts/$c.log"); done
@@ -425,13 +431,7 @@ docker restart -t 10 server >/dev/null
 check "server restarted mid-ingest (no draw before, recovery after)" \
   test "$draws" = 0 -a "$(docker logs server 2>&1 | grep -c 'action: recovery | result: success')" = 2
 t=$SECONDS
-if codes=$(wait_exit "${clients[@]}"); then
-  while read -r l; do echo "  $l"; done <<<"$codes"
-  check "the clients resume and exit 0 ($((SECONDS - t))s after the restart)" \
-    test "$(echo "$codes" | grep -cv '=0$')" = 0
-else
-  record FAIL "clients did not all exit within ${wait_timeout}s"
-fi
+clients_exit_zero "the clients resume and exit 0" "$t" "after the restart"
 save_logs .restart-mid server "${clients[@]}"
 restart_logs=()
 for c in "${clients[@]}"; do restart_logs+=("$artifacts/$c.restart-mid.log"); done

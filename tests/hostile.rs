@@ -30,6 +30,11 @@ fn batch(agency: u32, first_seq: u64, n: u16) -> Message {
     })
 }
 
+/// An injection that sends HELLO with any version and agency.
+fn send_hello(version: u8, agency: u32) -> Box<dyn Fn(&mut Raw)> {
+    Box::new(move |r| r.send(&Message::Hello { version, agency }))
+}
+
 fn expect_error(raw: &mut Raw, want: ErrorCode) {
     match raw.recv() {
         Message::Error { code, message } => {
@@ -135,35 +140,16 @@ fn each_kind_of_hostile_input_gets_its_own_error_code() {
             ErrorCode::HelloRequired,
             Box::new(|r| r.send(&Message::Done { total: 0 })),
         ),
-        (
-            "agency 0",
-            ErrorCode::UnknownAgency,
-            Box::new(|r| {
-                r.send(&Message::Hello {
-                    version: 1,
-                    agency: 0,
-                })
-            }),
-        ),
+        ("agency 0", ErrorCode::UnknownAgency, send_hello(1, 0)),
         (
             "agency above SERVER_AGENCIES",
             ErrorCode::UnknownAgency,
-            Box::new(|r| {
-                r.send(&Message::Hello {
-                    version: 1,
-                    agency: 4,
-                })
-            }),
+            send_hello(1, 4),
         ),
         (
             "unsupported version",
             ErrorCode::UnsupportedVersion,
-            Box::new(|r| {
-                r.send(&Message::Hello {
-                    version: 9,
-                    agency: 1,
-                })
-            }),
+            send_hello(9, 1),
         ),
         (
             "DONE twice on one connection",
