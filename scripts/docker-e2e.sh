@@ -115,7 +115,7 @@ cat >"$work/e2e_check.py" <<'PY'
 import collections, csv, io, re, sys
 
 WINNING_NUMBER = 7574
-PREFIX = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d (TRACE|DEBUG|INFO|WARN|ERROR)\s+action: ")
+PREFIX = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \[(TRACE|DEBUG|INFO|WARN|ERROR)\] action: ")
 FIELD = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*: ")
 RESULTS = {"success", "fail", "in_progress"}
 

@@ -134,6 +134,14 @@ fn parse_dur(s: &Settings, key: &str, default: &str) -> Result<Duration, ConfigE
     })
 }
 
+/// A duration that must not be zero.
+fn positive(key: &str, d: Duration) -> Result<Duration, ConfigError> {
+    if d.is_zero() {
+        return Err(key_err(key, "must be more than 0"));
+    }
+    Ok(d)
+}
+
 fn parse_level(s: &Settings, key: &str, default: &str) -> Result<LevelFilter, ConfigError> {
     let v = get(s, key, default);
     crate::logging::parse_level(v).ok_or_else(|| key_err(key, format!("{v:?} is not a log level")))
@@ -179,10 +187,20 @@ pub struct ServerConfig {
     /// A peer that takes no bytes of its answers for this long is closed.
     pub write_timeout: Duration,
     pub max_frame_size: usize,
+    /// A new connection must send a whole first frame (HELLO, or ECHO)
+    /// within this long of being accepted: silent and trickling
+    /// connections must not hold a worker.
+    pub first_frame_timeout: Duration,
+    /// How often the ingest's progress is logged while bets arrive (0: never).
+    pub progress_interval: Duration,
 }
 
+/// Default of `SERVER_WORKERS`: enough for every agency of a large ingest
+/// (100 in the benchmark) to be served at once.
+pub const DEFAULT_WORKERS: usize = 128;
+
 /// Server setting keys, which are also their environment variables.
-pub const SERVER_KEYS: [&str; 13] = [
+pub const SERVER_KEYS: [&str; 15] = [
     "SERVER_PORT",
     "SERVER_IP",
     "SERVER_LISTEN_BACKLOG",
@@ -196,6 +214,8 @@ pub const SERVER_KEYS: [&str; 13] = [
     "SERVER_FRAME_TIMEOUT",
     "SERVER_WRITE_TIMEOUT",
     "SERVER_MAX_FRAME_SIZE",
+    "SERVER_FIRST_FRAME_TIMEOUT",
+    "SERVER_PROGRESS_INTERVAL",
 ];
 
 impl ServerConfig {
@@ -241,12 +261,10 @@ impl ServerConfig {
     /// # Errors
     /// The first invalid value, naming its key.
     pub fn from_settings(s: &Settings) -> Result<ServerConfig, ConfigError> {
-        // Workers never wait for the disk or a peer: one per core keeps the
-        // cores busy, and fewer threads keep the allocator's memory low.
-        let default_workers = std::thread::available_parallelism()
-            .map(|n| n.get().max(2))
-            .unwrap_or(2)
-            .to_string();
+        // A worker owns a connection for its life, so the workers bound
+        // the agencies served at once; a thread blocked on a socket costs
+        // memory (its stack, touched lightly), not CPU.
+        let default_workers = DEFAULT_WORKERS.to_string();
         let sync_text = get(s, "STORAGE_SYNC", "always");
         let ip = get(s, "SERVER_IP", "0.0.0.0").trim().to_owned();
         if ip.is_empty() {
@@ -300,6 +318,11 @@ impl ServerConfig {
                 64,
                 crate::framing::MAX_FRAME_LEN,
             )?,
+            first_frame_timeout: positive(
+                "SERVER_FIRST_FRAME_TIMEOUT",
+                parse_dur(s, "SERVER_FIRST_FRAME_TIMEOUT", "1s")?,
+            )?,
+            progress_interval: parse_dur(s, "SERVER_PROGRESS_INTERVAL", "2s")?,
         })
     }
 }

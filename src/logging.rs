@@ -1,125 +1,39 @@
-//! Logging in the course's format, the same for both binaries:
+//! Logging in the course's format, the same for both binaries, through
+//! `simplelog` (the design card's crate):
 //!
 //! ```text
-//! 2026-11-29 18:20:00 INFO     action: sorteo | result: success
+//! 2026-11-29 18:20:00 [INFO] action: sorteo | result: success | ganadores: 12
 //! ```
 //!
-//! A tiny `log::Log` rather than `simplelog`: simplelog always wraps the
-//! level in brackets (`[INFO]`), and the course's lines have none. Each line
-//! goes out in one `write` to stdout (or several lines in one, see
-//! [`hold`]), so lines from different threads never interleave and a reader
-//! (a test, `docker logs`) sees them at once.
+//! Only the time and the level come before the course's text; no thread,
+//! target or source location, so the course's parser (which reads from
+//! `action:` on) sees its lines unchanged. Lines go to stdout through a
+//! line-buffered writer: each line leaves in one `write`, and simplelog's
+//! lock keeps lines of different threads from interleaving.
 
-use log::{Level, LevelFilter, Log, Metadata, Record};
-use std::io::Write;
+use log::{Level, LevelFilter};
+use simplelog::{ConfigBuilder, WriteLogger, format_description};
 
-struct Logger {
-    level: LevelFilter,
-}
-
-impl Log for Logger {
-    fn enabled(&self, metadata: &Metadata<'_>) -> bool {
-        metadata.level() <= self.level
+/// Installs the logger. A second call (tests running servers in-process)
+/// keeps the first logger and only adjusts the level.
+pub fn init(level: LevelFilter) {
+    let mut config = ConfigBuilder::new();
+    config
+        .set_time_format_custom(format_description!(
+            "[year]-[month]-[day] [hour]:[minute]:[second]"
+        ))
+        .set_max_level(LevelFilter::Error)
+        .set_time_level(LevelFilter::Error)
+        .set_thread_level(LevelFilter::Off)
+        .set_target_level(LevelFilter::Off)
+        .set_location_level(LevelFilter::Off);
+    // The local time, if the platform can tell it (else UTC): called before
+    // any other thread starts, which is when `time` can read it soundly.
+    let _ = config.set_time_offset_to_local();
+    let stdout = std::io::LineWriter::new(std::io::stdout());
+    if WriteLogger::init(level, config.build(), stdout).is_err() {
+        log::set_max_level(level);
     }
-
-    fn log(&self, record: &Record<'_>) {
-        if !self.enabled(record.metadata()) {
-            return;
-        }
-        let line =
-            timestamp(|now| format!("{now} {:<8} {}\n", record.level().as_str(), record.args()));
-        let held = HOLD.with(|hold| {
-            let mut hold = hold.borrow_mut();
-            if !hold.on {
-                return false;
-            }
-            hold.lines.extend_from_slice(line.as_bytes());
-            if hold.lines.len() >= HOLD_LIMIT {
-                write_out(&hold.lines);
-                hold.lines.clear();
-            }
-            true
-        });
-        if !held {
-            write_out(line.as_bytes());
-        }
-    }
-
-    fn flush(&self) {
-        let _ = std::io::stdout().flush();
-    }
-}
-
-/// Writes whole lines to stdout in one call. Nowhere to report a failed
-/// log write; dropping the lines is right.
-fn write_out(lines: &[u8]) {
-    let _ = std::io::stdout().lock().write_all(lines);
-}
-
-/// Lines held back by this thread, see [`hold`].
-struct Hold {
-    on: bool,
-    lines: Vec<u8>,
-}
-
-thread_local! {
-    static HOLD: std::cell::RefCell<Hold> = const {
-        std::cell::RefCell::new(Hold { on: false, lines: Vec::new() })
-    };
-}
-
-/// Held lines are written at the latest once they pass this many bytes.
-const HOLD_LIMIT: usize = 64 * 1024;
-
-/// Holds this thread's log lines until the returned guard is dropped, then
-/// writes them in one `write`. The server's event loop holds its lines for
-/// one turn of the loop: its line per batch was a `write(2)` per batch
-/// (50,000 at 10 M bets). A line is late by at most one turn; a `kill -9`
-/// loses at most one turn's lines.
-pub fn hold() -> Held {
-    HOLD.with(|hold| hold.borrow_mut().on = true);
-    Held(())
-}
-
-/// See [`hold`].
-#[must_use = "lines are held only while the guard lives"]
-pub struct Held(());
-
-impl Drop for Held {
-    fn drop(&mut self) {
-        HOLD.with(|hold| {
-            let mut hold = hold.borrow_mut();
-            if !hold.lines.is_empty() {
-                write_out(&hold.lines);
-                hold.lines.clear();
-            }
-            hold.on = false;
-        });
-    }
-}
-
-/// Calls `f` with the current local time, formatted once per second per
-/// thread: the server logs a line per batch, and formatting the clock for
-/// each one was a visible cost at millions of bets.
-fn timestamp<T>(f: impl FnOnce(&str) -> T) -> T {
-    use std::cell::RefCell;
-    use std::time::{SystemTime, UNIX_EPOCH};
-    thread_local! {
-        static CACHE: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
-    }
-    let second = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    CACHE.with(|cache| {
-        let mut cache = cache.borrow_mut();
-        if cache.0 != second {
-            *cache = (
-                second,
-                chrono::Local::now().format("%Y-%m-%d %H:%M:%S").to_string(),
-            );
-        }
-        f(&cache.1)
-    })
 }
 
 /// Parses a level name as the course's configs spell it (`INFO`, `debug`, …).
@@ -132,14 +46,6 @@ pub fn parse_level(name: &str) -> Option<LevelFilter> {
         "DEBUG" => Some(LevelFilter::Debug),
         "TRACE" => Some(LevelFilter::Trace),
         _ => None,
-    }
-}
-
-/// Installs the logger. A second call (tests running servers in-process)
-/// keeps the first logger and only adjusts the level.
-pub fn init(level: LevelFilter) {
-    if log::set_boxed_logger(Box::new(Logger { level })).is_ok() {
-        log::set_max_level(level);
     }
 }
 

@@ -1,11 +1,20 @@
 //! The shared lottery state: what each agency has sent, which agencies are
 //! done, and the draw, over one [`Storage`] written by one committer thread.
 //!
-//! Group commit: connection workers hand in encoded rows under a short lock
-//! and get a [`Ticket`]; the committer thread takes everything handed in
-//! since its last commit, writes and syncs it as one commit (outside the
-//! lock), then resolves every ticket of that group at once. Many batches
-//! waiting at the same time therefore share one `fsync`.
+//! The design card's shape: one [`StoreManager`] (positions per agency, the
+//! pending commit group, the finished agencies, the winners) behind an
+//! `Arc<Mutex<StoreManager>>`, shared by every connection worker through a
+//! cloneable [`Store`] handle. Nothing under that lock touches a file or a
+//! socket: workers append encoded rows to the pending group, and the
+//! committer takes the whole group under the lock and writes and syncs it
+//! outside it.
+//!
+//! Group commit: a worker hands in a batch and gets a [`Ticket`]; the
+//! committer takes everything handed in since its last commit, writes and
+//! syncs it as one commit, then resolves every ticket of that group at
+//! once. A worker blocks on its ticket ([`Ticket::wait`]) — in a blocking
+//! thread-pool server that is the point — so batches of all connections
+//! waiting at the same time share one `fsync`.
 //!
 //! Exactly-once: every agency's bets are numbered from 0 in the order it
 //! sends them. A batch says where it starts (`first_seq`); the manager
@@ -25,7 +34,6 @@ use log::{error, info};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
@@ -88,17 +96,8 @@ pub struct Ticket {
 }
 
 impl Ticket {
-    /// The outcome if the commit holding this request is resolved, without
-    /// blocking: `Some(Ok(next_seq))` once durable.
-    pub fn outcome(&self) -> Option<Result<u64, StoreError>> {
-        let Some(commit) = &self.commit else {
-            return Some(Ok(self.next_seq));
-        };
-        let slot = commit.outcome.lock().unwrap_or_else(|p| p.into_inner());
-        slot.as_ref().map(|o| o.clone().map(|()| self.next_seq))
-    }
-
-    /// Blocks until the commit holding this request is durable.
+    /// Blocks until the commit holding this request is durable (at once if
+    /// nothing of it had to be written).
     ///
     /// # Errors
     /// The commit failed (nothing of it is stored) or the store closed.
@@ -128,11 +127,27 @@ pub enum WinnersAnswer {
     Ready(Arc<Vec<String>>),
 }
 
+/// How far the ingest has come (durable figures).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Progress {
+    /// Bets stored, all agencies.
+    pub bets: u64,
+    /// Agencies whose DONE is stored.
+    pub finished: u32,
+}
+
 /// Bytes reserved up front for each of the two row buffers (the group
 /// being gathered and the one being written), which are swapped and reused,
 /// never grown piecemeal: growing them by doubling on worker threads was
 /// what made the server's memory creep up under load (allocator arenas).
 const GROUP_CAPACITY: usize = 8 << 20;
+
+/// Rows a pending group may hold before workers wait for the committer to
+/// take it: bounds the server's memory (it stays flat however many agencies
+/// send at once) and keeps the group inside its reserved buffer. 6 MiB keeps
+/// agencies busy through slower fsyncs (measured: 4 MiB gave 30 MiB peak RSS
+/// at 10 M bets, 6 MiB 36 MiB and a faster 10x run).
+const MAX_PENDING_ROWS: usize = 6 << 20;
 
 /// Each agency's winners' documents, once the draw has happened.
 type Draw = Arc<BTreeMap<u32, Arc<Vec<String>>>>;
@@ -166,14 +181,20 @@ impl Group {
     }
 }
 
+/// The lottery's state, guarded by one mutex (see [`Store`]): every field
+/// is plain data, and no method does I/O, so the lock is only ever held
+/// for a few memory operations.
 #[derive(Debug)]
-struct State {
+pub struct StoreManager {
+    /// Agencies that must finish before the draw (ids 1..=agencies).
+    agencies: u32,
     /// Next position per agency, counting bets not yet durable.
     next_seq: BTreeMap<u32, u64>,
     /// Durable position per agency.
     durable_seq: BTreeMap<u32, u64>,
     /// Agencies whose DONE is accepted (durable or pending).
     done: BTreeSet<u32>,
+    /// The finished-agencies counter: agencies whose DONE is durable.
     durable_done: BTreeSet<u32>,
     pending: Group,
     /// Agencies and commit of the group being written right now.
@@ -188,48 +209,37 @@ struct State {
     spare_rows: Vec<u8>,
 }
 
-type Listener = Box<dyn Fn() + Send + Sync>;
-
-struct Shared {
-    state: Mutex<State>,
+/// How the mutex's users wake each other.
+#[derive(Debug, Default)]
+struct Signals {
+    /// The committer waits here for a non-empty group (or closing).
     work: Condvar,
-    agencies: u32,
-    /// Told after every commit is resolved (the server wakes its loop).
-    on_commit: std::sync::OnceLock<Listener>,
-    /// Bytes of rows waiting for the next commit (readable without the lock).
-    pending_bytes: std::sync::atomic::AtomicUsize,
-    /// Whether the draw has happened (readable without the lock: the event
-    /// loop checks it for every held WINNERS? on every turn).
-    drawn: std::sync::atomic::AtomicBool,
+    /// Workers wait here while the pending group is full.
+    room: Condvar,
 }
 
-impl fmt::Debug for Shared {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Shared")
-            .field("agencies", &self.agencies)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Shared {
-    fn lock(&self) -> Result<MutexGuard<'_, State>, StoreError> {
-        // A panic while holding the lock is a bug; refuse work rather than
-        // trust state it may have left half-updated.
-        self.state
-            .lock()
-            .map_err(|_| StoreError::Storage("internal state poisoned".into()))
-    }
-}
-
-/// Shared handle to the lottery's state; cheap to clone.
+/// Shared handle to the lottery's state: `Arc<Mutex<StoreManager>>`, the
+/// condition variables that go with it, and the committer thread. Cheap to
+/// clone; every connection worker holds one.
 #[derive(Debug, Clone)]
-pub struct StoreManager {
-    shared: Arc<Shared>,
+pub struct Store {
+    manager: Arc<Mutex<StoreManager>>,
+    /// Agencies that must finish before the draw (fixed at start).
+    agencies: u32,
+    signals: Arc<Signals>,
     committer: Arc<Mutex<Option<JoinHandle<()>>>>,
     path: PathBuf,
 }
 
-impl StoreManager {
+/// Takes the state's lock. A panic while holding it is a bug; refuse work
+/// rather than trust state it may have left half-updated.
+fn lock(manager: &Mutex<StoreManager>) -> Result<MutexGuard<'_, StoreManager>, StoreError> {
+    manager
+        .lock()
+        .map_err(|_| StoreError::Storage("internal state poisoned".into()))
+}
+
+impl Store {
     /// Opens the storage at `path` (recovering it), rebuilds the draw if
     /// every one of the `agencies` had finished, and starts the committer.
     ///
@@ -239,7 +249,7 @@ impl StoreManager {
         path: &Path,
         sync: SyncMode,
         agencies: u32,
-    ) -> Result<(StoreManager, Recovery), StorageError> {
+    ) -> Result<(Store, Recovery), StorageError> {
         let (storage, recovery) = Storage::open(path, sync)?;
         let counts = storage.counts().clone();
         let done = storage.done().clone();
@@ -254,38 +264,34 @@ impl StoreManager {
         } else {
             (stored_winners, None)
         };
-        let drawn = std::sync::atomic::AtomicBool::new(winners.is_some());
-        let shared = Arc::new(Shared {
-            state: Mutex::new(State {
-                next_seq: counts.clone(),
-                durable_seq: counts,
-                done: done.clone(),
-                durable_done: done,
-                pending: Group::with_rows(Vec::with_capacity(GROUP_CAPACITY)),
-                in_flight: None,
-                stored_winners,
-                winners,
-                closing: false,
-                spare_rows: Vec::new(),
-            }),
-            work: Condvar::new(),
+        let manager = Arc::new(Mutex::new(StoreManager {
             agencies,
-            on_commit: std::sync::OnceLock::new(),
-            pending_bytes: std::sync::atomic::AtomicUsize::new(0),
-            drawn,
-        });
-        let thread_shared = Arc::clone(&shared);
+            next_seq: counts.clone(),
+            durable_seq: counts,
+            done: done.clone(),
+            durable_done: done,
+            pending: Group::with_rows(Vec::with_capacity(GROUP_CAPACITY)),
+            in_flight: None,
+            stored_winners,
+            winners,
+            closing: false,
+            spare_rows: Vec::new(),
+        }));
+        let signals = Arc::new(Signals::default());
+        let (m, s) = (Arc::clone(&manager), Arc::clone(&signals));
         let committer = std::thread::Builder::new()
             .name("committer".into())
-            .spawn(move || run_committer(&thread_shared, storage))
+            .spawn(move || run_committer(&m, &s, storage))
             .map_err(|source| StorageError::Io {
                 path: path.to_owned(),
                 action: "start the committer for",
                 source,
             })?;
         Ok((
-            StoreManager {
-                shared,
+            Store {
+                manager,
+                agencies,
+                signals,
                 committer: Arc::new(Mutex::new(Some(committer))),
                 path: path.to_owned(),
             },
@@ -293,22 +299,13 @@ impl StoreManager {
         ))
     }
 
-    /// Registers a function called after each commit is resolved, from the
-    /// committer thread (keep it short). Only the first registration counts.
-    pub fn on_commit(&self, listener: impl Fn() + Send + Sync + 'static) {
-        let _ = self.shared.on_commit.set(Box::new(listener));
-    }
-
-    /// Bytes of rows handed in and waiting for the next commit. The server
-    /// stops handing in more above a bound, so memory does not grow with
-    /// the load while a commit is being written.
-    pub fn pending_bytes(&self) -> usize {
-        self.shared.pending_bytes.load(Ordering::Relaxed)
+    fn lock(&self) -> Result<MutexGuard<'_, StoreManager>, StoreError> {
+        lock(&self.manager)
     }
 
     /// Number of agencies that must finish before the draw.
     pub fn agencies(&self) -> u32 {
-        self.shared.agencies
+        self.agencies
     }
 
     /// Where the agency should resume, and whether its DONE is recorded.
@@ -316,17 +313,30 @@ impl StoreManager {
     /// # Errors
     /// Only a poisoned internal lock.
     pub fn position(&self, agency: u32) -> Result<(u64, bool), StoreError> {
-        let state = self.shared.lock()?;
+        let state = self.lock()?;
         Ok((
             state.next_seq.get(&agency).copied().unwrap_or(0),
             state.done.contains(&agency),
         ))
     }
 
+    /// Durable bets and finished agencies so far.
+    ///
+    /// # Errors
+    /// Only a poisoned internal lock.
+    pub fn progress(&self) -> Result<Progress, StoreError> {
+        let state = self.lock()?;
+        Ok(Progress {
+            bets: state.durable_seq.values().sum(),
+            finished: state.durable_done.len() as u32,
+        })
+    }
+
     /// Hands in a validated batch of the agency's bets starting at
     /// position `first_seq`. A batch already stored (a resend after a lost
     /// ACK) is not stored again; its ticket resolves once the original is
-    /// durable.
+    /// durable. Blocks while the pending group is full, until the
+    /// committer takes it.
     ///
     /// # Errors
     /// A gap or overlap in the sequence, an agency that already finished,
@@ -348,57 +358,28 @@ impl StoreManager {
             for bet in bets {
                 storage::encode_row(&mut rows, bet);
             }
-            self.append(agency, first_seq, bets, &rows)
-        })
-    }
-
-    fn append(
-        &self,
-        agency: u32,
-        first_seq: u64,
-        bets: &[BetRef<'_>],
-        rows: &[u8],
-    ) -> Result<Ticket, StoreError> {
-        let winners: Vec<(u32, String)> = bets
-            .iter()
-            .filter(|bet| bet.has_won())
-            .map(|bet| (agency, bet.document.to_owned()))
-            .collect();
-        let n = bets.len() as u64;
-        let mut state = self.shared.lock()?;
-        if state.closing {
-            return Err(StoreError::Closed);
-        }
-        if state.done.contains(&agency) {
-            return Err(StoreError::AlreadyDone);
-        }
-        let next = state.next_seq.get(&agency).copied().unwrap_or(0);
-        if first_seq == next {
-            if n == 0 {
-                return Ok(state.ticket_for(agency, next, false));
+            let winners: Vec<(u32, String)> = bets
+                .iter()
+                .filter(|bet| bet.has_won())
+                .map(|bet| (agency, bet.document.to_owned()))
+                .collect();
+            let mut state = self.lock()?;
+            // Wait for room (the committer takes the group and signals),
+            // unless the group is empty: a batch always fits an empty one.
+            while !state.closing
+                && !state.pending.rows.is_empty()
+                && state.pending.rows.len() + rows.len() > MAX_PENDING_ROWS
+            {
+                state = self
+                    .signals
+                    .room
+                    .wait(state)
+                    .map_err(|_| StoreError::Storage("internal state poisoned".into()))?;
             }
-            state.pending.rows.extend_from_slice(rows);
-            self.shared
-                .pending_bytes
-                .store(state.pending.rows.len(), Ordering::Relaxed);
-            state.pending.winners.extend(winners);
-            *state.pending.added.entry(agency).or_insert(0) += n;
-            state.next_seq.insert(agency, next + n);
-            let ticket = Ticket {
-                commit: Some(Arc::clone(&state.pending.commit)),
-                next_seq: next + n,
-                duplicate: false,
-            };
+            let ticket = state.append(agency, first_seq, bets.len() as u64, &rows, winners)?;
             drop(state);
-            self.shared.work.notify_one();
-            return Ok(ticket);
-        }
-        if first_seq + n <= next {
-            return Ok(state.ticket_for(agency, first_seq + n, true));
-        }
-        Err(StoreError::Sequence {
-            expected: next,
-            got: first_seq,
+            self.signals.work.notify_one();
+            Ok(ticket)
         })
     }
 
@@ -408,32 +389,9 @@ impl StoreManager {
     /// # Errors
     /// `total` differs from the bets held for the agency; a closing store.
     pub fn submit_done(&self, agency: u32, total: u64) -> Result<Ticket, StoreError> {
-        let mut state = self.shared.lock()?;
-        let stored = state.next_seq.get(&agency).copied().unwrap_or(0);
-        if total != stored {
-            return Err(StoreError::DoneMismatch { total, stored });
-        }
-        if state.done.contains(&agency) {
-            return Ok(state.ticket_for(agency, total, true));
-        }
-        if state.closing {
-            return Err(StoreError::Closed);
-        }
-        state.done.insert(agency);
-        state.pending.done.push(agency);
-        let ticket = Ticket {
-            commit: Some(Arc::clone(&state.pending.commit)),
-            next_seq: total,
-            duplicate: false,
-        };
-        drop(state);
-        self.shared.work.notify_one();
+        let ticket = self.lock()?.finish(agency, total)?;
+        self.signals.work.notify_one();
         Ok(ticket)
-    }
-
-    /// Whether the draw has happened, without taking the lock.
-    pub fn drawn(&self) -> bool {
-        self.shared.drawn.load(Ordering::Acquire)
     }
 
     /// The agency's winners once the draw has happened.
@@ -441,7 +399,7 @@ impl StoreManager {
     /// # Errors
     /// Only a poisoned internal lock.
     pub fn winners(&self, agency: u32) -> Result<WinnersAnswer, StoreError> {
-        let state = self.shared.lock()?;
+        let state = self.lock()?;
         Ok(match &state.winners {
             Some(all) => WinnersAnswer::Ready(
                 all.get(&agency)
@@ -450,7 +408,7 @@ impl StoreManager {
             ),
             None => WinnersAnswer::NotReady {
                 finished: state.durable_done.len() as u32,
-                expected: self.shared.agencies,
+                expected: state.agencies,
             },
         })
     }
@@ -458,10 +416,11 @@ impl StoreManager {
     /// Stops taking requests, commits what was handed in, stops the
     /// committer and closes the files. Idempotent.
     pub fn close(&self) {
-        if let Ok(mut state) = self.shared.lock() {
+        if let Ok(mut state) = self.lock() {
             state.closing = true;
         }
-        self.shared.work.notify_all();
+        self.signals.work.notify_all();
+        self.signals.room.notify_all();
         let handle = self
             .committer
             .lock()
@@ -480,7 +439,68 @@ impl StoreManager {
     }
 }
 
-impl State {
+impl StoreManager {
+    /// Adds `n` encoded bets (`rows`) of `agency` at `first_seq` to the
+    /// pending group, if they continue the agency's sequence.
+    fn append(
+        &mut self,
+        agency: u32,
+        first_seq: u64,
+        n: u64,
+        rows: &[u8],
+        winners: Vec<(u32, String)>,
+    ) -> Result<Ticket, StoreError> {
+        if self.closing {
+            return Err(StoreError::Closed);
+        }
+        if self.done.contains(&agency) {
+            return Err(StoreError::AlreadyDone);
+        }
+        let next = self.next_seq.get(&agency).copied().unwrap_or(0);
+        if first_seq == next {
+            if n == 0 {
+                return Ok(self.ticket_for(agency, next, false));
+            }
+            self.pending.rows.extend_from_slice(rows);
+            self.pending.winners.extend(winners);
+            *self.pending.added.entry(agency).or_insert(0) += n;
+            self.next_seq.insert(agency, next + n);
+            return Ok(Ticket {
+                commit: Some(Arc::clone(&self.pending.commit)),
+                next_seq: next + n,
+                duplicate: false,
+            });
+        }
+        if first_seq + n <= next {
+            return Ok(self.ticket_for(agency, first_seq + n, true));
+        }
+        Err(StoreError::Sequence {
+            expected: next,
+            got: first_seq,
+        })
+    }
+
+    /// Adds the agency's DONE to the pending group.
+    fn finish(&mut self, agency: u32, total: u64) -> Result<Ticket, StoreError> {
+        let stored = self.next_seq.get(&agency).copied().unwrap_or(0);
+        if total != stored {
+            return Err(StoreError::DoneMismatch { total, stored });
+        }
+        if self.done.contains(&agency) {
+            return Ok(self.ticket_for(agency, total, true));
+        }
+        if self.closing {
+            return Err(StoreError::Closed);
+        }
+        self.done.insert(agency);
+        self.pending.done.push(agency);
+        Ok(Ticket {
+            commit: Some(Arc::clone(&self.pending.commit)),
+            next_seq: total,
+            duplicate: false,
+        })
+    }
+
     /// A ticket for a request already accepted for `agency`: it resolves
     /// with whatever commit still holds the agency's data, or at once.
     fn ticket_for(&self, agency: u32, next_seq: u64, duplicate: bool) -> Ticket {
@@ -497,6 +517,56 @@ impl State {
             next_seq,
             duplicate,
         }
+    }
+
+    /// Takes the pending group for the committer (leaving an empty one in
+    /// the spare buffer) and records it as in flight.
+    fn take_group(&mut self) -> Group {
+        let mut spare = std::mem::take(&mut self.spare_rows);
+        spare.reserve(GROUP_CAPACITY);
+        let group = std::mem::replace(&mut self.pending, Group::with_rows(spare));
+        let touched: BTreeSet<u32> = group
+            .added
+            .keys()
+            .copied()
+            .chain(group.done.iter().copied())
+            .collect();
+        self.in_flight = Some((touched, Arc::clone(&group.commit)));
+        group
+    }
+
+    /// After a durable commit: the durable figures, the winners it stored,
+    /// and the draw if the last agency just finished (its winners' count).
+    fn committed(&mut self, storage: &Storage, winners: Vec<(u32, String)>) -> Option<usize> {
+        self.durable_seq = storage.counts().clone();
+        self.durable_done = storage.done().clone();
+        for (agency, document) in winners {
+            self.stored_winners
+                .entry(agency)
+                .or_default()
+                .push(document);
+        }
+        if self.winners.is_some() || !all_done(&self.durable_done, self.agencies) {
+            return None;
+        }
+        let winners = draw(std::mem::take(&mut self.stored_winners));
+        let total = winners.values().map(|w| w.len()).sum();
+        self.winners = Some(winners);
+        Some(total)
+    }
+
+    /// After a failed commit: bets handed in after the failed group were
+    /// numbered on top of it, so they fail too, and every agency resumes
+    /// from what is durable. Returns the later group's commit to fail.
+    fn failed(&mut self) -> Arc<Commit> {
+        let mut later = std::mem::take(&mut self.pending);
+        let mut rows = std::mem::take(&mut later.rows);
+        rows.clear();
+        // Its row buffer is kept for the next group.
+        self.pending = Group::with_rows(rows);
+        self.next_seq = self.durable_seq.clone();
+        self.done = self.durable_done.clone();
+        later.commit
     }
 }
 
@@ -515,12 +585,13 @@ fn draw(stored_winners: BTreeMap<u32, Vec<String>>) -> Draw {
 }
 
 /// The committer: one commit per loop, everything handed in since the last.
-fn run_committer(shared: &Shared, mut storage: Storage) {
+/// The group is taken under the lock; the write and the sync happen outside.
+fn run_committer(manager: &Mutex<StoreManager>, signals: &Signals, mut storage: Storage) {
     loop {
         let group = {
-            let Ok(mut state) = shared.lock() else { return };
+            let Ok(mut state) = lock(manager) else { return };
             while state.pending.is_empty() && !state.closing {
-                state = match shared.work.wait(state) {
+                state = match signals.work.wait(state) {
                     Ok(s) => s,
                     Err(_) => return,
                 };
@@ -528,19 +599,10 @@ fn run_committer(shared: &Shared, mut storage: Storage) {
             if state.pending.is_empty() {
                 return; // closing, nothing left to commit
             }
-            let mut spare = std::mem::take(&mut state.spare_rows);
-            spare.reserve(GROUP_CAPACITY);
-            let group = std::mem::replace(&mut state.pending, Group::with_rows(spare));
-            shared.pending_bytes.store(0, Ordering::Relaxed);
-            let touched: BTreeSet<u32> = group
-                .added
-                .keys()
-                .copied()
-                .chain(group.done.iter().copied())
-                .collect();
-            state.in_flight = Some((touched, Arc::clone(&group.commit)));
-            group
+            state.take_group()
         };
+        // The next group has room again.
+        signals.room.notify_all();
 
         let added: Vec<(u32, u64)> = group.added.iter().map(|(a, n)| (*a, *n)).collect();
         let result = storage.commit(&group.rows, &added, &group.done);
@@ -551,52 +613,28 @@ fn run_committer(shared: &Shared, mut storage: Storage) {
             commit,
             ..
         } = group;
-        let Ok(mut state) = shared.lock() else { return };
+        let Ok(mut state) = lock(manager) else { return };
         state.in_flight = None;
         rows.clear();
         state.spare_rows = rows;
         match result {
             Ok(()) => {
-                state.durable_seq = storage.counts().clone();
-                state.durable_done = storage.done().clone();
-                for (agency, document) in winners {
-                    state
-                        .stored_winners
-                        .entry(agency)
-                        .or_default()
-                        .push(document);
-                }
-                if state.winners.is_none() && all_done(&state.durable_done, shared.agencies) {
-                    let winners = draw(std::mem::take(&mut state.stored_winners));
-                    let total: usize = winners.values().map(|w| w.len()).sum();
-                    state.winners = Some(winners);
-                    shared.drawn.store(true, Ordering::Release);
+                let drawn = state.committed(&storage, winners);
+                drop(state);
+                if let Some(total) = drawn {
                     info!("action: sorteo | result: success | ganadores: {total}");
                 }
-                drop(state);
                 commit.resolve(Ok(()));
             }
             Err(e) => {
                 error!("action: commit | result: fail | error: {e}");
-                // Bets handed in after this group were numbered on top of
-                // it: they fail too, and every agency resumes from what is
-                // durable.
-                // (Its row buffer is kept for the next group.)
-                let mut later = std::mem::take(&mut state.pending);
-                let mut rows = std::mem::take(&mut later.rows);
-                rows.clear();
-                state.pending = Group::with_rows(rows);
-                shared.pending_bytes.store(0, Ordering::Relaxed);
-                state.next_seq = state.durable_seq.clone();
-                state.done = state.durable_done.clone();
+                let later = state.failed();
                 drop(state);
+                signals.room.notify_all();
                 let err = StoreError::Storage(e.to_string());
                 commit.resolve(Err(err.clone()));
-                later.commit.resolve(Err(err));
+                later.resolve(Err(err));
             }
-        }
-        if let Some(listener) = shared.on_commit.get() {
-            listener();
         }
     }
 }
@@ -638,7 +676,7 @@ mod tests {
     #[test]
     fn sequence_rules_store_each_position_once() {
         let path = temp_path("seq");
-        let (store, _) = StoreManager::open(&path, SyncMode::None, 2).unwrap();
+        let (store, _) = Store::open(&path, SyncMode::None, 2).unwrap();
         let b = bets(1, 10, 3);
         assert_eq!(
             store.submit_batch(1, 0, &refs(&b[..4])).unwrap().wait(),
@@ -673,7 +711,7 @@ mod tests {
     #[test]
     fn the_draw_happens_when_every_agency_is_done_and_survives_restart() {
         let path = temp_path("draw");
-        let (store, _) = StoreManager::open(&path, SyncMode::Always, 2).unwrap();
+        let (store, _) = Store::open(&path, SyncMode::Always, 2).unwrap();
         store
             .submit_batch(1, 0, &refs(&bets(1, 7, 3)))
             .unwrap()
@@ -706,7 +744,7 @@ mod tests {
         );
         store.submit_done(2, 2).unwrap().wait().unwrap();
         store.close(); // the draw ran on the committer before it stopped
-        let (store, _) = StoreManager::open(&path, SyncMode::Always, 2).unwrap();
+        let (store, _) = Store::open(&path, SyncMode::Always, 2).unwrap();
         let WinnersAnswer::Ready(w1) = store.winners(1).unwrap() else {
             panic!("draw not rebuilt on restart")
         };
@@ -722,7 +760,7 @@ mod tests {
     #[test]
     fn concurrent_agencies_share_commits_and_lose_nothing() {
         let path = temp_path("concurrent");
-        let (store, _) = StoreManager::open(&path, SyncMode::Always, 4).unwrap();
+        let (store, _) = Store::open(&path, SyncMode::Always, 4).unwrap();
         let threads: Vec<_> = (1..=4)
             .map(|agency| {
                 let store = store.clone();

@@ -280,7 +280,11 @@ fn timed_run(
     let storage = dir
         .path()
         .join(format!("bets-{}-{round}.csv", attack.is_some()));
-    let server = Server::start_with_storage(&storage, &[("SERVER_AGENCIES", "5")]);
+    let workers = attack.map_or_else(|| "128".to_owned(), |a| a.workers.to_string());
+    let server = Server::start_with_storage(
+        &storage,
+        &[("SERVER_AGENCIES", "5"), ("SERVER_WORKERS", &workers)],
+    );
     let _attackers = attack.map(|a| a.launch(server.addr));
     let start = Instant::now();
     let runs = run_agencies(server.addr, files, &[]);
@@ -295,6 +299,8 @@ fn timed_run(
 struct Attack {
     silent: usize,
     slow: usize,
+    /// The server's workers during the attack (alone: the default).
+    workers: usize,
 }
 
 struct Attackers {
@@ -345,32 +351,63 @@ impl Attack {
     }
 }
 
-#[test]
-fn slow_and_silent_attackers_do_not_hold_up_honest_agencies() {
-    let _serial = serial();
-    let dir = TempDir::new("attack");
+/// The first-frame deadline of `config/server/config.ini`: a silent or
+/// trickling connection holds a worker at most this long.
+const FIRST_FRAME_DEADLINE: Duration = Duration::from_secs(1);
+
+/// Runs 5 honest agencies alone and under `attack`, three of each,
+/// interleaved, and checks the attacked median against the one alone.
+fn honest_agencies_keep_their_pace(name: &str, attack: &Attack) {
+    let dir = TempDir::new(name);
     let files = generate(dir.path(), 5, |a| course_rows(a, 1.0));
-    let attack = Attack {
-        silent: 500,
-        slow: 20,
-    };
     // Three of each, interleaved, compared by their medians: one noisy run
     // on a shared machine must not decide the outcome.
     let (mut alone, mut attacked) = (Vec::new(), Vec::new());
     for round in 0..3 {
         alone.push(timed_run(&dir, &files, None, round));
-        attacked.push(timed_run(&dir, &files, Some(&attack), round));
+        attacked.push(timed_run(&dir, &files, Some(attack), round));
     }
     alone.sort();
     attacked.sort();
     let (baseline, under_attack) = (alone[1], attacked[1]);
     println!(
-        "5 honest agencies, 78,697 bets, median of 3: {baseline:?} alone, {under_attack:?} under attack (alone {alone:?}, attacked {attacked:?})"
+        "5 honest agencies, 78,697 bets, {} workers under attack, median of 3: {baseline:?} alone, {under_attack:?} under attack (alone {alone:?}, attacked {attacked:?})",
+        attack.workers
     );
-    // 2x, plus 100 ms so that scheduler noise on a small baseline cannot fail it.
+    // 2x, plus one first-frame deadline (a worker may be holding a silent
+    // connection when the agencies arrive), plus 100 ms so that scheduler
+    // noise on a small baseline cannot fail it.
     assert!(
-        under_attack <= baseline * 2 + Duration::from_millis(100),
+        under_attack <= baseline * 2 + FIRST_FRAME_DEADLINE + Duration::from_millis(100),
         "under attack {under_attack:?} vs {baseline:?} alone"
+    );
+}
+
+#[test]
+fn slow_and_silent_attackers_do_not_hold_up_honest_agencies() {
+    let _serial = serial();
+    honest_agencies_keep_their_pace(
+        "attack",
+        &Attack {
+            silent: 500,
+            slow: 20,
+            workers: 128,
+        },
+    );
+}
+
+/// The blocking pool's worst case: far more attackers than workers, all
+/// connected before the agencies start.
+#[test]
+fn silent_and_slow_attackers_on_four_workers_cost_at_most_one_deadline() {
+    let _serial = serial();
+    honest_agencies_keep_their_pace(
+        "attack4",
+        &Attack {
+            silent: 300,
+            slow: 20,
+            workers: 4,
+        },
     );
 }
 

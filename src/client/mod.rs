@@ -6,7 +6,11 @@
 //! their position among the valid rows of the file, so a resent batch is
 //! recognised and never stored twice. Any broken connection, timeout or
 //! "try again" error from the server leads to a reconnect with capped
-//! exponential backoff, for at most `retry.timeout` without progress.
+//! exponential backoff, for at most `retry.timeout` without progress. A
+//! server that answers `busy` is alive, so that never counts toward giving
+//! up. Before the draw the server answers a winners query with NOT_READY
+//! and closes the connection; the agency asks again on a new connection
+//! after a short, growing pause (`winners.maxBackoff` at most).
 
 pub mod source;
 
@@ -66,6 +70,10 @@ impl std::error::Error for ClientError {}
 enum SessionEnd {
     /// Worth reconnecting: the connection broke or the server said "later".
     Retry(String),
+    /// The server is at its connection limit: alive, so keep trying.
+    Busy(String),
+    /// The draw has not happened yet; the server closed the connection.
+    NotReady,
     Fatal(ClientError),
 }
 
@@ -154,6 +162,8 @@ struct Agency<'a> {
     batches: u64,
     bytes_sent: u64,
     last_progress: Instant,
+    /// Pauses between winners queries answered NOT_READY.
+    winners_backoff: Backoff,
     /// The socket in use, so a signal can shut it and unblock a read.
     current: Arc<Mutex<Option<TcpStream>>>,
 }
@@ -208,6 +218,7 @@ impl<'a> Agency<'a> {
             batches: 0,
             bytes_sent: 0,
             last_progress: Instant::now(),
+            winners_backoff: Backoff::new(Duration::from_millis(5), config.winners_max_backoff),
             current,
         })
     }
@@ -242,9 +253,14 @@ impl<'a> Agency<'a> {
                             .lock()
                             .unwrap_or_else(|p| p.into_inner())
                             .take();
-                        info!("action: close_socket | result: success");
-                        if matches!(self.config.bets, BetSource::File(_)) {
-                            info!("action: close_file | result: success");
+                        if let Err(SessionEnd::NotReady) = end {
+                            // A poll for the draw: routine, not worth a line.
+                            debug!("action: close_socket | result: success");
+                        } else {
+                            info!("action: close_socket | result: success");
+                            if matches!(self.config.bets, BetSource::File(_)) {
+                                info!("action: close_file | result: success");
+                            }
                         }
                         match end {
                             Ok(mut summary) => {
@@ -255,6 +271,23 @@ impl<'a> Agency<'a> {
                                 return Err(ClientError::Shutdown);
                             }
                             Err(SessionEnd::Fatal(e)) => return Err(e),
+                            Err(SessionEnd::NotReady) => {
+                                self.progress();
+                                backoff.reset();
+                                if !self.shutdown.sleep(self.winners_backoff.next_delay()) {
+                                    return Err(ClientError::Shutdown);
+                                }
+                                continue;
+                            }
+                            Err(SessionEnd::Busy(reason)) => {
+                                // Alive and at its limit: not a reason to give up.
+                                self.progress();
+                                debug!(
+                                    "action: reconnect | result: in_progress | error: {}",
+                                    clean(&reason)
+                                );
+                                reason
+                            }
                             Err(SessionEnd::Retry(reason)) => {
                                 if self.last_progress != before {
                                     backoff.reset();
@@ -463,11 +496,11 @@ impl<'a> Agency<'a> {
         }
     }
 
-    /// Asks for the winners until the draw has happened, backing off
-    /// between NOT_READY answers; pages through long lists.
+    /// Asks for the winners, paging through long lists. Before the draw
+    /// the server answers NOT_READY and closes the connection: the session
+    /// ends with [`SessionEnd::NotReady`] and the agency asks again later.
     fn winners(&mut self, conn: &mut Connection) -> Result<Vec<String>, SessionEnd> {
         let mut docs: Vec<String> = Vec::new();
-        let mut backoff = Backoff::new(Duration::from_millis(5), self.config.winners_max_backoff);
         loop {
             let offset = u32::try_from(docs.len()).unwrap_or(u32::MAX);
             conn.send(&Message::WinnersQuery { offset })?;
@@ -476,10 +509,7 @@ impl<'a> Agency<'a> {
                     debug!(
                         "action: consulta_ganadores | result: in_progress | finalizadas: {finished} | esperadas: {expected}"
                     );
-                    self.progress();
-                    if !self.shutdown.sleep(backoff.next_delay()) {
-                        return Err(SessionEnd::Fatal(ClientError::Shutdown));
-                    }
+                    return Err(SessionEnd::NotReady);
                 }
                 Message::Winners {
                     total,
@@ -529,6 +559,10 @@ fn encode_failure(e: message::EncodeError) -> SessionEnd {
 
 fn unexpected(msg: Message, wanted: &str) -> SessionEnd {
     match msg {
+        Message::Error {
+            code: ErrorCode::Busy,
+            message,
+        } => SessionEnd::Busy(format!("server: busy ({message})")),
         Message::Error { code, message } if code.is_retryable() => {
             SessionEnd::Retry(format!("server: {} ({message})", code.name()))
         }

@@ -1,20 +1,21 @@
 //! What the server does with each request of a connection, without the
 //! socket: frames in, encoded answers out, plus whether to close.
 //!
-//! Runs on a pool worker and never waits for the disk: a BATCH or DONE is
-//! handed to the store and its answer becomes an [`Awaiting`] part, which
-//! the event loop resolves once the commit holding it is durable; a
-//! WINNERS? before the draw likewise waits for the draw (at most
-//! [`WINNERS_HOLD`]). Parts are sent in order, so answers keep the order of
-//! requests.
+//! The connection's worker calls [`Handler::handle`] with every whole frame
+//! one read brought in. A BATCH or DONE is handed to the store at once and
+//! its answer becomes an [`Awaiting`] part; the worker then blocks once, on
+//! the last commit it needs ([`Reply::finish`]), and sends every answer in
+//! one write. So the batches of one read — and of every connection reading
+//! at the same time — share one commit and one `fsync`. A WINNERS? before
+//! the draw is answered NOT_READY at once and the connection closed: a
+//! worker never waits for the draw.
 
 use crate::framing::{self, MAX_FRAME_LEN, MAX_PAYLOAD_LEN};
 use crate::logging::{PEER_FAULT, clean};
 use crate::message::{BatchView, ErrorCode, Message, PROTOCOL_VERSION, WINNERS_HEADER_LEN, kind};
-use crate::store::{StoreError, StoreManager, Ticket, WinnersAnswer};
+use crate::store::{Store, StoreError, Ticket, WinnersAnswer};
 use log::{debug, error, info, log};
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
 
 /// What the server knows about one connection between requests.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -33,6 +34,28 @@ pub struct Reply {
     pub close: bool,
 }
 
+impl Reply {
+    /// Waits for every commit the answers need (blocking the calling
+    /// worker) and appends the encoded answers to `out`, in request order.
+    /// Returns whether the connection must close.
+    pub fn finish(self, out: &mut Vec<u8>) -> bool {
+        let mut close = self.close;
+        for part in self.parts {
+            match part {
+                Part::Ready(bytes) => out.extend_from_slice(&bytes),
+                Part::Awaiting(awaiting) => {
+                    if awaiting.wait(out) {
+                        // A failed commit answers ERROR; nothing after it.
+                        close = true;
+                        break;
+                    }
+                }
+            }
+        }
+        close
+    }
+}
+
 /// One piece of a reply: bytes ready to send, or an answer that waits for
 /// the commit holding a request.
 #[derive(Debug)]
@@ -41,30 +64,13 @@ pub enum Part {
     Awaiting(Awaiting),
 }
 
-/// An answer that waits: a BATCH or DONE handed to the store, or a
-/// WINNERS? asked before the draw. The worker does not wait: the event loop
-/// asks [`Awaiting::resolve`] after each commit and on every turn, so the
-/// next requests of the connection are processed meanwhile and join the
-/// next commit.
+/// A BATCH or DONE handed to the store, whose answer waits for the commit
+/// that holds it.
 #[derive(Debug)]
 pub struct Awaiting {
     agency: u32,
-    wait: Wait,
-}
-
-/// What an answer waits for.
-#[derive(Debug)]
-enum Wait {
-    /// The commit holding a BATCH or DONE.
-    Commit { ticket: Ticket, what: Request },
-    /// The draw, for a WINNERS? asked before it: held until the draw (the
-    /// agency learns its winners at once, instead of at its next poll), or
-    /// until `until`, then answered NOT_READY.
-    Draw {
-        store: StoreManager,
-        offset: u32,
-        until: Instant,
-    },
+    ticket: Ticket,
+    what: Request,
 }
 
 #[derive(Debug)]
@@ -78,73 +84,14 @@ enum Request {
 }
 
 impl Awaiting {
-    /// The encoded answer once what it waits for has happened, and whether
-    /// the connection must close; `None` while it has not. `closing`: the
-    /// server is shutting down, a held WINNERS? is answered now. Logs the
-    /// outcome.
-    pub fn resolve(&self, closing: bool) -> Option<(Vec<u8>, bool)> {
-        match &self.wait {
-            Wait::Commit { ticket, what } => self.committed(ticket, what),
-            Wait::Draw {
-                store,
-                offset,
-                until,
-            } => self.after_draw(store, *offset, *until, closing),
-        }
-    }
-
-    /// The answer to a held WINNERS? once the draw has happened, `until`
-    /// has passed (NOT_READY) or the server is closing.
-    fn after_draw(
-        &self,
-        store: &StoreManager,
-        offset: u32,
-        until: Instant,
-        closing: bool,
-    ) -> Option<(Vec<u8>, bool)> {
-        if !store.drawn() && !closing && Instant::now() < until {
-            return None;
-        }
+    /// Blocks until the commit holding the request is durable (or failed),
+    /// logs the outcome and appends the encoded answer to `out`. Returns
+    /// whether the connection must close (a failed commit).
+    fn wait(self, out: &mut Vec<u8>) -> bool {
         let agency = self.agency;
-        let reply = store
-            .winners(agency)
-            .map_err(|e| (store_error_code(&e), e.to_string()))
-            .and_then(|answer| {
-                winners_answer(agency, offset, answer).map_err(|r| (ErrorCode::BadOffset, r))
-            });
-        let mut out = Vec::new();
-        let close = match reply {
-            Ok(msg) => {
-                encode(&mut out, &msg);
-                false
-            }
-            Err((code, reason)) => {
-                // A bad offset is the agency's fault; a store error is ours.
-                let level = if code == ErrorCode::BadOffset {
-                    PEER_FAULT
-                } else {
-                    log::Level::Error
-                };
-                log!(
-                    level,
-                    "action: consulta_ganadores | result: fail | agencia: {agency} | code: {} | error: {}",
-                    code.name(),
-                    clean(&reason)
-                );
-                encode_error(&mut out, code, reason);
-                true
-            }
-        };
-        Some((out, close))
-    }
-
-    fn committed(&self, ticket: &Ticket, what: &Request) -> Option<(Vec<u8>, bool)> {
-        let outcome = ticket.outcome()?;
-        let agency = self.agency;
-        let mut out = Vec::new();
-        let close = match (what, outcome) {
+        match (&self.what, self.ticket.wait()) {
             (Request::Batch { len, single }, Ok(next_seq)) => {
-                if ticket.duplicate {
+                if self.ticket.duplicate {
                     info!(
                         "action: apuesta_duplicada | result: success | cantidad: {len} | agencia: {agency}"
                     );
@@ -158,7 +105,7 @@ impl Awaiting {
                         );
                     }
                 }
-                encode(&mut out, &Message::Ack { next_seq });
+                encode(out, &Message::Ack { next_seq });
                 false
             }
             // A DONE's ticket resolves to the agency's total.
@@ -166,7 +113,7 @@ impl Awaiting {
                 info!(
                     "action: agencia_finalizada | result: success | agencia: {agency} | apuestas: {total}"
                 );
-                encode(&mut out, &Message::Ack { next_seq: total });
+                encode(out, &Message::Ack { next_seq: total });
                 false
             }
             (what, Err(e)) => {
@@ -183,17 +130,12 @@ impl Awaiting {
                         clean(&e)
                     ),
                 }
-                encode_error(&mut out, code, e.to_string());
+                encode_error(out, code, e.to_string());
                 true
             }
-        };
-        Some((out, close))
+        }
     }
 }
-
-/// How long a WINNERS? asked before the draw is held before NOT_READY is
-/// answered: well under any sane read timeout of an agency.
-pub const WINNERS_HOLD: Duration = Duration::from_millis(500);
 
 /// The answer to WINNERS? at `offset`: NOT_READY before the draw, else as
 /// many of the agency's winners as fit in one frame (the agency asks again
@@ -233,7 +175,7 @@ fn winners_answer(agency: u32, offset: u32, answer: WinnersAnswer) -> Result<Mes
 }
 
 /// Encodes an ERROR answer (which closes the connection).
-pub(super) fn encode_error(out: &mut Vec<u8>, code: ErrorCode, message: String) {
+pub fn encode_error(out: &mut Vec<u8>, code: ErrorCode, message: String) {
     encode(out, &Message::Error { code, message });
 }
 
@@ -257,18 +199,20 @@ fn store_error_code(e: &StoreError) -> ErrorCode {
 /// Handles requests against the shared store.
 #[derive(Debug, Clone)]
 pub struct Handler {
-    store: StoreManager,
+    store: Store,
 }
 
 impl Handler {
-    pub fn new(store: StoreManager) -> Self {
+    pub fn new(store: Store) -> Self {
         Handler { store }
     }
 
-    /// Handles the whole frames in `frames` (as the event loop cut them
-    /// out of its buffer), in order, for the connection whose state is
+    /// Handles the whole frames in `frames` (as the connection's worker cut
+    /// them out of its buffer), in order, for the connection whose state is
     /// `session`. Stops at the first request that closes the connection.
-    /// Never blocks on the disk.
+    /// Does not wait for commits (the caller does, once, through
+    /// [`Reply::finish`]); blocks only while the store's pending group is
+    /// full.
     pub fn handle(&self, session: &mut Session, peer: SocketAddr, mut frames: &[u8]) -> Reply {
         let mut run = Run {
             handler: self,
@@ -317,7 +261,8 @@ impl Run<'_> {
     fn wait_for(&mut self, ticket: Ticket, agency: u32, what: Request) {
         self.reply.parts.push(Part::Awaiting(Awaiting {
             agency,
-            wait: Wait::Commit { ticket, what },
+            ticket,
+            what,
         }));
     }
 
@@ -471,18 +416,16 @@ impl Run<'_> {
     fn winners(&mut self, offset: u32) {
         let Some(agency) = self.agency() else { return };
         match self.handler.store.winners(agency) {
-            Ok(WinnersAnswer::NotReady { finished, .. }) => {
+            Ok(answer @ WinnersAnswer::NotReady { finished, .. }) => {
                 debug!(
                     "action: consulta_ganadores | result: in_progress | agencia: {agency} | finalizadas: {finished}"
                 );
-                self.reply.parts.push(Part::Awaiting(Awaiting {
-                    agency,
-                    wait: Wait::Draw {
-                        store: self.handler.store.clone(),
-                        offset,
-                        until: Instant::now() + WINNERS_HOLD,
-                    },
-                }));
+                // The agency asks again later on a new connection: this
+                // worker and this connection are released now.
+                if let Ok(msg) = winners_answer(agency, offset, answer) {
+                    self.send(&msg);
+                }
+                self.reply.close = true;
             }
             Ok(answer) => match winners_answer(agency, offset, answer) {
                 Ok(msg) => self.send(&msg),

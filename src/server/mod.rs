@@ -1,26 +1,77 @@
-//! The lottery central: accepts agencies' connections and serves their
-//! requests on a fixed thread pool.
+//! The lottery central, in the shape of the design card: a blocking
+//! accept loop hands each connection to a fixed thread pool, whose worker
+//! owns that connection until it ends.
 //!
-//! One event-loop thread ([`reactor`]) owns every socket. It reads whatever
-//! bytes arrive, and only when a connection has at least one whole frame
-//! does it hand those frames to a pool worker ([`handler`]); the worker's
-//! answer comes back to the loop, which writes it. So a worker is never tied
-//! to a connection: an idle, silent or slow peer costs a buffer, not a
-//! thread, and agencies can outnumber workers without anyone waiting for a
-//! worker to be released.
+//! - [`listener`]: the accept loop, the registry of live connections (with
+//!   a cloned handle each, so the server can shut any of them down), the
+//!   connection limit, and the lobby where accepted connections wait for a
+//!   worker;
+//! - [`connection`]: one connection on one worker — blocking reads and
+//!   writes with timeouts, every whole frame of a read handled at once, one
+//!   wait for the commit, one write of all the answers;
+//! - [`handler`]: what each request means, against the shared
+//!   [`Store`] (`Arc<Mutex<StoreManager>>`, group commit on its own
+//!   thread);
+//! - [`progress`]: the ingest's progress line every few seconds.
+//!
+//! Teardown (SIGTERM/SIGINT): the signal sets the shutdown flag and shuts
+//! the listening socket down, which wakes the blocking `accept`; then every
+//! live connection's reading side is shut down so blocked reads return,
+//! answers in flight go out, the pool is joined and the storage closed,
+//! each step logged.
 
+mod connection;
 pub mod handler;
-mod reactor;
+mod listener;
+mod progress;
 
 use crate::config::ServerConfig;
 use crate::shutdown::Shutdown;
-use crate::store::StoreManager;
+use crate::store::Store;
+use handler::Handler;
+use listener::Connections;
 use log::info;
 use std::fmt;
 use std::io;
 use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
 
-pub use reactor::Limits;
+/// How long teardown lets connections finish what they are doing before
+/// shutting them down in both directions.
+const SHUTDOWN_GRACE: Duration = Duration::from_millis(500);
+
+/// Resource limits of connections (see [`ServerConfig`] for each).
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_connections: usize,
+    pub first_frame_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub frame_timeout: Duration,
+    pub write_timeout: Duration,
+    pub max_frame: usize,
+}
+
+impl Limits {
+    pub fn from_config(c: &ServerConfig) -> Limits {
+        Limits {
+            max_connections: c.max_connections,
+            first_frame_timeout: c.first_frame_timeout,
+            idle_timeout: c.idle_timeout,
+            frame_timeout: c.frame_timeout,
+            write_timeout: c.write_timeout,
+            max_frame: c.max_frame_size,
+        }
+    }
+}
+
+/// What every worker shares.
+struct Context {
+    handler: Handler,
+    limits: Limits,
+    connections: Connections,
+    shutdown: Shutdown,
+}
 
 /// Why the server could not run.
 #[derive(Debug)]
@@ -75,23 +126,21 @@ pub fn bind(config: &ServerConfig) -> Result<TcpListener, ServerError> {
 /// triggered, then closes everything, logging each close.
 ///
 /// # Errors
-/// Storage that cannot be opened or recovered, or a failure of the event
-/// loop itself. Errors of single connections are logged and never end the
-/// server.
+/// Storage that cannot be opened or recovered, or a listener that cannot
+/// be woken at shutdown. Errors of single connections are logged and never
+/// end the server.
 pub fn run(
     listener: TcpListener,
     config: &ServerConfig,
     shutdown: Shutdown,
 ) -> Result<(), ServerError> {
-    let (store, recovery) = StoreManager::open(
+    let (store, recovery) = Store::open(
         &config.storage_filepath,
         config.storage_sync,
         config.agencies,
     )
     .map_err(ServerError::Storage)?;
-    let finished = (1..=config.agencies)
-        .filter(|a| store.position(*a).map(|(_, done)| done).unwrap_or(false))
-        .count();
+    let finished = store.progress().map_or(0, |p| p.finished);
     info!(
         "action: recovery | result: success | path: {} | dropped_bytes: {} | journal_dropped_bytes: {} | rebuilt_journal: {} | agencias_finalizadas: {finished}",
         config.storage_filepath.display(),
@@ -99,6 +148,15 @@ pub fn run(
         recovery.dropped_journal_bytes,
         recovery.rebuilt_journal,
     );
+    // The signal wakes the blocking accept by shutting the listening
+    // socket down (accept then fails at once).
+    let waker = listener.try_clone().map_err(|source| ServerError::Io {
+        action: "clone the listener",
+        source,
+    })?;
+    shutdown.on_trigger(move || {
+        let _ = socket2::SockRef::from(&waker).shutdown(std::net::Shutdown::Both);
+    });
     // Announced only now: connections queue in the backlog until storage
     // is recovered, and tests and scripts wait for this line.
     if let Ok(addr) = listener.local_addr() {
@@ -108,14 +166,29 @@ pub fn run(
         .num_threads(config.workers)
         .thread_name("worker".into())
         .build();
-    let limits = Limits::from_config(config);
-    let result = reactor::Reactor::new(listener, store.clone(), pool.clone(), limits, shutdown)
-        .and_then(reactor::Reactor::run);
+    let ctx = Arc::new(Context {
+        handler: Handler::new(store.clone()),
+        limits: Limits::from_config(config),
+        connections: Connections::default(),
+        shutdown: shutdown.clone(),
+    });
+    let reporter = progress::start(&store, &ctx, config.progress_interval);
+
+    listener::accept_loop(&listener, &ctx, &pool);
+
+    drop(listener);
+    info!("action: close_listener | result: success");
+    let count = ctx.connections.close_all();
+    ctx.connections.drain(SHUTDOWN_GRACE);
     pool.join();
     info!(
         "action: close_thread_pool | result: success | workers: {}",
         config.workers
     );
+    info!("action: close_connections | result: success | count: {count}");
+    if let Some(reporter) = reporter {
+        let _ = reporter.join();
+    }
     store.close();
-    result
+    Ok(())
 }

@@ -1,0 +1,304 @@
+//! One connection, owned by one pool worker for its whole life.
+//!
+//! The worker reads with a blocking `read` whose timeout is the nearest
+//! deadline (first frame, frame completion, idle), cuts every whole frame
+//! that the read brought in out of its buffer, hands them all to the
+//! [`Handler`](super::handler::Handler), waits once for the last commit the
+//! answers need, and writes every answer in one `write_all`. Bytes of a
+//! frame not yet complete stay in the buffer across reads and timeouts.
+//!
+//! The worker learns that it must stop from its socket: at teardown (or
+//! when the connection is evicted) the accept loop shuts down the reading
+//! side of the registered clone, the blocked read returns, and the worker
+//! answers what it has, logs the close and leaves.
+
+use super::Context;
+use super::handler::{Reply, Session, encode_error};
+use crate::framing::{self, FrameError};
+use crate::logging::{PEER_FAULT, clean};
+use crate::message::ErrorCode;
+use log::{debug, error, info, log};
+use std::io::{ErrorKind, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::time::{Duration, Instant};
+
+/// Bytes read from the socket at most at a time: with a window of batches
+/// in flight, one read brings in many frames, and all of them join the
+/// same commit. Each worker keeps one such buffer.
+const READ_BUF: usize = 256 * 1024;
+
+/// How long a last ERROR may take to leave before the socket is closed.
+const LAST_WORDS: Duration = Duration::from_millis(100);
+
+/// An accepted connection waiting for (or owned by) a worker.
+#[derive(Debug)]
+pub(super) struct Accepted {
+    /// Its key in the registry.
+    pub id: u64,
+    pub stream: TcpStream,
+    pub peer: SocketAddr,
+    pub accepted: Instant,
+}
+
+/// How a connection ended.
+pub(super) enum Close {
+    /// The peer or the protocol ended it (logged at debug: routine).
+    Normal(&'static str),
+    /// The server is stopping (logged at info: every close is reported).
+    Shutdown,
+    /// Answered with ERROR `code` and closed.
+    Fault(ErrorCode, String),
+}
+
+/// One pool job: serves the connection the lobby says is the best next
+/// one (see [`Connections::take_next`](super::listener::Connections::take_next)).
+/// A bug in a request ends that connection only.
+pub(super) fn run_job(ctx: &Context) {
+    let Some(conn) = ctx.connections.take_next(ctx.limits.first_frame_timeout) else {
+        return;
+    };
+    let (id, peer) = (conn.id, conn.peer);
+    if catch_unwind(AssertUnwindSafe(|| serve(conn, ctx))).is_err() {
+        error!("action: request | result: fail | peer: {peer} | error: internal error (panic)");
+        ctx.connections.remove(id);
+    }
+}
+
+/// Serves one connection until it ends, then closes it and logs why.
+fn serve(conn: Accepted, ctx: &Context) {
+    let Accepted {
+        id,
+        mut stream,
+        peer,
+        accepted,
+    } = conn;
+    let mut agency = None;
+    let how = match stream
+        .set_nonblocking(false)
+        .and_then(|()| stream.set_write_timeout(Some(ctx.limits.write_timeout)))
+    {
+        Ok(()) => BUFFER.with(|buf| {
+            let mut buf = buf.borrow_mut();
+            if buf.len() < READ_BUF {
+                buf.resize(READ_BUF, 0);
+            }
+            Worker {
+                ctx,
+                id,
+                stream: &mut stream,
+                peer,
+                accepted,
+                buf: &mut buf,
+                filled: 0,
+                session: Session::default(),
+                out: Vec::new(),
+            }
+            .run(&mut agency)
+        }),
+        Err(_) => Close::Normal("cannot set socket options"),
+    };
+    log_close(peer, agency, &how);
+    if let Close::Fault(code, reason) = how {
+        let mut out = Vec::new();
+        encode_error(&mut out, code, reason);
+        let _ = stream.set_write_timeout(Some(LAST_WORDS));
+        let _ = stream.write_all(&out);
+    }
+    // Out of the registry before the peer can see the close: a peer that
+    // reconnects at once must find the room it left.
+    ctx.connections.remove(id);
+    let _ = stream.shutdown(Shutdown::Both);
+}
+
+thread_local! {
+    /// The worker's read buffer, kept across connections: a fresh one per
+    /// connection cost page faults and zeroing.
+    static BUFFER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// The state of one served connection.
+struct Worker<'a> {
+    ctx: &'a Context,
+    id: u64,
+    stream: &'a mut TcpStream,
+    peer: SocketAddr,
+    accepted: Instant,
+    buf: &'a mut Vec<u8>,
+    /// Bytes of `buf` holding data (an incomplete frame between reads).
+    filled: usize,
+    session: Session,
+    out: Vec<u8>,
+}
+
+impl Worker<'_> {
+    /// Reads, handles and answers until the connection ends; says how.
+    fn run(mut self, agency: &mut Option<u32>) -> Close {
+        let limits = &self.ctx.limits;
+        let mut first_frame = true;
+        let mut last_activity = Instant::now();
+        let mut frame_started: Option<Instant> = None;
+        // The last read was the one allowed past the deadline.
+        let mut overdue = false;
+        loop {
+            // The nearest deadline, and what passing it means.
+            let mut deadline = if self.filled > 0 {
+                let started = frame_started.unwrap_or(last_activity);
+                (
+                    started + limits.frame_timeout,
+                    format!("frame incomplete after {:?}", limits.frame_timeout),
+                )
+            } else {
+                (
+                    last_activity + limits.idle_timeout,
+                    format!("idle for {:?}", limits.idle_timeout),
+                )
+            };
+            if first_frame && self.accepted + limits.first_frame_timeout < deadline.0 {
+                deadline = (
+                    self.accepted + limits.first_frame_timeout,
+                    format!(
+                        "no whole first frame within {:?}",
+                        limits.first_frame_timeout
+                    ),
+                );
+            }
+            // Past the deadline, one last short read: a connection that
+            // waited in the lobby past its first-frame deadline may have
+            // its frame ready (the lobby keeps those), only not yet read.
+            let left = deadline.0.saturating_duration_since(Instant::now());
+            let timeout = match (left.is_zero(), overdue) {
+                (false, _) => left,
+                (true, false) => Duration::from_millis(1),
+                (true, true) => return Close::Fault(ErrorCode::Timeout, deadline.1),
+            };
+            overdue = left.is_zero();
+            if self.stream.set_read_timeout(Some(timeout)).is_err() {
+                return Close::Normal("cannot set a read timeout");
+            }
+            let n = match self.stream.read(&mut self.buf[self.filled..]) {
+                Ok(0) => return self.ended(),
+                Ok(n) => n,
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                    continue;
+                }
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    if let Some(how) = self.stopped() {
+                        return how;
+                    }
+                    return Close::Fault(ErrorCode::Truncated, format!("read failed: {e}"));
+                }
+            };
+            self.filled += n;
+            last_activity = Instant::now();
+            // Cut out the whole frames at the front of the buffer.
+            let mut used = 0;
+            loop {
+                match framing::decode(&self.buf[used..self.filled], limits.max_frame) {
+                    Ok(Some(found)) => used += found.len,
+                    Ok(None) => break,
+                    // Frames before an oversize header are still served.
+                    Err(e @ FrameError::TooLarge { .. }) if used == 0 => {
+                        return Close::Fault(ErrorCode::FrameTooLarge, e.to_string());
+                    }
+                    Err(FrameError::TooLarge { .. }) => break,
+                    Err(e) => return Close::Fault(ErrorCode::Truncated, e.to_string()),
+                }
+            }
+            frame_started = match (used == self.filled, used) {
+                (true, _) => None,
+                (false, 0) => frame_started.or(Some(last_activity)),
+                (false, _) => Some(last_activity),
+            };
+            if used == 0 {
+                continue;
+            }
+            first_frame = false;
+            overdue = false;
+            let reply = self
+                .ctx
+                .handler
+                .handle(&mut self.session, self.peer, &self.buf[..used]);
+            self.buf.copy_within(used..self.filled, 0);
+            self.filled -= used;
+            if self.session.agency != *agency {
+                *agency = self.session.agency;
+                if let Some(a) = *agency {
+                    self.ctx.connections.set_agency(self.id, a);
+                }
+            }
+            if let Some(how) = self.answer(reply) {
+                return how;
+            }
+        }
+    }
+
+    /// Waits for the commits the reply needs and writes it; `Some` if the
+    /// connection ends here.
+    fn answer(&mut self, reply: Reply) -> Option<Close> {
+        self.out.clear();
+        let close = reply.finish(&mut self.out);
+        if let Err(e) = self.stream.write_all(&self.out) {
+            return Some(
+                if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) {
+                    let limit = self.ctx.limits.write_timeout;
+                    Close::Fault(
+                        ErrorCode::Timeout,
+                        format!("peer read nothing for {limit:?}"),
+                    )
+                } else {
+                    self.stopped()
+                        .unwrap_or(Close::Normal("peer reset while we wrote"))
+                },
+            );
+        }
+        close.then_some(Close::Normal("closed after answer"))
+    }
+
+    /// The read side reached its end: the peer closed, or the server shut
+    /// it down (teardown, eviction).
+    fn ended(&self) -> Close {
+        if let Some(how) = self.stopped() {
+            return how;
+        }
+        if self.filled > 0 {
+            let n = self.filled;
+            return Close::Fault(
+                ErrorCode::Truncated,
+                format!("stream ended inside a frame ({n} bytes)"),
+            );
+        }
+        Close::Normal("peer closed")
+    }
+
+    /// Whether the server itself ended this connection, and how.
+    fn stopped(&self) -> Option<Close> {
+        if self.ctx.connections.was_evicted(self.id) {
+            return Some(Close::Fault(
+                ErrorCode::Busy,
+                "evicted: connection limit reached and this connection never said HELLO".into(),
+            ));
+        }
+        self.ctx.shutdown.is_triggered().then_some(Close::Shutdown)
+    }
+}
+
+/// Logs a connection's close in the course's grammar.
+pub(super) fn log_close(peer: SocketAddr, agency: Option<u32>, how: &Close) {
+    let agency = agency.map_or_else(|| "-".to_owned(), |a| a.to_string());
+    match how {
+        Close::Normal(why) => debug!(
+            "action: close_connection | result: success | peer: {peer} | agencia: {agency} | reason: {why}"
+        ),
+        Close::Shutdown => {
+            info!("action: close_connection | result: success | peer: {peer} | agencia: {agency}");
+        }
+        Close::Fault(code, reason) => log!(
+            PEER_FAULT,
+            "action: close_connection | result: fail | peer: {peer} | agencia: {agency} | code: {} | error: {}",
+            code.name(),
+            clean(reason)
+        ),
+    }
+}

@@ -1,0 +1,361 @@
+//! The accept loop and the registry of live connections.
+//!
+//! One thread blocks in `accept`. Each accepted connection is registered
+//! (with a cloned handle, so the server can shut it down from here), put in
+//! the *lobby* — the connections waiting for a worker — and one job is
+//! handed to the pool for it. A job serves exactly one connection, but it
+//! picks *which* when it starts ([`Connections::take_next`]): a connection
+//! whose first frame is already there comes before one that is silent or
+//! trickling bytes, and a silent or trickling one past its first-frame
+//! deadline is closed without ever holding a worker. So a flood of silent
+//! connections costs honest agencies at most one first-frame deadline.
+//!
+//! At the connection limit, room is made by closing the oldest connection
+//! that has not sent a whole first frame (silent, or a byte at a time) and
+//! has not said HELLO; an agency at work is never evicted. Only if there is
+//! no such connection is the newcomer refused with ERROR `busy`.
+
+use super::connection::{self, Accepted, Close};
+use super::{Context, Limits};
+use crate::framing;
+use crate::logging::{PEER_FAULT, clean};
+use crate::message::ErrorCode;
+use log::{error, log};
+use std::collections::{HashMap, VecDeque};
+use std::io::{ErrorKind, Read};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+use threadpool::ThreadPool;
+
+/// Accepts connections until shutdown, handing each to the pool.
+pub(super) fn accept_loop(listener: &TcpListener, ctx: &Arc<Context>, pool: &ThreadPool) {
+    loop {
+        let accepted = listener.accept();
+        if ctx.shutdown.is_triggered() {
+            return;
+        }
+        match accepted {
+            Ok((stream, peer)) => {
+                if ctx.connections.admit(stream, peer, &ctx.limits) {
+                    let ctx = Arc::clone(ctx);
+                    pool.execute(move || connection::run_job(&ctx));
+                }
+            }
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => {
+                // Out of descriptors, or a peer that gave up while queued:
+                // log and carry on; the listener itself is fine. A short
+                // pause keeps a persistent error from spinning.
+                error!("action: accept | result: fail | error: {}", clean(e));
+                ctx.shutdown.sleep(Duration::from_millis(10));
+            }
+        }
+    }
+}
+
+/// A live connection as the registry sees it.
+struct Entry {
+    /// A clone of the connection's socket: shutting it down wakes the
+    /// worker blocked on it.
+    handle: TcpStream,
+    accepted: Instant,
+    /// Set once the connection said HELLO.
+    agency: Option<u32>,
+    /// A worker owns it (it left the lobby).
+    serving: bool,
+    /// Shut down to make room for a newcomer; its worker says so.
+    evicted: bool,
+}
+
+#[derive(Default)]
+struct Registry {
+    next_id: u64,
+    live: HashMap<u64, Entry>,
+    /// Connections waiting for a worker, oldest first.
+    lobby: VecDeque<Accepted>,
+    /// Teardown has begun: nothing more is admitted.
+    closing: bool,
+}
+
+/// Every live connection, and the lobby of those waiting for a worker.
+#[derive(Default)]
+pub(super) struct Connections {
+    registry: Mutex<Registry>,
+    /// Signalled whenever a connection is removed (teardown waits on it).
+    removed: Condvar,
+}
+
+/// What a peek at a waiting connection's first bytes shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Readiness {
+    /// A whole first frame (or the end of the stream, or a frame the
+    /// server will refuse): serving it takes no waiting.
+    Whole,
+    /// Some bytes of a first frame.
+    Partial,
+    /// Nothing yet.
+    Silent,
+}
+
+impl Connections {
+    fn lock(&self) -> MutexGuard<'_, Registry> {
+        // Plain bookkeeping; a panic cannot leave it half-done.
+        self.registry.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Registers a new connection and puts it in the lobby, making room at
+    /// the limit by evicting one that has not sent a whole first frame.
+    /// Returns `false` if it was refused (already answered and closed).
+    pub(super) fn admit(&self, stream: TcpStream, peer: SocketAddr, limits: &Limits) -> bool {
+        // In the lobby a socket is non-blocking, so that peeking at it (and
+        // refusing it) never blocks the accept loop; its worker makes it
+        // blocking again.
+        let prepared = stream
+            .set_nonblocking(true)
+            .and_then(|()| stream.set_nodelay(true))
+            .and_then(|()| stream.try_clone());
+        let handle = match prepared {
+            Ok(handle) => handle,
+            Err(e) => {
+                error!(
+                    "action: accept | result: fail | peer: {peer} | error: {}",
+                    clean(e)
+                );
+                return false;
+            }
+        };
+        let mut reg = self.lock();
+        if reg.closing {
+            return false;
+        }
+        if reg.live.len() >= limits.max_connections && !reg.evict_one() {
+            drop(reg);
+            let reason = format!(
+                "too many connections (limit {}); try again later",
+                limits.max_connections
+            );
+            log!(
+                PEER_FAULT,
+                "action: accept | result: fail | peer: {peer} | code: busy | error: {reason}"
+            );
+            refuse(stream, ErrorCode::Busy, reason);
+            return false;
+        }
+        let id = reg.next_id;
+        reg.next_id += 1;
+        let accepted = Instant::now();
+        reg.live.insert(
+            id,
+            Entry {
+                handle,
+                accepted,
+                agency: None,
+                serving: false,
+                evicted: false,
+            },
+        );
+        reg.lobby.push_back(Accepted {
+            id,
+            stream,
+            peer,
+            accepted,
+        });
+        log::debug!("action: accept | result: success | peer: {peer}");
+        true
+    }
+
+    /// The next connection a free worker should serve: the oldest with a
+    /// whole first frame waiting, else the oldest with some bytes, else the
+    /// oldest silent one. Waiting connections past their first-frame
+    /// deadline without a whole frame are closed on the way. `None` when
+    /// the lobby is empty.
+    pub(super) fn take_next(&self, first_frame_timeout: Duration) -> Option<Accepted> {
+        let mut reg = self.lock();
+        let now = Instant::now();
+        let mut best: Option<(Readiness, usize)> = None;
+        let mut expired = Vec::new();
+        let mut i = 0;
+        while i < reg.lobby.len() {
+            let waiting = &reg.lobby[i];
+            let readiness = peek(&waiting.stream);
+            if readiness != Readiness::Whole && now - waiting.accepted > first_frame_timeout {
+                if let Some(gone) = reg.lobby.remove(i) {
+                    reg.live.remove(&gone.id);
+                    expired.push(gone);
+                }
+                continue;
+            }
+            if best.is_none_or(|(r, _)| readiness < r) {
+                best = Some((readiness, i));
+            }
+            if readiness == Readiness::Whole {
+                break;
+            }
+            i += 1;
+        }
+        let chosen = best.and_then(|(_, i)| reg.lobby.remove(i));
+        if let Some(entry) = chosen.as_ref().and_then(|c| reg.live.get_mut(&c.id)) {
+            entry.serving = true;
+        }
+        drop(reg);
+        if !expired.is_empty() {
+            self.removed.notify_all();
+        }
+        for gone in expired {
+            let reason = format!("no whole first frame within {first_frame_timeout:?}");
+            connection::log_close(
+                gone.peer,
+                None,
+                &Close::Fault(ErrorCode::Timeout, reason.clone()),
+            );
+            refuse(gone.stream, ErrorCode::Timeout, reason);
+        }
+        chosen
+    }
+
+    /// Records the agency a connection said HELLO as.
+    pub(super) fn set_agency(&self, id: u64, agency: u32) {
+        if let Some(entry) = self.lock().live.get_mut(&id) {
+            entry.agency = Some(agency);
+        }
+    }
+
+    /// Whether the connection was shut down to make room for another.
+    pub(super) fn was_evicted(&self, id: u64) -> bool {
+        self.lock().live.get(&id).is_some_and(|e| e.evicted)
+    }
+
+    /// Forgets a closed connection.
+    pub(super) fn remove(&self, id: u64) {
+        self.lock().live.remove(&id);
+        self.removed.notify_all();
+    }
+
+    /// Agencies with a connection open right now.
+    pub(super) fn active_agencies(&self) -> usize {
+        let reg = self.lock();
+        let mut agencies: Vec<u32> = reg.live.values().filter_map(|e| e.agency).collect();
+        agencies.sort_unstable();
+        agencies.dedup();
+        agencies.len()
+    }
+
+    /// Teardown: admits nothing more, closes the connections still waiting
+    /// for a worker (each close logged) and shuts down the reading side of
+    /// every served one, so that its worker's blocked read returns, its
+    /// answers in flight still go out, and it closes. Returns how many
+    /// connections were open.
+    pub(super) fn close_all(&self) -> usize {
+        let mut reg = self.lock();
+        reg.closing = true;
+        let count = reg.live.len();
+        let lobby: Vec<Accepted> = reg.lobby.drain(..).collect();
+        for conn in &lobby {
+            reg.live.remove(&conn.id);
+        }
+        for entry in reg.live.values() {
+            let _ = entry.handle.shutdown(Shutdown::Read);
+        }
+        drop(reg);
+        for conn in lobby {
+            connection::log_close(conn.peer, None, &Close::Shutdown);
+            let _ = conn.stream.shutdown(Shutdown::Both);
+        }
+        self.removed.notify_all();
+        count
+    }
+
+    /// Waits up to `grace` for every connection to close; then shuts down
+    /// both directions of those left (a peer that does not read its
+    /// answers), so no worker stays blocked.
+    pub(super) fn drain(&self, grace: Duration) {
+        let deadline = Instant::now() + grace;
+        let mut reg = self.lock();
+        while !reg.live.is_empty() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                for entry in reg.live.values() {
+                    let _ = entry.handle.shutdown(Shutdown::Both);
+                }
+                return;
+            }
+            reg = self
+                .removed
+                .wait_timeout(reg, left)
+                .map_or_else(|p| p.into_inner().0, |(g, _)| g);
+        }
+    }
+}
+
+impl Registry {
+    /// Makes room by closing the oldest connection that has neither said
+    /// HELLO nor sent a whole first frame: first among those waiting in
+    /// the lobby, then among those a worker is waiting on.
+    fn evict_one(&mut self) -> bool {
+        let waiting = self
+            .lobby
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| peek(&c.stream) != Readiness::Whole)
+            .min_by_key(|(_, c)| c.accepted)
+            .map(|(i, _)| i);
+        let reason = "evicted: connection limit reached and this connection never said HELLO";
+        if let Some(conn) = waiting.and_then(|i| self.lobby.remove(i)) {
+            self.live.remove(&conn.id);
+            let how = Close::Fault(ErrorCode::Busy, reason.into());
+            connection::log_close(conn.peer, None, &how);
+            refuse(conn.stream, ErrorCode::Busy, reason.into());
+            return true;
+        }
+        // A served connection without HELLO has no whole frame waiting (its
+        // worker would have handled it): it is silent or trickling.
+        let served = self
+            .live
+            .iter_mut()
+            .filter(|(_, e)| e.serving && e.agency.is_none() && !e.evicted)
+            .min_by_key(|(_, e)| e.accepted);
+        if let Some((_, entry)) = served {
+            // Its worker wakes up, sees the flag, answers ERROR busy and
+            // closes; it still counts until then.
+            entry.evicted = true;
+            let _ = entry.handle.shutdown(Shutdown::Read);
+            return true;
+        }
+        false
+    }
+}
+
+/// Looks at a waiting (non-blocking) connection's first bytes.
+fn peek(stream: &TcpStream) -> Readiness {
+    let mut buf = [0_u8; framing::MAX_FRAME_LEN];
+    match stream.peek(&mut buf) {
+        Ok(0) => Readiness::Whole,
+        Ok(n) => match framing::decode(&buf[..n], framing::MAX_FRAME_LEN) {
+            Ok(Some(_)) | Err(_) => Readiness::Whole,
+            Ok(None) => Readiness::Partial,
+        },
+        Err(e) if e.kind() == ErrorKind::WouldBlock => Readiness::Silent,
+        // A reset or other error: serving it ends it at once.
+        Err(_) => Readiness::Whole,
+    }
+}
+
+/// Answers ERROR on a connection the server will not serve and closes it,
+/// without ever blocking (the socket is non-blocking): what the peer
+/// already sent is read and dropped first, so the close is a FIN the peer
+/// reads after the ERROR, not a reset that may discard it.
+pub(super) fn refuse(mut stream: TcpStream, code: ErrorCode, reason: String) {
+    let mut out = Vec::new();
+    super::handler::encode_error(&mut out, code, reason);
+    let _ = stream.set_nonblocking(true);
+    let mut scratch = [0_u8; 4096];
+    for _ in 0..4 {
+        match stream.read(&mut scratch) {
+            Ok(n) if n > 0 => {}
+            _ => break,
+        }
+    }
+    let _ = std::io::Write::write(&mut stream, &out);
+    let _ = stream.shutdown(Shutdown::Write);
+}
