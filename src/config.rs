@@ -147,8 +147,8 @@ fn parse_level(s: &Settings, key: &str, default: &str) -> Result<LevelFilter, Co
     crate::logging::parse_level(v).ok_or_else(|| key_err(key, format!("{v:?} is not a log level")))
 }
 
-/// `io.timeout`: 0 (none) or at least 1 s, since the server holds a
-/// WINNERS? asked before the draw for up to half a second.
+/// `io.timeout`: 0 (none) or at least 1 s: a shorter one would make an
+/// agency give up on a server that is only busy (a commit, a full pool).
 fn io_timeout(s: &Settings) -> Result<Duration, ConfigError> {
     let timeout = parse_dur(s, "io.timeout", "30s")?;
     if !timeout.is_zero() && timeout < Duration::from_secs(1) {
@@ -484,7 +484,7 @@ impl ClientConfig {
             bets,
             retry_timeout: parse_dur(s, "retry.timeout", "30s")?,
             retry_max_backoff: parse_dur(s, "retry.maxBackoff", "2s")?,
-            winners_max_backoff: parse_dur(s, "winners.maxBackoff", "25ms")?,
+            winners_max_backoff: parse_dur(s, "winners.maxBackoff", "1s")?,
             io_timeout: io_timeout(s)?,
         })
     }

@@ -96,6 +96,17 @@ pub struct Ticket {
 }
 
 impl Ticket {
+    /// Whether the commit holding this request is resolved (durable or
+    /// failed), without waiting.
+    pub fn is_resolved(&self) -> bool {
+        self.commit.as_ref().is_none_or(|c| {
+            c.outcome
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .is_some()
+        })
+    }
+
     /// Blocks until the commit holding this request is durable (at once if
     /// nothing of it had to be written).
     ///

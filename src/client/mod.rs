@@ -72,8 +72,11 @@ enum SessionEnd {
     Retry(String),
     /// The server is at its connection limit: alive, so keep trying.
     Busy(String),
-    /// The draw has not happened yet; the server closed the connection.
-    NotReady,
+    /// The draw has not happened yet (`finished` agencies are done); the
+    /// server closed the connection.
+    NotReady {
+        finished: u32,
+    },
     Fatal(ClientError),
 }
 
@@ -162,8 +165,6 @@ struct Agency<'a> {
     batches: u64,
     bytes_sent: u64,
     last_progress: Instant,
-    /// Pauses between winners queries answered NOT_READY.
-    winners_backoff: Backoff,
     /// The socket in use, so a signal can shut it and unblock a read.
     current: Arc<Mutex<Option<TcpStream>>>,
 }
@@ -218,7 +219,6 @@ impl<'a> Agency<'a> {
             batches: 0,
             bytes_sent: 0,
             last_progress: Instant::now(),
-            winners_backoff: Backoff::new(Duration::from_millis(5), config.winners_max_backoff),
             current,
         })
     }
@@ -253,7 +253,7 @@ impl<'a> Agency<'a> {
                             .lock()
                             .unwrap_or_else(|p| p.into_inner())
                             .take();
-                        if let Err(SessionEnd::NotReady) = end {
+                        if let Err(SessionEnd::NotReady { .. }) = end {
                             // A poll for the draw: routine, not worth a line.
                             debug!("action: close_socket | result: success");
                         } else {
@@ -271,10 +271,11 @@ impl<'a> Agency<'a> {
                                 return Err(ClientError::Shutdown);
                             }
                             Err(SessionEnd::Fatal(e)) => return Err(e),
-                            Err(SessionEnd::NotReady) => {
+                            Err(SessionEnd::NotReady { finished }) => {
                                 self.progress();
                                 backoff.reset();
-                                if !self.shutdown.sleep(self.winners_backoff.next_delay()) {
+                                let pause = poll_pause(finished, self.config.winners_max_backoff);
+                                if !self.shutdown.sleep(pause) {
                                     return Err(ClientError::Shutdown);
                                 }
                                 continue;
@@ -509,7 +510,7 @@ impl<'a> Agency<'a> {
                     debug!(
                         "action: consulta_ganadores | result: in_progress | finalizadas: {finished} | esperadas: {expected}"
                     );
-                    return Err(SessionEnd::NotReady);
+                    return Err(SessionEnd::NotReady { finished });
                 }
                 Message::Winners {
                     total,
@@ -553,6 +554,15 @@ impl Bets {
     }
 }
 
+/// The pause before asking for the winners again: 1 ms per agency already
+/// waiting for the draw (every finished agency polls), so the server sees
+/// about a thousand polls a second however many agencies wait, and a small
+/// lottery learns its winners within milliseconds of the draw; at most
+/// `max` (`winners.maxBackoff`).
+fn poll_pause(finished: u32, max: Duration) -> Duration {
+    (Duration::from_millis(1) * finished.max(1)).min(max)
+}
+
 fn encode_failure(e: message::EncodeError) -> SessionEnd {
     SessionEnd::Fatal(ClientError::Protocol(e.to_string()))
 }
@@ -582,6 +592,19 @@ fn unexpected(msg: Message, wanted: &str) -> SessionEnd {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn winners_polls_are_spaced_by_the_agencies_waiting() {
+        let max = Duration::from_secs(1);
+        assert_eq!(poll_pause(0, max), Duration::from_millis(1));
+        assert_eq!(poll_pause(4, max), Duration::from_millis(4));
+        assert_eq!(poll_pause(999, max), Duration::from_millis(999));
+        assert_eq!(poll_pause(5000, max), max);
+        assert_eq!(
+            poll_pause(50, Duration::from_millis(25)),
+            Duration::from_millis(25)
+        );
+    }
 
     #[test]
     fn backoff_doubles_up_to_its_cap_and_resets() {

@@ -7,6 +7,12 @@
 //! answers need, and writes every answer in one `write_all`. Bytes of a
 //! frame not yet complete stay in the buffer across reads and timeouts.
 //!
+//! Before it waits, the worker reads ahead without blocking: frames that
+//! arrived while it was handling the first ones are handled too and join
+//! the *next* commit. So while the committer writes and syncs one group,
+//! the workers are already gathering the next one — the overlap the agency's
+//! window of batches in flight is there for.
+//!
 //! The worker learns that it must stop from its socket: at teardown (or
 //! when the connection is evicted) the accept loop shuts down the reading
 //! side of the registered clone, the blocked read returns, and the worker
@@ -27,6 +33,11 @@ use std::time::{Duration, Instant};
 /// in flight, one read brings in many frames, and all of them join the
 /// same commit. Each worker keeps one such buffer.
 const READ_BUF: usize = 256 * 1024;
+
+/// Answers a worker gathers by reading ahead before it waits for their
+/// commit and sends them: as many as an agency's default window of
+/// batches in flight.
+const READ_AHEAD: usize = 128;
 
 /// How long a last ERROR may take to leave before the socket is closed.
 const LAST_WORDS: Duration = Duration::from_millis(100);
@@ -91,6 +102,8 @@ fn serve(conn: Accepted, ctx: &Context) {
                 accepted,
                 buf: &mut buf,
                 filled: 0,
+                frame_started: None,
+                last_activity: Instant::now(),
                 session: Session::default(),
                 out: Vec::new(),
             }
@@ -127,6 +140,9 @@ struct Worker<'a> {
     buf: &'a mut Vec<u8>,
     /// Bytes of `buf` holding data (an incomplete frame between reads).
     filled: usize,
+    /// When the incomplete frame at the front of `buf` started arriving.
+    frame_started: Option<Instant>,
+    last_activity: Instant,
     session: Session,
     out: Vec<u8>,
 }
@@ -134,23 +150,21 @@ struct Worker<'a> {
 impl Worker<'_> {
     /// Reads, handles and answers until the connection ends; says how.
     fn run(mut self, agency: &mut Option<u32>) -> Close {
-        let limits = &self.ctx.limits;
+        let limits = self.ctx.limits;
         let mut first_frame = true;
-        let mut last_activity = Instant::now();
-        let mut frame_started: Option<Instant> = None;
         // The last read was the one allowed past the deadline.
         let mut overdue = false;
         loop {
             // The nearest deadline, and what passing it means.
             let mut deadline = if self.filled > 0 {
-                let started = frame_started.unwrap_or(last_activity);
+                let started = self.frame_started.unwrap_or(self.last_activity);
                 (
                     started + limits.frame_timeout,
                     format!("frame incomplete after {:?}", limits.frame_timeout),
                 )
             } else {
                 (
-                    last_activity + limits.idle_timeout,
+                    self.last_activity + limits.idle_timeout,
                     format!("idle for {:?}", limits.idle_timeout),
                 )
             };
@@ -176,62 +190,112 @@ impl Worker<'_> {
             if self.stream.set_read_timeout(Some(timeout)).is_err() {
                 return Close::Normal("cannot set a read timeout");
             }
-            let n = match self.stream.read(&mut self.buf[self.filled..]) {
-                Ok(0) => return self.ended(),
-                Ok(n) => n,
-                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                    continue;
-                }
-                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    if let Some(how) = self.stopped() {
-                        return how;
-                    }
-                    return Close::Fault(ErrorCode::Truncated, format!("read failed: {e}"));
-                }
-            };
-            self.filled += n;
-            last_activity = Instant::now();
-            // Cut out the whole frames at the front of the buffer.
-            let mut used = 0;
-            loop {
-                match framing::decode(&self.buf[used..self.filled], limits.max_frame) {
-                    Ok(Some(found)) => used += found.len,
-                    Ok(None) => break,
-                    // Frames before an oversize header are still served.
-                    Err(e @ FrameError::TooLarge { .. }) if used == 0 => {
-                        return Close::Fault(ErrorCode::FrameTooLarge, e.to_string());
-                    }
-                    Err(FrameError::TooLarge { .. }) => break,
-                    Err(e) => return Close::Fault(ErrorCode::Truncated, e.to_string()),
-                }
-            }
-            frame_started = match (used == self.filled, used) {
-                (true, _) => None,
-                (false, 0) => frame_started.or(Some(last_activity)),
-                (false, _) => Some(last_activity),
+            let used = match self.read() {
+                Ok(Some(used)) => used,
+                Ok(None) => continue,
+                Err(how) => return how,
             };
             if used == 0 {
                 continue;
             }
             first_frame = false;
             overdue = false;
-            let reply = self
-                .ctx
-                .handler
-                .handle(&mut self.session, self.peer, &self.buf[..used]);
-            self.buf.copy_within(used..self.filled, 0);
-            self.filled -= used;
-            if self.session.agency != *agency {
-                *agency = self.session.agency;
-                if let Some(a) = *agency {
-                    self.ctx.connections.set_agency(self.id, a);
+            let mut reply = self.handle(used, agency);
+            // Read ahead: while the commit these answers wait for is being
+            // written, serve the frames that arrived meanwhile (the agency
+            // keeps a window of batches in flight); they join the next
+            // commit, so writing one commit overlaps gathering the next.
+            while reply.waits_for_commit() && !reply.close && reply.parts.len() < READ_AHEAD {
+                match self.read_ready() {
+                    Ok(used) if used > 0 => reply.append(self.handle(used, agency)),
+                    Ok(_) => break,
+                    Err(how) => {
+                        // Answer what was accepted before leaving.
+                        let _ = self.answer(reply);
+                        return how;
+                    }
                 }
             }
             if let Some(how) = self.answer(reply) {
                 return how;
             }
         }
+    }
+
+    /// One blocking read (the caller set its timeout); then the whole
+    /// frames at the front of the buffer. `Ok(Some(bytes))`: that many
+    /// bytes of whole frames are ready; `Ok(None)`: the read timed out.
+    fn read(&mut self) -> Result<Option<usize>, Close> {
+        let n = match self.stream.read(&mut self.buf[self.filled..]) {
+            Ok(0) => return Err(self.ended()),
+            Ok(n) => n,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
+                ) =>
+            {
+                return Ok(None);
+            }
+            Err(e) => {
+                return Err(self.stopped().unwrap_or_else(|| {
+                    Close::Fault(ErrorCode::Truncated, format!("read failed: {e}"))
+                }));
+            }
+        };
+        self.filled += n;
+        self.last_activity = Instant::now();
+        // Cut out the whole frames at the front of the buffer.
+        let mut used = 0;
+        loop {
+            match framing::decode(&self.buf[used..self.filled], self.ctx.limits.max_frame) {
+                Ok(Some(found)) => used += found.len,
+                Ok(None) => break,
+                // Frames before an oversize header are still served.
+                Err(e @ FrameError::TooLarge { .. }) if used == 0 => {
+                    return Err(Close::Fault(ErrorCode::FrameTooLarge, e.to_string()));
+                }
+                Err(FrameError::TooLarge { .. }) => break,
+                Err(e) => return Err(Close::Fault(ErrorCode::Truncated, e.to_string())),
+            }
+        }
+        self.frame_started = match (used == self.filled, used) {
+            (true, _) => None,
+            (false, 0) => self.frame_started.or(Some(self.last_activity)),
+            (false, _) => Some(self.last_activity),
+        };
+        Ok(Some(used))
+    }
+
+    /// A read that does not wait: whatever whole frames have arrived
+    /// (0 bytes if none).
+    fn read_ready(&mut self) -> Result<usize, Close> {
+        if self.stream.set_nonblocking(true).is_err() {
+            return Err(Close::Normal("cannot make the socket non-blocking"));
+        }
+        let result = self.read();
+        if self.stream.set_nonblocking(false).is_err() {
+            return Err(Close::Normal("cannot make the socket blocking"));
+        }
+        Ok(result?.unwrap_or(0))
+    }
+
+    /// Handles the first `used` bytes of the buffer (whole frames) and
+    /// drops them from it.
+    fn handle(&mut self, used: usize, agency: &mut Option<u32>) -> Reply {
+        let reply = self
+            .ctx
+            .handler
+            .handle(&mut self.session, self.peer, &self.buf[..used]);
+        self.buf.copy_within(used..self.filled, 0);
+        self.filled -= used;
+        if self.session.agency != *agency {
+            *agency = self.session.agency;
+            if let Some(a) = *agency {
+                self.ctx.connections.set_agency(self.id, a);
+            }
+        }
+        reply
     }
 
     /// Waits for the commits the reply needs and writes it; `Some` if the

@@ -35,6 +35,25 @@ pub struct Reply {
 }
 
 impl Reply {
+    /// Whether some answer still waits for a commit that is not resolved
+    /// (commits resolve in order: the last one tells).
+    pub fn waits_for_commit(&self) -> bool {
+        self.parts
+            .iter()
+            .rev()
+            .find_map(|p| match p {
+                Part::Awaiting(a) => Some(!a.ticket.is_resolved()),
+                Part::Ready(_) => None,
+            })
+            .unwrap_or(false)
+    }
+
+    /// Appends the answers of later requests (read ahead).
+    pub fn append(&mut self, later: Reply) {
+        self.parts.extend(later.parts);
+        self.close |= later.close;
+    }
+
     /// Waits for every commit the answers need (blocking the calling
     /// worker) and appends the encoded answers to `out`, in request order.
     /// Returns whether the connection must close.
