@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 /// Bytes read from the socket at most at a time: with a window of batches
 /// in flight, one read brings in many frames, and all of them join the
 /// same commit. Each worker keeps one such buffer.
-const READ_BUF: usize = 256 * 1024;
+const READ_BUF: usize = 128 * 1024;
 
 /// Answers a worker gathers by reading ahead before it waits for their
 /// commit and sends them: as many as an agency's default window of
