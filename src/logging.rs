@@ -7,12 +7,14 @@
 //!
 //! Only the time and the level come before the course's text; no thread,
 //! target or source location, so the course's parser (which reads from
-//! `action:` on) sees its lines unchanged. Lines go to stdout through a
-//! line-buffered writer: each line leaves in one `write`, and simplelog's
-//! lock keeps lines of different threads from interleaving.
+//! `action:` on) sees its lines unchanged. Lines go to stdout whole: each
+//! in one `write`, or several at once while a thread holds them (see
+//! [`hold`]); simplelog's lock keeps lines of different threads apart.
 
 use log::{Level, LevelFilter};
 use simplelog::{ConfigBuilder, WriteLogger, format_description};
+use std::cell::RefCell;
+use std::io::{self, Write};
 
 /// Installs the logger. A second call (tests running servers in-process)
 /// keeps the first logger and only adjusts the level.
@@ -30,9 +32,80 @@ pub fn init(level: LevelFilter) {
     // The local time, if the platform can tell it (else UTC): called before
     // any other thread starts, which is when `time` can read it soundly.
     let _ = config.set_time_offset_to_local();
-    let stdout = std::io::LineWriter::new(std::io::stdout());
-    if WriteLogger::init(level, config.build(), stdout).is_err() {
+    if WriteLogger::init(level, config.build(), Lines).is_err() {
         log::set_max_level(level);
+    }
+}
+
+/// What simplelog writes to: it writes a line in pieces (time, level,
+/// text, newline); they are gathered per thread and go to stdout as whole
+/// lines, in one `write` per line, or per group of lines while held.
+struct Lines;
+
+/// This thread's lines not yet written, and whether they are held.
+struct Pending {
+    held: bool,
+    bytes: Vec<u8>,
+}
+
+thread_local! {
+    static PENDING: RefCell<Pending> = const {
+        RefCell::new(Pending { held: false, bytes: Vec::new() })
+    };
+}
+
+/// Held lines are written at the latest once they pass this many bytes.
+const HOLD_LIMIT: usize = 64 * 1024;
+
+impl Write for Lines {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        PENDING.with(|p| {
+            let mut p = p.borrow_mut();
+            p.bytes.extend_from_slice(buf);
+            let whole = p.bytes.last() == Some(&b'\n');
+            if whole && (!p.held || p.bytes.len() >= HOLD_LIMIT) {
+                write_out(&mut p.bytes);
+            }
+        });
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        io::stdout().flush()
+    }
+}
+
+/// Writes whole lines to stdout in one call. Nowhere to report a failed
+/// log write; dropping the lines is right.
+fn write_out(bytes: &mut Vec<u8>) {
+    let _ = io::stdout().lock().write_all(bytes);
+    bytes.clear();
+}
+
+/// Holds this thread's log lines until the returned guard is dropped, then
+/// writes them in one `write`. A server worker holds its lines for one
+/// round of a connection (read, handle, answer): the line per batch was a
+/// `write(2)` per batch, by a hundred threads taking turns at the logger's
+/// lock. A line is late by at most one round; a `kill -9` loses at most
+/// one round's lines.
+pub fn hold() -> Held {
+    PENDING.with(|p| p.borrow_mut().held = true);
+    Held(())
+}
+
+/// See [`hold`].
+#[must_use = "lines are held only while the guard lives"]
+pub struct Held(());
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        PENDING.with(|p| {
+            let mut p = p.borrow_mut();
+            p.held = false;
+            if !p.bytes.is_empty() {
+                write_out(&mut p.bytes);
+            }
+        });
     }
 }
 

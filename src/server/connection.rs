@@ -200,6 +200,8 @@ impl Worker<'_> {
             }
             first_frame = false;
             overdue = false;
+            // This round's log lines (one per batch) go out in one write.
+            let _lines = crate::logging::hold();
             let mut reply = self.handle(used, agency);
             // Read ahead: while the commit these answers wait for is being
             // written, serve the frames that arrived meanwhile (the agency
