@@ -39,6 +39,10 @@ const READ_BUF: usize = 128 * 1024;
 /// batches in flight.
 const READ_AHEAD: usize = 128;
 
+/// How often a worker holding a connection that has sent nothing asks
+/// whether another connection has a whole frame waiting.
+const YIELD_SLICE: Duration = Duration::from_millis(50);
+
 /// How long a last ERROR may take to leave before the socket is closed.
 const LAST_WORDS: Duration = Duration::from_millis(100);
 
@@ -66,18 +70,35 @@ pub(super) enum Close {
 /// one (see [`Connections::take_next`](super::listener::Connections::take_next)).
 /// A bug in a request ends that connection only.
 pub(super) fn run_job(ctx: &Context) {
-    let Some(conn) = ctx.connections.take_next(ctx.limits.first_frame_timeout) else {
-        return;
-    };
-    let (id, peer) = (conn.id, conn.peer);
-    if catch_unwind(AssertUnwindSafe(|| serve(conn, ctx))).is_err() {
-        error!("action: request | result: fail | peer: {peer} | error: internal error (panic)");
-        ctx.connections.remove(id);
+    while let Some(conn) = ctx.connections.take_next(ctx.limits.first_frame_timeout) {
+        let (id, peer) = (conn.id, conn.peer);
+        match catch_unwind(AssertUnwindSafe(|| serve(conn, ctx))) {
+            Ok(None) => return,
+            // A connection that has said nothing gave way to one that has:
+            // back to the lobby with it, and serve the better one.
+            Ok(Some(silent)) => ctx.connections.requeue(silent),
+            Err(_) => {
+                error!(
+                    "action: request | result: fail | peer: {peer} | error: internal error (panic)"
+                );
+                ctx.connections.remove(id);
+                return;
+            }
+        }
     }
 }
 
-/// Serves one connection until it ends, then closes it and logs why.
-fn serve(conn: Accepted, ctx: &Context) {
+/// How a worker's time with a connection ended.
+enum Turn {
+    Closed(Close),
+    /// Nothing was read yet and another connection has a whole frame
+    /// waiting: this one goes back to the lobby.
+    Yielded,
+}
+
+/// Serves one connection until it ends, then closes it and logs why; or
+/// hands it back (`Some`) if it yielded its worker.
+fn serve(conn: Accepted, ctx: &Context) -> Option<Accepted> {
     let Accepted {
         id,
         mut stream,
@@ -109,7 +130,21 @@ fn serve(conn: Accepted, ctx: &Context) {
             }
             .run(&mut agency)
         }),
-        Err(_) => Close::Normal("cannot set socket options"),
+        Err(_) => Turn::Closed(Close::Normal("cannot set socket options")),
+    };
+    let how = match how {
+        Turn::Closed(how) => how,
+        Turn::Yielded => match stream.set_nonblocking(true) {
+            Ok(()) => {
+                return Some(Accepted {
+                    id,
+                    stream,
+                    peer,
+                    accepted,
+                });
+            }
+            Err(_) => Close::Normal("cannot set socket options"),
+        },
     };
     log_close(peer, agency, &how);
     if let Close::Fault(code, reason) = how {
@@ -122,6 +157,7 @@ fn serve(conn: Accepted, ctx: &Context) {
     // reconnects at once must find the room it left.
     ctx.connections.remove(id);
     let _ = stream.shutdown(Shutdown::Both);
+    None
 }
 
 thread_local! {
@@ -149,7 +185,7 @@ struct Worker<'a> {
 
 impl Worker<'_> {
     /// Reads, handles and answers until the connection ends; says how.
-    fn run(mut self, agency: &mut Option<u32>) -> Close {
+    fn run(mut self, agency: &mut Option<u32>) -> Turn {
         let limits = self.ctx.limits;
         let mut first_frame = true;
         // The last read was the one allowed past the deadline.
@@ -184,16 +220,29 @@ impl Worker<'_> {
             let timeout = match (left.is_zero(), overdue) {
                 (false, _) => left,
                 (true, false) => Duration::from_millis(1),
-                (true, true) => return Close::Fault(ErrorCode::Timeout, deadline.1),
+                (true, true) => return Turn::Closed(Close::Fault(ErrorCode::Timeout, deadline.1)),
             };
             overdue = left.is_zero();
+            // A connection that has sent nothing at all may give its
+            // worker to one with a whole frame waiting: it is asked every
+            // YIELD_SLICE, so silent connections holding every worker delay
+            // an agency by that much, not by a first-frame deadline.
+            let may_yield = first_frame && self.filled == 0;
+            let timeout = if may_yield {
+                timeout.min(YIELD_SLICE)
+            } else {
+                timeout
+            };
             if self.stream.set_read_timeout(Some(timeout)).is_err() {
-                return Close::Normal("cannot set a read timeout");
+                return Turn::Closed(Close::Normal("cannot set a read timeout"));
             }
             let used = match self.read() {
                 Ok(Some(used)) => used,
+                Ok(None) if may_yield && self.ctx.connections.whole_waiting() => {
+                    return Turn::Yielded;
+                }
                 Ok(None) => continue,
-                Err(how) => return how,
+                Err(how) => return Turn::Closed(how),
             };
             if used == 0 {
                 continue;
@@ -214,12 +263,12 @@ impl Worker<'_> {
                     Err(how) => {
                         // Answer what was accepted before leaving.
                         let _ = self.answer(reply);
-                        return how;
+                        return Turn::Closed(how);
                     }
                 }
             }
             if let Some(how) = self.answer(reply) {
-                return how;
+                return Turn::Closed(how);
             }
         }
     }

@@ -7,8 +7,11 @@
 //! picks *which* when it starts ([`Connections::take_next`]): a connection
 //! whose first frame is already there comes before one that is silent or
 //! trickling bytes, and a silent or trickling one past its first-frame
-//! deadline is closed without ever holding a worker. So a flood of silent
-//! connections costs honest agencies at most one first-frame deadline.
+//! deadline is closed without ever holding a worker. A worker holding a
+//! connection that has sent nothing gives it back to the lobby when another
+//! has a whole frame waiting. So a flood of silent connections costs honest
+//! agencies a fraction of a second, and trickling ones at most one
+//! first-frame deadline.
 //!
 //! At the connection limit, room is made by closing the oldest connection
 //! that has not sent a whole first frame (silent, or a byte at a time) and
@@ -76,7 +79,13 @@ struct Registry {
     lobby: VecDeque<Accepted>,
     /// Teardown has begun: nothing more is admitted.
     closing: bool,
+    /// When the lobby was last scanned for a whole first frame, and
+    /// whether one was found (see [`Connections::whole_waiting`]).
+    last_scan: Option<(Instant, bool)>,
 }
+
+/// How long one scan of the lobby answers [`Connections::whole_waiting`].
+const SCAN_REUSE: Duration = Duration::from_millis(20);
 
 /// Every live connection, and the lobby of those waiting for a worker.
 #[derive(Default)]
@@ -92,10 +101,12 @@ enum Readiness {
     /// A whole first frame (or the end of the stream, or a frame the
     /// server will refuse): serving it takes no waiting.
     Whole,
+    /// Nothing yet. Better than `Partial`: a worker can give a silent
+    /// connection back to the lobby (nothing was read), not one whose
+    /// first bytes it has read.
+    Silent,
     /// Some bytes of a first frame.
     Partial,
-    /// Nothing yet.
-    Silent,
 }
 
 impl Connections {
@@ -166,8 +177,8 @@ impl Connections {
     }
 
     /// The next connection a free worker should serve: the oldest with a
-    /// whole first frame waiting, else the oldest with some bytes, else the
-    /// oldest silent one. Waiting connections past their first-frame
+    /// whole first frame waiting, else the oldest silent one (its worker
+    /// can give it back), else the oldest with some bytes. Waiting connections past their first-frame
     /// deadline without a whole frame are closed on the way. `None` when
     /// the lobby is empty.
     pub(super) fn take_next(&self, first_frame_timeout: Duration) -> Option<Accepted> {
@@ -212,6 +223,42 @@ impl Connections {
             refuse(gone.stream, ErrorCode::Timeout, reason);
         }
         chosen
+    }
+
+    /// Puts back in the lobby a connection whose worker gave it up
+    /// (it had sent nothing; another had a whole frame waiting).
+    pub(super) fn requeue(&self, conn: Accepted) {
+        let mut reg = self.lock();
+        if reg.closing {
+            drop(reg);
+            connection::log_close(conn.peer, None, &Close::Shutdown);
+            let _ = conn.stream.shutdown(Shutdown::Both);
+            self.remove(conn.id);
+            return;
+        }
+        if let Some(entry) = reg.live.get_mut(&conn.id) {
+            entry.serving = false;
+        }
+        reg.lobby.push_back(conn);
+    }
+
+    /// Whether a connection in the lobby has a whole first frame waiting.
+    /// Workers holding silent connections ask often; one scan of the lobby
+    /// answers them all for [`SCAN_REUSE`].
+    pub(super) fn whole_waiting(&self) -> bool {
+        let mut reg = self.lock();
+        let now = Instant::now();
+        if let Some((at, found)) = reg.last_scan
+            && now - at < SCAN_REUSE
+        {
+            return found;
+        }
+        let found = reg
+            .lobby
+            .iter()
+            .any(|c| peek(&c.stream) == Readiness::Whole);
+        reg.last_scan = Some((now, found));
+        found
     }
 
     /// Records the agency a connection said HELLO as.
