@@ -345,3 +345,66 @@ fn assert_course_grammar(line: &str) {
         assert!(!k.is_empty() && !k.contains(' '), "{line}");
     }
 }
+
+/// The server logs the ingest's progress every `SERVER_PROGRESS_INTERVAL`
+/// while bets arrive, with growing counts, in the course's grammar; a run
+/// shorter than the interval logs none.
+#[test]
+fn a_long_ingest_logs_its_progress_and_a_short_one_does_not() {
+    let dir = TempDir::new("progress");
+    // One agency, 10 bets a batch, one batch in flight, each acknowledged
+    // after its fsync: 4,000 round trips, a second or more.
+    let files = generate(dir.path(), 1, |_| 40_000);
+    let server = Server::start(
+        dir.path(),
+        &[
+            ("SERVER_AGENCIES", "1"),
+            ("SERVER_PROGRESS_INTERVAL", "100ms"),
+        ],
+    );
+    let runs = run_agencies(
+        server.addr,
+        &files,
+        &[("CLI_BATCH_MAXAMOUNT", "10"), ("CLI_BATCH_WINDOW", "1")],
+    );
+    check_lottery(&server, &files, &runs);
+    let progress: Vec<String> = server
+        .log
+        .lines()
+        .into_iter()
+        .filter(|l| l.contains("action: ingesta"))
+        .collect();
+    println!(
+        "{} progress lines, the last: {:?}",
+        progress.len(),
+        progress.last()
+    );
+    assert!(progress.len() >= 2, "progress lines: {progress:?}");
+    let mut last = 0;
+    for line in &progress {
+        assert_course_grammar(line);
+        assert!(line.contains("| result: in_progress |"), "{line}");
+        let field = |key: &str| -> u64 {
+            line.split(&format!("| {key}: "))
+                .nth(1)
+                .and_then(|rest| rest.split(' ').next())
+                .and_then(|n| n.parse().ok())
+                .unwrap_or_else(|| panic!("no {key} in {line}"))
+        };
+        let bets = field("apuestas");
+        assert!(bets > last && bets <= 40_000, "{line}");
+        assert!(field("por_segundo") > 0, "{line}");
+        assert!(field("agencias_activas") <= 1, "{line}");
+        assert!(field("agencias_finalizadas") <= 1, "{line}");
+        last = bets;
+    }
+
+    // The same kind of run with the default interval (2 s) and a quick
+    // ingest: no progress line.
+    let dir = TempDir::new("noprogress");
+    let files = generate(dir.path(), 1, |_| 2_000);
+    let server = Server::start(dir.path(), &[("SERVER_AGENCIES", "1")]);
+    let runs = run_agencies(server.addr, &files, &[]);
+    check_lottery(&server, &files, &runs);
+    assert_eq!(server.log.count("action: ingesta"), 0);
+}
