@@ -1,9 +1,10 @@
 //! A shutdown signal shared by every thread of a binary.
 //!
-//! Setting the flag is not enough for threads blocked in a system call, so
-//! the signal also runs "wakers" registered by whoever blocks: the server's
-//! event loop registers one that wakes its poll, the client one that shuts
-//! its socket down. Sleeps taken through [`Shutdown::sleep`] end at once.
+//! An `AtomicBool` is not enough for threads blocked in a system call, so
+//! the signal also runs "wakers" registered by whoever blocks: the server
+//! registers one that shuts its listening socket down (which wakes the
+//! blocking `accept`), the client one that shuts its socket down. Sleeps
+//! taken through [`Shutdown::sleep`] end at once.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
