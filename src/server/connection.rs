@@ -334,10 +334,17 @@ impl Worker<'_> {
     /// Handles the first `used` bytes of the buffer (whole frames) and
     /// drops them from it.
     fn handle(&mut self, used: usize, agency: &mut Option<u32>) -> Reply {
-        let reply = self
-            .ctx
-            .handler
-            .handle(&mut self.session, self.peer, &self.buf[..used]);
+        let (handler, peer) = (&self.ctx.handler, self.peer);
+        let (session, frames) = (&mut self.session, &self.buf[..used]);
+        // A bug in one request must not leave its agency without an answer:
+        // it gets ERROR and the connection closes; the worker lives on.
+        let reply = catch_unwind(AssertUnwindSafe(|| handler.handle(session, peer, frames)))
+            .unwrap_or_else(|_| {
+                error!(
+                    "action: request | result: fail | peer: {peer} | error: internal error (panic)"
+                );
+                Reply::refusal(ErrorCode::Storage, "internal error")
+            });
         self.buf.copy_within(used..self.filled, 0);
         self.filled -= used;
         if self.session.agency != *agency {

@@ -48,6 +48,16 @@ impl Reply {
             .unwrap_or(false)
     }
 
+    /// Just an ERROR, then close.
+    pub fn refusal(code: ErrorCode, message: &str) -> Reply {
+        let mut out = Vec::new();
+        encode_error(&mut out, code, message.to_owned());
+        Reply {
+            parts: vec![Part::Ready(out)],
+            close: true,
+        }
+    }
+
     /// Appends the answers of later requests (read ahead).
     pub fn append(&mut self, later: Reply) {
         self.parts.extend(later.parts);
