@@ -1,10 +1,147 @@
-//! What a new user meets first: `make run` with a shared `CARGO_TARGET_DIR`.
+//! What a new user meets first: `make run` with a shared `CARGO_TARGET_DIR`,
+//! and an agency's progress lines during a long ingest.
 
 mod support;
 
+use lottery::framing::FrameReader;
+use lottery::message::Message;
+use std::io::Write;
+use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
 use support::*;
+
+/// A log line in the course's grammar, after the timestamp and level:
+/// `action: <name> | result: <success|fail|in_progress> | key: value | ...`.
+struct CourseLine<'a> {
+    action: &'a str,
+    result: &'a str,
+    fields: Vec<(&'a str, &'a str)>,
+}
+
+/// `None` when the line breaks the course's grammar.
+fn course_line(line: &str) -> Option<CourseLine<'_>> {
+    let mut parts = line[line.find("action: ")?..].split(" | ");
+    let action = parts.next()?.strip_prefix("action: ")?;
+    let result = parts.next()?.strip_prefix("result: ")?;
+    let fields: Vec<(&str, &str)> = parts.map(|f| f.split_once(": ")).collect::<Option<_>>()?;
+    let word = |s: &str| !s.is_empty() && !s.contains(' ');
+    (word(action)
+        && ["success", "fail", "in_progress"].contains(&result)
+        && fields.iter().all(|(k, _)| word(k)))
+    .then_some(CourseLine {
+        action,
+        result,
+        fields,
+    })
+}
+
+/// A stand-in for the server that takes `delay` to acknowledge each batch,
+/// so an ingest lasts as long as the test needs on any machine. Returns the
+/// bets it acknowledged.
+fn slow_server(delay: Duration) -> (SocketAddr, JoinHandle<u64>) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("address");
+    let server = thread::spawn(move || {
+        let (stream, _) = listener.accept().expect("accept");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(60)))
+            .expect("timeout");
+        let mut reader = FrameReader::new(stream.try_clone().expect("clone"));
+        let mut out = stream;
+        let mut stored = 0;
+        while let Ok(Some(frame)) = reader.read_frame() {
+            let answer = match Message::from_frame(&frame).expect("a valid message") {
+                Message::Hello { .. } => Message::HelloOk {
+                    next_seq: 0,
+                    done: false,
+                },
+                Message::Batch(batch) => {
+                    thread::sleep(delay);
+                    stored = batch.first_seq + batch.bets.len() as u64;
+                    Message::Ack { next_seq: stored }
+                }
+                Message::Done { total } => Message::Ack { next_seq: total },
+                Message::WinnersQuery { offset } => Message::Winners {
+                    total: 0,
+                    offset,
+                    documents: Vec::new(),
+                },
+                Message::Bye => break,
+                other => panic!("unexpected message {other:?}"),
+            };
+            out.write_all(&answer.to_bytes().expect("encode"))
+                .expect("answer");
+        }
+        stored
+    });
+    (addr, server)
+}
+
+/// Runs one agency with `bets` bets in batches of 10 against a server that
+/// takes `delay` per batch; returns its log and the bets acknowledged.
+fn ingest(name: &str, bets: u64, delay: Duration) -> (ClientRun, u64) {
+    let dir = TempDir::new(name);
+    let files = generate(dir.path(), 1, |_| bets);
+    let (addr, server) = slow_server(delay);
+    let file = files[0].1.to_str().expect("utf-8 path");
+    let run = finish_client(spawn_client(
+        addr,
+        1,
+        &[("CLI_BETS_FILE", file), ("CLI_BATCH_MAXAMOUNT", "10")],
+    ));
+    let stored = server.join().expect("server thread");
+    assert!(
+        run.status.success(),
+        "client failed:\n{}",
+        run.log.join("\n")
+    );
+    assert_eq!(stored, bets);
+    for line in run.log.iter().filter(|l| l.contains("action: ")) {
+        assert!(
+            course_line(line).is_some(),
+            "not the course's grammar: {line}"
+        );
+    }
+    (run, stored)
+}
+
+/// (enviadas, confirmadas, por_segundo) of every `progreso` line.
+fn progress_lines(log: &[String]) -> Vec<(u64, u64, u64)> {
+    log.iter()
+        .filter_map(|l| course_line(l))
+        .filter(|line| line.action == "progreso")
+        .map(|line| {
+            assert_eq!(line.result, "in_progress");
+            let keys: Vec<&str> = line.fields.iter().map(|(k, _)| *k).collect();
+            assert_eq!(keys, ["enviadas", "confirmadas", "por_segundo"]);
+            let n = |i: usize| line.fields[i].1.parse::<u64>().expect("a whole number");
+            (n(0), n(1), n(2))
+        })
+        .collect()
+}
+
+#[test]
+fn a_long_ingest_logs_growing_progress_and_a_short_one_none() {
+    // 30 batches at 100 ms each: at least 3 s, so lines at about 1 s and 2 s.
+    let (run, total) = ingest("progress-long", 300, Duration::from_millis(100));
+    let lines = progress_lines(&run.log);
+    println!("progress lines: {lines:?}");
+    assert!(lines.len() >= 2, "log:\n{}", run.log.join("\n"));
+    for &(sent, acked, rate) in &lines {
+        assert!(acked <= sent && sent <= total, "{lines:?}");
+        assert!(rate > 0, "{lines:?}");
+    }
+    for pair in lines.windows(2) {
+        assert!(pair[0].0 <= pair[1].0 && pair[0].1 < pair[1].1, "{lines:?}");
+    }
+
+    let (run, _) = ingest("progress-short", 50, Duration::ZERO);
+    assert_eq!(progress_lines(&run.log), [], "log:\n{}", run.log.join("\n"));
+    assert!(run.log.iter().any(|l| l.contains("action: resumen")));
+}
 
 /// `make run` in a copy of the repository (so no `target/` exists) with
 /// `CARGO_TARGET_DIR` elsewhere, as with a shared target directory: the
