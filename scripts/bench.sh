@@ -22,11 +22,12 @@
 #                      (the floor writes there too: keep them on one filesystem)
 #   BENCH_KEEP=1       keep every run's directory (logs, bets.csv) and print it
 #   BENCH_OUT=FILE     also write the key=value lines to FILE
-#   BENCH_NO_BUILD=1   use the binaries already in ${CARGO_TARGET_DIR:-target}/release
+#   BENCH_NO_BUILD=1   use the binaries already built (release)
 #   GNU_TIME=path      GNU time (default /usr/bin/time, installed with apt-get when
 #                      missing and possible; without it client RSS/CPU are n/a)
 #   STRICT=1           exit 1 when a target of the issue is missed
-#   CARGO_TARGET_DIR   honoured (binaries in ${CARGO_TARGET_DIR:-target}/release)
+#   CARGO_TARGET_DIR   honoured: the binaries are where cargo builds them
+#                      (`cargo metadata`: CARGO_TARGET_DIR, build.target-dir or target/)
 #   SERVER_WORKERS, SERVER_LISTEN_BACKLOG (default 1024 here), CLI_BATCH_MAXAMOUNT,
 #   CLI_BATCH_WINDOW, CLI_WINNERS_MAXBACKOFF, ...: passed through to the binaries.
 #
@@ -50,7 +51,10 @@ RUNS=${RUNS:-3}
 MODES=${MODES:-always none}
 data_root=${BENCH_DATA:-.data/bench}
 tmp_root=${BENCH_TMP:-${TMPDIR:-/tmp}}
-bin=${CARGO_TARGET_DIR:-target}/release
+# Where cargo builds; without cargo (BENCH_NO_BUILD=1), CARGO_TARGET_DIR or target/.
+target_dir=$(cargo metadata --format-version 1 --no-deps 2>/dev/null |
+  sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p') || true
+bin=${target_dir:-${CARGO_TARGET_DIR:-target}}/release
 backlog=${SERVER_LISTEN_BACKLOG:-1024}
 
 die() {

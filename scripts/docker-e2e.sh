@@ -92,7 +92,15 @@ fi
 work=$(mktemp -d "${TMPDIR:-/tmp}/lottery-e2e.XXXXXX")
 artifacts=$work/artifacts
 mkdir -p "$artifacts"
-tar -C "$repo" --exclude=./target --exclude=./.git --exclude=./.data -cf - . | tar -C "$work" -xf -
+# Build output stays out of the copy: target/, and CARGO_TARGET_DIR when it
+# lies inside the repository (the images build their own binaries).
+excludes=(--exclude=./target --exclude=./.git --exclude=./.data)
+if [ -n "${CARGO_TARGET_DIR:-}" ]; then
+  target_dir=$(realpath -m -- "$CARGO_TARGET_DIR")
+  repo_real=$(realpath -- "$repo")
+  case "$target_dir" in "$repo_real"/?*) excludes+=("--exclude=./${target_dir#"$repo_real"/}") ;; esac
+fi
+tar -C "$repo" "${excludes[@]}" -cf - . | tar -C "$work" -xf -
 cd "$work" || exit 1
 
 cleanup() {

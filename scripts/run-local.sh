@@ -6,7 +6,8 @@
 # Data: .data/agency-{N}.csv. Missing files come from .data/dataset.zip when
 # there is one, otherwise they are generated (deterministic, the course's
 # shape); existing files are never overwritten. Ends with each agency's
-# number of winners.
+# number of winners. The binaries are run from wherever cargo builds them
+# (CARGO_TARGET_DIR, build.target-dir, or target/).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,11 +15,13 @@ agencies=${AGENCIES:-5}
 data=.data
 echo "== building (release)"
 cargo build --release --quiet --bins --example gen-data
+bin=$(cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')/release
+[ -x "$bin/server" ] || { echo "no server binary in $bin after the build"; exit 1; }
 mkdir -p "$data"
 if [ -f "$data/dataset.zip" ] && command -v unzip >/dev/null; then
   unzip -q -n -j "$data/dataset.zip" '*agency-*.csv' -d "$data" || true
 fi
-target/release/examples/gen-data --out "$data" --agencies "$agencies" --keep-existing >/dev/null
+"$bin/examples/gen-data" --out "$data" --agencies "$agencies" --keep-existing >/dev/null
 
 run=$(mktemp -d)
 server_pid=
@@ -31,7 +34,7 @@ trap cleanup EXIT
 echo "== server (storage in $run/bets.csv)"
 SERVER_CONFIG=config/server/config.ini SERVER_IP=127.0.0.1 SERVER_PORT=0 SERVER_AGENCIES="$agencies" \
   SERVER_LISTEN_BACKLOG=128 STORAGE_FILEPATH="$run/bets.csv" \
-  target/release/server >"$run/server.log" 2>&1 &
+  "$bin/server" >"$run/server.log" 2>&1 &
 server_pid=$!
 address=
 for _ in $(seq 1 200); do
@@ -47,7 +50,7 @@ start=${EPOCHREALTIME/[.,]/}
 pids=()
 for i in $(seq 1 "$agencies"); do
   CLI_CONFIG=config/client/config.yaml CLI_ID="$i" CLI_SERVER_ADDRESS="$address" \
-    CLI_BETS_FILE="$data/agency-$i.csv" target/release/client >"$run/client-$i.log" 2>&1 &
+    CLI_BETS_FILE="$data/agency-$i.csv" "$bin/client" >"$run/client-$i.log" 2>&1 &
   pids+=($!)
 done
 failed=0

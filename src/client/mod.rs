@@ -165,6 +165,8 @@ struct Agency<'a> {
     batches: u64,
     bytes_sent: u64,
     last_progress: Instant,
+    /// The `progreso` lines of this run's ingest; starts at its first batch.
+    ingest: Option<Progress>,
     /// The socket in use, so a signal can shut it and unblock a read.
     current: Arc<Mutex<Option<TcpStream>>>,
 }
@@ -219,6 +221,7 @@ impl<'a> Agency<'a> {
             batches: 0,
             bytes_sent: 0,
             last_progress: Instant::now(),
+            ingest: None,
             current,
         })
     }
@@ -388,6 +391,11 @@ impl<'a> Agency<'a> {
     ) -> Result<u64, SessionEnd> {
         let mut bets = self.open_at(from - base)?;
         let mut seq = from;
+        // Counted from this run's first position, so a resumed run reports
+        // what it sent, not what an earlier run did.
+        let start = self.start.unwrap_or(from);
+        self.ingest
+            .get_or_insert_with(|| Progress::new(Instant::now(), PROGRESS_EVERY));
         // A bet that did not fit in the previous frame opens the next one.
         let mut carry: Option<Bet> = None;
         let mut exhausted = false;
@@ -436,6 +444,13 @@ impl<'a> Agency<'a> {
                     Message::Ack { next_seq } if next_seq == expected => {
                         self.progress();
                         debug!("action: batch_enviado | result: success | next_seq: {next_seq}");
+                        if let Some(line) = self
+                            .ingest
+                            .as_mut()
+                            .and_then(|p| p.line(Instant::now(), seq - start, next_seq - start))
+                        {
+                            info!("{line}");
+                        }
                         if let Some(bet) = &self.single {
                             info!(
                                 "action: apuesta_enviada | result: success | dni: {} | numero: {}",
@@ -535,6 +550,47 @@ impl<'a> Agency<'a> {
     }
 }
 
+/// How often, at most, an ingest logs its `progreso` line.
+const PROGRESS_EVERY: Duration = Duration::from_secs(1);
+
+/// The ingest's `progreso` line: at most once per `every`, the first one
+/// `every` after the start, so an ingest shorter than that logs none.
+#[derive(Debug)]
+struct Progress {
+    started: Instant,
+    every: Duration,
+    next: Instant,
+}
+
+impl Progress {
+    fn new(started: Instant, every: Duration) -> Self {
+        Progress {
+            started,
+            every,
+            next: started + every,
+        }
+    }
+
+    /// The line to log at `now`, if one is due: `sent` bets sent and
+    /// `acked` acknowledged so far; the rate is acknowledged bets per second
+    /// since the start.
+    fn line(&mut self, now: Instant, sent: u64, acked: u64) -> Option<String> {
+        if now < self.next {
+            return None;
+        }
+        self.next = now + self.every;
+        let seconds = now.duration_since(self.started).as_secs_f64();
+        let rate = if seconds > 0.0 {
+            acked as f64 / seconds
+        } else {
+            0.0
+        };
+        Some(format!(
+            "action: progreso | result: in_progress | enviadas: {sent} | confirmadas: {acked} | por_segundo: {rate:.0}"
+        ))
+    }
+}
+
 /// Where bets come from during one connection.
 enum Bets {
     File(BetsFile),
@@ -617,6 +673,27 @@ mod tests {
         assert_eq!(got, [100, 200, 350, 350]);
         b.reset();
         assert_eq!(b.next_delay(), Duration::from_millis(100));
+    }
+
+    #[test]
+    fn progress_waits_its_interval_and_then_reports_at_most_once_per_interval() {
+        let t0 = Instant::now();
+        let s = Duration::from_secs(1);
+        let mut p = Progress::new(t0, s);
+        assert_eq!(p.line(t0, 10, 5), None);
+        assert_eq!(
+            p.line(t0 + s / 2, 20, 10),
+            None,
+            "a short ingest says nothing"
+        );
+        assert_eq!(
+            p.line(t0 + s * 2, 4_000, 3_000).as_deref(),
+            Some(
+                "action: progreso | result: in_progress | enviadas: 4000 | confirmadas: 3000 | por_segundo: 1500"
+            )
+        );
+        assert_eq!(p.line(t0 + s * 2 + s / 2, 5_000, 4_000), None);
+        assert!(p.line(t0 + s * 3, 6_000, 6_000).is_some());
     }
 
     #[test]
