@@ -482,8 +482,9 @@ impl StoreManager {
                 duplicate: false,
             });
         }
-        if first_seq + n <= next {
-            return Ok(self.ticket_for(agency, first_seq + n, true));
+        // A hostile `first_seq` near u64::MAX must not overflow.
+        if let Some(end) = first_seq.checked_add(n).filter(|end| *end <= next) {
+            return Ok(self.ticket_for(agency, end, true));
         }
         Err(StoreError::Sequence {
             expected: next,
@@ -704,6 +705,16 @@ mod tests {
             StoreError::Sequence {
                 expected: 4,
                 got: 6
+            }
+        );
+        // A position at the end of the range is a gap, not an overflow.
+        assert_eq!(
+            store
+                .submit_batch(1, u64::MAX, &refs(&b[4..5]))
+                .unwrap_err(),
+            StoreError::Sequence {
+                expected: 4,
+                got: u64::MAX
             }
         );
         assert_eq!(
