@@ -115,6 +115,11 @@ impl Secret {
         parse_hex32(text).map(Secret)
     }
 
+    /// A secret from its 32 bytes.
+    pub fn from_bytes(bytes: [u8; LEN]) -> Secret {
+        Secret(bytes)
+    }
+
     /// Agency `agency`'s key: HMAC-SHA256(secret, "agency:" + decimal).
     pub fn agency_key(&self, agency: u32) -> AgencyKey {
         let label = format!("agency:{agency}");
@@ -144,6 +149,11 @@ impl AgencyKey {
     /// See [`parse_hex32`].
     pub fn from_hex(text: &str) -> Result<AgencyKey, HexError> {
         parse_hex32(text).map(AgencyKey)
+    }
+
+    /// A key from its 32 bytes.
+    pub fn from_bytes(bytes: [u8; LEN]) -> AgencyKey {
+        AgencyKey(bytes)
     }
 
     /// The key as 64 hex characters (what an operator hands the agency).

@@ -109,8 +109,15 @@ pub fn run(
         .thread_name("worker".into())
         .build();
     let limits = Limits::from_config(config);
-    let result = reactor::Reactor::new(listener, store.clone(), pool.clone(), limits, shutdown)
-        .and_then(reactor::Reactor::run);
+    let result = reactor::Reactor::new(
+        listener,
+        store.clone(),
+        pool.clone(),
+        limits,
+        config.auth.clone(),
+        shutdown,
+    )
+    .and_then(reactor::Reactor::run);
     pool.join();
     info!(
         "action: close_thread_pool | result: success | workers: {}",

@@ -10,6 +10,7 @@
 
 use super::ServerError;
 use super::handler::{Handler, Part, Reply, Session, encode_error};
+use crate::auth::ServerAuth;
 use crate::config::ServerConfig;
 use crate::framing::{self, FrameError};
 use crate::logging::{PEER_FAULT, clean};
@@ -110,6 +111,9 @@ struct Conn {
     frame_started: Option<Instant>,
     /// Since when answers have been waiting for the peer to read them.
     write_blocked_since: Option<Instant>,
+    /// A failed AUTH: its answer is held until then (see `Reply::delay`);
+    /// `closing` is set, so nothing more is read.
+    release_at: Option<Instant>,
 }
 
 impl Conn {
@@ -160,6 +164,7 @@ impl Reactor {
         store: StoreManager,
         pool: ThreadPool,
         limits: Limits,
+        auth: ServerAuth,
         shutdown: Shutdown,
     ) -> Result<Reactor, ServerError> {
         let io = |action| move |source| ServerError::Io { action, source };
@@ -191,7 +196,7 @@ impl Reactor {
             waker,
             conns: HashMap::new(),
             next_token: FIRST_CONN,
-            handler: Arc::new(Handler::new(store.clone())),
+            handler: Arc::new(Handler::new(store.clone(), auth)),
             pool,
             done_tx,
             done_rx,
@@ -335,6 +340,7 @@ impl Reactor {
                 last_activity: Instant::now(),
                 frame_started: None,
                 write_blocked_since: None,
+                release_at: None,
             },
         );
     }
@@ -451,6 +457,7 @@ impl Reactor {
                 Reply {
                     parts: vec![Part::Ready(out)],
                     close: true,
+                    delay: None,
                 }
             });
             // The loop may be gone at shutdown; then nobody needs the answer.
@@ -490,6 +497,7 @@ impl Reactor {
         if done.reply.close {
             conn.closing = true;
         }
+        conn.release_at = done.reply.delay.map(|d| Instant::now() + d);
         self.settle(done.token, true);
     }
 
@@ -505,6 +513,11 @@ impl Reactor {
             self.awaiting.remove(&token);
             return;
         };
+        // A held answer goes out on the first tick after its time.
+        if !closing && conn.release_at.is_some_and(|t| Instant::now() < t) {
+            self.awaiting.insert(token);
+            return;
+        }
         let waiting = conn.pending.len();
         while let Some(part) = conn.pending.front() {
             match part {
