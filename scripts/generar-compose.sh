@@ -95,8 +95,11 @@ EOF
     environment:
       - CLI_ID=$i
     # CLI_KEY: this agency's key and no other's (scripts/docker-keys.sh).
+    # Not required, so that \`compose config\` and \`down\` work before it
+    # exists; without it the client stops at start naming the missing key.
     env_file:
-      - ./.data/keys/agency-$i.env
+      - path: ./.data/keys/agency-$i.env
+        required: false
     volumes:
       - type: bind
         source: ./config/client/config.yaml

@@ -84,7 +84,7 @@ fn assert_valid_layout(text: &str, n: usize) {
         assert!(text.contains(&format!("      - CLI_ID={i}\n")));
         assert!(text.contains(&format!("        source: ./.data/agency-{i}.csv\n")));
         assert!(text.contains(&format!(
-            "      - CLI_ID={i}\n    # CLI_KEY: this agency's key and no other's (scripts/docker-keys.sh).\n    env_file:\n      - ./.data/keys/agency-{i}.env\n"
+            "      - CLI_ID={i}\n    # CLI_KEY: this agency's key and no other's (scripts/docker-keys.sh).\n    # Not required, so that `compose config` and `down` work before it\n    # exists; without it the client stops at start naming the missing key.\n    env_file:\n      - path: ./.data/keys/agency-{i}.env\n        required: false\n"
         )));
     }
     assert_eq!(
