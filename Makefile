@@ -21,7 +21,7 @@ COMPOSE := docker compose -f $(COMPOSE_FILE) --profile netcat
 .PHONY: help build test run bench data fmt lint docker-image docker-data compose \
 	docker-compose-up docker-compose-down docker-compose-logs \
 	docker-compose-netcat-up docker-compose-netcat-logs docker-compose-netcat-down \
-	echo-test docker-e2e docker-clean
+	echo-test docker-e2e docker-clean docker-keys
 
 help: ## List the targets
 	@echo "usage: make <target> [N=<clients>] [GRACE=<seconds>] [KEEP_DATA=1]"
@@ -64,13 +64,18 @@ compose: ## Write the compose file for N clients: make compose N=10
 docker-data: docker-image ## Unzip/generate missing .data/agency-N.csv (no Rust needed)
 	scripts/docker-data.sh $(N)
 
+docker-keys: docker-image ## Create .data/secret once; write each agency's key to .data/keys/agency-N.env
+	scripts/docker-keys.sh $(N)
+
 # docker-compose-dev.yaml is used as it is (a student may have edited it);
-# docker-compose-<N>.yaml is (re)generated. The data covers every CLI_ID in it.
+# docker-compose-<N>.yaml is (re)generated. The data and the keys cover every
+# CLI_ID in it; the server's secret is created on first use.
 docker-compose-up: docker-image ## Build the images, prepare the data, start server + N clients
 	@if [ "$(COMPOSE_FILE)" != docker-compose-dev.yaml ] || [ ! -f "$(COMPOSE_FILE)" ]; then \
 		scripts/generar-compose.sh "$(COMPOSE_FILE)" $(N); fi
 	@agencies=$$(grep -Eo 'CLI_ID=[0-9]+' "$(COMPOSE_FILE)" | cut -d= -f2 | sort -n | tail -n 1); \
-		echo "scripts/docker-data.sh $${agencies:-0}"; scripts/docker-data.sh "$${agencies:-0}"
+		echo "scripts/docker-data.sh $${agencies:-0}"; scripts/docker-data.sh "$${agencies:-0}" && \
+		{ echo "scripts/docker-keys.sh $${agencies:-0}"; scripts/docker-keys.sh "$${agencies:-0}"; }
 	docker compose -f $(COMPOSE_FILE) up -d
 	@echo "started; follow with: make docker-compose-logs$(if $(filter 5,$(N)),, N=$(N))"
 

@@ -31,6 +31,10 @@
 #   SERVER_WORKERS, SERVER_LISTEN_BACKLOG (default 1024 here), CLI_BATCH_MAXAMOUNT,
 #   CLI_BATCH_WINDOW, CLI_WINNERS_MAXBACKOFF, ...: passed through to the binaries.
 #
+# Agencies authenticate as users run them: a fresh secret per invocation
+# (SERVER_SECRET), each agency's key from `server agency-key N`, computed
+# before any clock starts.
+#
 # Per run: fresh storage directory, `sync`, start the server
 # (LOGGING_LEVEL=INFO, as users run it) and wait for its listen line, fork
 # every agency's process and hold it at a FIFO gate, open the gates at once,
@@ -227,12 +231,24 @@ clk_tck=$(getconf CLK_TCK)
 # Last line of a GNU time output file: "maxrss_kib user_s sys_s".
 time_line() { tail -n 1 "$1"; }
 
+# A secret for this invocation, and the agencies' keys (AGENCY_KEYS[i]).
+bench_secret=$(od -An -N32 -v -tx1 /dev/urandom | tr -d ' \n')
+declare -a AGENCY_KEYS=()
+agency_keys() { # agency_keys N: AGENCY_KEYS[1..N]
+  local i
+  for ((i = ${#AGENCY_KEYS[@]} + 1; i <= $1; i++)); do
+    AGENCY_KEYS[i]=$(SERVER_CONFIG=config/server/config.ini SERVER_SECRET=$bench_secret \
+      "$bin/server" agency-key "$i") || die "server agency-key $i failed"
+  done
+}
+
 # run_once POINT MODE RUN
 run_once() {
   local point=$1 mode=$2 run=$3 n rows dir i address="" started launched ended rc
   n=$(agencies_of "$point")
   rows=$(spec_value "$point" rows)
   dir=$data_root/$point
+  agency_keys "$n"
   run_dir=$(mktemp -d "$tmp_root/lottery-bench.XXXXXX")
   sync
 
@@ -241,7 +257,7 @@ run_once() {
   local timer=()
   [ "$have_time" = 1 ] && timer=("$gnu_time" -f '%M %U %S' -o "$run_dir/server.time")
   SERVER_CONFIG=config/server/config.ini SERVER_IP=127.0.0.1 SERVER_PORT=0 SERVER_AGENCIES="$n" \
-    SERVER_LISTEN_BACKLOG="$backlog" STORAGE_FILEPATH="$run_dir/bets.csv" STORAGE_SYNC="$mode" \
+    SERVER_SECRET="$bench_secret" SERVER_LISTEN_BACKLOG="$backlog" STORAGE_FILEPATH="$run_dir/bets.csv" STORAGE_SYNC="$mode" \
     LOGGING_LEVEL=INFO "${timer[@]}" "$bin/server" >"$run_dir/server.log" 2>&1 &
   launcher_pid=$!
   if [ "$have_time" = 1 ]; then
@@ -280,9 +296,9 @@ run_once() {
     (
       read -r _ <"$run_dir/gate-$i"
       if [ "$have_time" = 1 ]; then
-        CLI_ID=$i CLI_BETS_FILE="$dir/agency-$i.csv" exec "${timed[@]}" "$run_dir/client-$i.time" "$bin/client"
+        CLI_ID=$i CLI_KEY=${AGENCY_KEYS[i]} CLI_BETS_FILE="$dir/agency-$i.csv" exec "${timed[@]}" "$run_dir/client-$i.time" "$bin/client"
       else
-        CLI_ID=$i CLI_BETS_FILE="$dir/agency-$i.csv" exec "$bin/client"
+        CLI_ID=$i CLI_KEY=${AGENCY_KEYS[i]} CLI_BETS_FILE="$dir/agency-$i.csv" exec "$bin/client"
       fi
     ) </dev/null >"$run_dir/client-$i.log" 2>&1 &
     client_pids+=($!)

@@ -12,10 +12,13 @@
 #      agency-3.csv (must be kept), agency-2.csv only inside .data/dataset.zip
 #      (must be extracted), the rest generated (gen-data --scale 0.2);
 #   3. make docker-compose-up (5 clients); wait for every client to exit 0;
+#      the secret (.data/secret, mode 0600) and keys were created on first use,
+#      each client's environment holds its own key and nothing else secret;
 #   4. logs: `sorteo` once, 5 `consulta_ganadores` with the right winner
 #      counts, every `action:` line in the course grammar, no `result: fail`;
 #   5. stored rows (bets.csv in the volume) = the input rows (as multisets),
 #      also after a server restart;
+#      a client with agency 2's key claiming agency 3 is refused (unauthorized);
 #   6. echo smoke test (validar-echo-server.sh): success, then fail with the
 #      server stopped (which must itself exit 0);
 #   7. make docker-compose-down leaves nothing behind;
@@ -337,6 +340,22 @@ else
 fi
 clients_exit_zero "every client exits 0" "$t" "after up"
 save_logs "" server "${clients[@]}"
+check "the secret was created on first use: .data/secret, mode 600, owner 10001 (the server's user)" \
+  test "$(stat -c '%a %u' .data/secret 2>/dev/null)" = "600 10001"
+container_env() { docker inspect -f '{{range .Config.Env}}{{println .}}{{end}}' "$1"; }
+own_key_only() { # own_key_only N: client N has agency N's key, one key, no secret
+  local env
+  env=$(container_env "client$1") || return 1
+  [ "$(grep -c '^CLI_KEY=' <<<"$env")" = 1 ] &&
+    [ "$(grep '^CLI_KEY=' <<<"$env")" = "$(grep '^CLI_KEY=' ".data/keys/agency-$1.env")" ] &&
+    ! grep -q '^SERVER_SECRET' <<<"$env"
+}
+for ((i = 1; i <= agencies; i++)); do
+  check "client$i's environment holds its own key only" own_key_only "$i"
+done
+check "the server reads its secret from the bind-mounted file (not the environment)" \
+  bash -c "env=\$(docker inspect -f '{{range .Config.Env}}{{println .}}{{end}}' server) &&
+    grep -qx 'SERVER_SECRET_FILE=/run/secrets/server-secret' <<<\"\$env\" && ! grep -q '^SERVER_SECRET=' <<<\"\$env\""
 client_logs=()
 for c in "${clients[@]}"; do client_logs+=("$artifacts/$c.log"); done
 
@@ -358,6 +377,22 @@ docker cp server:/data/bets.csv "$artifacts/bets.restart.csv" >/dev/null 2>&1
 check "bets.csv unchanged after a server restart (volume)" \
   check_py rows "$artifacts/bets.restart.csv" .data "$agencies" equal
 check "server running after the restart" test "$(docker inspect -f '{{.State.Running}}' server)" = true
+
+say "an agency with another agency's key"
+impostor=$(docker run --rm --network "${project}_testing_net" -e CLI_ID=3 --env-file .data/keys/agency-2.env \
+  -e CLI_SERVER_ADDRESS=server:12345 -e CLI_RETRY_TIMEOUT=5s -e NOMBRE=Eva -e APELLIDO=Paz \
+  -e DOCUMENTO=42 -e NACIMIENTO=1990-01-01 -e NUMERO=7574 \
+  -v "$work/config/client/config.yaml:/config.yaml:ro" lottery-client:latest 2>&1)
+rc=$?
+echo "$impostor" >"$artifacts/impostor.log"
+echo "  $(grep 'action: client' <<<"$impostor") (exit $rc)"
+check "agency 2's key claiming agency 3: ERROR unauthorized, exit non-zero" \
+  test "$rc" != 0 -a "$(grep -c 'result: fail.*unauthorized' <<<"$impostor")" -ge 1
+check "the server logs the failed AUTH" \
+  bash -c "docker logs server 2>&1 | grep -q 'action: auth | result: fail | agencia: 3 | peer: '"
+docker cp server:/data/bets.csv "$artifacts/bets.impostor.csv" >/dev/null 2>&1
+check "nothing stored for the impostor" \
+  check_py rows "$artifacts/bets.impostor.csv" .data "$agencies" equal
 
 # ---- 6. echo smoke test ----------------------------------------------------------------------
 say "echo smoke test (netcat profile)"

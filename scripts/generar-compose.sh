@@ -19,8 +19,10 @@ usage: $prog OUTPUT CLIENTS
 
 Writes a Docker Compose file with a lottery server and CLIENTS clients
 (0..$MAX_CLIENTS) to OUTPUT ("-" writes to standard output).
-Client N runs with CLI_ID=N and reads ./.data/agency-N.csv; the server
-waits for CLIENTS agencies (SERVER_AGENCIES=CLIENTS) before the draw.
+Client N runs with CLI_ID=N, reads ./.data/agency-N.csv and gets its key
+from ./.data/keys/agency-N.env; the server reads its secret from
+./.data/secret and waits for CLIENTS agencies (SERVER_AGENCIES=CLIENTS)
+before the draw. scripts/docker-keys.sh creates the secret and the keys.
 
 example: $prog docker-compose-dev.yaml 5
 EOF
@@ -60,10 +62,18 @@ services:
     environment:
       - SERVER_AGENCIES=$clients
       - STORAGE_FILEPATH=/data/bets.csv
+      - SERVER_SECRET_FILE=/run/secrets/server-secret
     volumes:
       - type: bind
         source: ./config/server/config.ini
         target: /config.ini
+        read_only: true
+        bind:
+          create_host_path: false
+      # The secret agencies' keys derive from (scripts/docker-keys.sh).
+      - type: bind
+        source: ./.data/secret
+        target: /run/secrets/server-secret
         read_only: true
         bind:
           create_host_path: false
@@ -84,6 +94,12 @@ EOF
     pull_policy: never
     environment:
       - CLI_ID=$i
+    # CLI_KEY: this agency's key and no other's (scripts/docker-keys.sh).
+    # Not required, so that \`compose config\` and \`down\` work before it
+    # exists; without it the client stops at start naming the missing key.
+    env_file:
+      - path: ./.data/keys/agency-$i.env
+        required: false
     volumes:
       - type: bind
         source: ./config/client/config.yaml

@@ -5,9 +5,10 @@
 #
 # Data: .data/agency-{N}.csv. Missing files come from .data/dataset.zip when
 # there is one, otherwise they are generated (deterministic, the course's
-# shape); existing files are never overwritten. Ends with each agency's
-# number of winners. The binaries are run from wherever cargo builds them
-# (CARGO_TARGET_DIR, build.target-dir, or target/).
+# shape); existing files are never overwritten. The server gets a fresh
+# secret (in the run's temporary directory) and each agency its own key.
+# Ends with each agency's number of winners. The binaries are run from
+# wherever cargo builds them (CARGO_TARGET_DIR, build.target-dir, or target/).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -31,8 +32,14 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# A fresh secret for this run (the directory is ours alone); each agency
+# gets only its own key, as an operator would hand it out.
+(umask 077 && od -An -N32 -v -tx1 /dev/urandom | tr -d ' \n' >"$run/secret")
+export SERVER_CONFIG=config/server/config.ini
+key_of() { SERVER_SECRET_FILE="$run/secret" "$bin/server" agency-key "$1"; }
+
 echo "== server (storage in $run/bets.csv)"
-SERVER_CONFIG=config/server/config.ini SERVER_IP=127.0.0.1 SERVER_PORT=0 SERVER_AGENCIES="$agencies" \
+SERVER_IP=127.0.0.1 SERVER_PORT=0 SERVER_AGENCIES="$agencies" SERVER_SECRET_FILE="$run/secret" \
   SERVER_LISTEN_BACKLOG=128 STORAGE_FILEPATH="$run/bets.csv" \
   "$bin/server" >"$run/server.log" 2>&1 &
 server_pid=$!
@@ -45,11 +52,13 @@ for _ in $(seq 1 200); do
 done
 [ -n "$address" ] || { echo "server did not start"; cat "$run/server.log"; exit 1; }
 
+keys=()
+for i in $(seq 1 "$agencies"); do keys[i]=$(key_of "$i"); done
 echo "== $agencies agencies -> $address"
 start=${EPOCHREALTIME/[.,]/}
 pids=()
 for i in $(seq 1 "$agencies"); do
-  CLI_CONFIG=config/client/config.yaml CLI_ID="$i" CLI_SERVER_ADDRESS="$address" \
+  CLI_CONFIG=config/client/config.yaml CLI_ID="$i" CLI_KEY="${keys[i]}" CLI_SERVER_ADDRESS="$address" \
     CLI_BETS_FILE="$data/agency-$i.csv" "$bin/client" >"$run/client-$i.log" 2>&1 &
   pids+=($!)
 done

@@ -6,7 +6,13 @@
 //! are also the environment variables; the client reads YAML whose nested
 //! keys map to `CLI_` variables the way the course's Go client (viper) does:
 //! `batch.maxAmount` ↔ `CLI_BATCH_MAXAMOUNT`.
+//!
+//! The server's secret and an agency's key may come from a file
+//! (`SERVER_SECRET_FILE`, `CLI_KEY_FILE`); validation reads it through a
+//! [`ReadFile`] the caller passes (`load` passes
+//! [`auth::read_private_file`]), so tests give their own.
 
+use crate::auth::{self, AgencyKey, Secret, ServerAuth};
 use crate::storage::SyncMode;
 use log::LevelFilter;
 use std::collections::BTreeMap;
@@ -160,6 +166,39 @@ fn io_timeout(s: &Settings) -> Result<Duration, ConfigError> {
     Ok(timeout)
 }
 
+/// Reads a secret or key file named by a setting: the one piece of I/O
+/// validation needs. `Err` is the reason, for the key that named the file.
+pub type ReadFile<'a> = &'a dyn Fn(&Path) -> Result<String, String>;
+
+/// A secret or key from the setting `value_key` (its 64 hex characters) or
+/// the file named by `file_key`; exactly one of them. `Ok(None)` when
+/// neither is set. Error messages never include the value.
+fn hex32_setting(
+    s: &Settings,
+    value_key: &str,
+    file_key: &str,
+    read: ReadFile<'_>,
+) -> Result<Option<[u8; auth::LEN]>, ConfigError> {
+    let value = get(s, value_key, "").trim();
+    let file = get(s, file_key, "").trim();
+    match (value.is_empty(), file.is_empty()) {
+        (true, true) => Ok(None),
+        (false, false) => Err(key_err(
+            value_key,
+            format!("both {value_key} and {file_key} are set; keep one"),
+        )),
+        (false, true) => auth::parse_hex32(value)
+            .map(Some)
+            .map_err(|e| key_err(value_key, e.to_string())),
+        (true, false) => {
+            let text = read(Path::new(file)).map_err(|reason| key_err(file_key, reason))?;
+            auth::parse_hex32(&text)
+                .map(Some)
+                .map_err(|e| key_err(file_key, format!("{file}: {e}")))
+        }
+    }
+}
+
 fn in_range<T: PartialOrd + fmt::Display>(key: &str, v: T, lo: T, hi: T) -> Result<T, ConfigError> {
     if v < lo || v > hi {
         return Err(key_err(key, format!("{v} is outside {lo}..={hi}")));
@@ -193,6 +232,8 @@ pub struct ServerConfig {
     pub first_frame_timeout: Duration,
     /// How often the ingest's progress is logged while bets arrive (0: never).
     pub progress_interval: Duration,
+    /// Whether agencies must prove their key, and the secret keys derive from.
+    pub auth: ServerAuth,
 }
 
 /// Default of `SERVER_WORKERS`: enough for every agency of a large ingest
@@ -200,7 +241,7 @@ pub struct ServerConfig {
 pub const DEFAULT_WORKERS: usize = 128;
 
 /// Server setting keys, which are also their environment variables.
-pub const SERVER_KEYS: [&str; 15] = [
+pub const SERVER_KEYS: [&str; 18] = [
     "SERVER_PORT",
     "SERVER_IP",
     "SERVER_LISTEN_BACKLOG",
@@ -216,6 +257,9 @@ pub const SERVER_KEYS: [&str; 15] = [
     "SERVER_MAX_FRAME_SIZE",
     "SERVER_FIRST_FRAME_TIMEOUT",
     "SERVER_PROGRESS_INTERVAL",
+    "SERVER_AUTH",
+    "SERVER_SECRET_FILE",
+    "SERVER_SECRET",
 ];
 
 impl ServerConfig {
@@ -229,13 +273,62 @@ impl ServerConfig {
         K: AsRef<str>,
         V: Into<String>,
     {
+        Self::from_settings(&Self::settings(path, env)?, &auth::read_private_file)
+    }
+
+    /// The secret agencies' keys derive from, read the way [`load`](Self::load)
+    /// reads it (whatever `SERVER_AUTH` says): for `server agency-key N`.
+    ///
+    /// # Errors
+    /// An unreadable config file, or a secret that is missing or malformed.
+    pub fn load_secret<I, K, V>(path: &Path, env: I) -> Result<Secret, ConfigError>
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: AsRef<str>,
+        V: Into<String>,
+    {
+        secret(&Self::settings(path, env)?, &auth::read_private_file)
+    }
+
+    /// Agency `agency`'s key (`agency` as typed by the operator, 1 or more),
+    /// derived from the secret [`load_secret`](Self::load_secret) reads.
+    ///
+    /// # Errors
+    /// As [`load_secret`](Self::load_secret), or an agency that is not a
+    /// number from 1 up (reported as the key `agency`).
+    pub fn agency_key<I, K, V>(path: &Path, env: I, agency: &str) -> Result<AgencyKey, ConfigError>
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: AsRef<str>,
+        V: Into<String>,
+    {
+        let n = agency
+            .trim()
+            .parse::<u32>()
+            .ok()
+            .filter(|n| *n >= 1)
+            .ok_or_else(|| {
+                key_err(
+                    "agency",
+                    format!("{agency:?} is not an agency number (1..={})", u32::MAX),
+                )
+            })?;
+        Ok(Self::load_secret(path, env)?.agency_key(n))
+    }
+
+    fn settings<I, K, V>(path: &Path, env: I) -> Result<Settings, ConfigError>
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: AsRef<str>,
+        V: Into<String>,
+    {
         let mut settings =
             Self::parse_ini(&read_file(path)?).map_err(|reason| ConfigError::File {
                 path: path.to_owned(),
                 reason,
             })?;
         apply_env(&mut settings, &SERVER_KEYS, |k| k.to_owned(), env);
-        Self::from_settings(&settings)
+        Ok(settings)
     }
 
     /// Parses INI text: the keys of `[DEFAULT]` (or of no section), any case.
@@ -256,11 +349,12 @@ impl ServerConfig {
     }
 
     /// Validates settings into a config. Absent keys take their defaults; a
-    /// present key must hold a valid value.
+    /// present key must hold a valid value. `read` reads
+    /// `SERVER_SECRET_FILE` when that is where the secret is.
     ///
     /// # Errors
     /// The first invalid value, naming its key.
-    pub fn from_settings(s: &Settings) -> Result<ServerConfig, ConfigError> {
+    pub fn from_settings(s: &Settings, read: ReadFile<'_>) -> Result<ServerConfig, ConfigError> {
         // A worker owns a connection for its life, so the workers bound
         // the agencies served at once; a thread blocked on a socket costs
         // memory (its stack, touched lightly), not CPU.
@@ -323,7 +417,28 @@ impl ServerConfig {
                 parse_dur(s, "SERVER_FIRST_FRAME_TIMEOUT", "1s")?,
             )?,
             progress_interval: parse_dur(s, "SERVER_PROGRESS_INTERVAL", "2s")?,
+            auth: match get(s, "SERVER_AUTH", "required").trim() {
+                "required" => ServerAuth::Required(secret(s, read)?),
+                "off" => ServerAuth::Off,
+                other => {
+                    return Err(key_err(
+                        "SERVER_AUTH",
+                        format!("{other:?} is neither \"required\" nor \"off\""),
+                    ));
+                }
+            },
         })
+    }
+}
+
+/// The server's secret from `SERVER_SECRET` or `SERVER_SECRET_FILE`.
+fn secret(s: &Settings, read: ReadFile<'_>) -> Result<Secret, ConfigError> {
+    match hex32_setting(s, "SERVER_SECRET", "SERVER_SECRET_FILE", read)? {
+        Some(bytes) => Ok(Secret::from_bytes(bytes)),
+        None => Err(key_err(
+            "SERVER_SECRET_FILE",
+            "missing: the server's secret is 64 hex characters in the file SERVER_SECRET_FILE names (or in SERVER_SECRET); only SERVER_AUTH=off runs without one",
+        )),
     }
 }
 
@@ -364,11 +479,14 @@ pub struct ClientConfig {
     pub winners_max_backoff: Duration,
     /// Longest wait for an answer from the server.
     pub io_timeout: Duration,
+    /// This agency's key (`key` / `CLI_KEY`, or the file `key.file` /
+    /// `CLI_KEY_FILE` names): proves who it is in the handshake.
+    pub key: AgencyKey,
 }
 
 /// Client setting keys (YAML paths); the variables are `CLI_` + upper case
 /// with `_` for `.`.
-pub const CLIENT_KEYS: [&str; 10] = [
+pub const CLIENT_KEYS: [&str; 12] = [
     "id",
     "server.address",
     "log.level",
@@ -379,6 +497,8 @@ pub const CLIENT_KEYS: [&str; 10] = [
     "retry.maxBackoff",
     "winners.maxBackoff",
     "io.timeout",
+    "key",
+    "key.file",
 ];
 
 /// `batch.maxAmount` → `CLI_BATCH_MAXAMOUNT`.
@@ -413,7 +533,7 @@ impl ClientConfig {
             client_env_name,
             env.iter().cloned(),
         );
-        Self::from_settings(&settings, &env, default_bets_file)
+        Self::from_settings(&settings, &env, default_bets_file, &auth::read_private_file)
     }
 
     /// Flattens YAML into dotted keys (`batch: {maxAmount: 5}` → `batch.maxAmount`).
@@ -431,14 +551,17 @@ impl ClientConfig {
         Ok(settings)
     }
 
-    /// Validates settings into a config; `env` supplies the single bet.
+    /// Validates settings into a config; `env` supplies the single bet,
+    /// `read` reads `key.file` when that is where the key is.
     ///
     /// # Errors
-    /// The first invalid value, naming its key.
+    /// The first invalid value, naming its key; a missing key is an error
+    /// (an agency never runs unauthenticated).
     pub fn from_settings(
         s: &Settings,
         env: &[(String, String)],
         default_bets_file: Option<PathBuf>,
+        read: ReadFile<'_>,
     ) -> Result<ClientConfig, ConfigError> {
         let address = get(s, "server.address", "server:12345").trim().to_owned();
         if address.is_empty() {
@@ -486,6 +609,15 @@ impl ClientConfig {
             retry_max_backoff: parse_dur(s, "retry.maxBackoff", "2s")?,
             winners_max_backoff: parse_dur(s, "winners.maxBackoff", "1s")?,
             io_timeout: io_timeout(s)?,
+            key: match hex32_setting(s, "key", "key.file", read)? {
+                Some(bytes) => AgencyKey::from_bytes(bytes),
+                None => {
+                    return Err(key_err(
+                        "key",
+                        "missing: set CLI_KEY to this agency's key, 64 hex characters (the operator prints it with `server agency-key N`), or CLI_KEY_FILE to a file holding it",
+                    ));
+                }
+            },
         })
     }
 }
@@ -537,6 +669,13 @@ mod tests {
             .collect()
     }
 
+    const HEX: &str = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
+
+    /// Tests read no files.
+    fn no_files(p: &Path) -> Result<String, String> {
+        Err(format!("{}: no files in tests", p.display()))
+    }
+
     #[test]
     fn go_durations() {
         assert_eq!(parse_duration("100ms"), Some(Duration::from_millis(100)));
@@ -550,7 +689,7 @@ mod tests {
         }
     }
 
-    const INI: &str = "[DEFAULT]\nSERVER_PORT = 12345\nSERVER_IP = 0.0.0.0\nSERVER_LISTEN_BACKLOG = 5\nLOGGING_LEVEL = INFO\nserver_agencies = 3\n";
+    const INI: &str = "[DEFAULT]\nSERVER_PORT = 12345\nSERVER_IP = 0.0.0.0\nSERVER_LISTEN_BACKLOG = 5\nLOGGING_LEVEL = INFO\nserver_agencies = 3\nSERVER_SECRET = 000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f\n";
 
     #[test]
     fn server_file_then_env_then_defaults() {
@@ -565,7 +704,7 @@ mod tests {
                 ("STORAGE_SYNC", "none"),
             ]),
         );
-        let c = ServerConfig::from_settings(&s).unwrap();
+        let c = ServerConfig::from_settings(&s, &no_files).unwrap();
         assert_eq!(c.port, 7000, "env beats file");
         assert_eq!(c.agencies, 3, "file key in any case");
         assert_eq!(c.listen_backlog, 5);
@@ -573,6 +712,68 @@ mod tests {
         assert_eq!(c.storage_filepath, PathBuf::from("./bets.csv"), "default");
         assert_eq!(c.max_frame_size, 8192);
         assert_eq!(c.idle_timeout, Duration::from_secs(30));
+        assert_eq!(
+            c.auth,
+            ServerAuth::Required(Secret::from_hex(HEX).unwrap()),
+            "required by default"
+        );
+    }
+
+    #[test]
+    fn server_secret_from_env_or_file_or_auth_off() {
+        let base = ServerConfig::parse_ini("[DEFAULT]\n").unwrap();
+        let with = |env: &[(&str, &str)], read: ReadFile<'_>| {
+            let mut s = base.clone();
+            apply_env(&mut s, &SERVER_KEYS, |k| k.to_owned(), pairs(env));
+            ServerConfig::from_settings(&s, read)
+        };
+        let secret = ServerAuth::Required(Secret::from_hex(HEX).unwrap());
+        assert_eq!(
+            with(&[("SERVER_SECRET", HEX)], &no_files).unwrap().auth,
+            secret
+        );
+        let file = |p: &Path| {
+            assert_eq!(p, Path::new("/run/secret"));
+            Ok(format!("{HEX}\n"))
+        };
+        let c = with(&[("SERVER_SECRET_FILE", "/run/secret")], &file).unwrap();
+        assert_eq!(c.auth, secret);
+        let c = with(&[("SERVER_AUTH", "off")], &no_files).unwrap();
+        assert_eq!(c.auth, ServerAuth::Off, "off needs no secret");
+
+        let err_key = |env: &[(&str, &str)], read: ReadFile<'_>| match with(env, read) {
+            Err(ConfigError::Key { key, reason }) => {
+                assert!(!reason.contains(&HEX[..20]), "{reason} shows the secret");
+                key
+            }
+            other => panic!("{env:?} gave {other:?}"),
+        };
+        assert_eq!(err_key(&[], &no_files), "SERVER_SECRET_FILE", "missing");
+        assert_eq!(
+            err_key(&[("SERVER_SECRET_FILE", "/nonexistent")], &no_files),
+            "SERVER_SECRET_FILE"
+        );
+        let short = |_: &Path| Ok(HEX[..40].to_owned());
+        assert_eq!(
+            err_key(&[("SERVER_SECRET_FILE", "/run/secret")], &short),
+            "SERVER_SECRET_FILE"
+        );
+        assert_eq!(
+            err_key(&[("SERVER_SECRET", &HEX[1..])], &no_files),
+            "SERVER_SECRET"
+        );
+        let both = [
+            ("SERVER_SECRET", HEX),
+            ("SERVER_SECRET_FILE", "/run/secret"),
+        ];
+        assert_eq!(err_key(&both, &file), "SERVER_SECRET");
+        assert_eq!(
+            err_key(
+                &[("SERVER_AUTH", "maybe"), ("SERVER_SECRET", HEX)],
+                &no_files
+            ),
+            "SERVER_AUTH"
+        );
     }
 
     #[test]
@@ -590,7 +791,7 @@ mod tests {
         ] {
             let mut s = ServerConfig::parse_ini(INI).unwrap();
             s.insert(key.into(), value.into());
-            let err = ServerConfig::from_settings(&s).unwrap_err();
+            let err = ServerConfig::from_settings(&s, &no_files).unwrap_err();
             assert!(
                 matches!(&err, ConfigError::Key { key: k, .. } if k == key),
                 "{key}={value:?} gave {err}"
@@ -612,24 +813,89 @@ mod tests {
     fn client_env_overrides_yaml_in_the_go_style() {
         let mut s = ClientConfig::parse_yaml(YAML).unwrap();
         let env = pairs(&[
+            ("CLI_KEY", HEX),
             ("CLI_ID", "4"),
             ("CLI_BATCH_MAXAMOUNT", "50"),
             ("CLI_SERVER_ADDRESS", "localhost:9"),
             ("CLI_RETRY_TIMEOUT", "1m30s"),
         ]);
         apply_env(&mut s, &CLIENT_KEYS, client_env_name, env.clone());
-        let c = ClientConfig::from_settings(&s, &env, Some(PathBuf::from("/agency.csv"))).unwrap();
+        let c =
+            ClientConfig::from_settings(&s, &env, Some(PathBuf::from("/agency.csv")), &no_files)
+                .unwrap();
         assert_eq!(c.id, 4);
         assert_eq!(c.batch_max_amount, 50);
         assert_eq!(c.server_address, "localhost:9");
         assert_eq!(c.retry_timeout, Duration::from_secs(90));
         assert_eq!(c.bets, BetSource::File(PathBuf::from("/agency.csv")));
         assert_eq!(c.log_level, LevelFilter::Info);
+        assert_eq!(c.key, AgencyKey::from_hex(HEX).unwrap());
+    }
+
+    #[test]
+    fn client_key_from_env_or_file_and_never_missing() {
+        let with = |env: &[(&str, &str)], read: ReadFile<'_>| {
+            let mut s = ClientConfig::parse_yaml("id: 2\nbets:\n  file: x.csv\n").unwrap();
+            let env = pairs(env);
+            apply_env(&mut s, &CLIENT_KEYS, client_env_name, env.clone());
+            ClientConfig::from_settings(&s, &env, None, read)
+        };
+        let key = AgencyKey::from_hex(HEX).unwrap();
+        assert_eq!(with(&[("CLI_KEY", HEX)], &no_files).unwrap().key, key);
+        let file = |p: &Path| {
+            assert_eq!(p, Path::new("/run/key"));
+            Ok(format!("{}\n", HEX.to_uppercase()))
+        };
+        assert_eq!(
+            with(&[("CLI_KEY_FILE", "/run/key")], &file).unwrap().key,
+            key
+        );
+        // The YAML's `key` too.
+        let s = ClientConfig::parse_yaml(&format!("id: 2\nkey: \"{HEX}\"\n")).unwrap();
+        assert_eq!(
+            ClientConfig::from_settings(&s, &[], None, &no_files)
+                .unwrap()
+                .key,
+            key
+        );
+
+        let err = |env: &[(&str, &str)], read: ReadFile<'_>| match with(env, read) {
+            Err(e @ ConfigError::Key { .. }) => e.to_string(),
+            other => panic!("{env:?} gave {other:?}"),
+        };
+        for (env, names) in [
+            (&[][..], "config key key: missing: set CLI_KEY"),
+            (&[("CLI_KEY", "")][..], "config key key: missing"),
+            (
+                &[("CLI_KEY", "abc")][..],
+                "config key key: must be 64 hexadecimal",
+            ),
+            (
+                &[("CLI_KEY_FILE", "/none")][..],
+                "config key key.file: /none",
+            ),
+            (
+                &[("CLI_KEY", HEX), ("CLI_KEY_FILE", "/run/key")][..],
+                "both key and key.file",
+            ),
+        ] {
+            let e = err(env, &file_or_none);
+            assert!(e.contains(names), "{env:?}: {e}");
+            assert!(!e.contains(&HEX[..20]), "{e} shows the key");
+        }
+    }
+
+    fn file_or_none(p: &Path) -> Result<String, String> {
+        if p == Path::new("/run/key") {
+            Ok(HEX.into())
+        } else {
+            no_files(p)
+        }
     }
 
     #[test]
     fn client_without_file_takes_the_bet_from_env() {
-        let s = ClientConfig::parse_yaml("id: 2\n").unwrap();
+        let s = ClientConfig::parse_yaml(&format!("id: 2\nkey: {HEX}\n")).unwrap();
         let env = pairs(&[
             ("NOMBRE", "Ana"),
             ("APELLIDO", "Pérez"),
@@ -637,7 +903,7 @@ mod tests {
             ("NACIMIENTO", "1999-01-02"),
             ("NUMERO", "7574"),
         ]);
-        let c = ClientConfig::from_settings(&s, &env, None).unwrap();
+        let c = ClientConfig::from_settings(&s, &env, None, &no_files).unwrap();
         let BetSource::Single(bet) = c.bets else {
             panic!("expected a single bet")
         };
@@ -646,7 +912,8 @@ mod tests {
         // An explicit bets.file beats the default.
         let mut s = s;
         s.insert("bets.file".into(), "mine.csv".into());
-        let c = ClientConfig::from_settings(&s, &env, Some("/agency.csv".into())).unwrap();
+        let c =
+            ClientConfig::from_settings(&s, &env, Some("/agency.csv".into()), &no_files).unwrap();
         assert_eq!(c.bets, BetSource::File("mine.csv".into()));
     }
 
@@ -663,8 +930,9 @@ mod tests {
         ] {
             let mut s = ClientConfig::parse_yaml(YAML).unwrap();
             s.insert("id".into(), "1".into());
+            s.insert("key".into(), HEX.into());
             s.insert(key.into(), value.into());
-            let err = ClientConfig::from_settings(&s, &[], None).unwrap_err();
+            let err = ClientConfig::from_settings(&s, &[], None, &no_files).unwrap_err();
             assert!(
                 matches!(&err, ConfigError::Key { key: k, .. } if k == key),
                 "{key}={value:?} gave {err}"

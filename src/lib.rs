@@ -10,12 +10,14 @@
 //! - the domain: [`bet`] (a bet and its rules), [`storage`] (the CSV file
 //!   and its journal), [`store`] (shared state, group commit, the draw).
 //!
-//! [`server`] and [`client`] put them together; [`config`], [`logging`]
-//! and [`shutdown`] serve both binaries; [`swar`] is a byte-scanning helper
+//! [`server`] and [`client`] put them together; [`auth`] (keys and the
+//! handshake's MAC), [`config`], [`logging`] and [`shutdown`] serve both
+//! binaries; [`swar`] is a byte-scanning helper
 //! of the client's CSV reader; [`dataset`] generates agency files.
 
 #![forbid(unsafe_code)]
 
+pub mod auth;
 pub mod bet;
 pub mod client;
 pub mod config;

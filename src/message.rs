@@ -6,6 +6,7 @@
 //! including `,` `|` and newlines, travels safely. The byte-level tables are
 //! in `docs/PROTOCOL.md`.
 
+use crate::auth::{self, Nonce, Tag};
 use crate::bet::{self, Bet, BetRef, InvalidBet};
 use crate::framing::{self, Frame, FrameError, MAX_PAYLOAD_LEN};
 use chrono::{Datelike, NaiveDate};
@@ -27,6 +28,8 @@ pub mod kind {
     pub const NOT_READY: u8 = 0x09;
     pub const ECHO: u8 = 0x0A;
     pub const BYE: u8 = 0x0B;
+    pub const CHALLENGE: u8 = 0x0C;
+    pub const AUTH: u8 = 0x0D;
 }
 
 /// Bytes of a BATCH payload before the first bet: agency (4), first
@@ -83,10 +86,13 @@ pub enum ErrorCode {
     Timeout = 20,
     /// A WINNERS? offset beyond the agency's list.
     BadOffset = 21,
+    /// AUTH did not prove the key of the agency claimed in HELLO, or a
+    /// request came between HELLO and a successful AUTH.
+    Unauthorized = 22,
 }
 
 impl ErrorCode {
-    const ALL: [ErrorCode; 21] = [
+    const ALL: [ErrorCode; 22] = [
         ErrorCode::FrameTooLarge,
         ErrorCode::UnknownType,
         ErrorCode::Truncated,
@@ -108,6 +114,7 @@ impl ErrorCode {
         ErrorCode::UnexpectedMessage,
         ErrorCode::Timeout,
         ErrorCode::BadOffset,
+        ErrorCode::Unauthorized,
     ];
 
     /// The code for a number on the wire, if it is one we know.
@@ -139,6 +146,7 @@ impl ErrorCode {
             ErrorCode::UnexpectedMessage => "unexpected_message",
             ErrorCode::Timeout => "timeout",
             ErrorCode::BadOffset => "bad_offset",
+            ErrorCode::Unauthorized => "unauthorized",
         }
     }
 
@@ -197,6 +205,12 @@ pub enum Message {
     Echo(Vec<u8>),
     /// Client → server: closing; no answer.
     Bye,
+    /// Server → client, after HELLO when agencies must authenticate: a
+    /// fresh nonce to answer with AUTH.
+    Challenge { nonce: Nonce },
+    /// Client → server: HMAC-SHA256(agency key, nonce ‖ agency ‖ version),
+    /// see [`crate::auth`].
+    Auth { tag: Tag },
 }
 
 /// Why a payload is not a valid message.
@@ -284,6 +298,8 @@ impl Message {
             Message::NotReady { .. } => kind::NOT_READY,
             Message::Echo(_) => kind::ECHO,
             Message::Bye => kind::BYE,
+            Message::Challenge { .. } => kind::CHALLENGE,
+            Message::Auth { .. } => kind::AUTH,
         }
     }
 
@@ -351,6 +367,8 @@ impl Message {
             }
             Message::Echo(bytes) => p.extend_from_slice(bytes),
             Message::Bye => {}
+            Message::Challenge { nonce } => p.extend_from_slice(nonce),
+            Message::Auth { tag } => p.extend_from_slice(tag),
         }
         framing::encode_into(out, self.kind(), &p)?;
         Ok(())
@@ -419,6 +437,12 @@ impl Message {
             },
             kind::ECHO => Message::Echo(r.take(r.buf.len(), "bytes")?.to_vec()),
             kind::BYE => Message::Bye,
+            kind::CHALLENGE => Message::Challenge {
+                nonce: r.array::<{ auth::LEN }>("nonce")?,
+            },
+            kind::AUTH => Message::Auth {
+                tag: r.array::<{ auth::LEN }>("tag")?,
+            },
             other => return Err(DecodeError::UnknownType(other)),
         };
         if !r.buf.is_empty() {
@@ -762,6 +786,10 @@ mod tests {
             Message::Echo(b"\x00\xffhola".to_vec()),
             Message::Echo(vec![]),
             Message::Bye,
+            Message::Challenge {
+                nonce: std::array::from_fn(|i| i as u8),
+            },
+            Message::Auth { tag: [0xAB; 32] },
         ];
         for msg in all {
             round_trip(msg);
@@ -791,6 +819,19 @@ mod tests {
         assert_eq!(
             Message::decode(kind::BYE, &[0]),
             Err(D::TrailingBytes { extra: 1 })
+        );
+        // A nonce or a tag is exactly 32 bytes.
+        assert_eq!(
+            Message::decode(kind::CHALLENGE, &[0; 31]),
+            Err(D::Truncated { field: "nonce" })
+        );
+        assert_eq!(
+            Message::decode(kind::AUTH, &[0; 33]),
+            Err(D::TrailingBytes { extra: 1 })
+        );
+        assert_eq!(
+            Message::decode(kind::AUTH, &[]),
+            Err(D::Truncated { field: "tag" })
         );
         // A batch announcing 2 bets but carrying 1.
         let mut p = BatchEncoder::new(1, 0);
@@ -923,6 +964,45 @@ mod tests {
         assert_eq!(
             Message::Echo(b"hello".to_vec()).to_bytes().unwrap(),
             b"\x0a\x00\x05hello"
+        );
+    }
+
+    /// The handshake of docs/PROTOCOL.md: secret 00 01 .. 1f, agency 3,
+    /// nonce 20 21 .. 3f.
+    #[test]
+    fn the_worked_handshake_of_docs_protocol_md() {
+        let secret = auth::Secret::from_hex(
+            "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f",
+        )
+        .unwrap();
+        let key = secret.agency_key(3);
+        assert_eq!(
+            key.to_hex(),
+            "63bcf7d7cb3fab3edcf35fc6bae7701d164a2f8e55e0ef44ea903541e04dc446"
+        );
+        let nonce: Nonce = std::array::from_fn(|i| 0x20 + i as u8);
+        let challenge = Message::Challenge { nonce }.to_bytes().unwrap();
+        assert_eq!(challenge[..3], [0x0C, 0x00, 0x20]);
+        assert_eq!(challenge[3..], nonce);
+        // What the MAC covers: nonce, then agency 3 (u32), then version 1.
+        let mut covered = nonce.to_vec();
+        covered.extend_from_slice(&[0, 0, 0, 3, 1]);
+        assert_eq!(covered.len(), 37);
+        let tag = key.tag(&nonce, 3, PROTOCOL_VERSION);
+        let auth = Message::Auth { tag }.to_bytes().unwrap();
+        assert_eq!(auth[..3], [0x0D, 0x00, 0x20]);
+        assert_eq!(
+            auth::to_hex(&tag),
+            "8a1ff715c769a6760201737c5ee0b9ba0b4d284789eb56518ae58e02055773dc"
+        );
+        assert_eq!(
+            Message::Error {
+                code: ErrorCode::Unauthorized,
+                message: "no".into()
+            }
+            .to_bytes()
+            .unwrap(),
+            [0x05, 0x00, 0x06, 0x00, 0x16, 0x00, 0x02, b'n', b'o']
         );
     }
 }

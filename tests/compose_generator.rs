@@ -64,6 +64,18 @@ fn assert_valid_layout(text: &str, n: usize) {
     assert!(text.contains("\nnetworks:\n  testing_net:\n    driver: bridge\n"));
     assert!(text.contains("\nvolumes:\n  server-data:\n"));
     assert!(!text.contains('\t'), "YAML must not contain tabs");
+    // The server reads its secret from a bind mount; each client gets
+    // only its own key.
+    assert!(text.contains("      - SERVER_SECRET_FILE=/run/secrets/server-secret\n"));
+    assert!(text.contains(
+        "        source: ./.data/secret\n        target: /run/secrets/server-secret\n        read_only: true\n"
+    ));
+    assert_eq!(count_lines(text, |l| l.contains(".data/secret")), 1);
+    assert!(
+        !text.contains("SERVER_SECRET="),
+        "no secret in the compose file"
+    );
+    assert!(!text.contains("CLI_KEY="), "no key in the compose file");
 
     let expected: Vec<String> = (1..=n).map(|i| format!("client{i}")).collect();
     assert_eq!(client_services(text), expected, "client services in order");
@@ -71,6 +83,9 @@ fn assert_valid_layout(text: &str, n: usize) {
         assert!(text.contains(&format!("    container_name: client{i}\n")));
         assert!(text.contains(&format!("      - CLI_ID={i}\n")));
         assert!(text.contains(&format!("        source: ./.data/agency-{i}.csv\n")));
+        assert!(text.contains(&format!(
+            "      - CLI_ID={i}\n    # CLI_KEY: this agency's key and no other's (scripts/docker-keys.sh).\n    # Not required, so that `compose config` and `down` work before it\n    # exists; without it the client stops at start naming the missing key.\n    env_file:\n      - path: ./.data/keys/agency-{i}.env\n        required: false\n"
+        )));
     }
     assert_eq!(
         count_lines(text, |l| l.starts_with("    container_name: ")),
@@ -78,6 +93,7 @@ fn assert_valid_layout(text: &str, n: usize) {
     );
     assert_eq!(count_lines(text, |l| l == "      - testing_net"), n + 2);
     assert_eq!(count_lines(text, |l| l.starts_with("      - CLI_ID=")), n);
+    assert_eq!(count_lines(text, |l| l.contains("/.data/keys/")), n);
 }
 
 #[test]

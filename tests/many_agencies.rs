@@ -22,6 +22,7 @@ fn agency_config(addr: std::net::SocketAddr, agency: u32, file: &std::path::Path
         ("CLI_SERVER_ADDRESS", addr.to_string()),
         ("CLI_BETS_FILE", file.display().to_string()),
         ("CLI_RETRY_TIMEOUT", "20s".to_owned()),
+        ("CLI_KEY", agency_key(agency).to_hex()),
     ]
     .map(|(k, v)| (k.to_owned(), v));
     ClientConfig::load(&repo().join("config/client/config.yaml"), env, None).expect("client config")

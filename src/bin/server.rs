@@ -1,18 +1,52 @@
 //! The lottery central. Reads its config (`SERVER_CONFIG`, default
 //! `config/server/config.ini`, each key overridable by the environment
 //! variable of the same name), binds, and serves until SIGTERM/SIGINT.
+//!
+//! `server agency-key N` prints agency N's key (64 hex characters) for the
+//! operator to hand to that agency, reading the secret as the server does.
 
-use log::{error, info};
+use log::{error, info, warn};
+use lottery::auth::ServerAuth;
 use lottery::config::ServerConfig;
 use lottery::shutdown::Shutdown;
 use lottery::{logging, server};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+
+const USAGE: &str = "usage: server            (serve; configured by SERVER_CONFIG and the environment)\n       server agency-key N   (print agency N's key)";
 
 fn main() -> ExitCode {
     let path = std::env::var_os("SERVER_CONFIG")
         .map_or_else(|| PathBuf::from("config/server/config.ini"), PathBuf::from);
-    let config = match ServerConfig::load(&path, std::env::vars()) {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.as_slice() {
+        [] => serve(&path),
+        [cmd, agency] if cmd == "agency-key" => agency_key(&path, agency),
+        _ => {
+            eprintln!("{USAGE}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn agency_key(path: &Path, agency: &str) -> ExitCode {
+    match ServerConfig::agency_key(path, std::env::vars(), agency) {
+        Ok(key) => {
+            println!("{}", key.to_hex());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!(
+                "action: agency_key | result: fail | error: {}",
+                logging::clean(&e)
+            );
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn serve(path: &Path) -> ExitCode {
+    let config = match ServerConfig::load(path, std::env::vars()) {
         Ok(c) => c,
         Err(e) => {
             // The logger is not set up yet (its level is in the config).
@@ -34,6 +68,11 @@ fn main() -> ExitCode {
         config.storage_filepath.display(),
         config.storage_sync,
     );
+    if config.auth == ServerAuth::Off {
+        warn!(
+            "action: config | result: success | auth: off | warning: agencies are not authenticated (SERVER_AUTH=off): anyone who reaches the server can send bets, say DONE and read winners as any agency"
+        );
+    }
     let shutdown = Shutdown::new();
     let on_signal = shutdown.clone();
     if let Err(e) = ctrlc::set_handler(move || {

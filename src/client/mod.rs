@@ -337,14 +337,7 @@ impl<'a> Agency<'a> {
     }
 
     fn converse(&mut self, conn: &mut Connection) -> Result<Summary, SessionEnd> {
-        conn.send(&Message::Hello {
-            version: PROTOCOL_VERSION,
-            agency: self.config.id,
-        })?;
-        let (next_seq, done) = match conn.recv()? {
-            Message::HelloOk { next_seq, done } => (next_seq, done),
-            other => return Err(unexpected(other, "HELLO_OK")),
-        };
+        let (next_seq, done) = self.handshake(conn)?;
         // Not progress: a server that greets but cannot store (a full
         // disk) must not keep the agency retrying forever.
         let base = *self.base.get_or_insert(next_seq);
@@ -379,6 +372,28 @@ impl<'a> Agency<'a> {
             winners,
             seconds: 0.0,
         })
+    }
+
+    /// HELLO, then AUTH with this agency's key if the server sends a
+    /// CHALLENGE: the agency's position and whether its DONE is recorded.
+    fn handshake(&mut self, conn: &mut Connection) -> Result<(u64, bool), SessionEnd> {
+        let agency = self.config.id;
+        conn.send(&Message::Hello {
+            version: PROTOCOL_VERSION,
+            agency,
+        })?;
+        let mut answer = conn.recv()?;
+        if let Message::Challenge { nonce } = answer {
+            let tag = self.config.key.tag(&nonce, agency, PROTOCOL_VERSION);
+            conn.send(&Message::Auth { tag })?;
+            answer = conn.recv()?;
+        } else if matches!(answer, Message::HelloOk { .. }) {
+            debug!("action: auth | result: success | mode: off (the server asked for no key)");
+        }
+        match answer {
+            Message::HelloOk { next_seq, done } => Ok((next_seq, done)),
+            other => Err(unexpected(other, "CHALLENGE or HELLO_OK")),
+        }
     }
 
     /// Sends every bet from position `from`, keeping up to `batch.window`

@@ -20,6 +20,7 @@
 
 use super::Context;
 use super::handler::{Reply, Session, encode_error};
+use super::penalty::Held;
 use crate::framing::{self, FrameError};
 use crate::logging::{PEER_FAULT, clean};
 use crate::message::ErrorCode;
@@ -44,7 +45,7 @@ const READ_AHEAD: usize = 128;
 const YIELD_SLICE: Duration = Duration::from_millis(50);
 
 /// How long a last ERROR may take to leave before the socket is closed.
-const LAST_WORDS: Duration = Duration::from_millis(100);
+pub(super) const LAST_WORDS: Duration = Duration::from_millis(100);
 
 /// An accepted connection waiting for (or owned by) a worker.
 #[derive(Debug)]
@@ -94,6 +95,12 @@ enum Turn {
     /// Nothing was read yet and another connection has a whole frame
     /// waiting: this one goes back to the lobby.
     Yielded,
+    /// The connection failed AUTH: its answer goes out after `delay`, from
+    /// the penalty box, not from this worker.
+    Penalized {
+        answer: Vec<u8>,
+        delay: Duration,
+    },
 }
 
 /// Serves one connection until it ends, then closes it and logs why; or
@@ -134,6 +141,16 @@ fn serve(conn: Accepted, ctx: &Context) -> Option<Accepted> {
     };
     let how = match how {
         Turn::Closed(how) => how,
+        Turn::Penalized { answer, delay } => {
+            ctx.penalty.hold(Held {
+                due: Instant::now() + delay,
+                id,
+                stream,
+                peer,
+                answer,
+            });
+            return None;
+        }
         Turn::Yielded => match stream.set_nonblocking(true) {
             Ok(()) => {
                 return Some(Accepted {
@@ -252,6 +269,12 @@ impl Worker<'_> {
             // This round's log lines (one per batch) go out in one write.
             let _lines = crate::logging::hold();
             let mut reply = self.handle(used, agency);
+            if let Some(delay) = reply.delay {
+                // Nothing more is read from a connection that failed AUTH.
+                let mut answer = Vec::new();
+                reply.finish(&mut answer);
+                return Turn::Penalized { answer, delay };
+            }
             // Read ahead: while the commit these answers wait for is being
             // written, serve the frames that arrived meanwhile (the agency
             // keeps a window of batches in flight); they join the next

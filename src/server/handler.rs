@@ -9,22 +9,46 @@
 //! at the same time — share one commit and one `fsync`. A WINNERS? before
 //! the draw is answered NOT_READY at once and the connection closed: a
 //! worker never waits for the draw.
+//!
+//! The handshake lives here too: HELLO → CHALLENGE → AUTH → HELLO_OK (or
+//! HELLO → HELLO_OK with `SERVER_AUTH=off`). Until it completes a
+//! connection is served ECHO and nothing else; a failed AUTH is answered
+//! only after [`AUTH_FAIL_DELAY`] (see [`Reply::delay`]).
 
+use crate::auth::{self, Nonce, ServerAuth};
 use crate::framing::{self, MAX_FRAME_LEN, MAX_PAYLOAD_LEN};
 use crate::logging::{PEER_FAULT, clean};
 use crate::message::{BatchView, ErrorCode, Message, PROTOCOL_VERSION, WINNERS_HEADER_LEN, kind};
 use crate::store::{Store, StoreError, Ticket, WinnersAnswer};
 use log::{debug, error, info, log};
 use std::net::SocketAddr;
+use std::time::Duration;
 
 /// What the server knows about one connection between requests.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Session {
-    /// The agency that said HELLO on this connection.
+    /// The agency this connection speaks for, once its handshake has
+    /// completed (HELLO_OK sent). `None` until then, so a connection that
+    /// said HELLO but has not authenticated is still a stranger (the
+    /// connection limit may evict it).
     pub agency: Option<u32>,
+    /// Between HELLO and AUTH: the agency claimed and the nonce sent.
+    pub challenge: Option<Challenge>,
     /// Whether this connection already sent DONE.
     pub done_sent: bool,
 }
+
+/// A CHALLENGE sent and not yet answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Challenge {
+    pub agency: u32,
+    pub nonce: Nonce,
+}
+
+/// How long the answer to a failed AUTH is held back before it is sent and
+/// the connection closed. Slows a peer guessing keys one connection after
+/// another; an honest agency with the right key never meets it.
+pub const AUTH_FAIL_DELAY: Duration = Duration::from_secs(1);
 
 /// The answers to a run of requests, in order.
 #[derive(Debug, Default)]
@@ -32,6 +56,13 @@ pub struct Reply {
     pub parts: Vec<Part>,
     /// Close the connection once every part is sent.
     pub close: bool,
+    /// `Some(d)`: the connection failed authentication. Read nothing more
+    /// from it; send `parts` only once `d` has passed since this reply was
+    /// returned, then close it. Set only together with `close`, and then
+    /// every part is [`Part::Ready`]. The wait must hold no worker thread
+    /// (the peer controls how often it happens), and at shutdown the parts
+    /// may go at once.
+    pub delay: Option<Duration>,
 }
 
 impl Reply {
@@ -55,6 +86,7 @@ impl Reply {
         Reply {
             parts: vec![Part::Ready(out)],
             close: true,
+            delay: None,
         }
     }
 
@@ -62,6 +94,7 @@ impl Reply {
     pub fn append(&mut self, later: Reply) {
         self.parts.extend(later.parts);
         self.close |= later.close;
+        self.delay = self.delay.or(later.delay);
     }
 
     /// Waits for every commit the answers need (blocking the calling
@@ -229,11 +262,14 @@ fn store_error_code(e: &StoreError) -> ErrorCode {
 #[derive(Debug, Clone)]
 pub struct Handler {
     store: Store,
+    auth: ServerAuth,
 }
 
 impl Handler {
-    pub fn new(store: Store) -> Self {
-        Handler { store }
+    /// A handler for `store`; `auth` says whether agencies must prove
+    /// their key (HELLO → CHALLENGE → AUTH) or not (`ServerAuth::Off`).
+    pub fn new(store: Store, auth: ServerAuth) -> Self {
+        Handler { store, auth }
     }
 
     /// Handles the whole frames in `frames` (as the connection's worker cut
@@ -317,10 +353,19 @@ impl Run<'_> {
         self.refuse(action, store_error_code(e), &e.to_string());
     }
 
-    /// The agency of this connection, or an ERROR if it has not said HELLO.
+    /// The agency of this connection, or an ERROR if it has not completed
+    /// the handshake.
     fn agency(&mut self) -> Option<u32> {
         if self.session.agency.is_none() {
-            self.refuse("request", ErrorCode::HelloRequired, "HELLO must come first");
+            if self.session.challenge.is_some() {
+                self.refuse(
+                    "request",
+                    ErrorCode::Unauthorized,
+                    "AUTH must succeed before any other request",
+                );
+            } else {
+                self.refuse("request", ErrorCode::HelloRequired, "HELLO must come first");
+            }
         }
         self.session.agency
     }
@@ -383,7 +428,9 @@ impl Run<'_> {
             Message::Done { total } => self.done(total),
             Message::WinnersQuery { offset } => self.winners(offset),
             Message::Batch(batch) => self.batch(&batch.view()),
+            Message::Auth { tag } => self.auth(&tag),
             Message::HelloOk { .. }
+            | Message::Challenge { .. }
             | Message::Ack { .. }
             | Message::Error { .. }
             | Message::Winners { .. }
@@ -398,7 +445,11 @@ impl Run<'_> {
     }
 
     fn hello(&mut self, version: u8, agency: u32) {
-        if let Some(current) = self.session.agency {
+        if let Some(current) = self
+            .session
+            .agency
+            .or(self.session.challenge.map(|c| c.agency))
+        {
             let reason = format!("this connection already said HELLO as agency {current}");
             return self.refuse("hello", ErrorCode::DuplicateHello, &reason);
         }
@@ -413,6 +464,73 @@ impl Run<'_> {
             let reason = format!("agency {agency} is outside 1..={agencies}");
             return self.refuse("hello", ErrorCode::UnknownAgency, &reason);
         }
+        if self.handler.auth == ServerAuth::Off {
+            return self.welcome(agency);
+        }
+        match auth::nonce() {
+            Ok(nonce) => {
+                self.session.challenge = Some(Challenge { agency, nonce });
+                debug!(
+                    "action: challenge | result: success | agencia: {agency} | peer: {}",
+                    self.peer
+                );
+                self.send(&Message::Challenge { nonce });
+            }
+            Err(e) => {
+                error!(
+                    "action: challenge | result: fail | agencia: {agency} | peer: {} | error: {}",
+                    self.peer,
+                    clean(e)
+                );
+                self.fail(
+                    ErrorCode::Busy,
+                    "no randomness for a challenge; try again".into(),
+                );
+            }
+        }
+    }
+
+    /// AUTH: the answer to this connection's CHALLENGE.
+    fn auth(&mut self, tag: &[u8]) {
+        let Some(Challenge { agency, nonce }) = self.session.challenge.take() else {
+            return match self.session.agency {
+                Some(current) => {
+                    let reason = format!(
+                        "this connection already speaks for agency {current}; no CHALLENGE to answer"
+                    );
+                    self.refuse("auth", ErrorCode::DuplicateHello, &reason)
+                }
+                None => self.refuse("auth", ErrorCode::HelloRequired, "HELLO must come first"),
+            };
+        };
+        let ServerAuth::Required(secret) = &self.handler.auth else {
+            // A challenge is only ever sent when authentication is required.
+            return self.refuse(
+                "auth",
+                ErrorCode::UnexpectedMessage,
+                "no CHALLENGE to answer",
+            );
+        };
+        if secret
+            .agency_key(agency)
+            .verify(&nonce, agency, PROTOCOL_VERSION, tag)
+        {
+            return self.welcome(agency);
+        }
+        log!(
+            PEER_FAULT,
+            "action: auth | result: fail | agencia: {agency} | peer: {} | error: the answer does not prove agency {agency}'s key",
+            self.peer
+        );
+        self.fail(
+            ErrorCode::Unauthorized,
+            format!("AUTH does not prove agency {agency}'s key"),
+        );
+        self.reply.delay = Some(AUTH_FAIL_DELAY);
+    }
+
+    /// The handshake is complete: this connection speaks for `agency`.
+    fn welcome(&mut self, agency: u32) {
         match self.handler.store.position(agency) {
             Ok((next_seq, done)) => {
                 self.session.agency = Some(agency);

@@ -12,6 +12,8 @@
 //! - [`handler`]: what each request means, against the shared
 //!   [`Store`] (`Arc<Mutex<StoreManager>>`, group commit on its own
 //!   thread);
+//! - [`penalty`]: answers to failed AUTHs, held back a second without
+//!   holding a worker;
 //! - [`progress`]: the ingest's progress line every few seconds.
 //!
 //! Teardown (SIGTERM/SIGINT): the signal sets the shutdown flag and shuts
@@ -23,6 +25,7 @@
 mod connection;
 pub mod handler;
 mod listener;
+mod penalty;
 mod progress;
 
 use crate::config::ServerConfig;
@@ -31,6 +34,7 @@ use crate::store::Store;
 use handler::Handler;
 use listener::Connections;
 use log::info;
+use penalty::PenaltyBox;
 use std::fmt;
 use std::io;
 use std::net::TcpListener;
@@ -70,6 +74,8 @@ struct Context {
     handler: Handler,
     limits: Limits,
     connections: Connections,
+    /// Answers held back from peers that failed AUTH.
+    penalty: PenaltyBox,
     shutdown: Shutdown,
 }
 
@@ -167,20 +173,35 @@ pub fn run(
         .thread_name("worker".into())
         .build();
     let ctx = Arc::new(Context {
-        handler: Handler::new(store.clone()),
+        handler: Handler::new(store.clone(), config.auth.clone()),
         limits: Limits::from_config(config),
         connections: Connections::default(),
+        penalty: PenaltyBox::default(),
         shutdown: shutdown.clone(),
     });
+    let penalty = {
+        let ctx = Arc::clone(&ctx);
+        std::thread::Builder::new()
+            .name("penalty".into())
+            .spawn(move || ctx.penalty.run(&ctx.connections))
+            .map_err(|source| ServerError::Io {
+                action: "start the penalty box",
+                source,
+            })?
+    };
     let reporter = progress::start(&store, &ctx, config.progress_interval);
 
     listener::accept_loop(&listener, &ctx, &pool);
 
     drop(listener);
     info!("action: close_listener | result: success");
+    // Held answers to failed AUTHs go out now, not a second later.
+    ctx.penalty.close();
     let count = ctx.connections.close_all();
     ctx.connections.drain(SHUTDOWN_GRACE);
     pool.join();
+    ctx.penalty.close(); // a worker may have handed one in meanwhile
+    let _ = penalty.join();
     info!(
         "action: close_thread_pool | result: success | workers: {}",
         config.workers

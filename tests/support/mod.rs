@@ -2,9 +2,14 @@
 //! loopback, watch their logs, talk raw protocol, compare stored rows.
 //!
 //! Tests wait on events (a log line, a process exit), never on fixed sleeps.
+//!
+//! Servers run authenticated by default (secret [`TEST_SECRET`]) and each
+//! agency gets its own key ([`agency_key`]); a test opts out by setting
+//! the keys itself (`SERVER_AUTH=off`, another `CLI_KEY`, ...).
 
 #![allow(dead_code)]
 
+use lottery::auth::{AgencyKey, Secret};
 use lottery::bet::Bet;
 use lottery::framing::{FrameReader, write_frame};
 use lottery::message::{Message, PROTOCOL_VERSION};
@@ -19,6 +24,20 @@ use std::time::{Duration, Instant};
 
 pub const SERVER: &str = env!("CARGO_BIN_EXE_server");
 pub const CLIENT: &str = env!("CARGO_BIN_EXE_client");
+
+/// The secret of the servers tests start (unless a test sets its own).
+pub const TEST_SECRET: &str = "5ec2e7000000000000000000000000000000000000000000000000000000b0b0";
+
+/// Agency `agency`'s key under [`TEST_SECRET`].
+pub fn agency_key(agency: u32) -> AgencyKey {
+    Secret::from_hex(TEST_SECRET)
+        .expect("test secret")
+        .agency_key(agency)
+}
+
+fn sets(env: &[(&str, &str)], keys: &[&str]) -> bool {
+    env.iter().any(|(k, _)| keys.contains(k))
+}
 
 /// The repository root (configs live there).
 pub fn repo() -> PathBuf {
@@ -143,6 +162,9 @@ impl Server {
             .env("SERVER_LISTEN_BACKLOG", "128")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
+        if !sets(env, &["SERVER_SECRET", "SERVER_SECRET_FILE"]) {
+            cmd.env("SERVER_SECRET", TEST_SECRET);
+        }
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -227,6 +249,9 @@ pub fn spawn_client(addr: SocketAddr, agency: u32, env: &[(&str, &str)]) -> Chil
         .env("CLI_RETRY_TIMEOUT", "20s")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
+    if !sets(env, &["CLI_KEY", "CLI_KEY_FILE"]) {
+        cmd.env("CLI_KEY", agency_key(agency).to_hex());
+    }
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -413,11 +438,27 @@ impl Raw {
         }
     }
 
+    /// The handshake as `agency` with its key: HELLO, and AUTH if the
+    /// server sends a CHALLENGE. Returns the server's last answer
+    /// (HELLO_OK, or an ERROR).
     pub fn hello(&mut self, agency: u32) -> Message {
+        self.hello_with(agency, &agency_key(agency))
+    }
+
+    /// The handshake claiming `agency`, answering with `key`.
+    pub fn hello_with(&mut self, agency: u32, key: &AgencyKey) -> Message {
         self.send(&Message::Hello {
             version: PROTOCOL_VERSION,
             agency,
         });
-        self.recv()
+        match self.recv() {
+            Message::Challenge { nonce } => {
+                self.send(&Message::Auth {
+                    tag: key.tag(&nonce, agency, PROTOCOL_VERSION),
+                });
+                self.recv()
+            }
+            other => other,
+        }
     }
 }

@@ -1,0 +1,109 @@
+//! The penalty box: answers held back from peers that failed AUTH.
+//!
+//! A failed AUTH is answered (ERROR `unauthorized`) only after
+//! [`AUTH_FAIL_DELAY`](super::handler::AUTH_FAIL_DELAY), which slows a peer
+//! guessing keys one connection after another. The wait must not hold a
+//! worker — the peer decides how often it happens, and a worker is what an
+//! honest agency needs — so the worker hands the connection and its answer
+//! here and moves on. One thread sends each held answer when it is due
+//! (all at once at shutdown) and closes the connection.
+
+use super::connection::{Close, LAST_WORDS, log_close};
+use super::listener::Connections;
+use std::collections::VecDeque;
+use std::io::Write;
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::Instant;
+
+/// A connection whose answer waits.
+pub(super) struct Held {
+    pub due: Instant,
+    pub id: u64,
+    pub stream: TcpStream,
+    pub peer: SocketAddr,
+    pub answer: Vec<u8>,
+}
+
+#[derive(Default)]
+struct Queue {
+    /// In order of `due` (every delay is the same).
+    held: VecDeque<Held>,
+    /// Teardown: send everything now, then stop.
+    closing: bool,
+}
+
+/// See the module doc.
+#[derive(Default)]
+pub(super) struct PenaltyBox {
+    queue: Mutex<Queue>,
+    changed: Condvar,
+}
+
+impl PenaltyBox {
+    fn lock(&self) -> MutexGuard<'_, Queue> {
+        // A plain queue; a panic cannot leave it half-done.
+        self.queue.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Holds a connection's answer until `held.due`.
+    pub(super) fn hold(&self, held: Held) {
+        let mut queue = self.lock();
+        if queue.closing {
+            drop(queue);
+            log_close(held.peer, None, &Close::Shutdown);
+            let _ = held.stream.shutdown(Shutdown::Both);
+            return;
+        }
+        queue.held.push_back(held);
+        self.changed.notify_all();
+    }
+
+    /// Teardown: every held answer goes out now; [`PenaltyBox::run`] returns.
+    pub(super) fn close(&self) {
+        self.lock().closing = true;
+        self.changed.notify_all();
+    }
+
+    /// The penalty box's thread: sends each answer when it is due, closes
+    /// its connection and forgets it in the registry.
+    pub(super) fn run(&self, connections: &Connections) {
+        let mut queue = self.lock();
+        loop {
+            let now = Instant::now();
+            match queue.held.front() {
+                Some(first) if queue.closing || first.due <= now => {
+                    if let Some(held) = queue.held.pop_front() {
+                        drop(queue);
+                        release(held, connections);
+                        queue = self.lock();
+                    }
+                }
+                Some(first) => {
+                    let wait = first.due - now;
+                    queue = self
+                        .changed
+                        .wait_timeout(queue, wait)
+                        .map_or_else(|p| p.into_inner().0, |(q, _)| q);
+                }
+                None if queue.closing => return,
+                None => {
+                    queue = self.changed.wait(queue).unwrap_or_else(|p| p.into_inner());
+                }
+            }
+        }
+    }
+}
+
+/// Sends a held answer (best effort: the peer may be gone) and closes.
+fn release(mut held: Held, connections: &Connections) {
+    let _ = held.stream.set_write_timeout(Some(LAST_WORDS));
+    let _ = held.stream.write_all(&held.answer);
+    log_close(
+        held.peer,
+        None,
+        &Close::Normal("failed AUTH, answered late"),
+    );
+    connections.remove(held.id);
+    let _ = held.stream.shutdown(Shutdown::Both);
+}
