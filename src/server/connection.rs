@@ -120,7 +120,11 @@ fn serve(conn: Accepted, ctx: &Context) -> Option<Accepted> {
         Ok(()) => BUFFER.with(|buf| {
             let mut buf = buf.borrow_mut();
             if buf.len() < READ_BUF {
-                buf.resize(READ_BUF, 0);
+                // Zeroed by the allocator (`calloc`, fresh pages from the
+                // kernel): a page counts in the server's memory only once a
+                // read fills it, so a worker that only ever served short
+                // winners polls does not hold 128 KiB.
+                *buf = vec![0; READ_BUF];
             }
             Worker {
                 ctx,
