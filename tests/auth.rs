@@ -5,8 +5,6 @@
 
 mod support;
 
-use chrono::NaiveDate;
-use lottery::bet::Bet;
 use lottery::dataset::course_rows;
 use lottery::message::{Batch, ErrorCode, Message, PROTOCOL_VERSION};
 use std::process::{Command, Output};
@@ -23,17 +21,6 @@ static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn serial() -> std::sync::MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-fn bet(agency: u32, n: u16) -> Bet {
-    Bet {
-        agency,
-        first_name: format!("Ana{n}"),
-        last_name: "Paz".into(),
-        document: "123".into(),
-        birthdate: NaiveDate::from_ymd_opt(1990, 5, 6).unwrap(),
-        number: n,
-    }
 }
 
 fn batch(agency: u32, n: u16) -> Message {

@@ -5,22 +5,10 @@
 
 mod support;
 
-use chrono::NaiveDate;
 use lottery::bet::Bet;
 use lottery::message::{Batch, BatchEncoder, ErrorCode, Message, kind};
 use std::time::Duration;
 use support::*;
-
-fn bet(agency: u32, n: u16) -> Bet {
-    Bet {
-        agency,
-        first_name: format!("Ana{n}"),
-        last_name: "Paz".into(),
-        document: "123".into(),
-        birthdate: NaiveDate::from_ymd_opt(1990, 5, 6).unwrap(),
-        number: n,
-    }
-}
 
 fn batch(agency: u32, first_seq: u64, n: u16) -> Message {
     Message::Batch(Batch {

@@ -9,6 +9,7 @@
 
 #![allow(dead_code)]
 
+use chrono::NaiveDate;
 use lottery::auth::{AgencyKey, Secret};
 use lottery::bet::Bet;
 use lottery::framing::{FrameReader, write_frame};
@@ -460,5 +461,18 @@ impl Raw {
             }
             other => other,
         }
+    }
+}
+
+/// A valid bet of `agency` whose number and first name come from `n`: for
+/// tests that build batches by hand.
+pub fn bet(agency: u32, n: u16) -> Bet {
+    Bet {
+        agency,
+        first_name: format!("Ana{n}"),
+        last_name: "Paz".into(),
+        document: "123".into(),
+        birthdate: NaiveDate::from_ymd_opt(1990, 5, 6).unwrap(),
+        number: n,
     }
 }
