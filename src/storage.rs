@@ -120,6 +120,9 @@ pub struct Storage {
     /// `SyncMode::None`, where nothing is synced.
     journal_sync: Option<SyncThread>,
     broken: Option<String>,
+    /// Tests: make the next sync fail, as a disk reporting EIO at fsync does.
+    #[cfg(test)]
+    fail_next_sync: bool,
 }
 
 /// A long-lived thread that fsyncs one file when asked. A thread spawned
@@ -224,6 +227,8 @@ impl Storage {
             counts: BTreeMap::new(),
             done: BTreeSet::new(),
             broken: None,
+            #[cfg(test)]
+            fail_next_sync: false,
         };
         let recovery = storage.recover()?;
         Ok((storage, recovery))
@@ -281,8 +286,9 @@ impl Storage {
                 recovery.dropped_data_bytes = data_len - good_len;
                 self.truncate_data(good_len)?;
                 let all: Vec<(u32, u64)> = counts.into_iter().collect();
-                self.write_journal(good_len, None, &all, &[])?;
+                let line_len = self.write_journal(good_len, None, &all, &[])?;
                 self.sync(false)?;
+                self.journal_len += line_len;
                 self.counts.extend(all);
                 recovery.rebuilt_journal = true;
             }
@@ -419,9 +425,12 @@ impl Storage {
         let result = self
             .append_data(rows)
             .and_then(|()| self.write_journal(end, Some(crc32fast::hash(rows)), &totals, done))
-            .and_then(|()| self.sync(!rows.is_empty()));
+            .and_then(|line_len| self.sync(!rows.is_empty()).map(|()| line_len));
         match result {
-            Ok(()) => {
+            Ok(line_len) => {
+                // Only now: a failed commit is cut back to the lengths of
+                // the previous one, its journal line included.
+                self.journal_len += line_len;
                 self.committed_len = end;
                 self.counts.extend(totals);
                 self.done.extend(done.iter().copied());
@@ -440,13 +449,15 @@ impl Storage {
             .map_err(io_err(&self.data_path, "append to"))
     }
 
+    /// Appends one journal line and returns its length; the caller counts
+    /// it in `journal_len` once the line is durable.
     fn write_journal(
         &mut self,
         end: u64,
         data_crc: Option<u32>,
         totals: &[(u32, u64)],
         done: &[u32],
-    ) -> Result<(), StorageError> {
+    ) -> Result<u64, StorageError> {
         let line = JournalRecord {
             end,
             data_crc,
@@ -457,8 +468,7 @@ impl Storage {
         self.journal
             .write_all(line.as_bytes())
             .map_err(io_err(&self.journal_path, "append to"))?;
-        self.journal_len += line.len() as u64;
-        Ok(())
+        Ok(line.len() as u64)
     }
 
     /// Makes what was written durable (in `SyncMode::Always`). The two
@@ -467,6 +477,12 @@ impl Storage {
     /// (recovery checks the last commit's rows against its journal line, so
     /// the order in which they reach the disk does not matter).
     fn sync(&mut self, data_too: bool) -> Result<(), StorageError> {
+        #[cfg(test)]
+        if std::mem::take(&mut self.fail_next_sync) {
+            return Err(io_err(&self.data_path, "sync")(io::Error::other(
+                "injected EIO",
+            )));
+        }
         let Some(journal_sync) = &self.journal_sync else {
             return Ok(());
         };
@@ -797,6 +813,53 @@ pub fn winners_by_agency(path: &Path) -> Result<BTreeMap<u32, Vec<String>>, Stor
 mod tests {
     use super::*;
     use chrono::NaiveDate;
+
+    /// A commit whose sync fails leaves nothing behind, its journal line
+    /// included: the next commit and a restart see only acknowledged ones.
+    #[test]
+    fn a_commit_whose_sync_fails_leaves_no_journal_line() {
+        let dir = temp_dir("failed-sync");
+        let path = dir.join("bets.csv");
+        let rows = |bets: &[Bet]| {
+            let mut out = Vec::new();
+            for b in bets {
+                encode_row(&mut out, b);
+            }
+            out
+        };
+        let a = rows(&[bet(1, "Ana", "Paz", 1), bet(1, "Bea", "Paz", 2)]);
+        let b = rows(&[
+            bet(2, "Ciro", "Gil", 3),
+            bet(2, "Dora", "Gil", 4),
+            bet(2, "Eva", "Gil", 5),
+        ]);
+        let long: Vec<Bet> = (0..6)
+            .map(|i| bet(3, "Fermín Ezequiel", "Rodríguez Peña", i))
+            .collect();
+        let c = rows(&long);
+        assert!(
+            c.len() > b.len(),
+            "the bug showed when the next commit is longer"
+        );
+        {
+            let (mut s, _) = Storage::open(&path, SyncMode::Always).unwrap();
+            s.commit(&a, &[(1, 2)], &[]).unwrap();
+            s.fail_next_sync = true;
+            assert!(s.commit(&b, &[(2, 3)], &[2]).is_err());
+            s.commit(&c, &[(3, 6)], &[]).unwrap();
+            assert_eq!(s.counts(), &BTreeMap::from([(1, 2), (3, 6)]));
+            assert!(s.done().is_empty());
+        }
+        let (s, recovery) = Storage::open(&path, SyncMode::Always).unwrap();
+        assert_eq!(recovery, Recovery::default());
+        assert_eq!(s.counts(), &BTreeMap::from([(1, 2), (3, 6)]));
+        assert!(
+            s.done().is_empty(),
+            "agency 2's DONE was never acknowledged"
+        );
+        assert_eq!(std::fs::read(&path).unwrap(), [a, c].concat());
+        std::fs::remove_dir_all(dir).unwrap();
+    }
 
     pub(crate) fn temp_dir(name: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!(
