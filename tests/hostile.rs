@@ -6,8 +6,10 @@
 mod support;
 
 use lottery::bet::Bet;
-use lottery::message::{Batch, BatchEncoder, ErrorCode, Message, kind};
-use std::time::Duration;
+use lottery::message::{Batch, BatchEncoder, ErrorCode, Message, PROTOCOL_VERSION, kind};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 use support::*;
 
 fn batch(agency: u32, first_seq: u64, n: u16) -> Message {
@@ -311,4 +313,140 @@ fn idle_and_slow_connections_time_out() {
     server
         .log
         .wait_for("frame incomplete after", Duration::from_secs(5));
+}
+
+/// Peers without a key cannot keep the workers from the agencies: one that
+/// sent an ECHO and one that said HELLO but never AUTH each hold a worker
+/// for one first-frame timeout (1 s) at most, then get ERROR `timeout`.
+#[test]
+fn peers_without_a_key_hold_a_worker_for_one_first_frame_timeout_at_most() {
+    let dir = TempDir::new("no-handshake");
+    let server = Server::start(
+        dir.path(),
+        &[
+            ("SERVER_AGENCIES", "1"),
+            ("SERVER_WORKERS", "2"),
+            ("SERVER_IDLE_TIMEOUT", "30s"),
+        ],
+    );
+    let mut echoer = Raw::connect(server.addr);
+    echoer.send(&Message::Echo(b"hola".to_vec()));
+    assert_eq!(echoer.recv(), Message::Echo(b"hola".to_vec()));
+    let mut halfway = Raw::connect(server.addr);
+    halfway.send(&Message::Hello {
+        version: PROTOCOL_VERSION,
+        agency: 1,
+    });
+    assert!(matches!(halfway.recv(), Message::Challenge { .. }));
+    // Both workers are taken; the agency waits for one of them.
+    let started = Instant::now();
+    let mut agency = Raw::connect(server.addr);
+    assert!(matches!(agency.hello(1), Message::HelloOk { .. }));
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(3), "the agency waited {took:?}");
+    expect_error(&mut echoer, ErrorCode::Timeout);
+    expect_error(&mut halfway, ErrorCode::Timeout);
+    server
+        .log
+        .wait_for("no handshake within", Duration::from_secs(5));
+}
+
+/// An oversize frame header right behind a whole frame: the frame is
+/// answered, then ERROR `frame_too_large` at once (not a frame timeout
+/// later, waiting for a payload the server would never read).
+#[test]
+fn an_oversize_header_behind_a_whole_frame_is_refused_at_once() {
+    let dir = TempDir::new("oversize-behind");
+    let server = Server::start(dir.path(), &[("SERVER_AGENCIES", "1")]);
+    let mut raw = Raw::connect(server.addr);
+    let started = Instant::now();
+    raw.send_bytes(&[
+        kind::ECHO,
+        0,
+        4,
+        b'h',
+        b'o',
+        b'l',
+        b'a',
+        kind::ECHO,
+        0xFF,
+        0xFF,
+    ]);
+    assert_eq!(raw.recv(), Message::Echo(b"hola".to_vec()));
+    expect_error(&mut raw, ErrorCode::FrameTooLarge);
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(2), "refused after {took:?}");
+}
+
+/// A flood of failed AUTHs whose senders hang up at once: the connections
+/// waiting for their late answers count against the connection cap, so
+/// the server's open files stay bounded by the cap, not by the flood.
+#[test]
+fn a_flood_of_failed_auths_stays_within_the_connection_cap() {
+    let dir = TempDir::new("auth-flood");
+    let cap = 8;
+    let server = Server::start(
+        dir.path(),
+        &[("SERVER_AGENCIES", "1"), ("SERVER_MAX_CONNECTIONS", "8")],
+    );
+    let fds = |pid: u32| std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count());
+    let pid = server.child.id();
+    let before = fds(pid);
+    let stop = Arc::new(AtomicBool::new(false));
+    let addr = server.addr;
+    let flooders: Vec<_> = (0..20)
+        .map(|_| {
+            let stop = Arc::clone(&stop);
+            std::thread::spawn(move || {
+                let wrong = agency_key(999);
+                while !stop.load(Ordering::SeqCst) {
+                    let Ok(stream) = std::net::TcpStream::connect(addr) else {
+                        continue;
+                    };
+                    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+                    let mut reader = lottery::framing::FrameReader::new(&stream);
+                    let mut writer = &stream;
+                    let hello = Message::Hello {
+                        version: PROTOCOL_VERSION,
+                        agency: 1,
+                    };
+                    if std::io::Write::write_all(&mut writer, &hello.to_bytes().unwrap()).is_err() {
+                        continue;
+                    }
+                    let Ok(Some(frame)) = reader.read_frame() else {
+                        continue;
+                    };
+                    if let Ok(Message::Challenge { nonce }) = Message::from_frame(&frame) {
+                        let auth = Message::Auth {
+                            tag: wrong.tag(&nonce, 1, PROTOCOL_VERSION),
+                        };
+                        let _ = std::io::Write::write_all(&mut writer, &auth.to_bytes().unwrap());
+                    }
+                    // Hang up without waiting for the answer.
+                }
+            })
+        })
+        .collect();
+    let mut most = 0;
+    let until = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < until {
+        most = most.max(fds(pid));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    stop.store(true, Ordering::SeqCst);
+    for f in flooders {
+        f.join().expect("flooder");
+    }
+    let fails = server.log.count("action: auth | result: fail");
+    assert!(fails > 20, "the flood got going: {fails} failed AUTHs");
+    // Each connection is one socket plus its registry clone; the cap may
+    // be passed by the 4 connections being evicted, and a refused newcomer
+    // holds one socket while it is answered.
+    assert!(
+        most <= before + 2 * (cap + 4) + 2,
+        "open files: {before} before, {most} at most during a flood of {fails} failed AUTHs"
+    );
+    // And an agency gets in at once afterwards.
+    let mut agency = Raw::connect(server.addr);
+    assert!(matches!(agency.hello(1), Message::HelloOk { .. }));
 }

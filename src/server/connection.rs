@@ -25,7 +25,7 @@ use crate::framing::{self, FrameError};
 use crate::logging::{PEER_FAULT, clean};
 use crate::message::ErrorCode;
 use log::{debug, error, info, log};
-use std::io::{ErrorKind, Read, Write};
+use std::io::{self, ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::{Duration, Instant};
@@ -138,6 +138,7 @@ fn serve(conn: Accepted, ctx: &Context) -> Option<Accepted> {
                 last_activity: Instant::now(),
                 session: Session::default(),
                 out: Vec::new(),
+                too_large: None,
             }
             .run(&mut agency)
         }),
@@ -146,13 +147,17 @@ fn serve(conn: Accepted, ctx: &Context) -> Option<Accepted> {
     let how = match how {
         Turn::Closed(how) => how,
         Turn::Penalized { answer, delay } => {
-            ctx.penalty.hold(Held {
-                due: Instant::now() + delay,
-                id,
-                stream,
-                peer,
-                answer,
-            });
+            ctx.connections.set_penalized(id);
+            ctx.penalty.hold(
+                Held {
+                    due: Instant::now() + delay,
+                    id,
+                    stream,
+                    peer,
+                    answer,
+                },
+                &ctx.connections,
+            );
             return None;
         }
         Turn::Yielded => match stream.set_nonblocking(true) {
@@ -202,12 +207,16 @@ struct Worker<'a> {
     last_activity: Instant,
     session: Session,
     out: Vec<u8>,
+    /// An oversize frame header came after whole frames in one read: those
+    /// are answered first, then the connection closes with this reason.
+    too_large: Option<String>,
 }
 
 impl Worker<'_> {
     /// Reads, handles and answers until the connection ends; says how.
     fn run(mut self, agency: &mut Option<u32>) -> Turn {
         let limits = self.ctx.limits;
+        let taken = Instant::now();
         let mut first_frame = true;
         // The last read was the one allowed past the deadline.
         let mut overdue = false;
@@ -232,6 +241,17 @@ impl Worker<'_> {
                         "no whole first frame within {:?}",
                         limits.first_frame_timeout
                     ),
+                );
+            }
+            // Until its handshake is complete a connection holds a worker
+            // for one first-frame timeout at most: enough for HELLO,
+            // CHALLENGE and AUTH, or an ECHO, but a peer without a key
+            // (an ECHO every few seconds, a HELLO never followed by AUTH)
+            // cannot keep a worker from the agencies.
+            if agency.is_none() && taken + limits.first_frame_timeout < deadline.0 {
+                deadline = (
+                    taken + limits.first_frame_timeout,
+                    format!("no handshake within {:?}", limits.first_frame_timeout),
                 );
             }
             // Past the deadline, one last short read: a connection that
@@ -283,7 +303,11 @@ impl Worker<'_> {
             // written, serve the frames that arrived meanwhile (the agency
             // keeps a window of batches in flight); they join the next
             // commit, so writing one commit overlaps gathering the next.
-            while reply.waits_for_commit() && !reply.close && reply.parts.len() < READ_AHEAD {
+            while reply.waits_for_commit()
+                && !reply.close
+                && self.too_large.is_none()
+                && reply.parts.len() < READ_AHEAD
+            {
                 match self.read_ready() {
                     Ok(used) if used > 0 => reply.append(self.handle(used, agency)),
                     Ok(_) => break,
@@ -296,6 +320,9 @@ impl Worker<'_> {
             }
             if let Some(how) = self.answer(reply) {
                 return Turn::Closed(how);
+            }
+            if let Some(reason) = self.too_large.take() {
+                return Turn::Closed(Close::Fault(ErrorCode::FrameTooLarge, reason));
             }
         }
     }
@@ -333,7 +360,10 @@ impl Worker<'_> {
                 Err(e @ FrameError::TooLarge { .. }) if used == 0 => {
                     return Err(Close::Fault(ErrorCode::FrameTooLarge, e.to_string()));
                 }
-                Err(FrameError::TooLarge { .. }) => break,
+                Err(e @ FrameError::TooLarge { .. }) => {
+                    self.too_large = Some(e.to_string());
+                    break;
+                }
                 Err(e) => return Err(Close::Fault(ErrorCode::Truncated, e.to_string())),
             }
         }
@@ -388,7 +418,8 @@ impl Worker<'_> {
     fn answer(&mut self, reply: Reply) -> Option<Close> {
         self.out.clear();
         let close = reply.finish(&mut self.out);
-        if let Err(e) = self.stream.write_all(&self.out) {
+        let deadline = Instant::now() + self.ctx.limits.write_timeout;
+        if let Err(e) = write_all_by(self.stream, &self.out, deadline) {
             return Some(
                 if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) {
                     let limit = self.ctx.limits.write_timeout;
@@ -426,11 +457,32 @@ impl Worker<'_> {
         if self.ctx.connections.was_evicted(self.id) {
             return Some(Close::Fault(
                 ErrorCode::Busy,
-                "evicted: connection limit reached and this connection never said HELLO".into(),
+                "evicted: connection limit reached and this connection never completed its handshake"
+                    .into(),
             ));
         }
         self.ctx.shutdown.is_triggered().then_some(Close::Shutdown)
     }
+}
+
+/// `write_all` with one deadline for the whole answer. The socket's write
+/// timeout bounds each `write(2)`, so a peer reading one segment at a time
+/// could keep a worker for as many timeouts as the answer has segments.
+fn write_all_by(stream: &mut TcpStream, mut bytes: &[u8], deadline: Instant) -> io::Result<()> {
+    while !bytes.is_empty() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(ErrorKind::TimedOut.into());
+        }
+        stream.set_write_timeout(Some(left))?;
+        match stream.write(bytes) {
+            Ok(0) => return Err(ErrorKind::WriteZero.into()),
+            Ok(n) => bytes = &bytes[n..],
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 /// Logs a connection's close in the course's grammar.

@@ -57,16 +57,25 @@ pub(super) fn accept_loop(listener: &TcpListener, ctx: &Arc<Context>, pool: &Thr
     }
 }
 
+/// Served connections evicted but not yet closed by their workers, at most:
+/// how far past `SERVER_MAX_CONNECTIONS` the server may be for a moment.
+const EVICTING: usize = 4;
+
 /// A live connection as the registry sees it.
 struct Entry {
     /// A clone of the connection's socket: shutting it down wakes the
     /// worker blocked on it.
     handle: TcpStream,
     accepted: Instant,
-    /// Set once the connection said HELLO.
+    /// Set once the connection completed its handshake (HELLO, and AUTH
+    /// when authentication is on).
     agency: Option<u32>,
     /// A worker owns it (it left the lobby).
     serving: bool,
+    /// It failed AUTH and waits in the penalty box for its late answer:
+    /// no worker would notice an eviction, so it is never evicted (the
+    /// penalty box holds a bounded number and frees each within a second).
+    penalized: bool,
     /// Shut down to make room for a newcomer; its worker says so.
     evicted: bool,
 }
@@ -163,6 +172,7 @@ impl Connections {
                 accepted,
                 agency: None,
                 serving: false,
+                penalized: false,
                 evicted: false,
             },
         );
@@ -261,7 +271,14 @@ impl Connections {
         found
     }
 
-    /// Records the agency a connection said HELLO as.
+    /// Records that a connection failed AUTH and went to the penalty box.
+    pub(super) fn set_penalized(&self, id: u64) {
+        if let Some(entry) = self.lock().live.get_mut(&id) {
+            entry.penalized = true;
+        }
+    }
+
+    /// Records the agency a connection completed its handshake as.
     pub(super) fn set_agency(&self, id: u64, agency: u32) {
         if let Some(entry) = self.lock().live.get_mut(&id) {
             entry.agency = Some(agency);
@@ -336,9 +353,9 @@ impl Connections {
 }
 
 impl Registry {
-    /// Makes room by closing the oldest connection that has neither said
-    /// HELLO nor sent a whole first frame: first among those waiting in
-    /// the lobby, then among those a worker is waiting on.
+    /// Makes room by closing the oldest connection that has neither
+    /// completed its handshake nor sent a whole first frame: first among
+    /// those waiting in the lobby, then among those a worker serves.
     fn evict_one(&mut self) -> bool {
         let waiting = self
             .lobby
@@ -347,7 +364,8 @@ impl Registry {
             .filter(|(_, c)| peek(&c.stream) != Readiness::Whole)
             .min_by_key(|(_, c)| c.accepted)
             .map(|(i, _)| i);
-        let reason = "evicted: connection limit reached and this connection never said HELLO";
+        let reason =
+            "evicted: connection limit reached and this connection never completed its handshake";
         if let Some(conn) = waiting.and_then(|i| self.lobby.remove(i)) {
             self.live.remove(&conn.id);
             let how = Close::Fault(ErrorCode::Busy, reason.into());
@@ -355,12 +373,19 @@ impl Registry {
             refuse(conn.stream, ErrorCode::Busy, reason.into());
             return true;
         }
-        // A served connection without HELLO has no whole frame waiting (its
-        // worker would have handled it): it is silent or trickling.
+        // A served connection whose handshake is not complete: silent,
+        // trickling, or between HELLO and AUTH (its worker ends that within
+        // a first-frame timeout anyway). Its worker notices at once, but
+        // until it has closed it the connection still counts: at most
+        // EVICTING of them at a time, or a flood of newcomers evicting one
+        // another would take the server as far past the cap as it is fast.
+        if self.live.values().filter(|e| e.evicted).count() >= EVICTING {
+            return false;
+        }
         let served = self
             .live
             .iter_mut()
-            .filter(|(_, e)| e.serving && e.agency.is_none() && !e.evicted)
+            .filter(|(_, e)| e.serving && e.agency.is_none() && !e.evicted && !e.penalized)
             .min_by_key(|(_, e)| e.accepted);
         if let Some((_, entry)) = served {
             // Its worker wakes up, sees the flag, answers ERROR busy and

@@ -176,7 +176,7 @@ pub fn run(
         handler: Handler::new(store.clone(), config.auth.clone()),
         limits: Limits::from_config(config),
         connections: Connections::default(),
-        penalty: PenaltyBox::default(),
+        penalty: PenaltyBox::new(config.max_connections),
         shutdown: shutdown.clone(),
     });
     let penalty = {

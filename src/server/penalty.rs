@@ -7,6 +7,13 @@
 //! honest agency needs — so the worker hands the connection and its answer
 //! here and moves on. One thread sends each held answer when it is due
 //! (all at once at shutdown) and closes the connection.
+//!
+//! A quarter of `SERVER_MAX_CONNECTIONS` at most wait here; beyond that a
+//! failed AUTH is answered at once. Held connections count against the cap
+//! and cannot be evicted (no worker would notice), so a flood of failed
+//! AUTHs could otherwise fill the cap and keep every agency out; bounded,
+//! it gets its answers sooner, and three quarters of the cap stay for
+//! connections that newcomers may evict.
 
 use super::connection::{Close, LAST_WORDS, log_close};
 use super::listener::Connections;
@@ -34,25 +41,40 @@ struct Queue {
 }
 
 /// See the module doc.
-#[derive(Default)]
 pub(super) struct PenaltyBox {
     queue: Mutex<Queue>,
     changed: Condvar,
+    /// Connections held at most at once.
+    capacity: usize,
 }
 
 impl PenaltyBox {
+    /// A box for a server that admits `max_connections` at once.
+    pub(super) fn new(max_connections: usize) -> PenaltyBox {
+        PenaltyBox {
+            queue: Mutex::default(),
+            changed: Condvar::new(),
+            capacity: (max_connections / 4).max(1),
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, Queue> {
         // A plain queue; a panic cannot leave it half-done.
         self.queue.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Holds a connection's answer until `held.due`.
-    pub(super) fn hold(&self, held: Held) {
+    /// Holds a connection's answer until `held.due`; answers it now if
+    /// the server is stopping or the box is full.
+    pub(super) fn hold(&self, held: Held, connections: &Connections) {
         let mut queue = self.lock();
-        if queue.closing {
+        if queue.closing || queue.held.len() >= self.capacity {
+            let how = if queue.closing {
+                Close::Shutdown
+            } else {
+                Close::Normal("failed AUTH, answered at once (penalty box full)")
+            };
             drop(queue);
-            log_close(held.peer, None, &Close::Shutdown);
-            let _ = held.stream.shutdown(Shutdown::Both);
+            release(held, connections, &how);
             return;
         }
         queue.held.push_back(held);
@@ -73,9 +95,14 @@ impl PenaltyBox {
             let now = Instant::now();
             match queue.held.front() {
                 Some(first) if queue.closing || first.due <= now => {
+                    let how = if queue.closing {
+                        Close::Shutdown
+                    } else {
+                        Close::Normal("failed AUTH, answered late")
+                    };
                     if let Some(held) = queue.held.pop_front() {
                         drop(queue);
-                        release(held, connections);
+                        release(held, connections, &how);
                         queue = self.lock();
                     }
                 }
@@ -96,14 +123,10 @@ impl PenaltyBox {
 }
 
 /// Sends a held answer (best effort: the peer may be gone) and closes.
-fn release(mut held: Held, connections: &Connections) {
+fn release(mut held: Held, connections: &Connections, how: &Close) {
     let _ = held.stream.set_write_timeout(Some(LAST_WORDS));
     let _ = held.stream.write_all(&held.answer);
-    log_close(
-        held.peer,
-        None,
-        &Close::Normal("failed AUTH, answered late"),
-    );
+    log_close(held.peer, None, how);
     connections.remove(held.id);
     let _ = held.stream.shutdown(Shutdown::Both);
 }
