@@ -83,6 +83,15 @@ impl Commit {
         *slot = Some(outcome);
         self.resolved.notify_all();
     }
+
+    /// Fails the commit unless it is already resolved.
+    fn abandon(&self) {
+        let mut slot = self.outcome.lock().unwrap_or_else(|p| p.into_inner());
+        if slot.is_none() {
+            *slot = Some(Err(StoreError::Closed));
+            self.resolved.notify_all();
+        }
+    }
 }
 
 /// A promise that a request will be durable (or has failed).
@@ -596,9 +605,40 @@ fn draw(stored_winners: BTreeMap<u32, Vec<String>>) -> Draw {
     )
 }
 
+/// Runs when the committer leaves, however it leaves (closing, a poisoned
+/// lock, a panic): the store closes and every commit not yet resolved
+/// fails, so that no worker waits forever on a ticket or for room, and the
+/// server's teardown can join them.
+struct CommitterExit<'a> {
+    manager: &'a Mutex<StoreManager>,
+    signals: &'a Signals,
+    /// The group being written, if any.
+    writing: Option<Arc<Commit>>,
+}
+
+impl Drop for CommitterExit<'_> {
+    fn drop(&mut self) {
+        let mut state = self.manager.lock().unwrap_or_else(|p| p.into_inner());
+        state.closing = true;
+        let pending = Arc::clone(&state.pending.commit);
+        drop(state);
+        if let Some(writing) = self.writing.take() {
+            writing.abandon();
+        }
+        pending.abandon();
+        self.signals.room.notify_all();
+        self.signals.work.notify_all();
+    }
+}
+
 /// The committer: one commit per loop, everything handed in since the last.
 /// The group is taken under the lock; the write and the sync happen outside.
 fn run_committer(manager: &Mutex<StoreManager>, signals: &Signals, mut storage: Storage) {
+    let mut exit = CommitterExit {
+        manager,
+        signals,
+        writing: None,
+    };
     loop {
         let group = {
             let Ok(mut state) = lock(manager) else { return };
@@ -613,6 +653,7 @@ fn run_committer(manager: &Mutex<StoreManager>, signals: &Signals, mut storage: 
             }
             state.take_group()
         };
+        exit.writing = Some(Arc::clone(&group.commit));
         // The next group has room again.
         signals.room.notify_all();
 
@@ -637,6 +678,7 @@ fn run_committer(manager: &Mutex<StoreManager>, signals: &Signals, mut storage: 
                     info!("action: sorteo | result: success | ganadores: {total}");
                 }
                 commit.resolve(Ok(()));
+                exit.writing = None;
             }
             Err(e) => {
                 error!("action: commit | result: fail | error: {e}");
@@ -646,6 +688,7 @@ fn run_committer(manager: &Mutex<StoreManager>, signals: &Signals, mut storage: 
                 let err = StoreError::Storage(e.to_string());
                 commit.resolve(Err(err.clone()));
                 later.resolve(Err(err));
+                exit.writing = None;
             }
         }
     }
@@ -683,6 +726,33 @@ mod tests {
                 number: if i % winner_every == 0 { 7574 } else { 1 },
             })
             .collect()
+    }
+
+    /// However the committer leaves, nobody waits forever: the commit it was
+    /// writing fails, and so does everything handed in after it.
+    #[test]
+    fn a_committer_that_leaves_fails_its_commits_and_closes_the_store() {
+        let path = temp_path("committer-exit");
+        let (store, _) = Store::open(&path, SyncMode::None, 1).unwrap();
+        let writing = Arc::new(Commit::default());
+        let ticket = Ticket {
+            commit: Some(Arc::clone(&writing)),
+            next_seq: 3,
+            duplicate: false,
+        };
+        let waiter = std::thread::spawn(move || ticket.wait());
+        drop(CommitterExit {
+            manager: &store.manager,
+            signals: &store.signals,
+            writing: Some(writing),
+        });
+        assert_eq!(waiter.join().unwrap(), Err(StoreError::Closed));
+        let bets = bets(1, 2, 100);
+        assert_eq!(
+            store.submit_batch(1, 0, &refs(&bets)).map(|t| t.next_seq),
+            Err(StoreError::Closed)
+        );
+        store.close();
     }
 
     #[test]
