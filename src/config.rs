@@ -140,6 +140,17 @@ fn parse_dur(s: &Settings, key: &str, default: &str) -> Result<Duration, ConfigE
     })
 }
 
+/// A server timeout: more than 0 (a socket timeout of 0 is refused by the
+/// OS) and at most a day (deadlines are `Instant + timeout`, which must not
+/// overflow).
+fn timeout(s: &Settings, key: &str, default: &str) -> Result<Duration, ConfigError> {
+    let d = positive(key, parse_dur(s, key, default)?)?;
+    if d > Duration::from_secs(24 * 60 * 60) {
+        return Err(key_err(key, "must be at most a day"));
+    }
+    Ok(d)
+}
+
 /// A duration that must not be zero.
 fn positive(key: &str, d: Duration) -> Result<Duration, ConfigError> {
     if d.is_zero() {
@@ -403,19 +414,16 @@ impl ServerConfig {
                 1,
                 100_000,
             )?,
-            idle_timeout: parse_dur(s, "SERVER_IDLE_TIMEOUT", "30s")?,
-            frame_timeout: parse_dur(s, "SERVER_FRAME_TIMEOUT", "10s")?,
-            write_timeout: parse_dur(s, "SERVER_WRITE_TIMEOUT", "10s")?,
+            idle_timeout: timeout(s, "SERVER_IDLE_TIMEOUT", "30s")?,
+            frame_timeout: timeout(s, "SERVER_FRAME_TIMEOUT", "10s")?,
+            write_timeout: timeout(s, "SERVER_WRITE_TIMEOUT", "10s")?,
             max_frame_size: in_range(
                 "SERVER_MAX_FRAME_SIZE",
                 parse_num(s, "SERVER_MAX_FRAME_SIZE", "8192")?,
                 64,
                 crate::framing::MAX_FRAME_LEN,
             )?,
-            first_frame_timeout: positive(
-                "SERVER_FIRST_FRAME_TIMEOUT",
-                parse_dur(s, "SERVER_FIRST_FRAME_TIMEOUT", "1s")?,
-            )?,
+            first_frame_timeout: timeout(s, "SERVER_FIRST_FRAME_TIMEOUT", "1s")?,
             progress_interval: parse_dur(s, "SERVER_PROGRESS_INTERVAL", "2s")?,
             auth: match get(s, "SERVER_AUTH", "required").trim() {
                 "required" => ServerAuth::Required(secret(s, read)?),
@@ -786,6 +794,9 @@ mod tests {
             ("LOGGING_LEVEL", "LOUD"),
             ("STORAGE_SYNC", "sometimes"),
             ("SERVER_IDLE_TIMEOUT", "30"),
+            ("SERVER_WRITE_TIMEOUT", "0"),
+            ("SERVER_FRAME_TIMEOUT", "0"),
+            ("SERVER_IDLE_TIMEOUT", "100000h"),
             ("SERVER_MAX_FRAME_SIZE", "9000"),
             ("STORAGE_FILEPATH", " "),
         ] {

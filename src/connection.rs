@@ -77,7 +77,13 @@ impl Connection {
         };
         let mut last = io::Error::new(io::ErrorKind::NotFound, "address resolved to nothing");
         for addr in address.to_socket_addrs().map_err(err)? {
-            match TcpStream::connect_timeout(&addr, io_timeout) {
+            // `connect_timeout` refuses a zero timeout; 0 means none.
+            let connected = if io_timeout.is_zero() {
+                TcpStream::connect(addr)
+            } else {
+                TcpStream::connect_timeout(&addr, io_timeout)
+            };
+            match connected {
                 Ok(stream) => return Self::from_stream(stream, io_timeout).map_err(err),
                 Err(e) => last = e,
             }
@@ -193,6 +199,19 @@ mod tests {
     use super::*;
     use std::io::Read;
     use std::net::TcpListener;
+
+    /// `io.timeout: 0` means no timeout, also for connecting.
+    #[test]
+    fn a_zero_timeout_connects_without_one() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let mut conn = Connection::connect(&addr, Duration::ZERO).unwrap();
+        let (mut peer, _) = listener.accept().unwrap();
+        conn.send(&Message::Echo(b"x".to_vec())).unwrap();
+        conn.flush().unwrap();
+        let mut got = [0_u8; 4];
+        peer.read_exact(&mut got).unwrap();
+    }
 
     #[test]
     fn frames_are_written_together_before_waiting_for_an_answer() {

@@ -365,7 +365,7 @@ impl<'a> Agency<'a> {
             winners.len()
         );
         Ok(Summary {
-            sent: total - start,
+            sent: total.saturating_sub(start),
             skipped: self.skipped,
             batches: self.batches,
             bytes_sent: 0,
@@ -459,11 +459,16 @@ impl<'a> Agency<'a> {
                     Message::Ack { next_seq } if next_seq == expected => {
                         self.progress();
                         debug!("action: batch_enviado | result: success | next_seq: {next_seq}");
-                        if let Some(line) = self
-                            .ingest
-                            .as_mut()
-                            .and_then(|p| p.line(Instant::now(), seq - start, next_seq - start))
-                        {
+                        if let Some(line) = self.ingest.as_mut().and_then(|p| {
+                            // A server restarted after a crash may resume this agency
+                            // below where its first session began (what it had accepted
+                            // was not yet durable): count from there, never below 0.
+                            p.line(
+                                Instant::now(),
+                                seq.saturating_sub(start),
+                                next_seq.saturating_sub(start),
+                            )
+                        }) {
                             info!("{line}");
                         }
                         if let Some(bet) = &self.single {
