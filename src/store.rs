@@ -29,6 +29,7 @@
 //! millions of rows.
 
 use crate::bet::BetRef;
+use crate::logging::clean;
 use crate::storage::{self, Recovery, Storage, StorageError, SyncMode};
 use log::{error, info};
 use std::collections::{BTreeMap, BTreeSet};
@@ -681,7 +682,7 @@ fn run_committer(manager: &Mutex<StoreManager>, signals: &Signals, mut storage: 
                 exit.writing = None;
             }
             Err(e) => {
-                error!("action: commit | result: fail | error: {e}");
+                error!("action: commit | result: fail | error: {}", clean(&e));
                 let later = state.failed();
                 drop(state);
                 signals.room.notify_all();

@@ -33,9 +33,16 @@ use threadpool::ThreadPool;
 
 /// Accepts connections until shutdown, handing each to the pool.
 pub(super) fn accept_loop(listener: &TcpListener, ctx: &Arc<Context>, pool: &ThreadPool) {
+    // A persistent error (out of descriptors) is logged once a second at
+    // most, with how many were not.
+    let mut last_error_log: Option<Instant> = None;
+    let mut unlogged = 0_u64;
     loop {
         let accepted = listener.accept();
         if ctx.shutdown.is_triggered() {
+            if let Ok((_, peer)) = accepted {
+                connection::log_close(peer, None, &Close::Shutdown);
+            }
             return;
         }
         match accepted {
@@ -50,7 +57,16 @@ pub(super) fn accept_loop(listener: &TcpListener, ctx: &Arc<Context>, pool: &Thr
                 // Out of descriptors, or a peer that gave up while queued:
                 // log and carry on; the listener itself is fine. A short
                 // pause keeps a persistent error from spinning.
-                error!("action: accept | result: fail | error: {}", clean(e));
+                if last_error_log.is_none_or(|at| at.elapsed() >= Duration::from_secs(1)) {
+                    error!(
+                        "action: accept | result: fail | error: {} | omitidos: {unlogged}",
+                        clean(e)
+                    );
+                    last_error_log = Some(Instant::now());
+                    unlogged = 0;
+                } else {
+                    unlogged += 1;
+                }
                 ctx.shutdown.sleep(Duration::from_millis(10));
             }
         }
@@ -147,6 +163,8 @@ impl Connections {
         };
         let mut reg = self.lock();
         if reg.closing {
+            drop(reg);
+            connection::log_close(peer, None, &Close::Shutdown);
             return false;
         }
         if reg.live.len() >= limits.max_connections && !reg.evict_one() {
