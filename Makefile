@@ -18,7 +18,7 @@ SERVER_IMAGE := lottery-server:latest
 CLIENT_IMAGE := lottery-client:latest
 COMPOSE := docker compose -f $(COMPOSE_FILE) --profile netcat
 
-.PHONY: help build test run bench data fmt lint docker-image docker-data compose \
+.PHONY: help build test test-postgres run bench data fmt lint docker-image docker-data compose \
 	docker-compose-up docker-compose-down docker-compose-logs \
 	docker-compose-netcat-up docker-compose-netcat-logs docker-compose-netcat-down \
 	echo-test docker-e2e docker-clean docker-keys
@@ -34,6 +34,9 @@ build: ## cargo build --release (server, client)
 
 test: ## Unit, wire-level, fault-injection and end-to-end tests (cargo, release build)
 	cargo test --release --lib --bins --tests
+
+test-postgres: ## The PostgreSQL backend's tests (--features postgres; needs Debian's postgresql package)
+	cargo test --release --features postgres --lib --test postgres
 
 run: ## Local demo without Docker (scripts/run-local.sh)
 	scripts/run-local.sh

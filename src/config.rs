@@ -878,6 +878,38 @@ mod tests {
     }
 
     #[test]
+    fn the_storage_backend_is_the_file_unless_postgres_is_asked_for() {
+        let with = |env: &[(&str, &str)]| {
+            let mut s = ServerConfig::parse_ini(INI).unwrap();
+            apply_env(&mut s, &SERVER_KEYS, |k| k.to_owned(), pairs(env));
+            ServerConfig::from_settings(&s, &no_files)
+        };
+        let c = with(&[]).unwrap();
+        assert_eq!(c.storage_backend, StorageBackend::File);
+        assert!(matches!(c.storage_location(), Location::File { .. }));
+        let key_of = |env: &[(&str, &str)]| match with(env) {
+            Err(ConfigError::Key { key, reason }) => (key, reason),
+            other => panic!("{env:?} gave {other:?}"),
+        };
+        assert_eq!(key_of(&[("STORAGE_BACKEND", "mysql")]).0, "STORAGE_BACKEND");
+        let url = "postgresql://lottery:pw@db:5432/lottery";
+        let postgres = [("STORAGE_BACKEND", "postgres"), ("STORAGE_URL", url)];
+        if cfg!(feature = "postgres") {
+            let c = with(&postgres).unwrap();
+            assert_eq!(c.storage_location(), Location::Postgres { url: url.into() });
+            assert_eq!(
+                key_of(&[("STORAGE_BACKEND", "postgres")]).0,
+                "STORAGE_URL",
+                "the database is required"
+            );
+        } else {
+            let (key, reason) = key_of(&postgres);
+            assert_eq!(key, "STORAGE_BACKEND");
+            assert!(reason.contains("--features postgres"), "{reason}");
+        }
+    }
+
+    #[test]
     fn server_unparsable_file_and_missing_file() {
         assert!(ServerConfig::parse_ini("[DEFAULT\nx").is_err());
         let err = ServerConfig::load(Path::new("/nonexistent/config.ini"), pairs(&[])).unwrap_err();
@@ -908,6 +940,20 @@ mod tests {
         assert_eq!(c.bets, BetSource::File(PathBuf::from("/agency.csv")));
         assert_eq!(c.log_level, LevelFilter::Info);
         assert_eq!(c.key, AgencyKey::from_hex(HEX).unwrap());
+        assert_eq!(c.server_addresses(), ["localhost:9"]);
+    }
+
+    #[test]
+    fn client_server_address_takes_a_failover_list() {
+        let mut s = ClientConfig::parse_yaml(YAML).unwrap();
+        let env = pairs(&[
+            ("CLI_KEY", HEX),
+            ("CLI_ID", "1"),
+            ("CLI_SERVER_ADDRESS", " s1:12345, s2:12345 ,,s3:12345"),
+        ]);
+        apply_env(&mut s, &CLIENT_KEYS, client_env_name, env.clone());
+        let c = ClientConfig::from_settings(&s, &env, None, &no_files).unwrap();
+        assert_eq!(c.server_addresses(), ["s1:12345", "s2:12345", "s3:12345"]);
     }
 
     #[test]
@@ -1005,6 +1051,7 @@ mod tests {
             ("retry.timeout", "soon"),
             ("io.timeout", "500ms"),
             ("server.address", ""),
+            ("server.address", " , ,"),
         ] {
             let mut s = ClientConfig::parse_yaml(YAML).unwrap();
             s.insert("id".into(), "1".into());
