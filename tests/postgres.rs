@@ -202,3 +202,30 @@ fn one_agency_on_two_servers_at_once_is_stored_once() {
     assert_bets_exactly(pg.stored_bets(), &files);
     assert_eq!(sorteos(&servers.iter().collect::<Vec<_>>()), 1);
 }
+
+#[test]
+fn a_server_with_another_number_of_agencies_refuses_the_database_at_start() {
+    let Some(pg) = Postgres::start("agencies") else {
+        return;
+    };
+    let dir = TempDir::new("pg-agencies");
+    let first = server(&dir, &pg, 5, "s0");
+    let out = std::process::Command::new(SERVER)
+        .env("SERVER_CONFIG", repo().join("config/server/config.ini"))
+        .env("SERVER_IP", "127.0.0.1")
+        .env("SERVER_PORT", "0")
+        .env("SERVER_SECRET", TEST_SECRET)
+        .env("STORAGE_BACKEND", "postgres")
+        .env("STORAGE_URL", &pg.url)
+        .env("SERVER_AGENCIES", "3")
+        .output()
+        .expect("run server");
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "started anyway:\n{text}");
+    assert!(
+        text.contains("set up for 5 agencies and SERVER_AGENCIES is 3"),
+        "{text}"
+    );
+    drop(first);
+}

@@ -161,9 +161,10 @@ pub(super) fn open(url: &str, agencies: u32) -> Result<Opened, StorageError> {
     let mut client = loop {
         match connect(&config).and_then(|mut c| prepare(&mut c, agencies).map(|()| c)) {
             Ok(client) => break client,
-            // A schema error is final; only an unreachable database is
-            // worth waiting for (or two servers creating the schema at once).
-            Err(e) if started.elapsed() < OPEN_PATIENCE => {
+            // A database that cannot be reached yet, or two servers
+            // creating the schema at once, is worth waiting for; a database
+            // this server must not use is not.
+            Err(e) if !refuses_us(&e) && started.elapsed() < OPEN_PATIENCE => {
                 warn!(
                     "action: storage_open | result: in_progress | database: {target} | error: {}",
                     crate::logging::clean(&e)
@@ -217,6 +218,21 @@ pub(super) fn open(url: &str, agencies: u32) -> Result<Opened, StorageError> {
     })
 }
 
+/// Whether `prepare` found a database this server must not use (a newer
+/// schema, another number of agencies): waiting will not change that.
+fn refuses_us(e: &StorageError) -> bool {
+    matches!(
+        e,
+        StorageError::Database {
+            action: REFUSED,
+            ..
+        }
+    )
+}
+
+/// The action of the errors [`refuses_us`] recognises.
+const REFUSED: &str = "use";
+
 /// Creates the schema if missing (idempotent: every statement is
 /// `IF NOT EXISTS` or `ON CONFLICT DO NOTHING`), refuses a newer one, and
 /// makes sure the database is set up for `agencies` agencies, each with
@@ -237,7 +253,7 @@ fn prepare(client: &mut pg::Client, agencies: u32) -> Result<(), StorageError> {
     match version {
         Some(v) if v > SCHEMA_VERSION => {
             return Err(StorageError::Database {
-                action: "use",
+                action: REFUSED,
                 reason: format!(
                     "its schema is version {v}, newer than this server's {SCHEMA_VERSION}"
                 ),
@@ -269,7 +285,7 @@ fn prepare(client: &mut pg::Client, agencies: u32) -> Result<(), StorageError> {
         .get(0);
     if set_up != wanted {
         return Err(StorageError::Database {
-            action: "use",
+            action: REFUSED,
             reason: format!(
                 "it was set up for {set_up} agencies and SERVER_AGENCIES is {agencies}: every server of one lottery must say the same"
             ),
