@@ -25,7 +25,10 @@
 #                      synchronous_commit=on; a fresh database per run), next to
 #                      `psql \copy` of the same files into an indexed table
 #                      (the same primary key and partial index), timed per run;
-#                      PostgreSQL's own CPU shows as "other CPU" (not ours)
+#                      PostgreSQL's own CPU shows as "other CPU" (not ours);
+#                      `postgres3`: the same with three servers on the database,
+#                      agency i first on server i mod 3 with the other two as
+#                      failover (RSS and CPU are the first server's)
 #   BENCH_DATA=.data/bench   where the generated agency files are cached
 #   BENCH_TMP=$TMPDIR  where each run's fresh storage directory is created
 #                      (the floor writes there too: keep them on one filesystem)
@@ -77,10 +80,10 @@ die() {
 
 case "$RUNS" in '' | *[!0-9]* | 0) die "RUNS must be a positive whole number" ;; esac
 for m in $MODES; do
-  case "$m" in always | none | postgres) ;; *) die "MODES: unknown storage mode '$m'" ;; esac
+  case "$m" in always | none | postgres | postgres3) ;; *) die "MODES: unknown storage mode '$m'" ;; esac
 done
 with_pg=0
-case " $MODES " in *" postgres "*) with_pg=1 ;; esac
+case " $MODES " in *" postgres "* | *" postgres3 "*) with_pg=1 ;; esac
 
 points=("$@")
 [ ${#points[@]} -gt 0 ] || points=(1x 10x 10m)
@@ -273,11 +276,12 @@ pgcopy_once() {
 
 server_pid= # the server process itself (child of GNU time when it is used)
 launcher_pid=
+extra_pids=() # the other servers of MODES=postgres3
 client_pids=()
 run_dir=
 cleanup() {
   local p
-  for p in "${client_pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${client_pids[@]}" "${extra_pids[@]}"; do kill "$p" 2>/dev/null || true; done
   if [ -n "$server_pid" ]; then kill -TERM "$server_pid" 2>/dev/null || true; fi
   if [ -n "$launcher_pid" ]; then wait "$launcher_pid" 2>/dev/null || true; fi
   if [ -n "$run_dir" ] && [ -z "${BENCH_KEEP:-}" ]; then rm -rf "$run_dir"; fi
@@ -337,7 +341,7 @@ run_once() {
   local timer=()
   [ "$have_time" = 1 ] && timer=("$gnu_time" -f '%M %U %S' -o "$run_dir/server.time")
   local storage=(STORAGE_FILEPATH="$run_dir/bets.csv" STORAGE_SYNC="$mode")
-  if [ "$mode" = postgres ]; then
+  if [[ $mode == postgres* ]]; then
     pg_fresh_db lottery_bench
     storage=(STORAGE_BACKEND=postgres STORAGE_URL="$pg_url/lottery_bench")
   fi
@@ -369,7 +373,33 @@ run_once() {
   done
   [ -n "$address" ] || fail_run "server did not report its address within 10 s"
 
-  export CLI_CONFIG=config/client/config.yaml CLI_SERVER_ADDRESS="$address"
+  # postgres3: two more servers on the same database (started once the
+  # first has created the schema); agency i starts on server i mod 3.
+  local servers=("$address") k extra
+  extra_pids=()
+  if [ "$mode" = postgres3 ]; then
+    for k in 2 3; do
+      env SERVER_CONFIG=config/server/config.ini SERVER_IP=127.0.0.1 SERVER_PORT=0 SERVER_AGENCIES="$n" \
+        SERVER_SECRET="$bench_secret" SERVER_LISTEN_BACKLOG="$backlog" "${storage[@]}" \
+        LOGGING_LEVEL=INFO "$bin/server" >"$run_dir/server-$k.log" 2>&1 &
+      extra_pids+=($!)
+      extra=
+      for _ in $(seq 1 2000); do
+        extra=$(sed -n 's/.*action: listen | result: success | address: //p' "$run_dir/server-$k.log")
+        [ -n "$extra" ] && break
+        sleep 0.005
+      done
+      [ -n "$extra" ] || fail_run "server $k did not report its address within 10 s"
+      servers+=("$extra")
+    done
+  fi
+  failover_list() { # failover_list AGENCY: every server, starting at AGENCY mod count
+    local c=${#servers[@]} j out=
+    for ((j = 0; j < c; j++)); do out+="${out:+,}${servers[$((($1 + j) % c))]}"; done
+    echo "$out"
+  }
+
+  export CLI_CONFIG=config/client/config.yaml
   # Every agency's process is forked first and waits at its own gate (a
   # FIFO); the clock starts when the gates open, so the time bash needs to
   # fork 100 processes is not counted, only each agency's exec and run.
@@ -380,6 +410,8 @@ run_once() {
     mkfifo "$run_dir/gate-$i"
     (
       read -r _ <"$run_dir/gate-$i"
+      CLI_SERVER_ADDRESS=$(failover_list "$i")
+      export CLI_SERVER_ADDRESS
       if [ "$have_time" = 1 ]; then
         CLI_ID=$i CLI_KEY=${AGENCY_KEYS[i]} CLI_BETS_FILE="$dir/agency-$i.csv" exec "${timed[@]}" "$run_dir/client-$i.time" "$bin/client"
       else
@@ -410,6 +442,11 @@ run_once() {
   kill -TERM "$server_pid" 2>/dev/null || early=1
   rc=0
   wait "$launcher_pid" || rc=$?
+  for k in "${extra_pids[@]}"; do
+    kill -TERM "$k" 2>/dev/null || early=1
+    wait "$k" || rc=$?
+  done
+  extra_pids=()
   busy1=$(busy_s)
   server_pid=
   launcher_pid=
@@ -422,9 +459,11 @@ run_once() {
   done
   [ ${#failed[@]} = 0 ] || fail_run "${failed[*]}"
   [ "$rc" = 0 ] || fail_run "server exited $rc"
-  grep -q 'action: sorteo | result: success' "$run_dir/server.log" || fail_run "no draw in the server log"
+  local draws
+  draws=$(cat "$run_dir"/server*.log | grep -c 'action: sorteo | result: success' || true)
+  [ "$draws" = 1 ] || fail_run "$draws draws in the server logs, expected 1"
   local stored sent bytes winners drawn
-  if [ "$mode" = postgres ]; then
+  if [[ $mode == postgres* ]]; then
     stored=$(psql_do lottery_bench -c "SELECT count(*) FROM bets")
   else
     stored=$(wc -l <"$run_dir/bets.csv")
@@ -434,7 +473,7 @@ run_once() {
   [ "$sent" = "$rows" ] || fail_run "agencies report $sent bets sent, their files hold $rows"
   bytes=$(cat "$run_dir"/client-*.log | sed -n 's/.*| bytes_enviados: \([0-9]*\).*/\1/p' | awk '{ s += $1 } END { print s + 0 }')
   winners=$(cat "$run_dir"/client-*.log | sed -n 's/.*action: consulta_ganadores | result: success | cant_ganadores: \([0-9]*\).*/\1/p' | awk '{ s += $1 } END { print s + 0 }')
-  drawn=$(sed -n 's/.*action: sorteo | result: success | ganadores: \([0-9]*\).*/\1/p' "$run_dir/server.log")
+  drawn=$(cat "$run_dir"/server*.log | sed -n 's/.*action: sorteo | result: success | ganadores: \([0-9]*\).*/\1/p')
   [ "$winners" = "$drawn" ] || fail_run "agencies report $winners winners, the draw $drawn"
 
   # ---- figures
@@ -515,6 +554,8 @@ report() {
   for m in $MODES; do
     if [ "$m" = postgres ]; then
       printf '  %-32s' "STORAGE_BACKEND=postgres"
+    elif [ "$m" = postgres3 ]; then
+      printf '  %-32s' "postgres, 3 servers"
     else
       printf '  %-32s' "STORAGE_SYNC=$m"
     fi
@@ -561,9 +602,12 @@ report() {
     emit "bench.$point.pgcopy.wall_min_s" "$clo"
     emit "bench.$point.pgcopy.wall_median_s" "$cmed"
     emit "bench.$point.pgcopy.wall_max_s" "$chi"
-    read -r _ med _ <<<"$(stats_of "$point.postgres.wall")"
-    printf '%-34s  %-32s\n' "postgres / psql \\copy (medians)" "$(fmt %.1f "$(calc "$med / $cmed")")x"
-    emit "bench.$point.postgres.pgcopy_ratio_median" "$(fmt %.2f "$(calc "$med / $cmed")")"
+    for m in $MODES; do
+      [[ $m == postgres* ]] || continue
+      read -r _ med _ <<<"$(stats_of "$point.$m.wall")"
+      printf '%-34s  %-32s\n' "$m / psql \\copy (medians)" "$(fmt %.1f "$(calc "$med / $cmed")")x"
+      emit "bench.$point.$m.pgcopy_ratio_median" "$(fmt %.2f "$(calc "$med / $cmed")")"
+    done
   fi
   printf '%-34s' "ours / floor (medians)"
   for m in $MODES; do
@@ -590,8 +634,12 @@ targets() {
   case "$point" in
     1x) check wall_s "$(median 1x.always.wall)" "<=" 0.10 ;;
     10x)
-      if [ "$with_pg" = 1 ]; then
+      case " $MODES " in *" postgres "*)
         check postgres_pgcopy_ratio "$(calc "$(median 10x.postgres.wall) / $(median 10x.pgcopy.wall)")" "<=" 2
+        ;;
+      esac
+      if [[ " $MODES " == *" postgres "* && " $MODES " == *" postgres3 "* ]]; then
+        check postgres3_vs_postgres "$(calc "$(median 10x.postgres3.wall) / $(median 10x.postgres.wall)")" "<=" 1
       fi
       check wall_s "$(median 10x.always.wall)" "<=" 0.30
       check floor_ratio "$(calc "$(median 10x.always.wall) / $(median 10x.floor.wall)")" "<=" 3
