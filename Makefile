@@ -8,7 +8,11 @@ SHELL := /bin/bash
 # the generator's output for N=5; any other N uses docker-compose-<N>.yaml,
 # written by `make compose N=<N>` (docker-compose-up writes it when needed).
 N ?= 5
-COMPOSE_FILE ?= $(if $(filter 5,$(N)),docker-compose-dev.yaml,docker-compose-$(N).yaml)
+# SERVERS=K: K servers over one PostgreSQL service instead of one server with
+# its bets.csv (docker-compose-<N>-<K>servers.yaml; see docs/DOCKER.md).
+SERVERS ?=
+COMPOSE_FILE ?= $(if $(SERVERS),docker-compose-$(N)-$(SERVERS)servers.yaml,$(if $(filter 5,$(N)),docker-compose-dev.yaml,docker-compose-$(N).yaml))
+SERVERS_ARG := $(if $(SERVERS),--servers $(SERVERS))
 # Seconds `docker compose stop` waits after SIGTERM before SIGKILL.
 GRACE ?= 3
 # KEEP_DATA=1: docker-compose-down keeps the server's volume (bets.csv).
@@ -16,9 +20,10 @@ KEEP_DATA ?=
 
 SERVER_IMAGE := lottery-server:latest
 CLIENT_IMAGE := lottery-client:latest
+POSTGRES_IMAGE := lottery-postgres:latest
 COMPOSE := docker compose -f $(COMPOSE_FILE) --profile netcat
 
-.PHONY: help build test run bench data fmt lint docker-image docker-data compose \
+.PHONY: help build test test-postgres run bench data fmt lint docker-image docker-data compose \
 	docker-compose-up docker-compose-down docker-compose-logs \
 	docker-compose-netcat-up docker-compose-netcat-logs docker-compose-netcat-down \
 	echo-test docker-e2e docker-clean docker-keys
@@ -34,6 +39,9 @@ build: ## cargo build --release (server, client)
 
 test: ## Unit, wire-level, fault-injection and end-to-end tests (cargo, release build)
 	cargo test --release --lib --bins --tests
+
+test-postgres: ## The PostgreSQL backend's tests (--features postgres; needs Debian's postgresql package)
+	cargo test --release --features postgres --lib --test postgres
 
 run: ## Local demo without Docker (scripts/run-local.sh)
 	scripts/run-local.sh
@@ -54,12 +62,13 @@ lint: ## cargo clippy --all-targets -- -D warnings
 
 # ---- Docker -------------------------------------------------------------------
 
-docker-image: ## Build the lottery-server and lottery-client images
+docker-image: ## Build the lottery-server and lottery-client images (and lottery-postgres with SERVERS=K)
 	docker build --force-rm -f Dockerfile.server -t $(SERVER_IMAGE) .
 	docker build --force-rm -f Dockerfile.client -t $(CLIENT_IMAGE) .
+	$(if $(SERVERS),docker build --force-rm -f Dockerfile.postgres -t $(POSTGRES_IMAGE) .)
 
-compose: ## Write the compose file for N clients: make compose N=10
-	scripts/generar-compose.sh $(COMPOSE_FILE) $(N)
+compose: ## Write the compose file for N clients: make compose N=10 [SERVERS=3]
+	scripts/generar-compose.sh $(COMPOSE_FILE) $(N) $(SERVERS_ARG)
 
 docker-data: docker-image ## Unzip/generate missing .data/agency-N.csv (no Rust needed)
 	scripts/docker-data.sh $(N)
@@ -72,12 +81,12 @@ docker-keys: docker-image ## Create .data/secret once; write each agency's key t
 # CLI_ID in it; the server's secret is created on first use.
 docker-compose-up: docker-image ## Build the images, prepare the data, start server + N clients
 	@if [ "$(COMPOSE_FILE)" != docker-compose-dev.yaml ] || [ ! -f "$(COMPOSE_FILE)" ]; then \
-		scripts/generar-compose.sh "$(COMPOSE_FILE)" $(N); fi
+		scripts/generar-compose.sh "$(COMPOSE_FILE)" $(N) $(SERVERS_ARG); fi
 	@agencies=$$(grep -Eo 'CLI_ID=[0-9]+' "$(COMPOSE_FILE)" | cut -d= -f2 | sort -n | tail -n 1); \
 		echo "scripts/docker-data.sh $${agencies:-0}"; scripts/docker-data.sh "$${agencies:-0}" && \
 		{ echo "scripts/docker-keys.sh $${agencies:-0}"; scripts/docker-keys.sh "$${agencies:-0}"; }
 	docker compose -f $(COMPOSE_FILE) up -d
-	@echo "started; follow with: make docker-compose-logs$(if $(filter 5,$(N)),, N=$(N))"
+	@echo "started; follow with: make docker-compose-logs$(if $(filter 5,$(N)),, N=$(N))$(if $(SERVERS), SERVERS=$(SERVERS))"
 
 docker-compose-down: ## Stop (SIGTERM, GRACE s), then remove containers, network and volume
 	$(COMPOSE) stop -t $(GRACE)

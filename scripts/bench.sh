@@ -8,6 +8,8 @@
 #   scripts/bench.sh 1x 10x       # some points
 #   RUNS=5 scripts/bench.sh 1x    # runs per point (default 3)
 #
+#   MODES="always postgres" scripts/bench.sh 1x 10x   # with the PostgreSQL backend
+#
 # Points (data generated once with examples/gen-data, cached in
 # .data/bench/<point>/):
 #   1x   5 agencies, the course's shape (26,936 / 25,518 / 16,014 / 9,238 / 991 = 78,697 bets)
@@ -16,7 +18,17 @@
 #
 # Environment:
 #   RUNS=3             runs per point and mode (min / median / max are reported)
-#   MODES="always none" storage sync modes to run
+#   MODES="always none" storage modes to run: STORAGE_SYNC=always, =none, and
+#                      `postgres`: the server on the PostgreSQL backend (built with
+#                      --features postgres) against a throwaway cluster this script
+#                      starts (Debian's postgresql; durable: fsync=on,
+#                      synchronous_commit=on; a fresh database per run), next to
+#                      `psql \copy` of the same files into an indexed table
+#                      (the same primary key and partial index), timed per run;
+#                      PostgreSQL's own CPU shows as "other CPU" (not ours);
+#                      `postgres3`: the same with three servers on the database,
+#                      agency i first on server i mod 3 with the other two as
+#                      failover (RSS and CPU are the first server's)
 #   BENCH_DATA=.data/bench   where the generated agency files are cached
 #   BENCH_TMP=$TMPDIR  where each run's fresh storage directory is created
 #                      (the floor writes there too: keep them on one filesystem)
@@ -68,8 +80,10 @@ die() {
 
 case "$RUNS" in '' | *[!0-9]* | 0) die "RUNS must be a positive whole number" ;; esac
 for m in $MODES; do
-  case "$m" in always | none) ;; *) die "MODES: unknown storage sync mode '$m'" ;; esac
+  case "$m" in always | none | postgres | postgres3) ;; *) die "MODES: unknown storage mode '$m'" ;; esac
 done
+with_pg=0
+case " $MODES " in *" postgres "* | *" postgres3 "*) with_pg=1 ;; esac
 
 points=("$@")
 [ ${#points[@]} -gt 0 ] || points=(1x 10x 10m)
@@ -108,7 +122,9 @@ fi
 
 if [ -z "${BENCH_NO_BUILD:-}" ]; then
   echo "== building (release): server, client, examples gen-data and floor"
-  cargo build --release --quiet --bins --example gen-data --example floor
+  features=()
+  [ "$with_pg" = 1 ] && features=(--features postgres)
+  cargo build --release --quiet "${features[@]}" --bins --example gen-data --example floor
   source_rev=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
   if [ -n "$(git --no-optional-locks status --porcelain -- src Cargo.toml Cargo.lock 2>/dev/null)" ]; then
     source_rev="$source_rev+uncommitted"
@@ -190,18 +206,86 @@ calc() { awk "BEGIN { printf \"%.6f\", $* }"; }
 declare -A R # R[point.mode.metric] = "value value ..." (one per run)
 add() { R[$1]="${R[$1]:-}${R[$1]:+ }$2"; }
 
+# ---- PostgreSQL (MODES with postgres) -------------------------------------------
+
+pg_dir=
+pg_bin=
+pg_as=()
+pg_url=
+# Starts a durable throwaway cluster (as the `postgres` user when root:
+# PostgreSQL refuses to run as root).
+pg_start() {
+  pg_bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
+  [ -x "$pg_bin/initdb" ] || die "MODES=postgres needs PostgreSQL's initdb/pg_ctl (apt-get install postgresql)"
+  pg_dir=$(mktemp -d "$tmp_root/lottery-bench-pg.XXXXXX")
+  if [ "$(id -u)" = 0 ]; then
+    chown postgres "$pg_dir"
+    pg_as=(runuser -u postgres --)
+  fi
+  local port
+  port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  "${pg_as[@]}" "$pg_bin/initdb" -D "$pg_dir/data" -U lottery -A trust -E UTF8 --locale=C >/dev/null ||
+    die "initdb failed"
+  "${pg_as[@]}" "$pg_bin/pg_ctl" -D "$pg_dir/data" -l "$pg_dir/log" -w -t 60 \
+    -o "-p $port -c listen_addresses=127.0.0.1 -c unix_socket_directories=$pg_dir -c fsync=on -c synchronous_commit=on" \
+    start >/dev/null || die "pg_ctl start failed (log: $pg_dir/log)"
+  pg_url="postgresql://lottery@127.0.0.1:$port"
+  echo "== PostgreSQL: $("$pg_bin/postgres" --version), durable (fsync=on, synchronous_commit=on), $pg_url"
+}
+pg_stop() {
+  [ -n "$pg_dir" ] || return 0
+  "${pg_as[@]}" "$pg_bin/pg_ctl" -D "$pg_dir/data" -m fast -w stop >/dev/null 2>&1 || true
+  rm -rf "$pg_dir"
+  pg_dir=
+}
+psql_do() { # psql_do DATABASE SQL...
+  local db=$1
+  shift
+  PGOPTIONS='-c client_min_messages=warning' "$pg_bin/psql" "$pg_url/$db" -v ON_ERROR_STOP=1 -qAt "$@"
+}
+# A fresh, empty database named $1.
+pg_fresh_db() {
+  psql_do postgres -c "DROP DATABASE IF EXISTS $1" -c "CREATE DATABASE $1" >/dev/null
+}
+
+# pgcopy_once POINT RUN: `psql \copy` of the point's files into a table with
+# the backend's primary key and partial index, in one psql session, timed.
+pgcopy_once() {
+  local point=$1 run=$2 n i t0 t1 script stored
+  n=$(agencies_of "$point")
+  pg_fresh_db lottery_copy
+  psql_do lottery_copy -c "CREATE TABLE bets (agency BIGINT NOT NULL, position BIGSERIAL,
+      first_name TEXT NOT NULL, last_name TEXT NOT NULL, document TEXT NOT NULL, birthdate DATE NOT NULL,
+      number INT NOT NULL, PRIMARY KEY (agency, position))" \
+    -c "CREATE INDEX bets_winners ON bets (agency, position) WHERE number = 7574" >/dev/null
+  script=$(for i in $(seq 1 "$n"); do
+    printf 'ALTER TABLE bets ALTER COLUMN agency SET DEFAULT %d;\n' "$i"
+    printf '%s\n' "\\copy bets (first_name, last_name, document, birthdate, number) from '$PWD/$data_root/$point/agency-$i.csv' csv"
+  done)
+  sync
+  t0=$(now)
+  psql_do lottery_copy <<<"$script" >/dev/null || die "psql \\copy failed"
+  t1=$(now)
+  stored=$(psql_do lottery_copy -c "SELECT count(*) FROM bets")
+  [ "$stored" = "$(spec_value "$point" rows)" ] || die "psql \\copy stored $stored rows"
+  add "$point.pgcopy.wall" "$(calc "$t1 - $t0")"
+  printf '   run %d psql   \\copy %s s\n' "$run" "$(fmt %.3f "$(calc "$t1 - $t0")")"
+}
+
 # ---- one run ------------------------------------------------------------------
 
 server_pid= # the server process itself (child of GNU time when it is used)
 launcher_pid=
+extra_pids=() # the other servers of MODES=postgres3
 client_pids=()
 run_dir=
 cleanup() {
   local p
-  for p in "${client_pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${client_pids[@]}" "${extra_pids[@]}"; do kill "$p" 2>/dev/null || true; done
   if [ -n "$server_pid" ]; then kill -TERM "$server_pid" 2>/dev/null || true; fi
   if [ -n "$launcher_pid" ]; then wait "$launcher_pid" 2>/dev/null || true; fi
   if [ -n "$run_dir" ] && [ -z "${BENCH_KEEP:-}" ]; then rm -rf "$run_dir"; fi
+  pg_stop
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -256,8 +340,13 @@ run_once() {
   busy0=$(busy_s)
   local timer=()
   [ "$have_time" = 1 ] && timer=("$gnu_time" -f '%M %U %S' -o "$run_dir/server.time")
-  SERVER_CONFIG=config/server/config.ini SERVER_IP=127.0.0.1 SERVER_PORT=0 SERVER_AGENCIES="$n" \
-    SERVER_SECRET="$bench_secret" SERVER_LISTEN_BACKLOG="$backlog" STORAGE_FILEPATH="$run_dir/bets.csv" STORAGE_SYNC="$mode" \
+  local storage=(STORAGE_FILEPATH="$run_dir/bets.csv" STORAGE_SYNC="$mode")
+  if [[ $mode == postgres* ]]; then
+    pg_fresh_db lottery_bench
+    storage=(STORAGE_BACKEND=postgres STORAGE_URL="$pg_url/lottery_bench")
+  fi
+  env SERVER_CONFIG=config/server/config.ini SERVER_IP=127.0.0.1 SERVER_PORT=0 SERVER_AGENCIES="$n" \
+    SERVER_SECRET="$bench_secret" SERVER_LISTEN_BACKLOG="$backlog" "${storage[@]}" \
     LOGGING_LEVEL=INFO "${timer[@]}" "$bin/server" >"$run_dir/server.log" 2>&1 &
   launcher_pid=$!
   if [ "$have_time" = 1 ]; then
@@ -277,14 +366,40 @@ run_once() {
   # Ready once it listens and has opened (recovered) its storage.
   for _ in $(seq 1 2000); do
     address=$(sed -n 's/.*action: listen | result: success | address: //p' "$run_dir/server.log")
-    [ -n "$address" ] && grep -q 'action: recovery | result: success' "$run_dir/server.log" && break
+    [ -n "$address" ] && grep -Eq 'action: (recovery|storage_open) \| result: success' "$run_dir/server.log" && break
     address=
     kill -0 "$server_pid" 2>/dev/null || fail_run "server exited at start"
     sleep 0.005
   done
   [ -n "$address" ] || fail_run "server did not report its address within 10 s"
 
-  export CLI_CONFIG=config/client/config.yaml CLI_SERVER_ADDRESS="$address"
+  # postgres3: two more servers on the same database (started once the
+  # first has created the schema); agency i starts on server i mod 3.
+  local servers=("$address") k extra
+  extra_pids=()
+  if [ "$mode" = postgres3 ]; then
+    for k in 2 3; do
+      env SERVER_CONFIG=config/server/config.ini SERVER_IP=127.0.0.1 SERVER_PORT=0 SERVER_AGENCIES="$n" \
+        SERVER_SECRET="$bench_secret" SERVER_LISTEN_BACKLOG="$backlog" "${storage[@]}" \
+        LOGGING_LEVEL=INFO "$bin/server" >"$run_dir/server-$k.log" 2>&1 &
+      extra_pids+=($!)
+      extra=
+      for _ in $(seq 1 2000); do
+        extra=$(sed -n 's/.*action: listen | result: success | address: //p' "$run_dir/server-$k.log")
+        [ -n "$extra" ] && break
+        sleep 0.005
+      done
+      [ -n "$extra" ] || fail_run "server $k did not report its address within 10 s"
+      servers+=("$extra")
+    done
+  fi
+  failover_list() { # failover_list AGENCY: every server, starting at AGENCY mod count
+    local c=${#servers[@]} j out=
+    for ((j = 0; j < c; j++)); do out+="${out:+,}${servers[$((($1 + j) % c))]}"; done
+    echo "$out"
+  }
+
+  export CLI_CONFIG=config/client/config.yaml
   # Every agency's process is forked first and waits at its own gate (a
   # FIFO); the clock starts when the gates open, so the time bash needs to
   # fork 100 processes is not counted, only each agency's exec and run.
@@ -295,6 +410,8 @@ run_once() {
     mkfifo "$run_dir/gate-$i"
     (
       read -r _ <"$run_dir/gate-$i"
+      CLI_SERVER_ADDRESS=$(failover_list "$i")
+      export CLI_SERVER_ADDRESS
       if [ "$have_time" = 1 ]; then
         CLI_ID=$i CLI_KEY=${AGENCY_KEYS[i]} CLI_BETS_FILE="$dir/agency-$i.csv" exec "${timed[@]}" "$run_dir/client-$i.time" "$bin/client"
       else
@@ -325,6 +442,11 @@ run_once() {
   kill -TERM "$server_pid" 2>/dev/null || early=1
   rc=0
   wait "$launcher_pid" || rc=$?
+  for k in "${extra_pids[@]}"; do
+    kill -TERM "$k" 2>/dev/null || early=1
+    wait "$k" || rc=$?
+  done
+  extra_pids=()
   busy1=$(busy_s)
   server_pid=
   launcher_pid=
@@ -337,15 +459,21 @@ run_once() {
   done
   [ ${#failed[@]} = 0 ] || fail_run "${failed[*]}"
   [ "$rc" = 0 ] || fail_run "server exited $rc"
-  grep -q 'action: sorteo | result: success' "$run_dir/server.log" || fail_run "no draw in the server log"
+  local draws
+  draws=$(cat "$run_dir"/server*.log | grep -c 'action: sorteo | result: success' || true)
+  [ "$draws" = 1 ] || fail_run "$draws draws in the server logs, expected 1"
   local stored sent bytes winners drawn
-  stored=$(wc -l <"$run_dir/bets.csv")
-  [ "$stored" = "$rows" ] || fail_run "bets.csv holds $stored rows, the agencies' files $rows"
+  if [[ $mode == postgres* ]]; then
+    stored=$(psql_do lottery_bench -c "SELECT count(*) FROM bets")
+  else
+    stored=$(wc -l <"$run_dir/bets.csv")
+  fi
+  [ "$stored" = "$rows" ] || fail_run "storage holds $stored rows, the agencies' files $rows"
   sent=$(cat "$run_dir"/client-*.log | sed -n 's/.*action: resumen | result: success | apuestas_enviadas: \([0-9]*\).*/\1/p' | awk '{ s += $1 } END { print s + 0 }')
   [ "$sent" = "$rows" ] || fail_run "agencies report $sent bets sent, their files hold $rows"
   bytes=$(cat "$run_dir"/client-*.log | sed -n 's/.*| bytes_enviados: \([0-9]*\).*/\1/p' | awk '{ s += $1 } END { print s + 0 }')
   winners=$(cat "$run_dir"/client-*.log | sed -n 's/.*action: consulta_ganadores | result: success | cant_ganadores: \([0-9]*\).*/\1/p' | awk '{ s += $1 } END { print s + 0 }')
-  drawn=$(sed -n 's/.*action: sorteo | result: success | ganadores: \([0-9]*\).*/\1/p' "$run_dir/server.log")
+  drawn=$(cat "$run_dir"/server*.log | sed -n 's/.*action: sorteo | result: success | ganadores: \([0-9]*\).*/\1/p')
   [ "$winners" = "$drawn" ] || fail_run "agencies report $winners winners, the draw $drawn"
 
   # ---- figures
@@ -423,7 +551,15 @@ report() {
     "$point" "$rows" "$n" "$(fmt %.1f "$(calc "$bytes / 1048576")")" "$RUNS"
   local col
   printf '%-34s' "figure"
-  for m in $MODES; do printf '  %-32s' "STORAGE_SYNC=$m"; done
+  for m in $MODES; do
+    if [ "$m" = postgres ]; then
+      printf '  %-32s' "STORAGE_BACKEND=postgres"
+    elif [ "$m" = postgres3 ]; then
+      printf '  %-32s' "postgres, 3 servers"
+    else
+      printf '  %-32s' "STORAGE_SYNC=$m"
+    fi
+  done
   echo
   # label metric printf-format machine-name machine-unit
   local rowspec
@@ -458,6 +594,21 @@ report() {
   emit "bench.$point.floor.wall_median_s" "$fmed"
   emit "bench.$point.floor.wall_max_s" "$fhi"
   emit "bench.$point.floor.fsync_median_s" "$smed"
+  if [ "$with_pg" = 1 ]; then
+    local clo cmed chi
+    read -r clo cmed chi <<<"$(stats_of "$point.pgcopy.wall")"
+    printf '%-34s  %-32s\n' "psql \\copy s (indexed table)" \
+      "$(fmt %.3f "$clo") / $(fmt %.3f "$cmed") / $(fmt %.3f "$chi")"
+    emit "bench.$point.pgcopy.wall_min_s" "$clo"
+    emit "bench.$point.pgcopy.wall_median_s" "$cmed"
+    emit "bench.$point.pgcopy.wall_max_s" "$chi"
+    for m in $MODES; do
+      [[ $m == postgres* ]] || continue
+      read -r _ med _ <<<"$(stats_of "$point.$m.wall")"
+      printf '%-34s  %-32s\n' "$m / psql \\copy (medians)" "$(fmt %.1f "$(calc "$med / $cmed")")x"
+      emit "bench.$point.$m.pgcopy_ratio_median" "$(fmt %.2f "$(calc "$med / $cmed")")"
+    done
+  fi
   printf '%-34s' "ours / floor (medians)"
   for m in $MODES; do
     read -r _ med _ <<<"$(stats_of "$point.$m.wall")"
@@ -483,6 +634,13 @@ targets() {
   case "$point" in
     1x) check wall_s "$(median 1x.always.wall)" "<=" 0.10 ;;
     10x)
+      case " $MODES " in *" postgres "*)
+        check postgres_pgcopy_ratio "$(calc "$(median 10x.postgres.wall) / $(median 10x.pgcopy.wall)")" "<=" 2
+        ;;
+      esac
+      if [[ " $MODES " == *" postgres "* && " $MODES " == *" postgres3 "* ]]; then
+        check postgres3_vs_postgres "$(calc "$(median 10x.postgres3.wall) / $(median 10x.postgres.wall)")" "<=" 1
+      fi
       check wall_s "$(median 10x.always.wall)" "<=" 0.30
       check floor_ratio "$(calc "$(median 10x.always.wall) / $(median 10x.floor.wall)")" "<=" 3
       ;;
@@ -502,6 +660,7 @@ echo "== machine: $(nproc) cores, $(sed -n 's/^model name[[:space:]]*: //p' /pro
   "load average $(cut -d ' ' -f 1-3 /proc/loadavg)"
 echo "== binaries: $bin, source $source_rev"
 generator=$(generator_version)
+[ "$with_pg" = 1 ] && pg_start
 for point in "${points[@]}"; do prepare_data "$point"; done
 
 any_missed=0
@@ -512,6 +671,7 @@ for point in "${points[@]}"; do
   for run in $(seq 1 "$RUNS"); do
     for mode in $MODES; do run_once "$point" "$mode" "$run"; done
     floor_once "$point" "$run"
+    [ "$with_pg" = 1 ] && pgcopy_once "$point" "$run"
   done
   report "$point"
   targets "$point" || any_missed=1

@@ -13,7 +13,7 @@
 //! [`auth::read_private_file`]), so tests give their own.
 
 use crate::auth::{self, AgencyKey, Secret, ServerAuth};
-use crate::storage::SyncMode;
+use crate::storage::{Location, SyncMode};
 use log::LevelFilter;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -227,8 +227,12 @@ pub struct ServerConfig {
     /// Agencies that must finish before the draw; valid ids are 1..=agencies.
     pub agencies: u32,
     pub workers: usize,
+    /// `STORAGE_BACKEND`: `file` (default) or `postgres`.
+    pub storage_backend: StorageBackend,
     pub storage_filepath: PathBuf,
     pub storage_sync: SyncMode,
+    /// `STORAGE_URL`: the database of the `postgres` backend.
+    pub storage_url: Option<String>,
     pub max_connections: usize,
     /// A connection with nothing to say for this long is closed.
     pub idle_timeout: Duration,
@@ -247,20 +251,75 @@ pub struct ServerConfig {
     pub auth: ServerAuth,
 }
 
+/// Which storage backend the server uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StorageBackend {
+    /// `bets.csv` and its journal (`STORAGE_FILEPATH`, `STORAGE_SYNC`).
+    File,
+    /// A PostgreSQL database several servers share (`STORAGE_URL`).
+    Postgres,
+}
+
+impl ServerConfig {
+    /// Where the bets are kept, as the storage layer takes it.
+    pub fn storage_location(&self) -> Location {
+        match (self.storage_backend, &self.storage_url) {
+            (StorageBackend::Postgres, Some(url)) => Location::Postgres { url: url.clone() },
+            _ => Location::File {
+                path: self.storage_filepath.clone(),
+                sync: self.storage_sync,
+            },
+        }
+    }
+}
+
+/// `STORAGE_BACKEND` and `STORAGE_URL`, checked against this build.
+fn storage_backend(s: &Settings) -> Result<(StorageBackend, Option<String>), ConfigError> {
+    let backend = match get(s, "STORAGE_BACKEND", "file").trim() {
+        "file" => StorageBackend::File,
+        "postgres" => StorageBackend::Postgres,
+        other => {
+            return Err(key_err(
+                "STORAGE_BACKEND",
+                format!("{other:?} is neither \"file\" nor \"postgres\""),
+            ));
+        }
+    };
+    if backend == StorageBackend::File {
+        return Ok((backend, None));
+    }
+    if !cfg!(feature = "postgres") {
+        return Err(key_err(
+            "STORAGE_BACKEND",
+            "\"postgres\" needs a server built with PostgreSQL support (cargo build --features postgres)",
+        ));
+    }
+    let url = get(s, "STORAGE_URL", "").trim();
+    if url.is_empty() {
+        return Err(key_err(
+            "STORAGE_URL",
+            "missing: STORAGE_BACKEND=postgres needs the database, e.g. postgresql://user:password@host:5432/lottery",
+        ));
+    }
+    Ok((backend, Some(url.to_owned())))
+}
+
 /// Default of `SERVER_WORKERS`: enough for every agency of a large ingest
 /// (100 in the benchmark) to be served at once.
 pub const DEFAULT_WORKERS: usize = 128;
 
 /// Server setting keys, which are also their environment variables.
-pub const SERVER_KEYS: [&str; 18] = [
+pub const SERVER_KEYS: [&str; 20] = [
     "SERVER_PORT",
     "SERVER_IP",
     "SERVER_LISTEN_BACKLOG",
     "LOGGING_LEVEL",
     "SERVER_AGENCIES",
     "SERVER_WORKERS",
+    "STORAGE_BACKEND",
     "STORAGE_FILEPATH",
     "STORAGE_SYNC",
+    "STORAGE_URL",
     "SERVER_MAX_CONNECTIONS",
     "SERVER_IDLE_TIMEOUT",
     "SERVER_FRAME_TIMEOUT",
@@ -379,6 +438,7 @@ impl ServerConfig {
         if path.is_empty() {
             return Err(key_err("STORAGE_FILEPATH", "is empty"));
         }
+        let (storage_backend, storage_url) = storage_backend(s)?;
         Ok(ServerConfig {
             port: parse_num(s, "SERVER_PORT", "12345")?,
             ip,
@@ -401,6 +461,8 @@ impl ServerConfig {
                 1,
                 1024,
             )?,
+            storage_backend,
+            storage_url,
             storage_filepath: PathBuf::from(path),
             storage_sync: SyncMode::parse(sync_text).ok_or_else(|| {
                 key_err(
@@ -492,6 +554,22 @@ pub struct ClientConfig {
     pub key: AgencyKey,
 }
 
+impl ClientConfig {
+    /// The servers of `server.address`, in order: one, or several
+    /// (comma-separated) that share a database, for failover.
+    pub fn server_addresses(&self) -> Vec<&str> {
+        split_addresses(&self.server_address)
+    }
+}
+
+/// The non-empty, trimmed entries of a comma-separated address list.
+fn split_addresses(list: &str) -> Vec<&str> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|a| !a.is_empty())
+        .collect()
+}
+
 /// Client setting keys (YAML paths); the variables are `CLI_` + upper case
 /// with `_` for `.`.
 pub const CLIENT_KEYS: [&str; 12] = [
@@ -572,7 +650,7 @@ impl ClientConfig {
         read: ReadFile<'_>,
     ) -> Result<ClientConfig, ConfigError> {
         let address = get(s, "server.address", "server:12345").trim().to_owned();
-        if address.is_empty() {
+        if split_addresses(&address).is_empty() {
             return Err(key_err("server.address", "is empty"));
         }
         let file = get(s, "bets.file", "").trim();
@@ -811,6 +889,38 @@ mod tests {
     }
 
     #[test]
+    fn the_storage_backend_is_the_file_unless_postgres_is_asked_for() {
+        let with = |env: &[(&str, &str)]| {
+            let mut s = ServerConfig::parse_ini(INI).unwrap();
+            apply_env(&mut s, &SERVER_KEYS, |k| k.to_owned(), pairs(env));
+            ServerConfig::from_settings(&s, &no_files)
+        };
+        let c = with(&[]).unwrap();
+        assert_eq!(c.storage_backend, StorageBackend::File);
+        assert!(matches!(c.storage_location(), Location::File { .. }));
+        let key_of = |env: &[(&str, &str)]| match with(env) {
+            Err(ConfigError::Key { key, reason }) => (key, reason),
+            other => panic!("{env:?} gave {other:?}"),
+        };
+        assert_eq!(key_of(&[("STORAGE_BACKEND", "mysql")]).0, "STORAGE_BACKEND");
+        let url = "postgresql://lottery:pw@db:5432/lottery";
+        let postgres = [("STORAGE_BACKEND", "postgres"), ("STORAGE_URL", url)];
+        if cfg!(feature = "postgres") {
+            let c = with(&postgres).unwrap();
+            assert_eq!(c.storage_location(), Location::Postgres { url: url.into() });
+            assert_eq!(
+                key_of(&[("STORAGE_BACKEND", "postgres")]).0,
+                "STORAGE_URL",
+                "the database is required"
+            );
+        } else {
+            let (key, reason) = key_of(&postgres);
+            assert_eq!(key, "STORAGE_BACKEND");
+            assert!(reason.contains("--features postgres"), "{reason}");
+        }
+    }
+
+    #[test]
     fn server_unparsable_file_and_missing_file() {
         assert!(ServerConfig::parse_ini("[DEFAULT\nx").is_err());
         let err = ServerConfig::load(Path::new("/nonexistent/config.ini"), pairs(&[])).unwrap_err();
@@ -841,6 +951,20 @@ mod tests {
         assert_eq!(c.bets, BetSource::File(PathBuf::from("/agency.csv")));
         assert_eq!(c.log_level, LevelFilter::Info);
         assert_eq!(c.key, AgencyKey::from_hex(HEX).unwrap());
+        assert_eq!(c.server_addresses(), ["localhost:9"]);
+    }
+
+    #[test]
+    fn client_server_address_takes_a_failover_list() {
+        let mut s = ClientConfig::parse_yaml(YAML).unwrap();
+        let env = pairs(&[
+            ("CLI_KEY", HEX),
+            ("CLI_ID", "1"),
+            ("CLI_SERVER_ADDRESS", " s1:12345, s2:12345 ,,s3:12345"),
+        ]);
+        apply_env(&mut s, &CLIENT_KEYS, client_env_name, env.clone());
+        let c = ClientConfig::from_settings(&s, &env, None, &no_files).unwrap();
+        assert_eq!(c.server_addresses(), ["s1:12345", "s2:12345", "s3:12345"]);
     }
 
     #[test]
@@ -938,6 +1062,7 @@ mod tests {
             ("retry.timeout", "soon"),
             ("io.timeout", "500ms"),
             ("server.address", ""),
+            ("server.address", " , ,"),
         ] {
             let mut s = ClientConfig::parse_yaml(YAML).unwrap();
             s.insert("id".into(), "1".into());

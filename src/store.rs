@@ -22,6 +22,13 @@
 //! resent batch as already stored, and refuses a gap. The positions survive
 //! restarts (they are the per-agency counts in the journal).
 //!
+//! With a database that several servers share (the PostgreSQL backend),
+//! this memory is only a first check: another server may have stored an
+//! agency's bets meanwhile. The commit's transaction then decides each
+//! request again against the database ([`Verdict`]s, resolved per ticket),
+//! HELLO's position is read from the database, and so are the draw and the
+//! winners ([`Lookup`]).
+//!
 //! The winners are found as bets are stored (`has_won` on every bet of a
 //! batch, kept with the commit that stores it), starting from one pass
 //! over the stored file with `load_bets` when the server starts; so the
@@ -30,11 +37,13 @@
 
 use crate::bet::BetRef;
 use crate::logging::clean;
-use crate::storage::{self, Recovery, Storage, StorageError, SyncMode};
+use crate::storage::{
+    Backend, Committed, DrawState, Entry, EntryKind, GroupData, Location, Lookup, OpenReport,
+    StorageError, Verdict, encode_row, encode_row_at,
+};
 use log::{error, info};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
-use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
@@ -71,15 +80,19 @@ impl fmt::Display for StoreError {
 
 impl std::error::Error for StoreError {}
 
+/// What a commit decided: the requests (by index in its group) that were
+/// not stored as asked; every other one is durable.
+type Verdicts = Arc<BTreeMap<usize, Verdict>>;
+
 /// The result of one commit, shared by every request in its group.
 #[derive(Debug, Default)]
 struct Commit {
-    outcome: Mutex<Option<Result<(), StoreError>>>,
+    outcome: Mutex<Option<Result<Verdicts, StoreError>>>,
     resolved: Condvar,
 }
 
 impl Commit {
-    fn resolve(&self, outcome: Result<(), StoreError>) {
+    fn resolve(&self, outcome: Result<Verdicts, StoreError>) {
         let mut slot = self.outcome.lock().unwrap_or_else(|p| p.into_inner());
         *slot = Some(outcome);
         self.resolved.notify_all();
@@ -99,9 +112,22 @@ impl Commit {
 #[derive(Debug, Clone)]
 pub struct Ticket {
     commit: Option<Arc<Commit>>,
+    /// This request's index in its commit group (its verdict's key).
+    entry: Option<usize>,
+    /// Where the batch starts (for the error if the database refuses it).
+    first: u64,
     /// The agency's position once this request is durable.
     pub next_seq: u64,
     /// The request was already accepted earlier (a resend); nothing new is stored.
+    pub duplicate: bool,
+}
+
+/// A request made durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Acked {
+    /// The agency's position after it (its total, for a DONE).
+    pub next_seq: u64,
+    /// It was already stored (resent, or stored by another server).
     pub duplicate: bool,
 }
 
@@ -121,15 +147,37 @@ impl Ticket {
     /// nothing of it had to be written).
     ///
     /// # Errors
-    /// The commit failed (nothing of it is stored) or the store closed.
-    pub fn wait(&self) -> Result<u64, StoreError> {
+    /// The commit failed (nothing of it is stored) or the store closed; or
+    /// the database refused this request (another server moved the
+    /// agency's sequence on).
+    pub fn wait(&self) -> Result<Acked, StoreError> {
+        let acked = Acked {
+            next_seq: self.next_seq,
+            duplicate: self.duplicate,
+        };
         let Some(commit) = &self.commit else {
-            return Ok(self.next_seq);
+            return Ok(acked);
         };
         let mut slot = commit.outcome.lock().unwrap_or_else(|p| p.into_inner());
         loop {
             if let Some(outcome) = slot.as_ref() {
-                return outcome.clone().map(|()| self.next_seq);
+                let verdicts = outcome.clone()?;
+                return match self.entry.and_then(|i| verdicts.get(&i)) {
+                    None => Ok(acked),
+                    Some(Verdict::Duplicate) => Ok(Acked {
+                        duplicate: true,
+                        ..acked
+                    }),
+                    Some(Verdict::Sequence { expected }) => Err(StoreError::Sequence {
+                        expected: *expected,
+                        got: self.first,
+                    }),
+                    Some(Verdict::AlreadyDone) => Err(StoreError::AlreadyDone),
+                    Some(Verdict::DoneMismatch { stored }) => Err(StoreError::DoneMismatch {
+                        total: self.next_seq,
+                        stored: *stored,
+                    }),
+                };
             }
             slot = commit
                 .resolved
@@ -146,6 +194,18 @@ pub enum WinnersAnswer {
     NotReady { finished: u32, expected: u32 },
     /// The agency's winners' documents, in storage order.
     Ready(Arc<Vec<String>>),
+}
+
+impl From<DrawState> for WinnersAnswer {
+    fn from(state: DrawState) -> Self {
+        match state {
+            DrawState::NotReady { finished } => WinnersAnswer::NotReady {
+                finished,
+                expected: 0,
+            },
+            DrawState::Ready(documents) => WinnersAnswer::Ready(Arc::new(documents)),
+        }
+    }
 }
 
 /// How far the ingest has come (durable figures).
@@ -181,6 +241,8 @@ struct Group {
     done: Vec<u32>,
     /// Winning bets among `rows`, in row order: (agency, document).
     winners: Vec<(u32, String)>,
+    /// Every request, in order (the backend decides each).
+    entries: Vec<Entry>,
     commit: Arc<Commit>,
 }
 
@@ -209,6 +271,9 @@ impl Group {
 pub struct StoreManager {
     /// Agencies that must finish before the draw (ids 1..=agencies).
     agencies: u32,
+    /// Other servers write the same database: positions may move under
+    /// this memory, and the database decides the draw.
+    shared: bool,
     /// Next position per agency, counting bets not yet durable.
     next_seq: BTreeMap<u32, u64>,
     /// Durable position per agency.
@@ -249,7 +314,12 @@ pub struct Store {
     agencies: u32,
     signals: Arc<Signals>,
     committer: Arc<Mutex<Option<JoinHandle<()>>>>,
-    path: PathBuf,
+    /// What workers ask the database directly (nothing for the file backend).
+    lookup: Lookup,
+    /// Rows carry their position (the database's rows do).
+    positioned: bool,
+    /// The storage, for the close log line.
+    describe: String,
 }
 
 /// Takes the state's lock. A panic while holding it is a bug; refuse work
@@ -261,36 +331,29 @@ fn lock(manager: &Mutex<StoreManager>) -> Result<MutexGuard<'_, StoreManager>, S
 }
 
 impl Store {
-    /// Opens the storage at `path` (recovering it), rebuilds the draw if
-    /// every one of the `agencies` had finished, and starts the committer.
+    /// Opens the storage at `location` (recovering the files, or creating
+    /// the database's schema), rebuilds the draw if every one of the
+    /// `agencies` had finished (file backend), and starts the committer.
     ///
     /// # Errors
     /// Storage that cannot be opened or recovered.
-    pub fn open(
-        path: &Path,
-        sync: SyncMode,
-        agencies: u32,
-    ) -> Result<(Store, Recovery), StorageError> {
-        let (storage, recovery) = Storage::open(path, sync)?;
-        let counts = storage.counts().clone();
-        let done = storage.done().clone();
-        let stored_winners = if storage.committed_len() > 0 {
-            storage::winners_by_agency(storage.path())?
+    pub fn open(location: &Location, agencies: u32) -> Result<(Store, OpenReport), StorageError> {
+        let opened = Backend::open(location, agencies)?;
+        let shared = opened.lookup.is_shared();
+        // After the draw no bet is stored any more: the winners move into
+        // it. A shared database keeps the draw itself.
+        let (stored_winners, winners) = if !shared && all_done(&opened.done, agencies) {
+            (BTreeMap::new(), Some(draw(opened.winners)))
         } else {
-            BTreeMap::new()
-        };
-        // After the draw no bet is stored any more: the winners move into it.
-        let (stored_winners, winners) = if all_done(&done, agencies) {
-            (BTreeMap::new(), Some(draw(stored_winners)))
-        } else {
-            (stored_winners, None)
+            (opened.winners, None)
         };
         let manager = Arc::new(Mutex::new(StoreManager {
             agencies,
-            next_seq: counts.clone(),
-            durable_seq: counts,
-            done: done.clone(),
-            durable_done: done,
+            shared,
+            next_seq: opened.counts.clone(),
+            durable_seq: opened.counts,
+            done: opened.done.clone(),
+            durable_done: opened.done,
             pending: Group::with_rows(Vec::with_capacity(GROUP_CAPACITY)),
             in_flight: None,
             stored_winners,
@@ -298,14 +361,17 @@ impl Store {
             closing: false,
             spare_rows: Vec::new(),
         }));
+        let backend = opened.backend;
+        let positioned = backend.positioned_rows();
+        let describe = backend.describe();
         let signals = Arc::new(Signals::default());
         let (m, s) = (Arc::clone(&manager), Arc::clone(&signals));
         let committer = std::thread::Builder::new()
             .name("committer".into())
-            .spawn(move || run_committer(&m, &s, storage))
+            .spawn(move || run_committer(&m, &s, backend))
             .map_err(|source| StorageError::Io {
-                path: path.to_owned(),
-                action: "start the committer for",
+                path: "committer".into(),
+                action: "start the thread",
                 source,
             })?;
         Ok((
@@ -314,9 +380,11 @@ impl Store {
                 agencies,
                 signals,
                 committer: Arc::new(Mutex::new(Some(committer))),
-                path: path.to_owned(),
+                lookup: opened.lookup,
+                positioned,
+                describe,
             },
-            recovery,
+            opened.report,
         ))
     }
 
@@ -330,11 +398,31 @@ impl Store {
     }
 
     /// Where the agency should resume, and whether its DONE is recorded.
+    /// With a shared database the answer is read from it (outside the
+    /// lock) and this server's memory catches up with it.
     ///
     /// # Errors
-    /// Only a poisoned internal lock.
+    /// A database that cannot be reached; a poisoned internal lock.
     pub fn position(&self, agency: u32) -> Result<(u64, bool), StoreError> {
-        let state = self.lock()?;
+        // A recorded DONE never changes: no need to ask the database.
+        let known_done = {
+            let state = self.lock()?;
+            state.durable_done.contains(&agency).then(|| {
+                let next = state.durable_seq.get(&agency).copied().unwrap_or(0);
+                (next, true)
+            })
+        };
+        let read = match known_done {
+            Some(answer) => return Ok(answer),
+            None => self
+                .lookup
+                .position(agency)
+                .map_err(|e| StoreError::Storage(e.to_string()))?,
+        };
+        let mut state = self.lock()?;
+        if let Some(durable) = read {
+            state.catch_up(agency, durable);
+        }
         Ok((
             state.next_seq.get(&agency).copied().unwrap_or(0),
             state.done.contains(&agency),
@@ -376,14 +464,24 @@ impl Store {
         ROWS.with(|rows| {
             let mut rows = rows.borrow_mut();
             rows.clear();
-            for bet in bets {
-                storage::encode_row(&mut rows, bet);
+            if self.positioned {
+                for (position, bet) in (first_seq..).zip(bets) {
+                    encode_row_at(&mut rows, bet, position);
+                }
+            } else {
+                for bet in bets {
+                    encode_row(&mut rows, bet);
+                }
             }
-            let winners: Vec<(u32, String)> = bets
-                .iter()
-                .filter(|bet| bet.has_won())
-                .map(|bet| (agency, bet.document.to_owned()))
-                .collect();
+            // A shared database finds the winners itself.
+            let winners: Vec<(u32, String)> = if self.lookup.is_shared() {
+                Vec::new()
+            } else {
+                bets.iter()
+                    .filter(|bet| bet.has_won())
+                    .map(|bet| (agency, bet.document.to_owned()))
+                    .collect()
+            };
             let mut state = self.lock()?;
             // Wait for room (the committer takes the group and signals),
             // unless the group is empty: a batch always fits an empty one.
@@ -415,11 +513,25 @@ impl Store {
         Ok(ticket)
     }
 
-    /// The agency's winners once the draw has happened.
+    /// The agency's winners once the draw has happened (read from the
+    /// database when it is shared).
     ///
     /// # Errors
-    /// Only a poisoned internal lock.
+    /// A database that cannot be reached; a poisoned internal lock.
     pub fn winners(&self, agency: u32) -> Result<WinnersAnswer, StoreError> {
+        let read = self
+            .lookup
+            .draw(agency)
+            .map_err(|e| StoreError::Storage(e.to_string()))?;
+        if let Some(state) = read {
+            return Ok(match WinnersAnswer::from(state) {
+                WinnersAnswer::NotReady { finished, .. } => WinnersAnswer::NotReady {
+                    finished,
+                    expected: self.agencies,
+                },
+                ready => ready,
+            });
+        }
         let state = self.lock()?;
         Ok(match &state.winners {
             Some(all) => WinnersAnswer::Ready(
@@ -452,8 +564,8 @@ impl Store {
                 error!("action: close_storage | result: fail | error: committer thread panicked");
             } else {
                 info!(
-                    "action: close_storage | result: success | path: {}",
-                    self.path.display()
+                    "action: close_storage | result: success | {}",
+                    self.describe
                 );
             }
         }
@@ -474,23 +586,37 @@ impl StoreManager {
         if self.closing {
             return Err(StoreError::Closed);
         }
+        let next = self.next_seq.get(&agency).copied().unwrap_or(0);
+        // A resend of stored bets is acknowledged even after DONE: with
+        // servers sharing a database, a second connection of the agency
+        // may still be resending what the first one stored.
+        if n > 0
+            && let Some(end) = first_seq.checked_add(n).filter(|end| *end <= next)
+        {
+            return Ok(self.ticket_for(agency, end, true));
+        }
         if self.done.contains(&agency) {
             return Err(StoreError::AlreadyDone);
         }
-        let next = self.next_seq.get(&agency).copied().unwrap_or(0);
         if first_seq == next {
             if n == 0 {
                 return Ok(self.ticket_for(agency, next, false));
             }
+            let start = self.pending.rows.len();
             self.pending.rows.extend_from_slice(rows);
             self.pending.winners.extend(winners);
             *self.pending.added.entry(agency).or_insert(0) += n;
             self.next_seq.insert(agency, next + n);
-            return Ok(Ticket {
-                commit: Some(Arc::clone(&self.pending.commit)),
-                next_seq: next + n,
-                duplicate: false,
-            });
+            return Ok(self.pending_ticket(
+                agency,
+                EntryKind::Batch {
+                    first: first_seq,
+                    count: n,
+                    rows: start..self.pending.rows.len(),
+                },
+                first_seq,
+                next + n,
+            ));
         }
         // A hostile `first_seq` near u64::MAX must not overflow.
         if let Some(end) = first_seq.checked_add(n).filter(|end| *end <= next) {
@@ -516,11 +642,25 @@ impl StoreManager {
         }
         self.done.insert(agency);
         self.pending.done.push(agency);
-        Ok(Ticket {
+        Ok(self.pending_ticket(agency, EntryKind::Done { total }, total, total))
+    }
+
+    /// Records a request in the pending group and returns its ticket.
+    fn pending_ticket(
+        &mut self,
+        agency: u32,
+        kind: EntryKind,
+        first: u64,
+        next_seq: u64,
+    ) -> Ticket {
+        self.pending.entries.push(Entry { agency, kind });
+        Ticket {
             commit: Some(Arc::clone(&self.pending.commit)),
-            next_seq: total,
+            entry: Some(self.pending.entries.len() - 1),
+            first,
+            next_seq,
             duplicate: false,
-        })
+        }
     }
 
     /// A ticket for a request already accepted for `agency`: it resolves
@@ -536,8 +676,35 @@ impl StoreManager {
         };
         Ticket {
             commit,
+            entry: None,
+            first: next_seq,
             next_seq,
             duplicate,
+        }
+    }
+
+    /// Whether a commit not yet resolved holds some of the agency's requests.
+    fn busy(&self, agency: u32) -> bool {
+        self.pending.touches(agency)
+            || self
+                .in_flight
+                .as_ref()
+                .is_some_and(|(agencies, _)| agencies.contains(&agency))
+    }
+
+    /// Takes what the storage says is durable for `agency` (its position
+    /// and DONE): a shared database may be ahead of this memory. Requests
+    /// still on their way keep their place; they are decided at commit.
+    fn catch_up(&mut self, agency: u32, (position, done): (u64, bool)) {
+        let durable = self.durable_seq.entry(agency).or_insert(0);
+        *durable = (*durable).max(position);
+        let durable = *durable;
+        let busy = self.busy(agency);
+        let next = self.next_seq.entry(agency).or_insert(0);
+        *next = if busy { (*next).max(durable) } else { durable };
+        if done {
+            self.done.insert(agency);
+            self.durable_done.insert(agency);
         }
     }
 
@@ -547,21 +714,21 @@ impl StoreManager {
         let mut spare = std::mem::take(&mut self.spare_rows);
         spare.reserve(GROUP_CAPACITY);
         let group = std::mem::replace(&mut self.pending, Group::with_rows(spare));
-        let touched: BTreeSet<u32> = group
-            .added
-            .keys()
-            .copied()
-            .chain(group.done.iter().copied())
-            .collect();
+        let touched: BTreeSet<u32> = group.entries.iter().map(|e| e.agency).collect();
         self.in_flight = Some((touched, Arc::clone(&group.commit)));
         group
     }
 
     /// After a durable commit: the durable figures, the winners it stored,
     /// and the draw if the last agency just finished (its winners' count).
-    fn committed(&mut self, storage: &Storage, winners: Vec<(u32, String)>) -> Option<usize> {
-        self.durable_seq = storage.counts().clone();
-        self.durable_done = storage.done().clone();
+    /// A shared database decides the draw in the commit itself.
+    fn committed(&mut self, committed: &Committed, winners: Vec<(u32, String)>) -> Option<u64> {
+        for &(agency, position, done) in &committed.agencies {
+            self.catch_up(agency, (position, done));
+        }
+        if self.shared {
+            return committed.drew;
+        }
         for (agency, document) in winners {
             self.stored_winners
                 .entry(agency)
@@ -572,7 +739,7 @@ impl StoreManager {
             return None;
         }
         let winners = draw(std::mem::take(&mut self.stored_winners));
-        let total = winners.values().map(|w| w.len()).sum();
+        let total = winners.values().map(|w| w.len() as u64).sum();
         self.winners = Some(winners);
         Some(total)
     }
@@ -634,7 +801,7 @@ impl Drop for CommitterExit<'_> {
 
 /// The committer: one commit per loop, everything handed in since the last.
 /// The group is taken under the lock; the write and the sync happen outside.
-fn run_committer(manager: &Mutex<StoreManager>, signals: &Signals, mut storage: Storage) {
+fn run_committer(manager: &Mutex<StoreManager>, signals: &Signals, mut backend: Backend) {
     let mut exit = CommitterExit {
         manager,
         signals,
@@ -659,7 +826,12 @@ fn run_committer(manager: &Mutex<StoreManager>, signals: &Signals, mut storage: 
         signals.room.notify_all();
 
         let added: Vec<(u32, u64)> = group.added.iter().map(|(a, n)| (*a, *n)).collect();
-        let result = storage.commit(&group.rows, &added, &group.done);
+        let result = backend.commit(&GroupData {
+            rows: &group.rows,
+            added: &added,
+            done: &group.done,
+            entries: &group.entries,
+        });
 
         let Group {
             mut rows,
@@ -672,13 +844,13 @@ fn run_committer(manager: &Mutex<StoreManager>, signals: &Signals, mut storage: 
         rows.clear();
         state.spare_rows = rows;
         match result {
-            Ok(()) => {
-                let drawn = state.committed(&storage, winners);
+            Ok(committed) => {
+                let drawn = state.committed(&committed, winners);
                 drop(state);
                 if let Some(total) = drawn {
                     info!("action: sorteo | result: success | ganadores: {total}");
                 }
-                commit.resolve(Ok(()));
+                commit.resolve(Ok(Arc::new(committed.verdicts)));
                 exit.writing = None;
             }
             Err(e) => {
@@ -699,7 +871,22 @@ fn run_committer(manager: &Mutex<StoreManager>, signals: &Signals, mut storage: 
 mod tests {
     use super::*;
     use crate::bet::Bet;
+    use crate::storage::{SyncMode, load_bets};
     use chrono::NaiveDate;
+    use std::path::{Path, PathBuf};
+
+    fn open(path: &Path, sync: SyncMode, agencies: u32) -> Store {
+        let location = Location::File {
+            path: path.to_owned(),
+            sync,
+        };
+        Store::open(&location, agencies).unwrap().0
+    }
+
+    /// The position a ticket acknowledges once durable.
+    fn acked(ticket: Ticket) -> Result<u64, StoreError> {
+        ticket.wait().map(|a| a.next_seq)
+    }
 
     fn refs(bets: &[Bet]) -> Vec<BetRef<'_>> {
         bets.iter().map(Bet::as_ref).collect()
@@ -734,14 +921,16 @@ mod tests {
     #[test]
     fn a_committer_that_leaves_fails_its_commits_and_closes_the_store() {
         let path = temp_path("committer-exit");
-        let (store, _) = Store::open(&path, SyncMode::None, 1).unwrap();
+        let store = open(&path, SyncMode::None, 1);
         let writing = Arc::new(Commit::default());
         let ticket = Ticket {
             commit: Some(Arc::clone(&writing)),
+            entry: None,
+            first: 0,
             next_seq: 3,
             duplicate: false,
         };
-        let waiter = std::thread::spawn(move || ticket.wait());
+        let waiter = std::thread::spawn(move || acked(ticket));
         drop(CommitterExit {
             manager: &store.manager,
             signals: &store.signals,
@@ -759,15 +948,15 @@ mod tests {
     #[test]
     fn sequence_rules_store_each_position_once() {
         let path = temp_path("seq");
-        let (store, _) = Store::open(&path, SyncMode::None, 2).unwrap();
+        let store = open(&path, SyncMode::None, 2);
         let b = bets(1, 10, 3);
         assert_eq!(
-            store.submit_batch(1, 0, &refs(&b[..4])).unwrap().wait(),
+            acked(store.submit_batch(1, 0, &refs(&b[..4])).unwrap()),
             Ok(4)
         );
         // A resend of the same batch is acknowledged, not stored again.
         assert_eq!(
-            store.submit_batch(1, 0, &refs(&b[..4])).unwrap().wait(),
+            acked(store.submit_batch(1, 0, &refs(&b[..4])).unwrap()),
             Ok(4)
         );
         // A gap is refused with the expected position.
@@ -789,22 +978,19 @@ mod tests {
             }
         );
         assert_eq!(
-            store.submit_batch(1, 4, &refs(&b[4..])).unwrap().wait(),
+            acked(store.submit_batch(1, 4, &refs(&b[4..])).unwrap()),
             Ok(10)
         );
         assert_eq!(store.position(1).unwrap(), (10, false));
         store.close();
-        let stored: Vec<Bet> = storage::load_bets(&path)
-            .unwrap()
-            .map(Result::unwrap)
-            .collect();
+        let stored: Vec<Bet> = load_bets(&path).unwrap().map(Result::unwrap).collect();
         assert_eq!(stored, b);
     }
 
     #[test]
     fn the_draw_happens_when_every_agency_is_done_and_survives_restart() {
         let path = temp_path("draw");
-        let (store, _) = Store::open(&path, SyncMode::Always, 2).unwrap();
+        let store = open(&path, SyncMode::Always, 2);
         store
             .submit_batch(1, 0, &refs(&bets(1, 7, 3)))
             .unwrap()
@@ -837,7 +1023,7 @@ mod tests {
         );
         store.submit_done(2, 2).unwrap().wait().unwrap();
         store.close(); // the draw ran on the committer before it stopped
-        let (store, _) = Store::open(&path, SyncMode::Always, 2).unwrap();
+        let store = open(&path, SyncMode::Always, 2);
         let WinnersAnswer::Ready(w1) = store.winners(1).unwrap() else {
             panic!("draw not rebuilt on restart")
         };
@@ -853,7 +1039,7 @@ mod tests {
     #[test]
     fn concurrent_agencies_share_commits_and_lose_nothing() {
         let path = temp_path("concurrent");
-        let (store, _) = Store::open(&path, SyncMode::Always, 4).unwrap();
+        let store = open(&path, SyncMode::Always, 4);
         let threads: Vec<_> = (1..=4)
             .map(|agency| {
                 let store = store.clone();
@@ -874,7 +1060,7 @@ mod tests {
         }
         store.close();
         let mut counts = BTreeMap::new();
-        for bet in storage::load_bets(&path).unwrap() {
+        for bet in load_bets(&path).unwrap() {
             *counts.entry(bet.unwrap().agency).or_insert(0) += 1;
         }
         assert_eq!(

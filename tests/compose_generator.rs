@@ -176,3 +176,53 @@ fn missing_output_directory_fails_without_writing() {
     assert!(!run.status.success());
     assert!(!out.exists());
 }
+
+#[test]
+fn servers_over_postgres_spread_the_agencies_with_failover_lists() {
+    let tmp = TempDir::new("compose-servers");
+    let out = tmp.0.join("compose.yaml");
+    let run = generate(&[out.to_str().unwrap(), "5", "--servers", "3"]);
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let text = fs::read_to_string(&out).expect("read generated compose file");
+    assert!(
+        text.contains("\nservices:\n  postgres:\n"),
+        "a database service"
+    );
+    assert!(text.contains("    image: lottery-postgres:latest\n"));
+    assert!(text.contains("        condition: service_healthy\n"));
+    assert!(text.contains("\nvolumes:\n  postgres-data:\n"));
+    assert!(!text.contains("server-data"), "servers keep nothing");
+    for s in 1..=3 {
+        assert!(text.contains(&format!("\n  server{s}:\n    container_name: server{s}\n")));
+    }
+    assert_eq!(
+        count_lines(&text, |l| l == "      - STORAGE_BACKEND=postgres"),
+        3
+    );
+    assert_eq!(client_services(&text).len(), 5);
+    // Agency N starts on server ((N-1) mod 3)+1, then the others in turn.
+    for (agency, list) in [
+        (1, "server1:12345,server2:12345,server3:12345"),
+        (2, "server2:12345,server3:12345,server1:12345"),
+        (3, "server3:12345,server1:12345,server2:12345"),
+        (4, "server1:12345,server2:12345,server3:12345"),
+    ] {
+        let service = text
+            .split(&format!("\n  client{agency}:\n"))
+            .nth(1)
+            .expect("client service");
+        let service = service.split("\n\n").next().unwrap_or(service);
+        assert!(
+            service.contains(&format!("      - CLI_SERVER_ADDRESS={list}\n")),
+            "agency {agency}: {service}"
+        );
+    }
+    for bad in ["0", "11", "x"] {
+        let run = generate(&[out.to_str().unwrap(), "5", "--servers", bad]);
+        assert!(!run.status.success(), "--servers {bad} must fail");
+    }
+}

@@ -11,6 +11,11 @@
 //! up. Before the draw the server answers a winners query with NOT_READY
 //! and closes the connection; the agency asks again on a new connection
 //! after a short, growing pause (`winners.maxBackoff` at most).
+//!
+//! Failover: `server.address` may list several servers (comma-separated)
+//! that share one database. A refused or lost connection moves the agency
+//! to the next one in the list; HELLO_OK there says where to resume, as it
+//! does on a reconnect to the same server.
 
 pub mod source;
 
@@ -233,85 +238,92 @@ impl<'a> Agency<'a> {
     fn run(&mut self) -> Result<Summary, ClientError> {
         let started = Instant::now();
         let mut backoff = Backoff::new(Duration::from_millis(100), self.config.retry_max_backoff);
+        let servers = self.config.server_addresses();
+        // The server in use: the next one in the list after a failure.
+        let mut at = 0;
         loop {
             if self.shutdown.is_triggered() {
                 return Err(ClientError::Shutdown);
             }
-            let last =
-                match Connection::connect(&self.config.server_address, self.config.io_timeout) {
-                    Ok(conn) => {
-                        debug!(
-                            "action: connect | result: success | server_address: {}",
-                            self.config.server_address
-                        );
-                        if let Ok(handle) = conn.shutdown_handle() {
-                            *self.current.lock().unwrap_or_else(|p| p.into_inner()) = Some(handle);
+            let address = servers
+                .get(at % servers.len().max(1))
+                .copied()
+                .unwrap_or(self.config.server_address.as_str());
+            let last = match Connection::connect(address, self.config.io_timeout) {
+                Ok(conn) => {
+                    debug!("action: connect | result: success | server_address: {address}");
+                    if let Ok(handle) = conn.shutdown_handle() {
+                        *self.current.lock().unwrap_or_else(|p| p.into_inner()) = Some(handle);
+                    }
+                    if self.shutdown.is_triggered() {
+                        return Err(ClientError::Shutdown);
+                    }
+                    let before = self.last_progress;
+                    let end = self.session(conn);
+                    self.current
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .take();
+                    if let Err(SessionEnd::NotReady { .. }) = end {
+                        // A poll for the draw: routine, not worth a line.
+                        debug!("action: close_socket | result: success");
+                    } else {
+                        info!("action: close_socket | result: success");
+                        if matches!(self.config.bets, BetSource::File(_)) {
+                            info!("action: close_file | result: success");
                         }
-                        if self.shutdown.is_triggered() {
+                    }
+                    match end {
+                        Ok(mut summary) => {
+                            summary.seconds = started.elapsed().as_secs_f64();
+                            return Ok(summary);
+                        }
+                        Err(_) if self.shutdown.is_triggered() => {
                             return Err(ClientError::Shutdown);
                         }
-                        let before = self.last_progress;
-                        let end = self.session(conn);
-                        self.current
-                            .lock()
-                            .unwrap_or_else(|p| p.into_inner())
-                            .take();
-                        if let Err(SessionEnd::NotReady { .. }) = end {
-                            // A poll for the draw: routine, not worth a line.
-                            debug!("action: close_socket | result: success");
-                        } else {
-                            info!("action: close_socket | result: success");
-                            if matches!(self.config.bets, BetSource::File(_)) {
-                                info!("action: close_file | result: success");
-                            }
-                        }
-                        match end {
-                            Ok(mut summary) => {
-                                summary.seconds = started.elapsed().as_secs_f64();
-                                return Ok(summary);
-                            }
-                            Err(_) if self.shutdown.is_triggered() => {
+                        Err(SessionEnd::Fatal(e)) => return Err(e),
+                        Err(SessionEnd::NotReady { finished }) => {
+                            self.progress();
+                            backoff.reset();
+                            let pause = poll_pause(finished, self.config.winners_max_backoff);
+                            if !self.shutdown.sleep(pause) {
                                 return Err(ClientError::Shutdown);
                             }
-                            Err(SessionEnd::Fatal(e)) => return Err(e),
-                            Err(SessionEnd::NotReady { finished }) => {
-                                self.progress();
+                            continue;
+                        }
+                        Err(SessionEnd::Busy(reason)) => {
+                            // Alive and at its limit: not a reason to
+                            // give up; another server may have room.
+                            self.progress();
+                            at += 1;
+                            debug!(
+                                "action: reconnect | result: in_progress | error: {}",
+                                clean(&reason)
+                            );
+                            reason
+                        }
+                        Err(SessionEnd::Retry(reason)) => {
+                            if self.last_progress != before {
                                 backoff.reset();
-                                let pause = poll_pause(finished, self.config.winners_max_backoff);
-                                if !self.shutdown.sleep(pause) {
-                                    return Err(ClientError::Shutdown);
-                                }
-                                continue;
                             }
-                            Err(SessionEnd::Busy(reason)) => {
-                                // Alive and at its limit: not a reason to give up.
-                                self.progress();
-                                debug!(
-                                    "action: reconnect | result: in_progress | error: {}",
-                                    clean(&reason)
-                                );
-                                reason
-                            }
-                            Err(SessionEnd::Retry(reason)) => {
-                                if self.last_progress != before {
-                                    backoff.reset();
-                                }
-                                warn!(
-                                    "action: reconnect | result: in_progress | error: {}",
-                                    clean(&reason)
-                                );
-                                reason
-                            }
+                            at += 1;
+                            warn!(
+                                "action: reconnect | result: in_progress | server_address: {address} | error: {}",
+                                clean(&reason)
+                            );
+                            reason
                         }
                     }
-                    Err(e) => {
-                        debug!(
-                            "action: connect | result: in_progress | error: {}",
-                            clean(&e)
-                        );
-                        e.to_string()
-                    }
-                };
+                }
+                Err(e) => {
+                    debug!(
+                        "action: connect | result: in_progress | server_address: {address} | error: {}",
+                        clean(&e)
+                    );
+                    at += 1;
+                    e.to_string()
+                }
+            };
             if self.last_progress.elapsed() >= self.config.retry_timeout {
                 warn!(
                     "action: connect | result: fail | server_address: {} | error: {}",

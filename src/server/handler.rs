@@ -19,7 +19,7 @@ use crate::auth::{self, Nonce, ServerAuth};
 use crate::framing::{self, MAX_FRAME_LEN, MAX_PAYLOAD_LEN};
 use crate::logging::{PEER_FAULT, clean};
 use crate::message::{BatchView, ErrorCode, Message, PROTOCOL_VERSION, WINNERS_HEADER_LEN, kind};
-use crate::store::{Store, StoreError, Ticket, WinnersAnswer};
+use crate::store::{Acked, Store, StoreError, Ticket, WinnersAnswer};
 use log::{debug, error, info, log};
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -152,8 +152,14 @@ impl Awaiting {
     fn wait(self, out: &mut Vec<u8>) -> bool {
         let agency = self.agency;
         match (&self.what, self.ticket.wait()) {
-            (Request::Batch { len, single }, Ok(next_seq)) => {
-                if self.ticket.duplicate {
+            (
+                Request::Batch { len, single },
+                Ok(Acked {
+                    next_seq,
+                    duplicate,
+                }),
+            ) => {
+                if duplicate {
                     info!(
                         "action: apuesta_duplicada | result: success | cantidad: {len} | agencia: {agency}"
                     );
@@ -171,7 +177,12 @@ impl Awaiting {
                 false
             }
             // A DONE's ticket resolves to the agency's total.
-            (Request::Done, Ok(total)) => {
+            (
+                Request::Done,
+                Ok(Acked {
+                    next_seq: total, ..
+                }),
+            ) => {
                 info!(
                     "action: agencia_finalizada | result: success | agencia: {agency} | apuestas: {total}"
                 );

@@ -30,6 +30,7 @@ mod progress;
 
 use crate::config::ServerConfig;
 use crate::shutdown::Shutdown;
+use crate::storage::OpenReport;
 use crate::store::Store;
 use handler::Handler;
 use listener::Connections;
@@ -140,20 +141,21 @@ pub fn run(
     config: &ServerConfig,
     shutdown: Shutdown,
 ) -> Result<(), ServerError> {
-    let (store, recovery) = Store::open(
-        &config.storage_filepath,
-        config.storage_sync,
-        config.agencies,
-    )
-    .map_err(ServerError::Storage)?;
+    let (store, report) =
+        Store::open(&config.storage_location(), config.agencies).map_err(ServerError::Storage)?;
     let finished = store.progress().map_or(0, |p| p.finished);
-    info!(
-        "action: recovery | result: success | path: {} | dropped_bytes: {} | journal_dropped_bytes: {} | rebuilt_journal: {} | agencias_finalizadas: {finished}",
-        config.storage_filepath.display(),
-        recovery.dropped_data_bytes,
-        recovery.dropped_journal_bytes,
-        recovery.rebuilt_journal,
-    );
+    match report {
+        OpenReport::File { path, recovery } => info!(
+            "action: recovery | result: success | path: {} | dropped_bytes: {} | journal_dropped_bytes: {} | rebuilt_journal: {} | agencias_finalizadas: {finished}",
+            path.display(),
+            recovery.dropped_data_bytes,
+            recovery.dropped_journal_bytes,
+            recovery.rebuilt_journal,
+        ),
+        OpenReport::Postgres { target, schema } => info!(
+            "action: storage_open | result: success | backend: postgres | database: {target} | schema_version: {schema} | agencias_finalizadas: {finished}"
+        ),
+    }
     // The signal wakes the blocking accept by shutting the listening
     // socket down (accept then fails at once).
     let waker = listener.try_clone().map_err(|source| ServerError::Io {

@@ -9,6 +9,9 @@
 
 #![allow(dead_code)]
 
+#[cfg(feature = "postgres")]
+pub mod pg;
+
 use chrono::NaiveDate;
 use lottery::auth::{AgencyKey, Secret};
 use lottery::bet::Bet;
@@ -344,8 +347,12 @@ pub fn stored_bets(path: &Path) -> Vec<Bet> {
 
 /// Asserts that storage holds exactly the files' bets, each once.
 pub fn assert_stored_exactly(storage: &Path, files: &[(u32, PathBuf)]) {
+    assert_bets_exactly(stored_bets(storage), files);
+}
+
+/// Asserts that `stored` holds exactly the files' bets, each once.
+pub fn assert_bets_exactly(stored: Vec<Bet>, files: &[(u32, PathBuf)]) {
     let input: Vec<Bet> = files.iter().flat_map(|(a, p)| file_bets(*a, p)).collect();
-    let stored = stored_bets(storage);
     let (n_in, n_stored) = (input.len(), stored.len());
     let (want, got) = (multiset(input), multiset(stored));
     let missing = want.iter().filter(|(k, n)| got.get(*k) < Some(n)).count();

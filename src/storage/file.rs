@@ -1,12 +1,9 @@
-//! Storage: the bets file (`bets.csv`) and its commit journal.
+//! The file backend: the bets file (`bets.csv`) and its commit journal.
 //!
 //! `bets.csv` holds one CSV row per bet, `agency,first_name,last_name,
-//! document,birthdate,number`, minimally quoted, readable by any CSV tool.
-//! Beside it, `bets.csv.journal` holds one text line per commit:
-//!
-//! ```text
-//! end=4096 data=9f3c01aa counts=1:120,3:80 done=2 crc=1a2b3c4d
-//! ```
+//! document,birthdate,number`, minimally quoted, readable by any CSV tool
+//! (see [`super::rows`]). Beside it, `bets.csv.journal` holds one text
+//! line per commit (see [`super::journal`]).
 //!
 //! A commit appends rows to `bets.csv` and a journal line saying where the
 //! file now ends, a checksum of the rows it added, the new totals of the
@@ -21,77 +18,15 @@
 //!
 //! This type is single-threaded; `store::StoreManager` shares it.
 
-use crate::bet::{self, Bet, BetRef};
+use super::journal::JournalRecord;
+use super::rows::{LoadBets, encode_row};
+use super::{StorageError, SyncMode, io_err};
+use crate::bet::Bet;
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt;
 use std::fs::{File, OpenOptions};
-use std::io::{self, BufReader, Read, Write};
+use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
-
-/// When the storage calls `fsync`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SyncMode {
-    /// Every commit is synced before it is acknowledged (the default).
-    Always,
-    /// Never sync: faster, but a power loss may lose acknowledged bets.
-    /// A killed process loses nothing (the kernel still has the data).
-    None,
-}
-
-impl SyncMode {
-    /// Parses `always` or `none` (any case).
-    pub fn parse(s: &str) -> Option<SyncMode> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "always" => Some(SyncMode::Always),
-            "none" => Some(SyncMode::None),
-            _ => None,
-        }
-    }
-}
-
-/// Errors of the storage layer, each with the file it concerns.
-#[derive(Debug)]
-pub enum StorageError {
-    Io {
-        path: PathBuf,
-        action: &'static str,
-        source: io::Error,
-    },
-    /// The file's content cannot be what this program wrote.
-    Corrupt { path: PathBuf, reason: String },
-    /// An earlier failure left the files in a state this process cannot
-    /// repair; a restart recovers them.
-    Broken { reason: String },
-}
-
-impl fmt::Display for StorageError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            StorageError::Io {
-                path,
-                action,
-                source,
-            } => write!(f, "cannot {action} {}: {source}", path.display()),
-            StorageError::Corrupt { path, reason } => {
-                write!(f, "{} is corrupt: {reason}", path.display())
-            }
-            StorageError::Broken { reason } => {
-                write!(f, "storage unusable until restart: {reason}")
-            }
-        }
-    }
-}
-
-impl std::error::Error for StorageError {}
-
-fn io_err<'a>(path: &'a Path, action: &'static str) -> impl FnOnce(io::Error) -> StorageError + 'a {
-    move |source| StorageError::Io {
-        path: path.to_owned(),
-        action,
-        source,
-    }
-}
 
 /// What [`Storage::open`] found and repaired.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -522,239 +457,6 @@ fn sync_parent_dir(path: &Path) -> Result<(), StorageError> {
         .map_err(io_err(dir, "sync directory"))
 }
 
-/// One journal line.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct JournalRecord {
-    end: u64,
-    /// CRC-32 of the rows this commit appended (`None`: not recorded, for a
-    /// journal rebuilt from an existing file).
-    data_crc: Option<u32>,
-    counts: Vec<(u32, u64)>,
-    done: Vec<u32>,
-}
-
-impl JournalRecord {
-    fn body(&self) -> String {
-        let counts: Vec<String> = self
-            .counts
-            .iter()
-            .map(|(a, n)| format!("{a}:{n}"))
-            .collect();
-        let done: Vec<String> = self.done.iter().map(u32::to_string).collect();
-        let or_dash = |v: Vec<String>| {
-            if v.is_empty() {
-                "-".to_owned()
-            } else {
-                v.join(",")
-            }
-        };
-        let data = self
-            .data_crc
-            .map_or_else(|| "-".to_owned(), |c| format!("{c:08x}"));
-        format!(
-            "end={} data={data} counts={} done={}",
-            self.end,
-            or_dash(counts),
-            or_dash(done)
-        )
-    }
-
-    fn to_line(&self) -> String {
-        let body = self.body();
-        let crc = crc32fast::hash(body.as_bytes());
-        format!("{body} crc={crc:08x}\n")
-    }
-
-    /// Parses a line (without its newline); `None` if torn or damaged.
-    fn parse(line: &[u8]) -> Option<JournalRecord> {
-        let line = std::str::from_utf8(line).ok()?;
-        let (body, crc) = line.rsplit_once(" crc=")?;
-        if u32::from_str_radix(crc, 16).ok()? != crc32fast::hash(body.as_bytes()) {
-            return None;
-        }
-        let mut parts = body.split(' ');
-        let end = parts.next()?.strip_prefix("end=")?.parse().ok()?;
-        let data_crc = match parts.next()?.strip_prefix("data=")? {
-            "-" => None,
-            hex => Some(u32::from_str_radix(hex, 16).ok()?),
-        };
-        let counts_text = parts.next()?.strip_prefix("counts=")?;
-        let done_text = parts.next()?.strip_prefix("done=")?;
-        if parts.next().is_some() {
-            return None;
-        }
-        let list = |t: &str| -> Vec<String> {
-            if t == "-" {
-                Vec::new()
-            } else {
-                t.split(',').map(str::to_owned).collect()
-            }
-        };
-        let mut counts = Vec::new();
-        for item in list(counts_text) {
-            let (a, n) = item.split_once(':')?;
-            counts.push((a.parse().ok()?, n.parse().ok()?));
-        }
-        let mut done = Vec::new();
-        for item in list(done_text) {
-            done.push(item.parse().ok()?);
-        }
-        Some(JournalRecord {
-            end,
-            data_crc,
-            counts,
-            done,
-        })
-    }
-}
-
-/// Appends one CSV row for `bet` to `out`, quoting only fields that need it.
-pub fn encode_row<'b>(out: &mut Vec<u8>, bet: impl Into<BetRef<'b>>) {
-    let bet = bet.into();
-    let mut itoa = [0u8; 24];
-    let agency = format_u64(&mut itoa, u64::from(bet.agency));
-    out.extend_from_slice(agency);
-    out.push(b',');
-    push_csv_field(out, bet.first_name.as_bytes());
-    out.push(b',');
-    push_csv_field(out, bet.last_name.as_bytes());
-    out.push(b',');
-    // A document is digits only: never needs quotes.
-    out.extend_from_slice(bet.document.as_bytes());
-    out.push(b',');
-    push_date(out, bet.birthdate);
-    out.push(b',');
-    let number = format_u64(&mut itoa, u64::from(bet.number));
-    out.extend_from_slice(number);
-    out.push(b'\n');
-}
-
-/// `YYYY-MM-DD` without chrono's formatter, which interprets its format
-/// string on every call (a measurable share of the server's CPU).
-fn push_date(out: &mut Vec<u8>, date: chrono::NaiveDate) {
-    use chrono::Datelike;
-    let (y, m, d) = (date.year().clamp(0, 9999) as u32, date.month(), date.day());
-    let digit = |n: u32| b'0' + (n % 10) as u8;
-    out.extend_from_slice(&[
-        digit(y / 1000),
-        digit(y / 100),
-        digit(y / 10),
-        digit(y),
-        b'-',
-        digit(m / 10),
-        digit(m),
-        b'-',
-        digit(d / 10),
-        digit(d),
-    ]);
-}
-
-fn format_u64(buf: &mut [u8; 24], mut n: u64) -> &[u8] {
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    &buf[i..]
-}
-
-/// RFC 4180 quoting, only when the field needs it (as the `csv` crate's
-/// `QuoteStyle::Necessary` does), so `load_bets` and any CSV tool read it back.
-pub(crate) fn push_csv_field(out: &mut Vec<u8>, field: &[u8]) {
-    let needs = field.is_empty()
-        || field
-            .iter()
-            .any(|&b| matches!(b, b',' | b'"' | b'\n' | b'\r'))
-        || field.first().is_some_and(|&b| b == b' ' || b == b'\t')
-        || field.last().is_some_and(|&b| b == b' ' || b == b'\t');
-    if !needs {
-        out.extend_from_slice(field);
-        return;
-    }
-    out.push(b'"');
-    for &b in field {
-        if b == b'"' {
-            out.push(b'"');
-        }
-        out.push(b);
-    }
-    out.push(b'"');
-}
-
-/// Streams the bets stored in the file at `path`, in storage order, with
-/// constant memory.
-///
-/// # Errors
-/// Opening the file; each item is an error if its row is not a valid bet.
-pub fn load_bets(path: &Path) -> Result<LoadBets, StorageError> {
-    let file = File::open(path).map_err(io_err(path, "open"))?;
-    Ok(LoadBets::new(path, file, u64::MAX))
-}
-
-/// Iterator over stored bets (see [`load_bets`]).
-pub struct LoadBets {
-    reader: csv::Reader<io::Take<BufReader<File>>>,
-    record: csv::ByteRecord,
-    path: PathBuf,
-}
-
-impl LoadBets {
-    fn new(path: &Path, file: File, limit: u64) -> LoadBets {
-        let reader = csv::ReaderBuilder::new()
-            .has_headers(false)
-            .flexible(true)
-            .from_reader(BufReader::with_capacity(1 << 16, file).take(limit));
-        LoadBets {
-            reader,
-            record: csv::ByteRecord::new(),
-            path: path.to_owned(),
-        }
-    }
-
-    /// Byte offset just past the last row returned.
-    fn position(&self) -> u64 {
-        self.reader.position().byte()
-    }
-}
-
-impl Iterator for LoadBets {
-    type Item = Result<Bet, StorageError>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        let corrupt = |path: &Path, reason: String| StorageError::Corrupt {
-            path: path.to_owned(),
-            reason,
-        };
-        match self.reader.read_byte_record(&mut self.record) {
-            Ok(false) => None,
-            Ok(true) => {
-                let line = self.reader.position().line();
-                Some(
-                    row_to_bet(&self.record)
-                        .map_err(|e| corrupt(&self.path, format!("row {line}: {e}"))),
-                )
-            }
-            Err(e) => Some(Err(corrupt(&self.path, e.to_string()))),
-        }
-    }
-}
-
-/// Turns a stored row into a bet (checking every field).
-fn row_to_bet(r: &csv::ByteRecord) -> Result<Bet, String> {
-    if r.len() != 6 {
-        return Err(format!("{} fields, expected 6", r.len()));
-    }
-    let text = |i: usize| std::str::from_utf8(&r[i]).map_err(|_| format!("field {i} is not UTF-8"));
-    let agency: u32 = text(0)?
-        .parse()
-        .map_err(|_| format!("agency {:?} is not a number", text(0)))?;
-    Bet::parse(agency, text(1)?, text(2)?, text(3)?, text(4)?, text(5)?).map_err(|e| e.to_string())
-}
-
 /// Reads every row of a bets file with no journal: returns the length of
 /// the intact part (a torn last row is left out) and the count per agency.
 fn scan_rows(path: &Path) -> Result<(u64, BTreeMap<u32, u64>), StorageError> {
@@ -793,24 +495,10 @@ fn ends_with_newline(path: &Path, len: u64) -> Result<bool, StorageError> {
     Ok(last[0] == b'\n')
 }
 
-/// Every winning bet in the file, grouped by agency: one pass with
-/// [`load_bets`] and [`bet::has_won`].
-///
-/// # Errors
-/// Any row that is not a valid bet.
-pub fn winners_by_agency(path: &Path) -> Result<BTreeMap<u32, Vec<String>>, StorageError> {
-    let mut winners: BTreeMap<u32, Vec<String>> = BTreeMap::new();
-    for bet in load_bets(path)? {
-        let bet = bet?;
-        if bet::has_won(&bet) {
-            winners.entry(bet.agency).or_default().push(bet.document);
-        }
-    }
-    Ok(winners)
-}
-
 #[cfg(test)]
 mod tests {
+    use super::super::rows::load_bets;
+    use super::super::winners_by_agency;
     use super::*;
     use chrono::NaiveDate;
 
@@ -917,13 +605,6 @@ mod tests {
     }
 
     #[test]
-    fn plain_rows_are_unquoted() {
-        let mut out = Vec::new();
-        encode_row(&mut out, &bet(12, "Ana", "Pérez", 42));
-        assert_eq!(out, "12,Ana,Pérez,0123,1980-02-29,42\n".as_bytes());
-    }
-
-    #[test]
     fn reopening_keeps_counts_and_done() {
         let dir = temp_dir("reopen");
         let path = dir.join("bets.csv");
@@ -994,21 +675,6 @@ mod tests {
     }
 
     #[test]
-    fn a_damaged_journal_line_is_not_trusted() {
-        let rec = JournalRecord {
-            end: 10,
-            data_crc: Some(0xDEAD_BEEF),
-            counts: vec![(1, 5)],
-            done: vec![1],
-        };
-        let line = rec.to_line();
-        let body = line.trim_end().as_bytes();
-        assert_eq!(JournalRecord::parse(body), Some(rec));
-        let flipped = line.trim_end().replace("end=10", "end=19");
-        assert_eq!(JournalRecord::parse(flipped.as_bytes()), None);
-    }
-
-    #[test]
     fn a_file_without_journal_is_rebuilt_dropping_a_torn_row() {
         let dir = temp_dir("nojournal");
         let path = dir.join("bets.csv");
@@ -1053,12 +719,5 @@ mod tests {
         s.store_bets(&hostile()).unwrap();
         let w = winners_by_agency(&path).unwrap();
         assert_eq!(w, BTreeMap::from([(1, vec!["0123".into(), "0123".into()])]));
-    }
-
-    #[test]
-    fn sync_mode_parses() {
-        assert_eq!(SyncMode::parse("ALWAYS"), Some(SyncMode::Always));
-        assert_eq!(SyncMode::parse(" none"), Some(SyncMode::None));
-        assert_eq!(SyncMode::parse("sometimes"), None);
     }
 }

@@ -1,0 +1,722 @@
+//! The PostgreSQL backend: several lottery servers share one database, so
+//! any of them can take any agency's batches and give any agency its
+//! position, and losing a server loses nothing acknowledged.
+//!
+//! The database is the truth; each server's memory is only a first check.
+//! One commit group is one transaction (see [`PgStorage::commit`]): it
+//! locks the row of every agency it touches (`SELECT ... FOR UPDATE`),
+//! decides each request against the positions it finds there, copies the
+//! new rows in with one `COPY`, moves the positions, and — when it records
+//! the last DONE — records the draw. Two servers holding the same agency's
+//! batches therefore take turns on that agency's row, and the second finds
+//! the batch already stored ([`Verdict::Duplicate`]).
+//!
+//! The schema (`SCHEMA_V1`, version in `schema_version`) is created at
+//! start if missing; every statement here also runs on CockroachDB and
+//! YugabyteDB (see docs/ARCHITECTURE.md for the choices).
+//!
+//! The `postgres` crate is the synchronous client of rust-postgres: it
+//! drives a small tokio runtime of its own inside each connection. That is
+//! why this backend is behind the cargo feature `postgres`.
+
+use super::{
+    Backend, Committed, DrawState, Entry, EntryKind, GroupData, Lookup, OpenReport, Opened,
+    StorageError, Verdict,
+};
+use crate::bet::WINNING_NUMBER;
+use ::postgres as pg;
+use log::{info, warn};
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// The schema version this server creates and understands.
+pub const SCHEMA_VERSION: i32 = 1;
+
+/// Version 1 of the schema. `bets` has the CSV's columns (so that
+/// `\copy (select agency, first_name, last_name, document, birthdate,
+/// number from bets) to stdout csv` gives the rows `bets.csv` would hold)
+/// plus the position, which with the agency is the primary key: a
+/// position is stored at most once whatever the servers do. The partial
+/// index holds only winning bets: the draw counts them and each agency's
+/// winners query reads them, and it costs the ingest almost nothing.
+const SCHEMA_V1: &str = "
+CREATE TABLE IF NOT EXISTS lottery (
+    id INT PRIMARY KEY,
+    agencies BIGINT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS agencies (
+    agency BIGINT PRIMARY KEY,
+    next_position BIGINT NOT NULL,
+    done BOOLEAN NOT NULL
+);
+CREATE TABLE IF NOT EXISTS bets (
+    agency BIGINT NOT NULL,
+    position BIGINT NOT NULL,
+    first_name TEXT NOT NULL,
+    last_name TEXT NOT NULL,
+    document TEXT NOT NULL,
+    birthdate DATE NOT NULL,
+    number INT NOT NULL,
+    PRIMARY KEY (agency, position)
+);
+CREATE INDEX IF NOT EXISTS bets_winners ON bets (agency, position) WHERE number = 7574;
+CREATE TABLE IF NOT EXISTS draw (
+    id INT PRIMARY KEY,
+    winning_number INT NOT NULL,
+    winners BIGINT NOT NULL,
+    drawn_at TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+";
+
+// The SQL names the winning number as a literal (7574), so that the
+// planner matches the partial index `bets_winners`; this keeps them equal.
+const _: () = assert!(WINNING_NUMBER == 7574);
+
+/// How long opening waits for the database to answer at start (a compose
+/// file may start the servers before the database is ready).
+const OPEN_PATIENCE: Duration = Duration::from_secs(15);
+
+/// A lookup answers "no draw yet" from what it saw this recently: every
+/// finished agency polls for its winners, and the answer changes once.
+const NOT_READY_FRESH: Duration = Duration::from_millis(20);
+
+fn db(action: &'static str) -> impl FnOnce(pg::Error) -> StorageError {
+    move |e| StorageError::Database {
+        action,
+        reason: error_text(&e),
+    }
+}
+
+/// The error with the server's message, when there is one.
+fn error_text(e: &pg::Error) -> String {
+    match e.as_db_error() {
+        Some(dbe) => format!("{}: {}", dbe.severity(), dbe.message()),
+        None => e.to_string(),
+    }
+}
+
+fn out_of_range(what: &str) -> StorageError {
+    StorageError::Database {
+        action: "read",
+        reason: format!("{what} out of range"),
+    }
+}
+
+/// Parses `STORAGE_URL` and sets the timeouts the server relies on when
+/// the URL does not: a database that vanishes must turn into an error the
+/// agencies retry, not a worker blocked for ever.
+fn settings(url: &str) -> Result<pg::Config, StorageError> {
+    let mut config: pg::Config = url.parse().map_err(|e: pg::Error| StorageError::Database {
+        action: "parse STORAGE_URL",
+        reason: e.to_string(),
+    })?;
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(Duration::from_secs(3));
+    }
+    if config.get_tcp_user_timeout().is_none() {
+        config.tcp_user_timeout(Duration::from_secs(10));
+    }
+    if config.get_application_name().is_none() {
+        config.application_name("lottery-server");
+    }
+    Ok(config)
+}
+
+/// Host(s), port(s) and database name, for logs: never the password.
+fn target(config: &pg::Config) -> String {
+    let hosts: Vec<String> = config
+        .get_hosts()
+        .iter()
+        .map(|h| match h {
+            pg::config::Host::Tcp(name) => name.clone(),
+            #[cfg(unix)]
+            pg::config::Host::Unix(path) => path.display().to_string(),
+        })
+        .collect();
+    let ports: Vec<String> = config.get_ports().iter().map(u16::to_string).collect();
+    format!(
+        "{}:{}/{}",
+        hosts.join(","),
+        ports.join(","),
+        config.get_dbname().unwrap_or("")
+    )
+}
+
+fn connect(config: &pg::Config) -> Result<pg::Client, StorageError> {
+    config.connect(pg::NoTls).map_err(db("connect to"))
+}
+
+/// Connects, creates the schema if missing and reads where every agency is.
+///
+/// # Errors
+/// A database that does not answer within [`OPEN_PATIENCE`], one with a
+/// newer schema, or one set up for another number of agencies.
+pub(super) fn open(url: &str, agencies: u32) -> Result<Opened, StorageError> {
+    let config = settings(url)?;
+    let target = target(&config);
+    let started = Instant::now();
+    let mut client = loop {
+        match connect(&config).and_then(|mut c| prepare(&mut c, agencies).map(|()| c)) {
+            Ok(client) => break client,
+            // A database that cannot be reached yet, or two servers
+            // creating the schema at once, is worth waiting for; a database
+            // this server must not use is not.
+            Err(e) if !refuses_us(&e) && started.elapsed() < OPEN_PATIENCE => {
+                warn!(
+                    "action: storage_open | result: in_progress | database: {target} | error: {}",
+                    crate::logging::clean(&e)
+                );
+                std::thread::sleep(Duration::from_millis(500));
+            }
+            Err(e) => return Err(e),
+        }
+    };
+    let mut counts = BTreeMap::new();
+    let mut done = BTreeSet::new();
+    for row in client
+        .query("SELECT agency, next_position, done FROM agencies", &[])
+        .map_err(db("read the agencies from"))?
+    {
+        let agency = u32::try_from(row.get::<_, i64>(0)).map_err(|_| out_of_range("agency"))?;
+        let next = u64::try_from(row.get::<_, i64>(1)).map_err(|_| out_of_range("position"))?;
+        if next > 0 {
+            counts.insert(agency, next);
+        }
+        if row.get::<_, bool>(2) {
+            done.insert(agency);
+        }
+    }
+    info!(
+        "action: storage_schema | result: success | database: {target} | version: {SCHEMA_VERSION}"
+    );
+    Ok(Opened {
+        backend: Backend::Postgres(Box::new(PgStorage {
+            config: config.clone(),
+            client: Some(client),
+            agencies,
+            copy: Vec::new(),
+            target: target.clone(),
+        })),
+        lookup: Lookup::Postgres(PgLookup {
+            inner: Arc::new(Mutex::new(LookupConn {
+                config,
+                client: None,
+                drawn: false,
+                not_ready: None,
+            })),
+        }),
+        counts,
+        done,
+        winners: BTreeMap::new(),
+        report: OpenReport::Postgres {
+            target,
+            schema: SCHEMA_VERSION,
+        },
+    })
+}
+
+/// Whether `prepare` found a database this server must not use (a newer
+/// schema, another number of agencies): waiting will not change that.
+fn refuses_us(e: &StorageError) -> bool {
+    matches!(
+        e,
+        StorageError::Database {
+            action: REFUSED,
+            ..
+        }
+    )
+}
+
+/// The action of the errors [`refuses_us`] recognises.
+const REFUSED: &str = "use";
+
+/// Creates the schema if missing (idempotent: every statement is
+/// `IF NOT EXISTS` or `ON CONFLICT DO NOTHING`), refuses a newer one, and
+/// makes sure the database is set up for `agencies` agencies, each with
+/// its row.
+fn prepare(client: &mut pg::Client, agencies: u32) -> Result<(), StorageError> {
+    client
+        .batch_execute(
+            "CREATE TABLE IF NOT EXISTS schema_version (
+                version INT PRIMARY KEY,
+                applied_at TIMESTAMPTZ NOT NULL DEFAULT now()
+            )",
+        )
+        .map_err(db("create the schema_version table in"))?;
+    let version: Option<i32> = client
+        .query_one("SELECT max(version) FROM schema_version", &[])
+        .map_err(db("read the schema version of"))?
+        .get(0);
+    match version {
+        Some(v) if v > SCHEMA_VERSION => {
+            return Err(StorageError::Database {
+                action: REFUSED,
+                reason: format!(
+                    "its schema is version {v}, newer than this server's {SCHEMA_VERSION}"
+                ),
+            });
+        }
+        Some(v) if v == SCHEMA_VERSION => {}
+        _ => {
+            client
+                .batch_execute(SCHEMA_V1)
+                .map_err(db("create the schema in"))?;
+            client
+                .execute(
+                    "INSERT INTO schema_version (version) VALUES ($1) ON CONFLICT (version) DO NOTHING",
+                    &[&SCHEMA_VERSION],
+                )
+                .map_err(db("record the schema version in"))?;
+        }
+    }
+    let wanted = i64::from(agencies);
+    client
+        .execute(
+            "INSERT INTO lottery (id, agencies) VALUES (1, $1) ON CONFLICT (id) DO NOTHING",
+            &[&wanted],
+        )
+        .map_err(db("set up the lottery in"))?;
+    let set_up: i64 = client
+        .query_one("SELECT agencies FROM lottery WHERE id = 1", &[])
+        .map_err(db("read the lottery from"))?
+        .get(0);
+    if set_up != wanted {
+        return Err(StorageError::Database {
+            action: REFUSED,
+            reason: format!(
+                "it was set up for {set_up} agencies and SERVER_AGENCIES is {agencies}: every server of one lottery must say the same"
+            ),
+        });
+    }
+    client
+        .execute(
+            "INSERT INTO agencies (agency, next_position, done)
+             SELECT g.a, 0, false FROM generate_series(1, $1::BIGINT) AS g(a)
+             ON CONFLICT (agency) DO NOTHING",
+            &[&wanted],
+        )
+        .map_err(db("create the agencies' rows in"))?;
+    Ok(())
+}
+
+/// The committer's connection and what one commit needs.
+pub struct PgStorage {
+    config: pg::Config,
+    /// `None` after an error: the next commit connects again.
+    client: Option<pg::Client>,
+    agencies: u32,
+    /// The rows of one COPY, reused from commit to commit.
+    copy: Vec<u8>,
+    target: String,
+}
+
+impl fmt::Debug for PgStorage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PgStorage")
+            .field("target", &self.target)
+            .field("connected", &self.client.is_some())
+            .finish()
+    }
+}
+
+/// An agency's row as one transaction sees and moves it.
+#[derive(Debug, Clone, Copy)]
+struct AgencyRow {
+    next: u64,
+    done: bool,
+    changed: bool,
+}
+
+impl PgStorage {
+    /// Host, port and database, for logs.
+    pub fn target(&self) -> &str {
+        &self.target
+    }
+
+    /// Stores the group in one transaction (see the module doc). On any
+    /// error the connection is dropped, and the next commit opens another.
+    ///
+    /// # Errors
+    /// The database cannot be reached or refused the transaction; nothing
+    /// of it is stored (unless only COMMIT's answer was lost).
+    pub fn commit(&mut self, group: &GroupData<'_>) -> Result<Committed, StorageError> {
+        let result = self.transaction(group);
+        if result.is_err() {
+            self.client = None;
+        }
+        result
+    }
+
+    fn transaction(&mut self, group: &GroupData<'_>) -> Result<Committed, StorageError> {
+        if self.client.as_ref().is_none_or(pg::Client::is_closed) {
+            self.client = Some(connect(&self.config)?);
+        }
+        let Some(client) = self.client.as_mut() else {
+            return Err(StorageError::Database {
+                action: "connect to",
+                reason: "no connection".into(),
+            });
+        };
+        let mut tx = client.transaction().map_err(db("begin a transaction on"))?;
+        let touched: Vec<i64> = group
+            .entries
+            .iter()
+            .map(|e| i64::from(e.agency))
+            .collect::<BTreeSet<i64>>()
+            .into_iter()
+            .collect();
+        // Locked in agency order, so two servers' transactions never wait
+        // for each other in a circle.
+        let mut rows: BTreeMap<u32, AgencyRow> = BTreeMap::new();
+        for row in tx
+            .query(
+                "SELECT agency, next_position, done FROM agencies
+                 WHERE agency = ANY($1) ORDER BY agency FOR UPDATE",
+                &[&touched],
+            )
+            .map_err(db("lock the agencies' rows in"))?
+        {
+            let agency = u32::try_from(row.get::<_, i64>(0)).map_err(|_| out_of_range("agency"))?;
+            let next = u64::try_from(row.get::<_, i64>(1)).map_err(|_| out_of_range("position"))?;
+            rows.insert(
+                agency,
+                AgencyRow {
+                    next,
+                    done: row.get(2),
+                    changed: false,
+                },
+            );
+        }
+        self.copy.clear();
+        let (verdicts, newly_done) = decide(group, &mut rows, &mut self.copy)?;
+        if !self.copy.is_empty() {
+            let mut writer = tx
+                .copy_in(
+                    "COPY bets (agency, position, first_name, last_name, document, birthdate, number) FROM STDIN WITH (FORMAT csv)",
+                )
+                .map_err(db("start copying bets into"))?;
+            writer
+                .write_all(&self.copy)
+                .map_err(|e| StorageError::Database {
+                    action: "copy bets into",
+                    reason: e.to_string(),
+                })?;
+            writer.finish().map_err(db("copy bets into"))?;
+        }
+        for (agency, row) in rows.iter().filter(|(_, r)| r.changed) {
+            let next = i64::try_from(row.next).map_err(|_| out_of_range("position"))?;
+            tx.execute(
+                "UPDATE agencies SET next_position = $2, done = $3 WHERE agency = $1",
+                &[&i64::from(*agency), &next, &row.done],
+            )
+            .map_err(db("move the agencies' positions in"))?;
+        }
+        let mut drew = None;
+        if newly_done {
+            // DONEs take turns on the lottery's row, so the transaction
+            // that records the last one sees every other one.
+            tx.query("SELECT agencies FROM lottery WHERE id = 1 FOR UPDATE", &[])
+                .map_err(db("lock the lottery in"))?;
+            let finished: i64 = tx
+                .query_one("SELECT count(*) FROM agencies WHERE done", &[])
+                .map_err(db("count the finished agencies in"))?
+                .get(0);
+            if finished >= i64::from(self.agencies) {
+                let winning = i32::from(WINNING_NUMBER);
+                let row = tx
+                    .query_opt(
+                        "INSERT INTO draw (id, winning_number, winners)
+                         SELECT 1, $1, count(*) FROM bets WHERE number = 7574
+                         ON CONFLICT (id) DO NOTHING RETURNING winners",
+                        &[&winning],
+                    )
+                    .map_err(db("record the draw in"))?;
+                if let Some(row) = row {
+                    let winners: i64 = row.get(0);
+                    drew = Some(u64::try_from(winners).map_err(|_| out_of_range("winners"))?);
+                }
+            }
+        }
+        tx.commit().map_err(db("commit to"))?;
+        Ok(Committed {
+            agencies: rows
+                .iter()
+                .map(|(agency, row)| (*agency, row.next, row.done))
+                .collect(),
+            verdicts,
+            drew,
+        })
+    }
+}
+
+/// Decides each request of the group against the agencies' rows (locked
+/// by the caller), in order: the rows of the batches to store go to
+/// `copy`, and the rows move. Returns the requests not stored as asked and
+/// whether a DONE was newly recorded.
+fn decide(
+    group: &GroupData<'_>,
+    rows: &mut BTreeMap<u32, AgencyRow>,
+    copy: &mut Vec<u8>,
+) -> Result<(BTreeMap<usize, Verdict>, bool), StorageError> {
+    let mut verdicts = BTreeMap::new();
+    let mut newly_done = false;
+    for (i, Entry { agency, kind }) in group.entries.iter().enumerate() {
+        let Some(row) = rows.get_mut(agency) else {
+            return Err(StorageError::Database {
+                action: "store bets in",
+                reason: format!("agency {agency} has no row (not one of the lottery's agencies)"),
+            });
+        };
+        let verdict = match kind {
+            EntryKind::Batch { first, count, rows } => {
+                if first.checked_add(*count).is_some_and(|end| end <= row.next) {
+                    Some(Verdict::Duplicate)
+                } else if row.done {
+                    Some(Verdict::AlreadyDone)
+                } else if *first == row.next {
+                    let Some(bytes) = group.rows.get(rows.clone()) else {
+                        return Err(StorageError::Database {
+                            action: "store bets in",
+                            reason: "a batch's rows are outside its group".into(),
+                        });
+                    };
+                    copy.extend_from_slice(bytes);
+                    row.next += count;
+                    row.changed = true;
+                    None
+                } else {
+                    Some(Verdict::Sequence { expected: row.next })
+                }
+            }
+            EntryKind::Done { total } => {
+                if row.done {
+                    Some(Verdict::Duplicate)
+                } else if *total == row.next {
+                    row.done = true;
+                    row.changed = true;
+                    newly_done = true;
+                    None
+                } else {
+                    Some(Verdict::DoneMismatch { stored: row.next })
+                }
+            }
+        };
+        if let Some(verdict) = verdict {
+            verdicts.insert(i, verdict);
+        }
+    }
+    Ok((verdicts, newly_done))
+}
+
+/// The workers' connection, for what they ask the database directly.
+/// Shared by the workers of one server behind its own mutex (never the
+/// store's): a query holds it, not the lottery's state.
+#[derive(Clone)]
+pub struct PgLookup {
+    inner: Arc<Mutex<LookupConn>>,
+}
+
+impl fmt::Debug for PgLookup {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("PgLookup")
+    }
+}
+
+struct LookupConn {
+    config: pg::Config,
+    client: Option<pg::Client>,
+    /// The draw row exists (it never goes away).
+    drawn: bool,
+    /// When "no draw yet" was last read, and how many agencies were done.
+    not_ready: Option<(Instant, u32)>,
+}
+
+impl LookupConn {
+    /// Runs `query` on the connection (opening it if needed); on error the
+    /// connection is dropped and the next query opens another.
+    fn with<T>(
+        &mut self,
+        query: impl FnOnce(&mut pg::Client) -> Result<T, StorageError>,
+    ) -> Result<T, StorageError> {
+        if self.client.as_ref().is_none_or(pg::Client::is_closed) {
+            self.client = Some(connect(&self.config)?);
+        }
+        let Some(client) = self.client.as_mut() else {
+            return Err(StorageError::Database {
+                action: "connect to",
+                reason: "no connection".into(),
+            });
+        };
+        let result = query(client);
+        if result.is_err() {
+            self.client = None;
+        }
+        result
+    }
+}
+
+impl PgLookup {
+    fn conn(&self) -> Result<std::sync::MutexGuard<'_, LookupConn>, StorageError> {
+        self.inner.lock().map_err(|_| StorageError::Database {
+            action: "query",
+            reason: "lookup connection poisoned".into(),
+        })
+    }
+
+    /// The agency's durable position and whether its DONE is recorded.
+    ///
+    /// # Errors
+    /// The database cannot be reached.
+    pub fn position(&self, agency: u32) -> Result<(u64, bool), StorageError> {
+        self.conn()?.with(|client| {
+            let row = client
+                .query_opt(
+                    "SELECT next_position, done FROM agencies WHERE agency = $1",
+                    &[&i64::from(agency)],
+                )
+                .map_err(db("read the agency's position from"))?;
+            match row {
+                Some(row) => Ok((
+                    u64::try_from(row.get::<_, i64>(0)).map_err(|_| out_of_range("position"))?,
+                    row.get(1),
+                )),
+                None => Ok((0, false)),
+            }
+        })
+    }
+
+    /// The draw: how many agencies are done while there is none; the
+    /// agency's winners (by the partial index) once there is.
+    ///
+    /// # Errors
+    /// The database cannot be reached.
+    pub fn draw(&self, agency: u32) -> Result<DrawState, StorageError> {
+        let mut conn = self.conn()?;
+        if !conn.drawn {
+            if let Some((at, finished)) = conn.not_ready
+                && at.elapsed() < NOT_READY_FRESH
+            {
+                return Ok(DrawState::NotReady { finished });
+            }
+            let (finished, drawn) = conn.with(|client| {
+                let row = client
+                    .query_one(
+                        "SELECT (SELECT count(*) FROM agencies WHERE done),
+                                EXISTS (SELECT 1 FROM draw WHERE id = 1)",
+                        &[],
+                    )
+                    .map_err(db("read the draw from"))?;
+                let finished =
+                    u32::try_from(row.get::<_, i64>(0)).map_err(|_| out_of_range("agencies"))?;
+                Ok((finished, row.get::<_, bool>(1)))
+            })?;
+            if !drawn {
+                conn.not_ready = Some((Instant::now(), finished));
+                return Ok(DrawState::NotReady { finished });
+            }
+            conn.drawn = true;
+        }
+        conn.with(|client| {
+            let documents = client
+                .query(
+                    "SELECT document FROM bets WHERE agency = $1 AND number = 7574 ORDER BY position",
+                    &[&i64::from(agency)],
+                )
+                .map_err(db("read the winners from"))?
+                .iter()
+                .map(|row| row.get::<_, String>(0))
+                .collect();
+            Ok(DrawState::Ready(documents))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batch(agency: u32, first: u64, count: u64, rows: std::ops::Range<usize>) -> Entry {
+        Entry {
+            agency,
+            kind: EntryKind::Batch { first, count, rows },
+        }
+    }
+
+    #[test]
+    fn each_request_is_decided_against_the_locked_rows_in_order() {
+        let bytes = b"a\nb\nc\nd\n";
+        let entries = vec![
+            batch(1, 0, 1, 0..2), // stored elsewhere already
+            batch(1, 1, 2, 2..6), // half stored: a gap now
+            batch(2, 5, 1, 6..8), // continues agency 2
+            Entry {
+                agency: 2,
+                kind: EntryKind::Done { total: 6 },
+            },
+            batch(2, 6, 1, 6..8), // after DONE
+            Entry {
+                agency: 3,
+                kind: EntryKind::Done { total: 1 },
+            },
+        ];
+        let group = GroupData {
+            rows: bytes,
+            added: &[],
+            done: &[],
+            entries: &entries,
+        };
+        let row = |next, done| AgencyRow {
+            next,
+            done,
+            changed: false,
+        };
+        let mut rows = BTreeMap::from([(1, row(2, false)), (2, row(5, false)), (3, row(0, false))]);
+        let mut copy = Vec::new();
+        let (verdicts, newly_done) = decide(&group, &mut rows, &mut copy).unwrap();
+        assert_eq!(copy, b"d\n");
+        assert!(newly_done);
+        assert_eq!(
+            verdicts,
+            BTreeMap::from([
+                (0, Verdict::Duplicate),
+                (1, Verdict::Sequence { expected: 2 }),
+                (4, Verdict::AlreadyDone),
+                (5, Verdict::DoneMismatch { stored: 0 }),
+            ])
+        );
+        assert_eq!(
+            (rows[&2].next, rows[&2].done, rows[&2].changed),
+            (6, true, true)
+        );
+        assert!(!rows[&1].changed);
+    }
+
+    #[test]
+    fn the_log_names_the_database_but_never_the_password() {
+        let config = settings("postgresql://lottery:s3cret@db.example:5433/bets").unwrap();
+        let shown = target(&config);
+        assert_eq!(shown, "db.example:5433/bets");
+        assert!(
+            !format!(
+                "{:?}",
+                PgStorage {
+                    config,
+                    client: None,
+                    agencies: 1,
+                    copy: Vec::new(),
+                    target: shown,
+                }
+            )
+            .contains("s3cret")
+        );
+    }
+
+    #[test]
+    fn a_malformed_url_is_a_clear_error() {
+        let err = settings("postgresql://[::1").unwrap_err();
+        assert!(err.to_string().contains("STORAGE_URL"), "{err}");
+    }
+}

@@ -1,0 +1,231 @@
+//! Several servers over one PostgreSQL database (cargo feature `postgres`):
+//! real server and client binaries on loopback, a throwaway cluster per
+//! test (see `support::pg`). Every test checks the same two things at the
+//! end: each agency's file is in the `bets` table exactly once, and every
+//! agency learned exactly the winners its file holds.
+
+#![cfg(feature = "postgres")]
+
+mod support;
+
+use lottery::dataset::course_rows;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::Child;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use support::pg::Postgres;
+use support::*;
+
+const SORTEO: &str = "action: sorteo | result: success";
+const STORED: &str = "action: apuesta_recibida | result: success";
+
+/// Starts a server of the lottery in `pg` (bets.csv unused: in `dir`).
+fn server(dir: &TempDir, pg: &Postgres, agencies: u32, name: &str) -> Server {
+    let agencies = agencies.to_string();
+    Server::start_with_storage(
+        &dir.path().join(format!("{name}-unused.csv")),
+        &[
+            ("STORAGE_BACKEND", "postgres"),
+            ("STORAGE_URL", &pg.url),
+            ("SERVER_AGENCIES", &agencies),
+            ("SERVER_PROGRESS_INTERVAL", "0"),
+        ],
+    )
+}
+
+/// The failover list of an agency: every server, starting at `first`.
+fn failover(servers: &[SocketAddr], first: usize) -> String {
+    (0..servers.len())
+        .map(|i| servers[(first + i) % servers.len()].to_string())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Starts each agency with all servers in its list, agency `a` first on
+/// server `a % servers`; `extra` is added to every client's environment.
+fn spawn_spread(
+    servers: &[SocketAddr],
+    files: &[(u32, PathBuf)],
+    extra: &[(&str, &str)],
+) -> Vec<Child> {
+    files
+        .iter()
+        .map(|(agency, file)| {
+            let list = failover(servers, *agency as usize % servers.len());
+            let mut env: Vec<(&str, &str)> = vec![
+                ("CLI_SERVER_ADDRESS", &list),
+                ("CLI_BETS_FILE", file.to_str().expect("utf-8 path")),
+            ];
+            env.extend_from_slice(extra);
+            spawn_client(servers[0], *agency, &env)
+        })
+        .collect()
+}
+
+/// A number in `lo..hi` that changes from run to run (a "random point").
+fn somewhere(lo: usize, hi: usize) -> usize {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.subsec_nanos() as usize)
+        .unwrap_or(0);
+    lo + nanos % (hi - lo)
+}
+
+fn sorteos(servers: &[&Server]) -> usize {
+    servers.iter().map(|s| s.log.count(SORTEO)).sum()
+}
+
+#[test]
+fn three_servers_share_five_agencies_and_store_every_bet_once() {
+    let Some(pg) = Postgres::start("three-servers") else {
+        return;
+    };
+    let dir = TempDir::new("pg-three");
+    let files = generate(dir.path(), 5, |a| course_rows(a, 1.0));
+    let servers: Vec<Server> = (0..3)
+        .map(|i| server(&dir, &pg, 5, &format!("s{i}")))
+        .collect();
+    let addrs: Vec<SocketAddr> = servers.iter().map(|s| s.addr).collect();
+    let runs: Vec<ClientRun> = spawn_spread(&addrs, &files, &[])
+        .into_iter()
+        .map(finish_client)
+        .collect();
+    assert_agencies_finished(&files, &runs);
+    assert_bets_exactly(pg.stored_bets(), &files);
+    let all: Vec<&Server> = servers.iter().collect();
+    assert_eq!(sorteos(&all), 1, "the draw is logged by one server only");
+    // Each server took some of the agencies' batches.
+    for s in &servers {
+        assert!(s.log.count(STORED) > 0, "a server stored nothing");
+    }
+}
+
+#[test]
+fn killing_two_servers_mid_ingest_loses_and_doubles_nothing() {
+    let Some(pg) = Postgres::start("kill") else {
+        return;
+    };
+    let dir = TempDir::new("pg-kill");
+    let files = generate(dir.path(), 5, |a| course_rows(a, 2.0));
+    let mut servers: Vec<Server> = (0..3)
+        .map(|i| server(&dir, &pg, 5, &format!("s{i}")))
+        .collect();
+    let addrs: Vec<SocketAddr> = servers.iter().map(|s| s.addr).collect();
+    // Small batches: the ingest lasts long enough to be cut twice.
+    let clients = spawn_spread(&addrs, &files, &[("CLI_BATCH_MAXAMOUNT", "50")]);
+    let first = somewhere(0, 2);
+    let second = 1 - first;
+    for victim in [first, second] {
+        let at = servers[victim].log.count(STORED) + somewhere(5, 60);
+        assert!(
+            servers[victim]
+                .log
+                .wait_count(STORED, at, Duration::from_secs(30)),
+            "server {victim} never stored {at} batches"
+        );
+        assert_eq!(
+            sorteos(&servers.iter().collect::<Vec<_>>()),
+            0,
+            "killed after the draw"
+        );
+        signal(servers[victim].child.id(), "KILL");
+        servers[victim].wait(Duration::from_secs(10));
+    }
+    let runs: Vec<ClientRun> = clients.into_iter().map(finish_client).collect();
+    assert_agencies_finished(&files, &runs);
+    assert_bets_exactly(pg.stored_bets(), &files);
+    assert_eq!(sorteos(&servers.iter().collect::<Vec<_>>()), 1);
+}
+
+#[test]
+fn a_database_restart_mid_ingest_is_retried_and_no_server_exits() {
+    let Some(pg) = Postgres::start("restart") else {
+        return;
+    };
+    let dir = TempDir::new("pg-restart");
+    let files = generate(dir.path(), 5, |a| course_rows(a, 2.0));
+    let mut servers: Vec<Server> = (0..2)
+        .map(|i| server(&dir, &pg, 5, &format!("s{i}")))
+        .collect();
+    let addrs: Vec<SocketAddr> = servers.iter().map(|s| s.addr).collect();
+    let clients = spawn_spread(&addrs, &files, &[("CLI_BATCH_MAXAMOUNT", "50")]);
+    let at = somewhere(5, 60);
+    assert!(
+        servers[0]
+            .log
+            .wait_count(STORED, at, Duration::from_secs(30)),
+        "never stored {at} batches"
+    );
+    pg.restart_fast();
+    let runs: Vec<ClientRun> = clients.into_iter().map(finish_client).collect();
+    assert_agencies_finished(&files, &runs);
+    assert_bets_exactly(pg.stored_bets(), &files);
+    let failed: usize = servers
+        .iter()
+        .map(|s| s.log.count("action: commit | result: fail"))
+        .sum();
+    assert!(failed > 0, "no commit met the restart");
+    for s in &mut servers {
+        assert!(
+            s.child.try_wait().expect("server status").is_none(),
+            "a server exited"
+        );
+    }
+    assert_eq!(sorteos(&servers.iter().collect::<Vec<_>>()), 1);
+}
+
+#[test]
+fn one_agency_on_two_servers_at_once_is_stored_once() {
+    let Some(pg) = Postgres::start("twice") else {
+        return;
+    };
+    let dir = TempDir::new("pg-twice");
+    let files = generate(dir.path(), 1, |a| course_rows(a, 1.0));
+    let servers: Vec<Server> = (0..2)
+        .map(|i| server(&dir, &pg, 1, &format!("s{i}")))
+        .collect();
+    let file = files[0].1.to_str().expect("utf-8 path");
+    // The same agency, the same file, one connection on each server.
+    let clients: Vec<Child> = servers
+        .iter()
+        .map(|s| {
+            spawn_client(
+                s.addr,
+                1,
+                &[("CLI_BETS_FILE", file), ("CLI_BATCH_MAXAMOUNT", "100")],
+            )
+        })
+        .collect();
+    let runs: Vec<ClientRun> = clients.into_iter().map(finish_client).collect();
+    let twice = [files[0].clone(), files[0].clone()];
+    assert_agencies_finished(&twice, &runs);
+    assert_bets_exactly(pg.stored_bets(), &files);
+    assert_eq!(sorteos(&servers.iter().collect::<Vec<_>>()), 1);
+}
+
+#[test]
+fn a_server_with_another_number_of_agencies_refuses_the_database_at_start() {
+    let Some(pg) = Postgres::start("agencies") else {
+        return;
+    };
+    let dir = TempDir::new("pg-agencies");
+    let first = server(&dir, &pg, 5, "s0");
+    let out = std::process::Command::new(SERVER)
+        .env("SERVER_CONFIG", repo().join("config/server/config.ini"))
+        .env("SERVER_IP", "127.0.0.1")
+        .env("SERVER_PORT", "0")
+        .env("SERVER_SECRET", TEST_SECRET)
+        .env("STORAGE_BACKEND", "postgres")
+        .env("STORAGE_URL", &pg.url)
+        .env("SERVER_AGENCIES", "3")
+        .output()
+        .expect("run server");
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "started anyway:\n{text}");
+    assert!(
+        text.contains("set up for 5 agencies and SERVER_AGENCIES is 3"),
+        "{text}"
+    );
+    drop(first);
+}

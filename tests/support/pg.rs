@@ -1,0 +1,236 @@
+//! A throwaway PostgreSQL for the tests of the PostgreSQL backend: a new
+//! cluster in a temporary directory (`initdb`, `pg_ctl`), on a free
+//! loopback port, stopped and removed on drop.
+//!
+//! The binaries come from `LOTTERY_PG_BIN` or the newest
+//! `/usr/lib/postgresql/*/bin` (Debian's `postgresql` package). PostgreSQL
+//! refuses to run as root, so as root the cluster runs as the `postgres`
+//! user (`runuser`). Where none is installed a test skips with a message,
+//! except in CI (`CI` set), where it fails: CI installs it.
+//!
+//! The cluster runs with `fsync=off`: these tests kill servers and restart
+//! the database, never the machine, so flushing to disk proves nothing
+//! here and only costs time (the benchmark uses a durable cluster).
+
+use super::TempDir;
+use lottery::bet::Bet;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+/// A running throwaway cluster.
+pub struct Postgres {
+    dir: TempDir,
+    bin: PathBuf,
+    run_as: Option<&'static str>,
+    pub url: String,
+}
+
+/// The directory holding `initdb` and `pg_ctl`, if PostgreSQL is installed.
+fn find_bin() -> Option<PathBuf> {
+    if let Some(dir) = std::env::var_os("LOTTERY_PG_BIN") {
+        return Some(PathBuf::from(dir));
+    }
+    let mut found: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .ok()?
+        .filter_map(Result::ok)
+        .filter_map(|e| {
+            let version = e.file_name().to_str()?.parse::<u32>().ok()?;
+            let bin = e.path().join("bin");
+            (bin.join("initdb").exists() && bin.join("pg_ctl").exists()).then_some((version, bin))
+        })
+        .collect();
+    found.sort();
+    found.pop().map(|(_, bin)| bin)
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+impl Postgres {
+    /// Starts a new cluster, or `None` (after saying why) when PostgreSQL
+    /// is not installed and this is not CI.
+    pub fn start(name: &str) -> Option<Postgres> {
+        let Some(bin) = find_bin() else {
+            let how = "install Debian's `postgresql` package (apt-get install postgresql) or set LOTTERY_PG_BIN to the directory holding initdb and pg_ctl";
+            if std::env::var_os("CI").is_some() {
+                panic!("PostgreSQL is needed by this test and was not found: {how}");
+            }
+            eprintln!("skipping {name}: PostgreSQL not found; to run it, {how}");
+            return None;
+        };
+        let run_as = is_root().then_some("postgres");
+        let dir = TempDir::new(&format!("pg-{name}"));
+        if let Some(user) = run_as {
+            let ok = Command::new("chown")
+                .args(["-R", user])
+                .arg(dir.path())
+                .status()
+                .is_ok_and(|s| s.success());
+            assert!(ok, "chown {} to {user}", dir.path().display());
+        }
+        let mut pg = Postgres {
+            url: String::new(),
+            bin,
+            run_as,
+            dir,
+        };
+        let data = pg.data();
+        pg.run(
+            "initdb",
+            &[
+                "-D",
+                path_str(&data),
+                "-U",
+                "lottery",
+                "-A",
+                "trust",
+                "-E",
+                "UTF8",
+                "--locale=C",
+                "--no-sync",
+            ],
+        );
+        let port = free_port();
+        let options = format!(
+            "-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={} -c fsync=off -c shared_buffers=16MB -c max_connections=50",
+            path_str(pg.dir.path())
+        );
+        let log = pg.dir.path().join("postgres.log");
+        pg.run(
+            "pg_ctl",
+            &[
+                "-D",
+                path_str(&data),
+                "-l",
+                path_str(&log),
+                "-o",
+                &options,
+                "-w",
+                "-t",
+                "60",
+                "start",
+            ],
+        );
+        pg.url = format!("postgresql://lottery@127.0.0.1:{port}/postgres");
+        Some(pg)
+    }
+
+    fn data(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// Runs one of PostgreSQL's programs (as `postgres` when root); panics
+    /// if it fails.
+    fn run(&self, program: &str, args: &[&str]) {
+        let path = self.bin.join(program);
+        let mut cmd = match self.run_as {
+            Some(user) => {
+                let mut c = Command::new("runuser");
+                c.args(["-u", user, "--"]).arg(&path);
+                c
+            }
+            None => Command::new(&path),
+        };
+        let out = cmd
+            .args(args)
+            .current_dir(self.dir.path())
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("run {}: {e}", path.display()));
+        assert!(
+            out.status.success(),
+            "{program} {args:?} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// `pg_ctl restart -m fast`: every connection is cut, and the database
+    /// is back when this returns.
+    pub fn restart_fast(&self) {
+        let data = self.data();
+        // With its log file: otherwise the new postmaster keeps pg_ctl's
+        // output open and `run` waits for it for ever.
+        let log = self.dir.path().join("postgres.log");
+        self.run(
+            "pg_ctl",
+            &[
+                "-D",
+                path_str(&data),
+                "-l",
+                path_str(&log),
+                "-m",
+                "fast",
+                "-w",
+                "-t",
+                "60",
+                "restart",
+            ],
+        );
+    }
+
+    pub fn client(&self) -> postgres::Client {
+        postgres::Client::connect(&self.url, postgres::NoTls).expect("connect to the test database")
+    }
+
+    /// Every bet in the `bets` table.
+    pub fn stored_bets(&self) -> Vec<Bet> {
+        self.client()
+            .query(
+                "SELECT agency, first_name, last_name, document, birthdate::text, number::text FROM bets",
+                &[],
+            )
+            .expect("read bets")
+            .iter()
+            .map(|row| {
+                let agency: i64 = row.get(0);
+                Bet::parse(
+                    u32::try_from(agency).expect("agency"),
+                    row.get(1),
+                    row.get(2),
+                    row.get(3),
+                    row.get(4),
+                    row.get(5),
+                )
+                .expect("a valid stored bet")
+            })
+            .collect()
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        let data = self.data();
+        let path = self.bin.join("pg_ctl");
+        let mut cmd = match self.run_as {
+            Some(user) => {
+                let mut c = Command::new("runuser");
+                c.args(["-u", user, "--"]).arg(&path);
+                c
+            }
+            None => Command::new(&path),
+        };
+        let _ = cmd
+            .args(["-D", path_str(&data), "-m", "immediate", "stop"])
+            .current_dir(self.dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+fn path_str(p: &Path) -> &str {
+    p.to_str().expect("a UTF-8 temp path")
+}
