@@ -479,3 +479,30 @@ fn a_full_disk_gets_errors_not_acks_and_keeps_what_was_stored() {
     echo.send(&Message::Echo(b"alive".to_vec()));
     assert_eq!(echo.recv(), Message::Echo(b"alive".to_vec()));
 }
+
+/// The first server in an agency's list stops answering without closing
+/// anything (its process is stopped: the kernel still accepts connections,
+/// nothing answers them). The agency waits one `io.timeout`, then fails over
+/// to the next server, even though its `retry.timeout` is no longer than
+/// that: it gives up only once every server in the list has failed.
+#[test]
+fn a_silent_server_in_the_list_makes_the_agency_fail_over_not_give_up() {
+    let (dir_a, dir_b) = (TempDir::new("silent-a"), TempDir::new("silent-b"));
+    let silent = Server::start(dir_a.path(), &[("SERVER_AGENCIES", "1")]);
+    let good = Server::start(dir_b.path(), &[("SERVER_AGENCIES", "1")]);
+    let files = generate(dir_b.path(), 1, |_| 500);
+    signal(silent.child.id(), "STOP");
+    let list = format!("{},{}", silent.addr, good.addr);
+    let runs = run_agencies(
+        silent.addr,
+        &files,
+        &[
+            ("CLI_SERVER_ADDRESS", list.as_str()),
+            ("CLI_IO_TIMEOUT", "1s"),
+            ("CLI_RETRY_TIMEOUT", "1s"),
+        ],
+    );
+    signal(silent.child.id(), "CONT");
+    assert_agencies_finished(&files, &runs);
+    assert_stored_exactly(&good.storage, &files);
+}

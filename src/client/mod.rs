@@ -241,6 +241,12 @@ impl<'a> Agency<'a> {
         let servers = self.config.server_addresses();
         // The server in use: the next one in the list after a failure.
         let mut at = 0;
+        // Failures in a row since the last progress: the agency gives up
+        // only once every server in the list failed after the deadline. A
+        // server that goes silent costs a whole `io.timeout`, as long as
+        // `retry.timeout` by default, and must not make the agency give up
+        // before it has tried the others.
+        let (mut failures, mut progress_mark) = (0_usize, self.last_progress);
         loop {
             if self.shutdown.is_triggered() {
                 return Err(ClientError::Shutdown);
@@ -324,7 +330,13 @@ impl<'a> Agency<'a> {
                     e.to_string()
                 }
             };
-            if self.last_progress.elapsed() >= self.config.retry_timeout {
+            if self.last_progress != progress_mark {
+                (failures, progress_mark) = (0, self.last_progress);
+            }
+            failures += 1;
+            if self.last_progress.elapsed() >= self.config.retry_timeout
+                && failures >= servers.len().max(1)
+            {
                 warn!(
                     "action: connect | result: fail | server_address: {} | error: {}",
                     self.config.server_address,

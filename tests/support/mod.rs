@@ -262,9 +262,24 @@ pub fn spawn_client(addr: SocketAddr, agency: u32, env: &[(&str, &str)]) -> Chil
     cmd.spawn().expect("start client")
 }
 
-/// Waits for a client (at most 60 s) and collects its log.
+/// Waits for a client (at most 60 s: then it is killed and the test fails,
+/// rather than hang) and collects its log.
 pub fn finish_client(child: Child) -> ClientRun {
+    let pid = child.id();
+    let (finished, watch) = mpsc::channel::<()>();
+    let watchdog = std::thread::spawn(move || {
+        let overdue = watch.recv_timeout(Duration::from_secs(60)).is_err();
+        if overdue {
+            signal(pid, "KILL");
+        }
+        overdue
+    });
     let out = child.wait_with_output().expect("client output");
+    let _ = finished.send(());
+    assert!(
+        !watchdog.join().unwrap_or(false),
+        "client {pid} did not finish within 60 s: killed"
+    );
     ClientRun {
         status: out.status,
         log: String::from_utf8_lossy(&out.stdout)
