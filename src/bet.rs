@@ -103,6 +103,7 @@ pub enum InvalidBet {
     EmptyName { field: &'static str },
     NameTooLong { field: &'static str, bytes: usize },
     NameNotUtf8 { field: &'static str },
+    NameHasNul { field: &'static str },
     BadDocument { value: String },
     BadBirthdate { value: String },
     BirthdateOutOfRange { date: NaiveDate },
@@ -120,6 +121,7 @@ impl fmt::Display for InvalidBet {
                 )
             }
             InvalidBet::NameNotUtf8 { field } => write!(f, "{field} is not valid UTF-8"),
+            InvalidBet::NameHasNul { field } => write!(f, "{field} contains a NUL character"),
             InvalidBet::BadDocument { value } => write!(
                 f,
                 "document {value:?} must be 1 to {MAX_DOCUMENT_DIGITS} digits"
@@ -227,7 +229,9 @@ pub fn has_won(bet: &Bet) -> bool {
     bet.as_ref().has_won()
 }
 
-/// A first or last name: non-empty, at most [`MAX_NAME_BYTES`] bytes.
+/// A first or last name: non-empty, at most [`MAX_NAME_BYTES`] bytes, no
+/// NUL (valid UTF-8, but no SQL database stores it in text: on the
+/// PostgreSQL backend it failed every commit its batch was in, forever).
 pub fn validate_name(field: &'static str, name: &str) -> Result<(), InvalidBet> {
     if name.is_empty() {
         return Err(InvalidBet::EmptyName { field });
@@ -237,6 +241,9 @@ pub fn validate_name(field: &'static str, name: &str) -> Result<(), InvalidBet> 
             field,
             bytes: name.len(),
         });
+    }
+    if memchr::memchr(0, name.as_bytes()).is_some() {
+        return Err(InvalidBet::NameHasNul { field });
     }
     Ok(())
 }
@@ -347,6 +354,14 @@ mod tests {
         let cases = [
             (("", "P", "1", "2000-01-01", "1"), "first_name is empty"),
             (("A", "", "1", "2000-01-01", "1"), "last_name is empty"),
+            (
+                ("A\0B", "P", "1", "2000-01-01", "1"),
+                "first_name contains a NUL",
+            ),
+            (
+                ("A", "\0", "1", "2000-01-01", "1"),
+                "last_name contains a NUL",
+            ),
             (("A", "P", "", "2000-01-01", "1"), "document \"\" must be"),
             (
                 ("A", "P", "12345678901", "2000-01-01", "1"),
