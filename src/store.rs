@@ -44,6 +44,7 @@ use crate::storage::{
 use log::{error, info};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
+use std::ops::Range;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
@@ -264,6 +265,39 @@ impl Group {
     }
 }
 
+/// The group the committer is writing: which agencies it touches, its
+/// commit, and the positions each of its batches covers (by entry index),
+/// so that a resend arriving meanwhile shares its batch's fate.
+#[derive(Debug)]
+struct InFlight {
+    agencies: BTreeSet<u32>,
+    commit: Arc<Commit>,
+    batches: Vec<(usize, u32, Range<u64>)>,
+}
+
+/// The entry among `entries` whose batch of `agency` holds `position`.
+fn covering(
+    entries: impl Iterator<Item = (usize, u32, Range<u64>)>,
+    agency: u32,
+    position: u64,
+) -> Option<usize> {
+    entries
+        .filter(|(_, a, range)| *a == agency && range.contains(&position))
+        .map(|(i, _, _)| i)
+        .last()
+}
+
+/// Batch entries of a group as `(index, agency, positions)`.
+fn batch_ranges(entries: &[Entry]) -> impl Iterator<Item = (usize, u32, Range<u64>)> + '_ {
+    entries
+        .iter()
+        .enumerate()
+        .filter_map(|(i, e)| match e.kind {
+            EntryKind::Batch { first, count, .. } => Some((i, e.agency, first..first + count)),
+            EntryKind::Done { .. } => None,
+        })
+}
+
 /// The lottery's state, guarded by one mutex (see [`Store`]): every field
 /// is plain data, and no method does I/O, so the lock is only ever held
 /// for a few memory operations.
@@ -283,8 +317,8 @@ pub struct StoreManager {
     /// The finished-agencies counter: agencies whose DONE is durable.
     durable_done: BTreeSet<u32>,
     pending: Group,
-    /// Agencies and commit of the group being written right now.
-    in_flight: Option<(BTreeSet<u32>, Arc<Commit>)>,
+    /// The group being written right now.
+    in_flight: Option<InFlight>,
     /// Winners among the durable bets so far, per agency, in storage order.
     stored_winners: BTreeMap<u32, Vec<String>>,
     /// The draw, once every agency is done.
@@ -593,7 +627,7 @@ impl StoreManager {
         if n > 0
             && let Some(end) = first_seq.checked_add(n).filter(|end| *end <= next)
         {
-            return Ok(self.ticket_for(agency, end, true));
+            return Ok(self.resend_ticket(agency, first_seq, end));
         }
         if self.done.contains(&agency) {
             return Err(StoreError::AlreadyDone);
@@ -620,7 +654,7 @@ impl StoreManager {
         }
         // A hostile `first_seq` near u64::MAX must not overflow.
         if let Some(end) = first_seq.checked_add(n).filter(|end| *end <= next) {
-            return Ok(self.ticket_for(agency, end, true));
+            return Ok(self.resend_ticket(agency, first_seq, end));
         }
         Err(StoreError::Sequence {
             expected: next,
@@ -663,6 +697,31 @@ impl StoreManager {
         }
     }
 
+    /// A ticket for a resent batch (`first..end`, all accepted already).
+    /// If a commit still on its way holds the batch that accepted its last
+    /// bet, the resend shares that batch's verdict: a shared database may
+    /// still refuse it, and then the resend must not be acknowledged.
+    fn resend_ticket(&self, agency: u32, first: u64, end: u64) -> Ticket {
+        let last = end.saturating_sub(1);
+        let holder = covering(batch_ranges(&self.pending.entries), agency, last)
+            .map(|i| (Arc::clone(&self.pending.commit), i))
+            .or_else(|| {
+                let flight = self.in_flight.as_ref()?;
+                covering(flight.batches.iter().cloned(), agency, last)
+                    .map(|i| (Arc::clone(&flight.commit), i))
+            });
+        match holder {
+            Some((commit, i)) => Ticket {
+                commit: Some(commit),
+                entry: Some(i),
+                first,
+                next_seq: end,
+                duplicate: true,
+            },
+            None => self.ticket_for(agency, end, true),
+        }
+    }
+
     /// A ticket for a request already accepted for `agency`: it resolves
     /// with whatever commit still holds the agency's data, or at once.
     fn ticket_for(&self, agency: u32, next_seq: u64, duplicate: bool) -> Ticket {
@@ -670,7 +729,9 @@ impl StoreManager {
             Some(Arc::clone(&self.pending.commit))
         } else {
             match &self.in_flight {
-                Some((agencies, commit)) if agencies.contains(&agency) => Some(Arc::clone(commit)),
+                Some(flight) if flight.agencies.contains(&agency) => {
+                    Some(Arc::clone(&flight.commit))
+                }
                 _ => None,
             }
         };
@@ -689,7 +750,7 @@ impl StoreManager {
             || self
                 .in_flight
                 .as_ref()
-                .is_some_and(|(agencies, _)| agencies.contains(&agency))
+                .is_some_and(|flight| flight.agencies.contains(&agency))
     }
 
     /// Takes what the storage says is durable for `agency` (its position
@@ -714,8 +775,11 @@ impl StoreManager {
         let mut spare = std::mem::take(&mut self.spare_rows);
         spare.reserve(GROUP_CAPACITY);
         let group = std::mem::replace(&mut self.pending, Group::with_rows(spare));
-        let touched: BTreeSet<u32> = group.entries.iter().map(|e| e.agency).collect();
-        self.in_flight = Some((touched, Arc::clone(&group.commit)));
+        self.in_flight = Some(InFlight {
+            agencies: group.entries.iter().map(|e| e.agency).collect(),
+            commit: Arc::clone(&group.commit),
+            batches: batch_ranges(&group.entries).collect(),
+        });
         group
     }
 
@@ -914,6 +978,42 @@ mod tests {
                 number: if i % winner_every == 0 { 7574 } else { 1 },
             })
             .collect()
+    }
+
+    /// A resend of a batch still waiting for its commit shares that batch's
+    /// verdict: if the database refuses the batch, the resend is refused
+    /// too, not acknowledged for bets that were never stored.
+    #[test]
+    fn a_resend_shares_the_verdict_of_the_batch_it_repeats() {
+        let mut m = StoreManager {
+            agencies: 1,
+            shared: true,
+            next_seq: BTreeMap::new(),
+            durable_seq: BTreeMap::new(),
+            done: BTreeSet::new(),
+            durable_done: BTreeSet::new(),
+            pending: Group::with_rows(Vec::new()),
+            in_flight: None,
+            stored_winners: BTreeMap::new(),
+            winners: None,
+            closing: false,
+            spare_rows: Vec::new(),
+        };
+        let original = m.append(1, 0, 2, b"rows", Vec::new()).unwrap();
+        let pending_resend = m.append(1, 0, 2, b"rows", Vec::new()).unwrap();
+        let group = m.take_group();
+        let flight_resend = m.append(1, 0, 2, b"rows", Vec::new()).unwrap();
+        let refused = BTreeMap::from([(0, Verdict::Sequence { expected: 5 })]);
+        group.commit.resolve(Ok(Arc::new(refused)));
+        for ticket in [original, pending_resend, flight_resend] {
+            assert_eq!(
+                acked(ticket),
+                Err(StoreError::Sequence {
+                    expected: 5,
+                    got: 0
+                })
+            );
+        }
     }
 
     /// However the committer leaves, nobody waits forever: the commit it was
