@@ -7,7 +7,7 @@
 
 use log::{error, info, warn};
 use lottery::auth::ServerAuth;
-use lottery::config::ServerConfig;
+use lottery::config::{ServerConfig, StorageBackend};
 use lottery::shutdown::Shutdown;
 use lottery::{logging, server};
 use std::path::{Path, PathBuf};
@@ -58,15 +58,24 @@ fn serve(path: &Path) -> ExitCode {
         }
     };
     logging::init(config.logging_level);
+    // The database's address is logged when the server connects to it
+    // (without its password), not here.
+    let storage = match config.storage_backend {
+        StorageBackend::File => format!(
+            "{} | sync: {:?}",
+            logging::clean(config.storage_filepath.display()),
+            config.storage_sync
+        ),
+        StorageBackend::Postgres => "postgres".to_owned(),
+    };
     info!(
-        "action: config | result: success | port: {} | listen_backlog: {} | logging_level: {} | agencies: {} | workers: {} | storage: {} | sync: {:?}",
+        "action: config | result: success | port: {} | listen_backlog: {} | logging_level: {} | agencies: {} | workers: {} | storage: {}",
         config.port,
         config.listen_backlog,
         config.logging_level,
         config.agencies,
         config.workers,
-        config.storage_filepath.display(),
-        config.storage_sync,
+        storage,
     );
     if config.auth == ServerAuth::Off {
         warn!(
