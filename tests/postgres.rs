@@ -12,7 +12,7 @@ use lottery::dataset::course_rows;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::Child;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use support::pg::Postgres;
 use support::*;
 
@@ -228,4 +228,48 @@ fn a_server_with_another_number_of_agencies_refuses_the_database_at_start() {
         "{text}"
     );
     drop(first);
+}
+
+#[test]
+fn an_agency_row_locked_elsewhere_fails_the_commit_within_the_lock_timeout() {
+    let Some(pg) = Postgres::start("lock") else {
+        return;
+    };
+    let dir = TempDir::new("pg-lock");
+    let files = generate(dir.path(), 2, |_| 3_000);
+    let mut s = server(&dir, &pg, 2, "s0");
+    // Another server, paused while its transaction holds agency 1's row.
+    let mut other = pg.client();
+    let mut held = other.transaction().expect("begin");
+    held.query("SELECT 1 FROM agencies WHERE agency = 1 FOR UPDATE", &[])
+        .expect("lock agency 1's row");
+    let since = Instant::now();
+    let clients = spawn_spread(&[s.addr], &files, &[("CLI_BATCH_MAXAMOUNT", "100")]);
+    // The server's lock_timeout is 5 s: its commit gives up and answers
+    // ERROR storage well before the lock is released (which is only after
+    // that failure is seen: without the timeout this waits for ever).
+    assert!(
+        s.log
+            .wait_count("action: commit | result: fail", 1, Duration::from_secs(20)),
+        "the commit waited on the locked row for over 20 s"
+    );
+    let waited = since.elapsed();
+    assert!(
+        waited >= Duration::from_secs(4) && waited < Duration::from_secs(12),
+        "the commit failed after {waited:?}, not after the 5 s lock timeout"
+    );
+    assert!(
+        s.log.count("lock timeout") > 0,
+        "the failure names the lock timeout:\n{}",
+        s.log.lines().join("\n")
+    );
+    held.rollback().expect("release the row");
+    let runs: Vec<ClientRun> = clients.into_iter().map(finish_client).collect();
+    assert_agencies_finished(&files, &runs);
+    assert_bets_exactly(pg.stored_bets(), &files);
+    assert!(
+        s.child.try_wait().expect("server status").is_none(),
+        "the server exited"
+    );
+    assert_eq!(sorteos(&[&s]), 1);
 }

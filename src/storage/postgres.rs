@@ -122,7 +122,69 @@ fn settings(url: &str) -> Result<pg::Config, StorageError> {
     if config.get_application_name().is_none() {
         config.application_name("lottery-server");
     }
+    // TCP keepalives: a database host that vanishes without a FIN or RST
+    // (power cut, partition) is noticed within about idle + interval x
+    // retries = 5 + 2 x 3 = 11 s even on a connection waiting for an
+    // answer, as the TCP user timeout does for one with unsent data.
+    // A URL that says `keepalives=0`, or sets any of these, is obeyed.
+    if config.get_keepalives() {
+        if config.get_keepalives_idle() == Duration::from_secs(2 * 60 * 60) {
+            config.keepalives_idle(KEEPALIVES_IDLE);
+        }
+        if config.get_keepalives_interval().is_none() {
+            config.keepalives_interval(KEEPALIVES_INTERVAL);
+        }
+        if config.get_keepalives_retries().is_none() {
+            config.keepalives_retries(KEEPALIVES_RETRIES);
+        }
+    }
+    // The session's bounds on waiting inside the database go first, so an
+    // `options` in the URL that sets them too has the last word.
+    let ours = session_options();
+    let options = match config.get_options() {
+        Some(theirs) if !theirs.trim().is_empty() => format!("{ours} {theirs}"),
+        _ => ours,
+    };
+    config.options(&options);
     Ok(config)
+}
+
+/// How long a statement waits for a row lock before it fails. A commit
+/// that waits on an agency's row held by another server (a paused or
+/// stuck one) ends with an error after this long: its requests get ERROR
+/// `storage` and the agencies retry, instead of every agency of this
+/// server stalling for as long as the other one likes. 5 s is far above a
+/// healthy group commit's hold on a row (milliseconds) and below the
+/// clients' read timeout and retry budget.
+pub const LOCK_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long one statement may run at all: the biggest, a group's `COPY`,
+/// takes well under a second; 10 s leaves room for a slow disk and still
+/// ends a query stuck for any other reason (which also frees the lookup
+/// connection's mutex).
+pub const STATEMENT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a session may sit inside a transaction doing nothing before
+/// the database ends it and releases its locks: a server paused or stuck
+/// mid-transaction (SIGSTOP, a debugger, a swapped-out host) holds its
+/// agencies' rows at most this long. Our transactions never wait on
+/// anything but the database between statements, so 10 s is generous.
+pub const IDLE_IN_TRANSACTION_TIMEOUT: Duration = Duration::from_secs(10);
+
+const KEEPALIVES_IDLE: Duration = Duration::from_secs(5);
+const KEEPALIVES_INTERVAL: Duration = Duration::from_secs(2);
+const KEEPALIVES_RETRIES: u32 = 3;
+
+/// The `options` startup parameter: the timeouts above, and `DateStyle`
+/// ISO so that dates cross the session as `YYYY-MM-DD` whatever the
+/// database's default.
+fn session_options() -> String {
+    format!(
+        "-c lock_timeout={}ms -c statement_timeout={}ms -c idle_in_transaction_session_timeout={}ms -c DateStyle=ISO",
+        LOCK_TIMEOUT.as_millis(),
+        STATEMENT_TIMEOUT.as_millis(),
+        IDLE_IN_TRANSACTION_TIMEOUT.as_millis()
+    )
 }
 
 /// Host(s), port(s) and database name, for logs: never the password.
