@@ -273,3 +273,44 @@ fn an_agency_row_locked_elsewhere_fails_the_commit_within_the_lock_timeout() {
     );
     assert_eq!(sorteos(&[&s]), 1);
 }
+
+#[test]
+fn a_repeatable_read_default_still_draws_exactly_once() {
+    let Some(pg) = Postgres::start("isolation") else {
+        return;
+    };
+    // A database whose default isolation is stricter than READ COMMITTED:
+    // with a count of `agencies WHERE done` read from a snapshot, two last
+    // DONEs committing together each saw the other unfinished and no one
+    // drew. The servers now start READ COMMITTED transactions explicitly
+    // and count on the lottery's locked row.
+    pg.client()
+        .batch_execute(
+            "ALTER DATABASE postgres SET default_transaction_isolation = 'repeatable read'",
+        )
+        .expect("set the default isolation");
+    let dir = TempDir::new("pg-isolation");
+    let files = generate(dir.path(), 6, |_| 2_000);
+    let servers: Vec<Server> = (0..3)
+        .map(|i| server(&dir, &pg, 6, &format!("s{i}")))
+        .collect();
+    let addrs: Vec<SocketAddr> = servers.iter().map(|s| s.addr).collect();
+    let runs: Vec<ClientRun> = spawn_spread(&addrs, &files, &[("CLI_BATCH_MAXAMOUNT", "100")])
+        .into_iter()
+        .map(finish_client)
+        .collect();
+    assert_agencies_finished(&files, &runs);
+    assert_bets_exactly(pg.stored_bets(), &files);
+    assert_eq!(sorteos(&servers.iter().collect::<Vec<_>>()), 1);
+    let (finished, draws): (i64, i64) = {
+        let row = pg
+            .client()
+            .query_one(
+                "SELECT (SELECT finished FROM lottery WHERE id = 1), (SELECT count(*) FROM draw)",
+                &[],
+            )
+            .expect("read the lottery");
+        (row.get(0), row.get(1))
+    };
+    assert_eq!((finished, draws), (6, 1));
+}

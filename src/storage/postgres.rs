@@ -11,7 +11,7 @@
 //! batches therefore take turns on that agency's row, and the second finds
 //! the batch already stored ([`Verdict::Duplicate`]).
 //!
-//! The schema (`SCHEMA_V1`, version in `schema_version`) is created at
+//! The schema (`SCHEMA_V2`, version in `schema_version`) is created at
 //! start if missing; every statement here also runs on CockroachDB and
 //! YugabyteDB (see docs/ARCHITECTURE.md for the choices).
 //!
@@ -33,19 +33,22 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// The schema version this server creates and understands.
-pub const SCHEMA_VERSION: i32 = 1;
+pub const SCHEMA_VERSION: i32 = 2;
 
-/// Version 1 of the schema. `bets` has the CSV's columns (so that
+/// Version 2 of the schema (version 1 lacked `lottery.finished`). `bets` has the CSV's columns (so that
 /// `\copy (select agency, first_name, last_name, document, birthdate,
 /// number from bets) to stdout csv` gives the rows `bets.csv` would hold)
 /// plus the position, which with the agency is the primary key: a
 /// position is stored at most once whatever the servers do. The partial
 /// index holds only winning bets: the draw counts them and each agency's
 /// winners query reads them, and it costs the ingest almost nothing.
-const SCHEMA_V1: &str = "
+/// `lottery.finished` counts the agencies whose DONE is recorded: the
+/// transactions that record DONEs add to it (see [`PgStorage::commit`]).
+const SCHEMA_V2: &str = "
 CREATE TABLE IF NOT EXISTS lottery (
     id INT PRIMARY KEY,
-    agencies BIGINT NOT NULL
+    agencies BIGINT NOT NULL,
+    finished BIGINT NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS agencies (
     agency BIGINT PRIMARY KEY,
@@ -69,6 +72,12 @@ CREATE TABLE IF NOT EXISTS draw (
     winners BIGINT NOT NULL,
     drawn_at TIMESTAMPTZ NOT NULL DEFAULT now()
 );
+";
+
+/// Version 1 → 2: the finished-agencies counter on the lottery's row.
+const UPGRADE_FROM_V1: &str = "
+ALTER TABLE lottery ADD COLUMN IF NOT EXISTS finished BIGINT NOT NULL DEFAULT 0;
+UPDATE lottery SET finished = (SELECT count(*) FROM agencies WHERE done) WHERE id = 1;
 ";
 
 // The SQL names the winning number as a literal (7574), so that the
@@ -322,10 +331,17 @@ fn prepare(client: &mut pg::Client, agencies: u32) -> Result<(), StorageError> {
             });
         }
         Some(v) if v == SCHEMA_VERSION => {}
-        _ => {
+        previous => {
             client
-                .batch_execute(SCHEMA_V1)
+                .batch_execute(SCHEMA_V2)
                 .map_err(db("create the schema in"))?;
+            if previous == Some(1) {
+                // From version 1: the counter starts at what the agencies'
+                // rows say (upgrade with every version-1 server stopped).
+                client
+                    .batch_execute(UPGRADE_FROM_V1)
+                    .map_err(db("upgrade the schema of"))?;
+            }
             client
                 .execute(
                     "INSERT INTO schema_version (version) VALUES ($1) ON CONFLICT (version) DO NOTHING",
@@ -422,7 +438,16 @@ impl PgStorage {
                 reason: "no connection".into(),
             });
         };
-        let mut tx = client.transaction().map_err(db("begin a transaction on"))?;
+        // READ COMMITTED whatever the database's default: every decision
+        // is taken under a row lock, and a row that another transaction
+        // moved is then read as it committed it. (Stricter levels are
+        // still correct — see the `lottery` row's counter below — but
+        // would turn every such wait into a serialization error.)
+        let mut tx = client
+            .build_transaction()
+            .isolation_level(pg::IsolationLevel::ReadCommitted)
+            .start()
+            .map_err(db("begin a transaction on"))?;
         let touched: Vec<i64> = group
             .entries
             .iter()
@@ -477,13 +502,23 @@ impl PgStorage {
             .map_err(db("move the agencies' positions in"))?;
         }
         let mut drew = None;
-        if newly_done {
-            // DONEs take turns on the lottery's row, so the transaction
-            // that records the last one sees every other one.
-            tx.query("SELECT agencies FROM lottery WHERE id = 1 FOR UPDATE", &[])
-                .map_err(db("lock the lottery in"))?;
+        if newly_done > 0 {
+            // The finished count lives on the lottery's one row, and this
+            // transaction adds the DONEs it flipped to it: DONEs take turns
+            // on that row, and the one that brings it to every agency
+            // records the draw. Under READ COMMITTED the UPDATE waits for
+            // the row and adds to the committed count; under REPEATABLE
+            // READ or SERIALIZABLE (another engine's default) a concurrent
+            // update makes this transaction fail with a serialization
+            // error, which the agencies retry. Counting `agencies WHERE
+            // done` instead would, under a snapshot, miss a DONE committed
+            // meanwhile, and then no transaction would ever draw.
+            let added = i64::try_from(newly_done).map_err(|_| out_of_range("agencies"))?;
             let finished: i64 = tx
-                .query_one("SELECT count(*) FROM agencies WHERE done", &[])
+                .query_one(
+                    "UPDATE lottery SET finished = finished + $1 WHERE id = 1 RETURNING finished",
+                    &[&added],
+                )
                 .map_err(db("count the finished agencies in"))?
                 .get(0);
             if finished >= i64::from(self.agencies) {
@@ -517,14 +552,14 @@ impl PgStorage {
 /// Decides each request of the group against the agencies' rows (locked
 /// by the caller), in order: the rows of the batches to store go to
 /// `copy`, and the rows move. Returns the requests not stored as asked and
-/// whether a DONE was newly recorded.
+/// how many agencies' DONEs this group newly records.
 fn decide(
     group: &GroupData<'_>,
     rows: &mut BTreeMap<u32, AgencyRow>,
     copy: &mut Vec<u8>,
-) -> Result<(BTreeMap<usize, Verdict>, bool), StorageError> {
+) -> Result<(BTreeMap<usize, Verdict>, u64), StorageError> {
     let mut verdicts = BTreeMap::new();
-    let mut newly_done = false;
+    let mut newly_done = 0;
     for (i, Entry { agency, kind }) in group.entries.iter().enumerate() {
         let Some(row) = rows.get_mut(agency) else {
             return Err(StorageError::Database {
@@ -559,7 +594,7 @@ fn decide(
                 } else if *total == row.next {
                     row.done = true;
                     row.changed = true;
-                    newly_done = true;
+                    newly_done += 1;
                     None
                 } else {
                     Some(Verdict::DoneMismatch { stored: row.next })
@@ -666,8 +701,8 @@ impl PgLookup {
             let (finished, drawn) = conn.with(|client| {
                 let row = client
                     .query_one(
-                        "SELECT (SELECT count(*) FROM agencies WHERE done),
-                                EXISTS (SELECT 1 FROM draw WHERE id = 1)",
+                        "SELECT finished, EXISTS (SELECT 1 FROM draw WHERE id = 1)
+                         FROM lottery WHERE id = 1",
                         &[],
                     )
                     .map_err(db("read the draw from"))?;
@@ -739,7 +774,7 @@ mod tests {
         let mut copy = Vec::new();
         let (verdicts, newly_done) = decide(&group, &mut rows, &mut copy).unwrap();
         assert_eq!(copy, b"d\n");
-        assert!(newly_done);
+        assert_eq!(newly_done, 1);
         assert_eq!(
             verdicts,
             BTreeMap::from([
