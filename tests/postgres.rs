@@ -314,3 +314,38 @@ fn a_repeatable_read_default_still_draws_exactly_once() {
     };
     assert_eq!((finished, draws), (6, 1));
 }
+
+#[test]
+fn a_database_not_in_utf8_is_refused_at_start() {
+    let Some(pg) = Postgres::start("encoding") else {
+        return;
+    };
+    pg.client()
+        .batch_execute("CREATE DATABASE latin ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0")
+        .expect("create a LATIN1 database");
+    let url = pg.url.replace("/postgres", "/latin");
+    let out = std::process::Command::new(SERVER)
+        .env("SERVER_CONFIG", repo().join("config/server/config.ini"))
+        .env("SERVER_IP", "127.0.0.1")
+        .env("SERVER_PORT", "0")
+        .env("SERVER_SECRET", TEST_SECRET)
+        .env("STORAGE_BACKEND", "postgres")
+        .env("STORAGE_URL", &url)
+        .env("SERVER_AGENCIES", "2")
+        .output()
+        .expect("run server");
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "started anyway:\n{text}");
+    assert!(text.contains("its encoding is LATIN1, not UTF8"), "{text}");
+    // Refused before creating anything there.
+    let mut latin = postgres::Client::connect(&url, postgres::NoTls).expect("connect");
+    let tables: i64 = latin
+        .query_one(
+            "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'",
+            &[],
+        )
+        .expect("count tables")
+        .get(0);
+    assert_eq!(tables, 0);
+}

@@ -304,11 +304,26 @@ fn refuses_us(e: &StorageError) -> bool {
 /// The action of the errors [`refuses_us`] recognises.
 const REFUSED: &str = "use";
 
-/// Creates the schema if missing (idempotent: every statement is
-/// `IF NOT EXISTS` or `ON CONFLICT DO NOTHING`), refuses a newer one, and
-/// makes sure the database is set up for `agencies` agencies, each with
-/// its row.
+/// Refuses a database that does not store text as UTF-8, then creates the
+/// schema if missing (idempotent: every statement is `IF NOT EXISTS` or
+/// `ON CONFLICT DO NOTHING`), refuses a newer one, and makes sure the
+/// database is set up for `agencies` agencies, each with its row.
 fn prepare(client: &mut pg::Client, agencies: u32) -> Result<(), StorageError> {
+    // Names are any UTF-8: a database in another encoding (LATIN1,
+    // SQL_ASCII...) would refuse some of them mid-ingest, or store bytes
+    // that `\copy` does not give back as `bets.csv` holds them.
+    let encoding: String = client
+        .query_one("SHOW server_encoding", &[])
+        .map_err(db("read the encoding of"))?
+        .get(0);
+    if !encoding.eq_ignore_ascii_case("UTF8") {
+        return Err(StorageError::Database {
+            action: REFUSED,
+            reason: format!(
+                "its encoding is {encoding}, not UTF8: create the database with ENCODING 'UTF8' (names are UTF-8)"
+            ),
+        });
+    }
     client
         .batch_execute(
             "CREATE TABLE IF NOT EXISTS schema_version (
