@@ -9,6 +9,7 @@
 mod support;
 
 use lottery::dataset::course_rows;
+use std::io::Read;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::Child;
@@ -348,4 +349,67 @@ fn a_database_not_in_utf8_is_refused_at_start() {
         .expect("count tables")
         .get(0);
     assert_eq!(tables, 0);
+}
+
+#[test]
+fn copy_to_csv_gives_the_bytes_bets_csv_would_hold_for_hostile_names() {
+    let Some(pg) = Postgres::start("copy") else {
+        return;
+    };
+    let dir = TempDir::new("pg-copy");
+    let names = [
+        ("José, \"Pepe\"", "Núñez"),
+        (" leading", "trailing "),
+        ("\tTab", "tab\t"),
+        ("  ", "x"),
+        ("Ana\nMaría", "O'Brien\r\n"),
+        ("Ñandú", "Çelik 😀"),
+        ("a|b", "\""),
+        ("\\.", "back\\slash"),
+        ("\"quoted\"", ",comma,"),
+    ];
+    // The agency's file, every field quoted (the client reads RFC 4180).
+    let quote = |f: &str| format!("\"{}\"", f.replace('"', "\"\""));
+    let mut text = String::new();
+    for (i, (first, last)) in names.iter().enumerate() {
+        let number = if i % 3 == 0 { 7574 } else { 100 + i };
+        text.push_str(&format!(
+            "{},{},{},1980-02-29,{number}\n",
+            quote(first),
+            quote(last),
+            30_000_000 + i
+        ));
+    }
+    let file = dir.path().join("agency-1.csv");
+    std::fs::write(&file, text).expect("write the agency's file");
+    let files = [(1, file)];
+    let bets = file_bets(1, &files[0].1);
+    assert_eq!(bets.len(), names.len(), "the client reads every row");
+    let s = server(&dir, &pg, 1, "s0");
+    let runs = vec![finish_client(
+        spawn_spread(&[s.addr], &files, &[]).remove(0),
+    )];
+    assert_agencies_finished(&files, &runs);
+    // What the file backend would write to bets.csv for the same bets...
+    let mut expected = Vec::new();
+    for bet in &bets {
+        lottery::storage::encode_row(&mut expected, bet);
+    }
+    // ...and what `\copy (select ...) to stdout csv` gives, in the
+    // database's own session settings (a psql session's).
+    let mut copied = Vec::new();
+    pg.client()
+        .copy_out(
+            "COPY (SELECT agency, first_name, last_name, document, birthdate, number FROM bets
+                   ORDER BY agency, position) TO STDOUT (FORMAT csv)",
+        )
+        .expect("copy out")
+        .read_to_end(&mut copied)
+        .expect("read the copy");
+    assert!(
+        copied == expected,
+        "COPY TO csv:\n{}\nbets.csv:\n{}",
+        String::from_utf8_lossy(&copied),
+        String::from_utf8_lossy(&expected)
+    );
 }

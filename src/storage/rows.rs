@@ -76,15 +76,19 @@ fn format_u64(buf: &mut [u8; 24], mut n: u64) -> &[u8] {
     &buf[i..]
 }
 
-/// RFC 4180 quoting, only when the field needs it (as the `csv` crate's
-/// `QuoteStyle::Necessary` does), so `load_bets` and any CSV tool read it back.
+/// RFC 4180 quoting, only when the field needs it, so `load_bets` and any
+/// CSV tool read it back. The rule is PostgreSQL's for `COPY ... TO ...
+/// (FORMAT csv)`: quote a field that is empty or holds a comma, a double
+/// quote, CR or LF, and nothing else — so that `\copy (select agency,
+/// first_name, ...) from bets) to stdout csv` gives these very bytes. (A
+/// leading or trailing space or tab needs no quotes: RFC 4180 keeps spaces
+/// as part of the field, and neither the `csv` crate nor PostgreSQL trims
+/// them.)
 pub(crate) fn push_csv_field(out: &mut Vec<u8>, field: &[u8]) {
     let needs = field.is_empty()
         || field
             .iter()
-            .any(|&b| matches!(b, b',' | b'"' | b'\n' | b'\r'))
-        || field.first().is_some_and(|&b| b == b' ' || b == b'\t')
-        || field.last().is_some_and(|&b| b == b' ' || b == b'\t');
+            .any(|&b| matches!(b, b',' | b'"' | b'\n' | b'\r'));
     if !needs {
         out.extend_from_slice(field);
         return;
@@ -206,6 +210,22 @@ mod tests {
         let mut out = Vec::new();
         encode_row(&mut out, &bet("Ana"));
         assert_eq!(out, "12,Ana,Pérez,0123,1980-02-29,42\n".as_bytes());
+    }
+
+    #[test]
+    fn leading_and_trailing_blanks_stay_unquoted_as_postgresql_writes_them() {
+        let mut out = Vec::new();
+        let mut b = bet(" Ana\t");
+        b.last_name = "\tPérez ".into();
+        encode_row(&mut out, &b);
+        assert_eq!(out, "12, Ana\t,\tPérez ,0123,1980-02-29,42\n".as_bytes());
+        // Any CSV reader keeps the blanks: they are part of the field.
+        let mut r = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .from_reader(&out[..]);
+        let row = r.records().next().unwrap().unwrap();
+        assert_eq!(&row[1], " Ana\t");
+        assert_eq!(&row[2], "\tPérez ");
     }
 
     #[test]
