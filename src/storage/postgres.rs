@@ -604,15 +604,18 @@ fn decide(
                 }
             }
             EntryKind::Done { total } => {
-                if row.done {
+                // A repeated DONE is acknowledged only with the total that
+                // was recorded, as the file backend does: a different one
+                // means the agency and the database disagree.
+                if *total != row.next {
+                    Some(Verdict::DoneMismatch { stored: row.next })
+                } else if row.done {
                     Some(Verdict::Duplicate)
-                } else if *total == row.next {
+                } else {
                     row.done = true;
                     row.changed = true;
                     newly_done += 1;
                     None
-                } else {
-                    Some(Verdict::DoneMismatch { stored: row.next })
                 }
             }
         };
@@ -773,6 +776,22 @@ mod tests {
                 agency: 3,
                 kind: EntryKind::Done { total: 1 },
             },
+            Entry {
+                agency: 2,
+                kind: EntryKind::Done { total: 6 },
+            }, // repeated, same total
+            Entry {
+                agency: 2,
+                kind: EntryKind::Done { total: 7 },
+            }, // repeated, another total
+            Entry {
+                agency: 4,
+                kind: EntryKind::Done { total: 3 },
+            }, // done elsewhere, same total
+            Entry {
+                agency: 4,
+                kind: EntryKind::Done { total: 0 },
+            }, // done elsewhere, another total
         ];
         let group = GroupData {
             rows: bytes,
@@ -785,7 +804,12 @@ mod tests {
             done,
             changed: false,
         };
-        let mut rows = BTreeMap::from([(1, row(2, false)), (2, row(5, false)), (3, row(0, false))]);
+        let mut rows = BTreeMap::from([
+            (1, row(2, false)),
+            (2, row(5, false)),
+            (3, row(0, false)),
+            (4, row(3, true)),
+        ]);
         let mut copy = Vec::new();
         let (verdicts, newly_done) = decide(&group, &mut rows, &mut copy).unwrap();
         assert_eq!(copy, b"d\n");
@@ -797,6 +821,10 @@ mod tests {
                 (1, Verdict::Sequence { expected: 2 }),
                 (4, Verdict::AlreadyDone),
                 (5, Verdict::DoneMismatch { stored: 0 }),
+                (6, Verdict::Duplicate),
+                (7, Verdict::DoneMismatch { stored: 6 }),
+                (8, Verdict::Duplicate),
+                (9, Verdict::DoneMismatch { stored: 3 }),
             ])
         );
         assert_eq!(
@@ -804,6 +832,7 @@ mod tests {
             (6, true, true)
         );
         assert!(!rows[&1].changed);
+        assert!(!rows[&4].changed);
     }
 
     #[test]
