@@ -8,6 +8,13 @@
 //! user (`runuser`). Where none is installed a test skips with a message,
 //! except in CI (`CI` set), where it fails: CI installs it.
 //!
+//! The cluster listens on TCP only (`unix_socket_directories=''`: a
+//! socket path under a long `TMPDIR` would pass the 107 bytes a Unix
+//! socket's name may have). A test that panics still stops its cluster:
+//! [`Postgres`]'s `Drop` runs while the panic unwinds. A test run that was
+//! killed outright cannot, so each start first stops and removes the
+//! clusters left by test processes that no longer exist ([`sweep`]).
+//!
 //! The cluster runs with `fsync=off`: these tests kill servers and restart
 //! the database, never the machine, so flushing to disk proves nothing
 //! here and only costs time (the benchmark uses a durable cluster).
@@ -71,7 +78,8 @@ impl Postgres {
             return None;
         };
         let run_as = is_root().then_some("postgres");
-        let dir = TempDir::new(&format!("pg-{name}"));
+        sweep(&bin, run_as);
+        let dir = TempDir::new(&format!("{PREFIX}{name}"));
         if let Some(user) = run_as {
             let ok = Command::new("chown")
                 .args(["-R", user])
@@ -104,8 +112,7 @@ impl Postgres {
         );
         let port = free_port();
         let options = format!(
-            "-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={} -c fsync=off -c shared_buffers=16MB -c max_connections=50",
-            path_str(pg.dir.path())
+            "-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories='' -c fsync=off -c shared_buffers=16MB -c max_connections=50"
         );
         let log = pg.dir.path().join("postgres.log");
         pg.run(
@@ -210,24 +217,82 @@ impl Postgres {
     }
 }
 
+/// Stops the cluster (also when the test panics: this runs while the
+/// panic unwinds), before its `TempDir` is removed.
 impl Drop for Postgres {
     fn drop(&mut self) {
-        let data = self.data();
-        let path = self.bin.join("pg_ctl");
-        let mut cmd = match self.run_as {
-            Some(user) => {
-                let mut c = Command::new("runuser");
-                c.args(["-u", user, "--"]).arg(&path);
-                c
-            }
-            None => Command::new(&path),
+        stop_immediate(&self.bin, self.run_as, self.dir.path());
+    }
+}
+
+/// The start of every cluster directory's name under the temp dir:
+/// `TempDir` names it `lottery-e2e-pg-<test>-<pid>-<nanos>-<n>`.
+const PREFIX: &str = "pg-";
+
+/// `pg_ctl stop -m immediate` on the cluster in `dir` (if it runs);
+/// errors are ignored: there may be nothing to stop.
+fn stop_immediate(bin: &Path, run_as: Option<&str>, dir: &Path) {
+    let path = bin.join("pg_ctl");
+    let mut cmd = match run_as {
+        Some(user) => {
+            let mut c = Command::new("runuser");
+            c.args(["-u", user, "--"]).arg(&path);
+            c
+        }
+        None => Command::new(&path),
+    };
+    let _ = cmd
+        .arg("-D")
+        .arg(dir.join("data"))
+        .args(["-m", "immediate", "stop"])
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+}
+
+/// Stops and removes the clusters whose test process is gone (a run
+/// killed with SIGKILL or Ctrl-C leaves its postmaster running). A
+/// cluster whose process still exists — another test binary running now —
+/// is left alone.
+fn sweep(bin: &Path, run_as: Option<&str>) {
+    // Whether a process exists is read from /proc: without it, sweep
+    // nothing rather than stop another run's cluster.
+    if !Path::new("/proc/self").exists() {
+        return;
+    }
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in entries.filter_map(Result::ok) {
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else {
+            continue;
         };
-        let _ = cmd
-            .args(["-D", path_str(&data), "-m", "immediate", "stop"])
-            .current_dir(self.dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
+        if !name.starts_with(&format!("lottery-e2e-{PREFIX}")) {
+            continue;
+        }
+        // `...-<pid>-<nanos>-<n>`: the owner's pid is third from the end.
+        let Some(owner) = name
+            .rsplit('-')
+            .nth(2)
+            .and_then(|pid| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if owner == std::process::id() || Path::new(&format!("/proc/{owner}")).exists() {
+            continue;
+        }
+        let dir = entry.path();
+        if dir.join("data").join("postmaster.pid").exists() {
+            eprintln!(
+                "stopping a cluster left by an earlier run: {}",
+                dir.display()
+            );
+            stop_immediate(bin, run_as, &dir);
+        }
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
 
