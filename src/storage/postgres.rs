@@ -220,6 +220,20 @@ fn connect(config: &pg::Config) -> Result<pg::Client, StorageError> {
     config.connect(pg::NoTls).map_err(db("connect to"))
 }
 
+/// The connection in `slot`, opened (again) if there is none or it closed.
+fn connected<'c>(
+    slot: &'c mut Option<pg::Client>,
+    config: &pg::Config,
+) -> Result<&'c mut pg::Client, StorageError> {
+    if slot.as_ref().is_none_or(pg::Client::is_closed) {
+        *slot = Some(connect(config)?);
+    }
+    slot.as_mut().ok_or_else(|| StorageError::Database {
+        action: "connect to",
+        reason: "no connection".into(),
+    })
+}
+
 /// Connects, creates the schema if missing and reads where every agency is.
 ///
 /// # Errors
@@ -444,15 +458,7 @@ impl PgStorage {
     }
 
     fn transaction(&mut self, group: &GroupData<'_>) -> Result<Committed, StorageError> {
-        if self.client.as_ref().is_none_or(pg::Client::is_closed) {
-            self.client = Some(connect(&self.config)?);
-        }
-        let Some(client) = self.client.as_mut() else {
-            return Err(StorageError::Database {
-                action: "connect to",
-                reason: "no connection".into(),
-            });
-        };
+        let client = connected(&mut self.client, &self.config)?;
         // READ COMMITTED whatever the database's default: every decision
         // is taken under a row lock, and a row that another transaction
         // moved is then read as it committed it. (Stricter levels are
@@ -656,15 +662,7 @@ impl LookupConn {
         &mut self,
         query: impl FnOnce(&mut pg::Client) -> Result<T, StorageError>,
     ) -> Result<T, StorageError> {
-        if self.client.as_ref().is_none_or(pg::Client::is_closed) {
-            self.client = Some(connect(&self.config)?);
-        }
-        let Some(client) = self.client.as_mut() else {
-            return Err(StorageError::Database {
-                action: "connect to",
-                reason: "no connection".into(),
-            });
-        };
+        let client = connected(&mut self.client, &self.config)?;
         let result = query(client);
         if result.is_err() {
             self.client = None;
