@@ -65,6 +65,19 @@ if ! [[ $clients =~ ^[0-9]{1,3}$ ]] || ((10#$clients > MAX_CLIENTS)); then
 fi
 clients=$((10#$clients))
 
+# A read-only bind mount of host path $1 at $2; the host path must exist
+# (Compose would otherwise create an empty directory in its place).
+bind_mount() {
+  cat <<EOF
+      - type: bind
+        source: $1
+        target: $2
+        read_only: true
+        bind:
+          create_host_path: false
+EOF
+}
+
 # Client N's service. Without servers (the single-server layout) it uses
 # config.yaml's address, `server`; with K servers it starts on server
 # ((N-1) mod K)+1 and fails over to the others in turn.
@@ -96,18 +109,8 @@ EOF
       - path: ./.data/keys/agency-$i.env
         required: false
     volumes:
-      - type: bind
-        source: ./config/client/config.yaml
-        target: /config.yaml
-        read_only: true
-        bind:
-          create_host_path: false
-      - type: bind
-        source: ./.data/agency-$i.csv
-        target: /agency.csv
-        read_only: true
-        bind:
-          create_host_path: false
+$(bind_mount ./config/client/config.yaml /config.yaml)
+$(bind_mount ./.data/agency-$i.csv /agency.csv)
     networks:
       - testing_net
     depends_on:
@@ -135,12 +138,7 @@ tail_services() {
       - SERVER_HOST=$1
       - SERVER_PORT=12345
     volumes:
-      - type: bind
-        source: ./scripts/netcat-script.sh
-        target: /netcat-script.sh
-        read_only: true
-        bind:
-          create_host_path: false
+$(bind_mount ./scripts/netcat-script.sh /netcat-script.sh)
     networks:
       - testing_net
 
@@ -169,19 +167,9 @@ services:
       - STORAGE_FILEPATH=/data/bets.csv
       - SERVER_SECRET_FILE=/run/secrets/server-secret
     volumes:
-      - type: bind
-        source: ./config/server/config.ini
-        target: /config.ini
-        read_only: true
-        bind:
-          create_host_path: false
+$(bind_mount ./config/server/config.ini /config.ini)
       # The secret agencies' keys derive from (scripts/docker-keys.sh).
-      - type: bind
-        source: ./.data/secret
-        target: /run/secrets/server-secret
-        read_only: true
-        bind:
-          create_host_path: false
+$(bind_mount ./.data/secret /run/secrets/server-secret)
       - type: volume
         source: server-data
         target: /data
@@ -239,18 +227,8 @@ EOF
       - STORAGE_URL=postgresql://lottery:lottery@postgres:5432/postgres
       - SERVER_SECRET_FILE=/run/secrets/server-secret
     volumes:
-      - type: bind
-        source: ./config/server/config.ini
-        target: /config.ini
-        read_only: true
-        bind:
-          create_host_path: false
-      - type: bind
-        source: ./.data/secret
-        target: /run/secrets/server-secret
-        read_only: true
-        bind:
-          create_host_path: false
+$(bind_mount ./config/server/config.ini /config.ini)
+$(bind_mount ./.data/secret /run/secrets/server-secret)
     networks:
       - testing_net
     depends_on:
