@@ -197,18 +197,6 @@ pub enum WinnersAnswer {
     Ready(Arc<Vec<String>>),
 }
 
-impl From<DrawState> for WinnersAnswer {
-    fn from(state: DrawState) -> Self {
-        match state {
-            DrawState::NotReady { finished } => WinnersAnswer::NotReady {
-                finished,
-                expected: 0,
-            },
-            DrawState::Ready(documents) => WinnersAnswer::Ready(Arc::new(documents)),
-        }
-    }
-}
-
 /// How far the ingest has come (durable figures).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Progress {
@@ -350,8 +338,9 @@ pub struct Store {
     committer: Arc<Mutex<Option<JoinHandle<()>>>>,
     /// What workers ask the database directly (nothing for the file backend).
     lookup: Lookup,
-    /// Rows carry their position (the database's rows do).
-    positioned: bool,
+    /// The bets live in a database other servers also write: its rows carry
+    /// their position, and it finds the winners and decides the draw.
+    shared: bool,
     /// The storage, for the close log line.
     describe: String,
 }
@@ -396,7 +385,6 @@ impl Store {
             spare_rows: Vec::new(),
         }));
         let backend = opened.backend;
-        let positioned = backend.positioned_rows();
         let describe = backend.describe();
         let signals = Arc::new(Signals::default());
         let (m, s) = (Arc::clone(&manager), Arc::clone(&signals));
@@ -415,7 +403,7 @@ impl Store {
                 signals,
                 committer: Arc::new(Mutex::new(Some(committer))),
                 lookup: opened.lookup,
-                positioned,
+                shared,
                 describe,
             },
             opened.report,
@@ -498,7 +486,7 @@ impl Store {
         ROWS.with(|rows| {
             let mut rows = rows.borrow_mut();
             rows.clear();
-            if self.positioned {
+            if self.shared {
                 for (position, bet) in (first_seq..).zip(bets) {
                     encode_row_at(&mut rows, bet, position);
                 }
@@ -508,7 +496,7 @@ impl Store {
                 }
             }
             // A shared database finds the winners itself.
-            let winners: Vec<(u32, String)> = if self.lookup.is_shared() {
+            let winners: Vec<(u32, String)> = if self.shared {
                 Vec::new()
             } else {
                 bets.iter()
@@ -558,12 +546,12 @@ impl Store {
             .draw(agency)
             .map_err(|e| StoreError::Storage(e.to_string()))?;
         if let Some(state) = read {
-            return Ok(match WinnersAnswer::from(state) {
-                WinnersAnswer::NotReady { finished, .. } => WinnersAnswer::NotReady {
+            return Ok(match state {
+                DrawState::NotReady { finished } => WinnersAnswer::NotReady {
                     finished,
                     expected: self.agencies,
                 },
-                ready => ready,
+                DrawState::Ready(documents) => WinnersAnswer::Ready(Arc::new(documents)),
             });
         }
         let state = self.lock()?;

@@ -293,16 +293,6 @@ impl Backend {
         }
     }
 
-    /// Whether rows carry their position (the database's rows do; the
-    /// file's position is its place in the file).
-    pub fn positioned_rows(&self) -> bool {
-        match self {
-            Backend::File(_) => false,
-            #[cfg(feature = "postgres")]
-            Backend::Postgres(_) => true,
-        }
-    }
-
     /// What the close log line names: the file's path or the database.
     pub fn describe(&self) -> String {
         match self {
