@@ -147,7 +147,6 @@ fn serve(conn: Accepted, ctx: &Context) -> Option<Accepted> {
     let how = match how {
         Turn::Closed(how) => how,
         Turn::Penalized { answer, delay } => {
-            ctx.connections.set_penalized(id);
             ctx.penalty.hold(
                 Held {
                     due: Instant::now() + delay,

@@ -77,8 +77,13 @@ impl PenaltyBox {
             release(held, connections, &how);
             return;
         }
+        let id = held.id;
         queue.held.push_back(held);
         self.changed.notify_all();
+        drop(queue);
+        // Held, it must not be chosen for eviction: no worker would notice.
+        // (Marked after the queue's lock is let go: no two locks at once.)
+        connections.set_penalized(id);
     }
 
     /// Teardown: every held answer goes out now; [`PenaltyBox::run`] returns.
