@@ -227,12 +227,10 @@ pub struct ServerConfig {
     /// Agencies that must finish before the draw; valid ids are 1..=agencies.
     pub agencies: u32,
     pub workers: usize,
-    /// `STORAGE_BACKEND`: `file` (default) or `postgres`.
+    /// `STORAGE_BACKEND`: `file` (default) or `postgres` (with `STORAGE_URL`).
     pub storage_backend: StorageBackend,
     pub storage_filepath: PathBuf,
     pub storage_sync: SyncMode,
-    /// `STORAGE_URL`: the database of the `postgres` backend.
-    pub storage_url: Option<String>,
     pub max_connections: usize,
     /// A connection with nothing to say for this long is closed.
     pub idle_timeout: Duration,
@@ -252,20 +250,20 @@ pub struct ServerConfig {
 }
 
 /// Which storage backend the server uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StorageBackend {
     /// `bets.csv` and its journal (`STORAGE_FILEPATH`, `STORAGE_SYNC`).
     File,
-    /// A PostgreSQL database several servers share (`STORAGE_URL`).
-    Postgres,
+    /// A PostgreSQL database several servers share, at `url` (`STORAGE_URL`).
+    Postgres { url: String },
 }
 
 impl ServerConfig {
     /// Where the bets are kept, as the storage layer takes it.
     pub fn storage_location(&self) -> Location {
-        match (self.storage_backend, &self.storage_url) {
-            (StorageBackend::Postgres, Some(url)) => Location::Postgres { url: url.clone() },
-            _ => Location::File {
+        match &self.storage_backend {
+            StorageBackend::Postgres { url } => Location::Postgres { url: url.clone() },
+            StorageBackend::File => Location::File {
                 path: self.storage_filepath.clone(),
                 sync: self.storage_sync,
             },
@@ -274,19 +272,16 @@ impl ServerConfig {
 }
 
 /// `STORAGE_BACKEND` and `STORAGE_URL`, checked against this build.
-fn storage_backend(s: &Settings) -> Result<(StorageBackend, Option<String>), ConfigError> {
-    let backend = match get(s, "STORAGE_BACKEND", "file").trim() {
-        "file" => StorageBackend::File,
-        "postgres" => StorageBackend::Postgres,
+fn storage_backend(s: &Settings) -> Result<StorageBackend, ConfigError> {
+    match get(s, "STORAGE_BACKEND", "file").trim() {
+        "file" => return Ok(StorageBackend::File),
+        "postgres" => {}
         other => {
             return Err(key_err(
                 "STORAGE_BACKEND",
                 format!("{other:?} is neither \"file\" nor \"postgres\""),
             ));
         }
-    };
-    if backend == StorageBackend::File {
-        return Ok((backend, None));
     }
     if !cfg!(feature = "postgres") {
         return Err(key_err(
@@ -301,7 +296,9 @@ fn storage_backend(s: &Settings) -> Result<(StorageBackend, Option<String>), Con
             "missing: STORAGE_BACKEND=postgres needs the database, e.g. postgresql://user:password@host:5432/lottery",
         ));
     }
-    Ok((backend, Some(url.to_owned())))
+    Ok(StorageBackend::Postgres {
+        url: url.to_owned(),
+    })
 }
 
 /// Default of `SERVER_WORKERS`: enough for every agency of a large ingest
@@ -438,7 +435,7 @@ impl ServerConfig {
         if path.is_empty() {
             return Err(key_err("STORAGE_FILEPATH", "is empty"));
         }
-        let (storage_backend, storage_url) = storage_backend(s)?;
+        let storage_backend = storage_backend(s)?;
         Ok(ServerConfig {
             port: parse_num(s, "SERVER_PORT", "12345")?,
             ip,
@@ -462,7 +459,6 @@ impl ServerConfig {
                 1024,
             )?,
             storage_backend,
-            storage_url,
             storage_filepath: PathBuf::from(path),
             storage_sync: SyncMode::parse(sync_text).ok_or_else(|| {
                 key_err(

@@ -66,7 +66,7 @@ fn serve(path: &Path) -> ExitCode {
             logging::clean(config.storage_filepath.display()),
             config.storage_sync
         ),
-        StorageBackend::Postgres => "postgres".to_owned(),
+        StorageBackend::Postgres { .. } => "postgres".to_owned(),
     };
     info!(
         "action: config | result: success | port: {} | listen_backlog: {} | logging_level: {} | agencies: {} | workers: {} | storage: {}",
