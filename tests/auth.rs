@@ -208,6 +208,11 @@ fn only_echo_is_served_before_the_handshake_completes() {
     raw.send(&Message::Challenge { nonce: [0; 32] });
     expect_error(&mut raw, ErrorCode::UnexpectedMessage);
 
+    // A worker writes a round's log lines after its answers: wait for the
+    // one HELLO line before counting.
+    server
+        .log
+        .wait_count("action: hello | result: success", 1, LONG);
     assert!(stored_bets(&server.storage).is_empty());
     assert_eq!(server.log.count("action: agencia_finalizada"), 0);
     assert_eq!(server.log.count("action: hello | result: success"), 1);
