@@ -51,14 +51,11 @@ fn spawn_spread(
 ) -> Vec<Child> {
     files
         .iter()
-        .map(|(agency, file)| {
-            let list = failover(servers, *agency as usize % servers.len());
-            let mut env: Vec<(&str, &str)> = vec![
-                ("CLI_SERVER_ADDRESS", &list),
-                ("CLI_BETS_FILE", file.to_str().expect("utf-8 path")),
-            ];
+        .flat_map(|entry| {
+            let list = failover(servers, entry.0 as usize % servers.len());
+            let mut env = vec![("CLI_SERVER_ADDRESS", list.as_str())];
             env.extend_from_slice(extra);
-            spawn_client(servers[0], *agency, &env)
+            spawn_agencies(servers[0], std::slice::from_ref(entry), &env)
         })
         .collect()
 }
@@ -386,9 +383,7 @@ fn copy_to_csv_gives_the_bytes_bets_csv_would_hold_for_hostile_names() {
     let bets = file_bets(1, &files[0].1);
     assert_eq!(bets.len(), names.len(), "the client reads every row");
     let s = server(&dir, &pg, 1, "s0");
-    let runs = vec![finish_client(
-        spawn_spread(&[s.addr], &files, &[]).remove(0),
-    )];
+    let runs = run_agencies(s.addr, &files, &[]);
     assert_agencies_finished(&files, &runs);
     // What the file backend would write to bets.csv for the same bets...
     let mut expected = Vec::new();
