@@ -34,6 +34,51 @@ fn server(dir: &TempDir, pg: &Postgres, agencies: u32, name: &str) -> Server {
     )
 }
 
+/// The fixture most tests here start from: a throwaway cluster, the
+/// agencies' files and `n` servers of the lottery on that cluster.
+struct Lottery {
+    // Fields drop in this order: the servers before the files and the
+    // database they use.
+    servers: Vec<Server>,
+    files: Vec<(u32, PathBuf)>,
+    /// Holds the files (and each server's unused `bets.csv` path).
+    _dir: TempDir,
+    pg: Postgres,
+}
+
+impl Lottery {
+    /// `None` where PostgreSQL is not installed (see [`Postgres::start`]).
+    fn start(name: &str, agencies: u32, rows: impl Fn(u32) -> u64, n: usize) -> Option<Lottery> {
+        Postgres::start(name).map(|pg| Lottery::on(pg, name, agencies, rows, n))
+    }
+
+    /// The same on a cluster the test has already set up.
+    fn on(pg: Postgres, name: &str, agencies: u32, rows: impl Fn(u32) -> u64, n: usize) -> Lottery {
+        let dir = TempDir::new(&format!("pg-{name}"));
+        let files = generate(dir.path(), agencies, rows);
+        let servers = (0..n)
+            .map(|i| server(&dir, &pg, agencies, &format!("s{i}")))
+            .collect();
+        Lottery {
+            servers,
+            files,
+            _dir: dir,
+            pg,
+        }
+    }
+
+    /// Starts every agency with [`spawn_spread`] over all the servers.
+    fn spawn_spread(&self, extra: &[(&str, &str)]) -> Vec<Child> {
+        let addrs: Vec<SocketAddr> = self.servers.iter().map(|s| s.addr).collect();
+        spawn_spread(&addrs, &self.files, extra)
+    }
+
+    /// How many draws the servers logged.
+    fn sorteos(&self) -> usize {
+        sorteos(&self.servers)
+    }
+}
+
 /// The failover list of an agency: every server, starting at `first`.
 fn failover(servers: &[SocketAddr], first: usize) -> String {
     (0..servers.len())
@@ -69,122 +114,93 @@ fn somewhere(lo: usize, hi: usize) -> usize {
     lo + nanos % (hi - lo)
 }
 
-fn sorteos(servers: &[&Server]) -> usize {
+fn sorteos(servers: &[Server]) -> usize {
     servers.iter().map(|s| s.log.count(SORTEO)).sum()
 }
 
 #[test]
 fn three_servers_share_five_agencies_and_store_every_bet_once() {
-    let Some(pg) = Postgres::start("three-servers") else {
+    let Some(l) = Lottery::start("three-servers", 5, |a| course_rows(a, 1.0), 3) else {
         return;
     };
-    let dir = TempDir::new("pg-three");
-    let files = generate(dir.path(), 5, |a| course_rows(a, 1.0));
-    let servers: Vec<Server> = (0..3)
-        .map(|i| server(&dir, &pg, 5, &format!("s{i}")))
-        .collect();
-    let addrs: Vec<SocketAddr> = servers.iter().map(|s| s.addr).collect();
-    let runs: Vec<ClientRun> = spawn_spread(&addrs, &files, &[])
-        .into_iter()
-        .map(finish_client)
-        .collect();
-    assert_agencies_finished(&files, &runs);
-    assert_bets_exactly(pg.stored_bets(), &files);
-    let all: Vec<&Server> = servers.iter().collect();
-    assert_eq!(sorteos(&all), 1, "the draw is logged by one server only");
+    let runs: Vec<ClientRun> = l.spawn_spread(&[]).into_iter().map(finish_client).collect();
+    assert_agencies_finished(&l.files, &runs);
+    assert_bets_exactly(l.pg.stored_bets(), &l.files);
+    assert_eq!(l.sorteos(), 1, "the draw is logged by one server only");
     // Each server took some of the agencies' batches.
-    for s in &servers {
+    for s in &l.servers {
         assert!(s.log.count(STORED) > 0, "a server stored nothing");
     }
 }
 
 #[test]
 fn killing_two_servers_mid_ingest_loses_and_doubles_nothing() {
-    let Some(pg) = Postgres::start("kill") else {
+    let Some(mut l) = Lottery::start("kill", 5, |a| course_rows(a, 2.0), 3) else {
         return;
     };
-    let dir = TempDir::new("pg-kill");
-    let files = generate(dir.path(), 5, |a| course_rows(a, 2.0));
-    let mut servers: Vec<Server> = (0..3)
-        .map(|i| server(&dir, &pg, 5, &format!("s{i}")))
-        .collect();
-    let addrs: Vec<SocketAddr> = servers.iter().map(|s| s.addr).collect();
     // Small batches: the ingest lasts long enough to be cut twice.
-    let clients = spawn_spread(&addrs, &files, &[("CLI_BATCH_MAXAMOUNT", "50")]);
+    let clients = l.spawn_spread(&[("CLI_BATCH_MAXAMOUNT", "50")]);
     let first = somewhere(0, 2);
     let second = 1 - first;
     for victim in [first, second] {
-        let at = servers[victim].log.count(STORED) + somewhere(5, 60);
+        let at = l.servers[victim].log.count(STORED) + somewhere(5, 60);
         assert!(
-            servers[victim]
+            l.servers[victim]
                 .log
                 .wait_count(STORED, at, Duration::from_secs(30)),
             "server {victim} never stored {at} batches"
         );
-        assert_eq!(
-            sorteos(&servers.iter().collect::<Vec<_>>()),
-            0,
-            "killed after the draw"
-        );
-        signal(servers[victim].child.id(), "KILL");
-        servers[victim].wait(Duration::from_secs(10));
+        assert_eq!(l.sorteos(), 0, "killed after the draw");
+        signal(l.servers[victim].child.id(), "KILL");
+        l.servers[victim].wait(Duration::from_secs(10));
     }
     let runs: Vec<ClientRun> = clients.into_iter().map(finish_client).collect();
-    assert_agencies_finished(&files, &runs);
-    assert_bets_exactly(pg.stored_bets(), &files);
-    assert_eq!(sorteos(&servers.iter().collect::<Vec<_>>()), 1);
+    assert_agencies_finished(&l.files, &runs);
+    assert_bets_exactly(l.pg.stored_bets(), &l.files);
+    assert_eq!(l.sorteos(), 1);
 }
 
 #[test]
 fn a_database_restart_mid_ingest_is_retried_and_no_server_exits() {
-    let Some(pg) = Postgres::start("restart") else {
+    let Some(mut l) = Lottery::start("restart", 5, |a| course_rows(a, 2.0), 2) else {
         return;
     };
-    let dir = TempDir::new("pg-restart");
-    let files = generate(dir.path(), 5, |a| course_rows(a, 2.0));
-    let mut servers: Vec<Server> = (0..2)
-        .map(|i| server(&dir, &pg, 5, &format!("s{i}")))
-        .collect();
-    let addrs: Vec<SocketAddr> = servers.iter().map(|s| s.addr).collect();
-    let clients = spawn_spread(&addrs, &files, &[("CLI_BATCH_MAXAMOUNT", "50")]);
+    let clients = l.spawn_spread(&[("CLI_BATCH_MAXAMOUNT", "50")]);
     let at = somewhere(5, 60);
     assert!(
-        servers[0]
+        l.servers[0]
             .log
             .wait_count(STORED, at, Duration::from_secs(30)),
         "never stored {at} batches"
     );
-    pg.restart_fast();
+    l.pg.restart_fast();
     let runs: Vec<ClientRun> = clients.into_iter().map(finish_client).collect();
-    assert_agencies_finished(&files, &runs);
-    assert_bets_exactly(pg.stored_bets(), &files);
-    let failed: usize = servers
+    assert_agencies_finished(&l.files, &runs);
+    assert_bets_exactly(l.pg.stored_bets(), &l.files);
+    let failed: usize = l
+        .servers
         .iter()
         .map(|s| s.log.count("action: commit | result: fail"))
         .sum();
     assert!(failed > 0, "no commit met the restart");
-    for s in &mut servers {
+    for s in &mut l.servers {
         assert!(
             s.child.try_wait().expect("server status").is_none(),
             "a server exited"
         );
     }
-    assert_eq!(sorteos(&servers.iter().collect::<Vec<_>>()), 1);
+    assert_eq!(l.sorteos(), 1);
 }
 
 #[test]
 fn one_agency_on_two_servers_at_once_is_stored_once() {
-    let Some(pg) = Postgres::start("twice") else {
+    let Some(l) = Lottery::start("twice", 1, |a| course_rows(a, 1.0), 2) else {
         return;
     };
-    let dir = TempDir::new("pg-twice");
-    let files = generate(dir.path(), 1, |a| course_rows(a, 1.0));
-    let servers: Vec<Server> = (0..2)
-        .map(|i| server(&dir, &pg, 1, &format!("s{i}")))
-        .collect();
-    let file = files[0].1.to_str().expect("utf-8 path");
+    let file = l.files[0].1.to_str().expect("utf-8 path");
     // The same agency, the same file, one connection on each server.
-    let clients: Vec<Child> = servers
+    let clients: Vec<Child> = l
+        .servers
         .iter()
         .map(|s| {
             spawn_client(
@@ -195,10 +211,10 @@ fn one_agency_on_two_servers_at_once_is_stored_once() {
         })
         .collect();
     let runs: Vec<ClientRun> = clients.into_iter().map(finish_client).collect();
-    let twice = [files[0].clone(), files[0].clone()];
+    let twice = [l.files[0].clone(), l.files[0].clone()];
     assert_agencies_finished(&twice, &runs);
-    assert_bets_exactly(pg.stored_bets(), &files);
-    assert_eq!(sorteos(&servers.iter().collect::<Vec<_>>()), 1);
+    assert_bets_exactly(l.pg.stored_bets(), &l.files);
+    assert_eq!(l.sorteos(), 1);
 }
 
 #[test]
@@ -230,19 +246,17 @@ fn a_server_with_another_number_of_agencies_refuses_the_database_at_start() {
 
 #[test]
 fn an_agency_row_locked_elsewhere_fails_the_commit_within_the_lock_timeout() {
-    let Some(pg) = Postgres::start("lock") else {
+    let Some(mut l) = Lottery::start("lock", 2, |_| 3_000, 1) else {
         return;
     };
-    let dir = TempDir::new("pg-lock");
-    let files = generate(dir.path(), 2, |_| 3_000);
-    let mut s = server(&dir, &pg, 2, "s0");
     // Another server, paused while its transaction holds agency 1's row.
-    let mut other = pg.client();
+    let mut other = l.pg.client();
     let mut held = other.transaction().expect("begin");
     held.query("SELECT 1 FROM agencies WHERE agency = 1 FOR UPDATE", &[])
         .expect("lock agency 1's row");
     let since = Instant::now();
-    let clients = spawn_spread(&[s.addr], &files, &[("CLI_BATCH_MAXAMOUNT", "100")]);
+    let clients = l.spawn_spread(&[("CLI_BATCH_MAXAMOUNT", "100")]);
+    let s = &mut l.servers[0];
     // The server's lock_timeout is 5 s: its commit gives up and answers
     // ERROR storage well before the lock is released (which is only after
     // that failure is seen: without the timeout this waits for ever).
@@ -263,13 +277,13 @@ fn an_agency_row_locked_elsewhere_fails_the_commit_within_the_lock_timeout() {
     );
     held.rollback().expect("release the row");
     let runs: Vec<ClientRun> = clients.into_iter().map(finish_client).collect();
-    assert_agencies_finished(&files, &runs);
-    assert_bets_exactly(pg.stored_bets(), &files);
+    assert_agencies_finished(&l.files, &runs);
+    assert_bets_exactly(l.pg.stored_bets(), &l.files);
     assert!(
         s.child.try_wait().expect("server status").is_none(),
         "the server exited"
     );
-    assert_eq!(sorteos(&[&s]), 1);
+    assert_eq!(l.sorteos(), 1);
 }
 
 #[test]
@@ -287,21 +301,18 @@ fn a_repeatable_read_default_still_draws_exactly_once() {
             "ALTER DATABASE postgres SET default_transaction_isolation = 'repeatable read'",
         )
         .expect("set the default isolation");
-    let dir = TempDir::new("pg-isolation");
-    let files = generate(dir.path(), 6, |_| 2_000);
-    let servers: Vec<Server> = (0..3)
-        .map(|i| server(&dir, &pg, 6, &format!("s{i}")))
-        .collect();
-    let addrs: Vec<SocketAddr> = servers.iter().map(|s| s.addr).collect();
-    let runs: Vec<ClientRun> = spawn_spread(&addrs, &files, &[("CLI_BATCH_MAXAMOUNT", "100")])
+    let l = Lottery::on(pg, "isolation", 6, |_| 2_000, 3);
+    let runs: Vec<ClientRun> = l
+        .spawn_spread(&[("CLI_BATCH_MAXAMOUNT", "100")])
         .into_iter()
         .map(finish_client)
         .collect();
-    assert_agencies_finished(&files, &runs);
-    assert_bets_exactly(pg.stored_bets(), &files);
-    assert_eq!(sorteos(&servers.iter().collect::<Vec<_>>()), 1);
+    assert_agencies_finished(&l.files, &runs);
+    assert_bets_exactly(l.pg.stored_bets(), &l.files);
+    assert_eq!(l.sorteos(), 1);
     let (finished, draws): (i64, i64) = {
-        let row = pg
+        let row = l
+            .pg
             .client()
             .query_one(
                 "SELECT (SELECT finished FROM lottery WHERE id = 1), (SELECT count(*) FROM draw)",
