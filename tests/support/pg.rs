@@ -114,7 +114,7 @@ impl Postgres {
         let options = format!(
             "-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories='' -c fsync=off -c shared_buffers=16MB -c max_connections=50"
         );
-        let log = pg.dir.path().join("postgres.log");
+        let log = pg.log();
         pg.run(
             "pg_ctl",
             &[
@@ -138,24 +138,19 @@ impl Postgres {
         self.dir.path().join("data")
     }
 
+    fn log(&self) -> PathBuf {
+        self.dir.path().join("postgres.log")
+    }
+
     /// Runs one of PostgreSQL's programs (as `postgres` when root); panics
     /// if it fails.
     fn run(&self, program: &str, args: &[&str]) {
-        let path = self.bin.join(program);
-        let mut cmd = match self.run_as {
-            Some(user) => {
-                let mut c = Command::new("runuser");
-                c.args(["-u", user, "--"]).arg(&path);
-                c
-            }
-            None => Command::new(&path),
-        };
-        let out = cmd
+        let out = command(&self.bin, self.run_as, program)
             .args(args)
             .current_dir(self.dir.path())
             .stdin(Stdio::null())
             .output()
-            .unwrap_or_else(|e| panic!("run {}: {e}", path.display()));
+            .unwrap_or_else(|e| panic!("run {}: {e}", self.bin.join(program).display()));
         assert!(
             out.status.success(),
             "{program} {args:?} failed: {}{}",
@@ -170,7 +165,7 @@ impl Postgres {
         let data = self.data();
         // With its log file: otherwise the new postmaster keeps pg_ctl's
         // output open and `run` waits for it for ever.
-        let log = self.dir.path().join("postgres.log");
+        let log = self.log();
         self.run(
             "pg_ctl",
             &[
@@ -229,19 +224,23 @@ impl Drop for Postgres {
 /// `TempDir` names it `lottery-e2e-pg-<test>-<pid>-<nanos>-<n>`.
 const PREFIX: &str = "pg-";
 
+/// One of PostgreSQL's programs in `bin`, run as `run_as` if given.
+fn command(bin: &Path, run_as: Option<&str>, program: &str) -> Command {
+    let path = bin.join(program);
+    match run_as {
+        Some(user) => {
+            let mut c = Command::new("runuser");
+            c.args(["-u", user, "--"]).arg(path);
+            c
+        }
+        None => Command::new(path),
+    }
+}
+
 /// `pg_ctl stop -m immediate` on the cluster in `dir` (if it runs);
 /// errors are ignored: there may be nothing to stop.
 fn stop_immediate(bin: &Path, run_as: Option<&str>, dir: &Path) {
-    let path = bin.join("pg_ctl");
-    let mut cmd = match run_as {
-        Some(user) => {
-            let mut c = Command::new("runuser");
-            c.args(["-u", user, "--"]).arg(&path);
-            c
-        }
-        None => Command::new(&path),
-    };
-    let _ = cmd
+    let _ = command(bin, run_as, "pg_ctl")
         .arg("-D")
         .arg(dir.join("data"))
         .args(["-m", "immediate", "stop"])
