@@ -265,12 +265,11 @@ pub(super) fn open(url: &str, agencies: u32) -> Result<Opened, StorageError> {
         .query("SELECT agency, next_position, done FROM agencies", &[])
         .map_err(db("read the agencies from"))?
     {
-        let agency = u32::try_from(row.get::<_, i64>(0)).map_err(|_| out_of_range("agency"))?;
-        let next = u64::try_from(row.get::<_, i64>(1)).map_err(|_| out_of_range("position"))?;
-        if next > 0 {
-            counts.insert(agency, next);
+        let (agency, row) = agency_row(&row)?;
+        if row.next > 0 {
+            counts.insert(agency, row.next);
         }
-        if row.get::<_, bool>(2) {
+        if row.done {
             done.insert(agency);
         }
     }
@@ -437,6 +436,18 @@ struct AgencyRow {
     changed: bool,
 }
 
+/// A row of `SELECT agency, next_position, done FROM agencies`.
+fn agency_row(row: &pg::Row) -> Result<(u32, AgencyRow), StorageError> {
+    let agency = u32::try_from(row.get::<_, i64>(0)).map_err(|_| out_of_range("agency"))?;
+    let next = u64::try_from(row.get::<_, i64>(1)).map_err(|_| out_of_range("position"))?;
+    let row = AgencyRow {
+        next,
+        done: row.get(2),
+        changed: false,
+    };
+    Ok((agency, row))
+}
+
 impl PgStorage {
     /// Host, port and database, for logs.
     pub fn target(&self) -> &str {
@@ -478,26 +489,16 @@ impl PgStorage {
             .collect();
         // Locked in agency order, so two servers' transactions never wait
         // for each other in a circle.
-        let mut rows: BTreeMap<u32, AgencyRow> = BTreeMap::new();
-        for row in tx
+        let mut rows = tx
             .query(
                 "SELECT agency, next_position, done FROM agencies
                  WHERE agency = ANY($1) ORDER BY agency FOR UPDATE",
                 &[&touched],
             )
             .map_err(db("lock the agencies' rows in"))?
-        {
-            let agency = u32::try_from(row.get::<_, i64>(0)).map_err(|_| out_of_range("agency"))?;
-            let next = u64::try_from(row.get::<_, i64>(1)).map_err(|_| out_of_range("position"))?;
-            rows.insert(
-                agency,
-                AgencyRow {
-                    next,
-                    done: row.get(2),
-                    changed: false,
-                },
-            );
-        }
+            .iter()
+            .map(agency_row)
+            .collect::<Result<BTreeMap<u32, AgencyRow>, StorageError>>()?;
         self.copy.clear();
         let (verdicts, newly_done) = decide(group, &mut rows, &mut self.copy)?;
         if !self.copy.is_empty() {
