@@ -225,13 +225,11 @@ fn connected<'c>(
     slot: &'c mut Option<pg::Client>,
     config: &pg::Config,
 ) -> Result<&'c mut pg::Client, StorageError> {
-    if slot.as_ref().is_none_or(pg::Client::is_closed) {
-        *slot = Some(connect(config)?);
-    }
-    slot.as_mut().ok_or_else(|| StorageError::Database {
-        action: "connect to",
-        reason: "no connection".into(),
-    })
+    let client = match slot.take() {
+        Some(client) if !client.is_closed() => client,
+        _ => connect(config)?,
+    };
+    Ok(slot.insert(client))
 }
 
 /// Connects, creates the schema if missing and reads where every agency is.
