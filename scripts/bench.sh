@@ -345,9 +345,10 @@ run_once() {
     pg_fresh_db lottery_bench
     storage=(STORAGE_BACKEND=postgres STORAGE_URL="$pg_url/lottery_bench")
   fi
-  env SERVER_CONFIG=config/server/config.ini SERVER_IP=127.0.0.1 SERVER_PORT=0 SERVER_AGENCIES="$n" \
-    SERVER_SECRET="$bench_secret" SERVER_LISTEN_BACKLOG="$backlog" "${storage[@]}" \
-    LOGGING_LEVEL=INFO "${timer[@]}" "$bin/server" >"$run_dir/server.log" 2>&1 &
+  # Every server of the run (postgres3 starts two more) gets this environment.
+  local server_env=(SERVER_CONFIG=config/server/config.ini SERVER_IP=127.0.0.1 SERVER_PORT=0 SERVER_AGENCIES="$n"
+    SERVER_SECRET="$bench_secret" SERVER_LISTEN_BACKLOG="$backlog" "${storage[@]}" LOGGING_LEVEL=INFO)
+  env "${server_env[@]}" "${timer[@]}" "$bin/server" >"$run_dir/server.log" 2>&1 &
   launcher_pid=$!
   if [ "$have_time" = 1 ]; then
     server_pid=
@@ -379,9 +380,7 @@ run_once() {
   extra_pids=()
   if [ "$mode" = postgres3 ]; then
     for k in 2 3; do
-      env SERVER_CONFIG=config/server/config.ini SERVER_IP=127.0.0.1 SERVER_PORT=0 SERVER_AGENCIES="$n" \
-        SERVER_SECRET="$bench_secret" SERVER_LISTEN_BACKLOG="$backlog" "${storage[@]}" \
-        LOGGING_LEVEL=INFO "$bin/server" >"$run_dir/server-$k.log" 2>&1 &
+      env "${server_env[@]}" "$bin/server" >"$run_dir/server-$k.log" 2>&1 &
       extra_pids+=($!)
       extra=
       for _ in $(seq 1 2000); do
