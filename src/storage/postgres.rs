@@ -220,16 +220,32 @@ fn connect(config: &pg::Config) -> Result<pg::Client, StorageError> {
     config.connect(pg::NoTls).map_err(db("connect to"))
 }
 
-/// The connection in `slot`, opened (again) if there is none or it closed.
-fn connected<'c>(
-    slot: &'c mut Option<pg::Client>,
-    config: &pg::Config,
-) -> Result<&'c mut pg::Client, StorageError> {
-    let client = match slot.take() {
-        Some(client) if !client.is_closed() => client,
-        _ => connect(config)?,
-    };
-    Ok(slot.insert(client))
+/// A connection opened when needed: the committer's, and the workers'
+/// lookup connection.
+struct Link {
+    config: pg::Config,
+    /// `None` after an error: the next use connects again.
+    client: Option<pg::Client>,
+}
+
+impl Link {
+    /// Runs `work` on the connection, opened (again) if there is none or
+    /// it closed; on error the connection is dropped and the next use
+    /// opens another.
+    fn with<T>(
+        &mut self,
+        work: impl FnOnce(&mut pg::Client) -> Result<T, StorageError>,
+    ) -> Result<T, StorageError> {
+        let client = match self.client.take() {
+            Some(client) if !client.is_closed() => client,
+            _ => connect(&self.config)?,
+        };
+        let result = work(self.client.insert(client));
+        if result.is_err() {
+            self.client = None;
+        }
+        result
+    }
 }
 
 /// Connects, creates the schema if missing and reads where every agency is.
@@ -276,16 +292,20 @@ pub(super) fn open(url: &str, agencies: u32) -> Result<Opened, StorageError> {
     );
     Ok(Opened {
         backend: Backend::Postgres(Box::new(PgStorage {
-            config: config.clone(),
-            client: Some(client),
+            link: Link {
+                config: config.clone(),
+                client: Some(client),
+            },
             agencies,
             copy: Vec::new(),
             target: target.clone(),
         })),
         lookup: Lookup::Postgres(PgLookup {
             inner: Arc::new(Mutex::new(LookupConn {
-                config,
-                client: None,
+                link: Link {
+                    config,
+                    client: None,
+                },
                 drawn: false,
                 not_ready: None,
             })),
@@ -408,9 +428,7 @@ fn prepare(client: &mut pg::Client, agencies: u32) -> Result<(), StorageError> {
 
 /// The committer's connection and what one commit needs.
 pub struct PgStorage {
-    config: pg::Config,
-    /// `None` after an error: the next commit connects again.
-    client: Option<pg::Client>,
+    link: Link,
     agencies: u32,
     /// The rows of one COPY, reused from commit to commit.
     copy: Vec<u8>,
@@ -421,7 +439,7 @@ impl fmt::Debug for PgStorage {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PgStorage")
             .field("target", &self.target)
-            .field("connected", &self.client.is_some())
+            .field("connected", &self.link.client.is_some())
             .finish()
     }
 }
@@ -459,15 +477,17 @@ impl PgStorage {
     /// The database cannot be reached or refused the transaction; nothing
     /// of it is stored (unless only COMMIT's answer was lost).
     pub fn commit(&mut self, group: &GroupData<'_>) -> Result<Committed, StorageError> {
-        let result = self.transaction(group);
-        if result.is_err() {
-            self.client = None;
-        }
-        result
+        let (agencies, copy) = (self.agencies, &mut self.copy);
+        self.link
+            .with(|client| Self::transaction(client, agencies, copy, group))
     }
 
-    fn transaction(&mut self, group: &GroupData<'_>) -> Result<Committed, StorageError> {
-        let client = connected(&mut self.client, &self.config)?;
+    fn transaction(
+        client: &mut pg::Client,
+        agencies: u32,
+        copy: &mut Vec<u8>,
+        group: &GroupData<'_>,
+    ) -> Result<Committed, StorageError> {
         // READ COMMITTED whatever the database's default: every decision
         // is taken under a row lock, and a row that another transaction
         // moved is then read as it committed it. (Stricter levels are
@@ -497,20 +517,18 @@ impl PgStorage {
             .iter()
             .map(agency_row)
             .collect::<Result<BTreeMap<u32, AgencyRow>, StorageError>>()?;
-        self.copy.clear();
-        let (verdicts, newly_done) = decide(group, &mut rows, &mut self.copy)?;
-        if !self.copy.is_empty() {
+        copy.clear();
+        let (verdicts, newly_done) = decide(group, &mut rows, copy)?;
+        if !copy.is_empty() {
             let mut writer = tx
                 .copy_in(
                     "COPY bets (agency, position, first_name, last_name, document, birthdate, number) FROM STDIN WITH (FORMAT csv)",
                 )
                 .map_err(db("start copying bets into"))?;
-            writer
-                .write_all(&self.copy)
-                .map_err(|e| StorageError::Database {
-                    action: "copy bets into",
-                    reason: e.to_string(),
-                })?;
+            writer.write_all(copy).map_err(|e| StorageError::Database {
+                action: "copy bets into",
+                reason: e.to_string(),
+            })?;
             writer.finish().map_err(db("copy bets into"))?;
         }
         for (agency, row) in rows.iter().filter(|(_, r)| r.changed) {
@@ -541,7 +559,7 @@ impl PgStorage {
                 )
                 .map_err(db("count the finished agencies in"))?
                 .get(0);
-            if finished >= i64::from(self.agencies) {
+            if finished >= i64::from(agencies) {
                 let winning = i32::from(WINNING_NUMBER);
                 let row = tx
                     .query_opt(
@@ -646,28 +664,11 @@ impl fmt::Debug for PgLookup {
 }
 
 struct LookupConn {
-    config: pg::Config,
-    client: Option<pg::Client>,
+    link: Link,
     /// The draw row exists (it never goes away).
     drawn: bool,
     /// When "no draw yet" was last read, and how many agencies were done.
     not_ready: Option<(Instant, u32)>,
-}
-
-impl LookupConn {
-    /// Runs `query` on the connection (opening it if needed); on error the
-    /// connection is dropped and the next query opens another.
-    fn with<T>(
-        &mut self,
-        query: impl FnOnce(&mut pg::Client) -> Result<T, StorageError>,
-    ) -> Result<T, StorageError> {
-        let client = connected(&mut self.client, &self.config)?;
-        let result = query(client);
-        if result.is_err() {
-            self.client = None;
-        }
-        result
-    }
 }
 
 impl PgLookup {
@@ -683,7 +684,7 @@ impl PgLookup {
     /// # Errors
     /// The database cannot be reached.
     pub fn position(&self, agency: u32) -> Result<(u64, bool), StorageError> {
-        self.conn()?.with(|client| {
+        self.conn()?.link.with(|client| {
             let row = client
                 .query_opt(
                     "SELECT next_position, done FROM agencies WHERE agency = $1",
@@ -713,7 +714,7 @@ impl PgLookup {
             {
                 return Ok(DrawState::NotReady { finished });
             }
-            let (finished, drawn) = conn.with(|client| {
+            let (finished, drawn) = conn.link.with(|client| {
                 let row = client
                     .query_one(
                         "SELECT finished, EXISTS (SELECT 1 FROM draw WHERE id = 1)
@@ -731,7 +732,7 @@ impl PgLookup {
             }
             conn.drawn = true;
         }
-        conn.with(|client| {
+        conn.link.with(|client| {
             let documents = client
                 .query(
                     "SELECT document FROM bets WHERE agency = $1 AND number = 7574 ORDER BY position",
@@ -841,8 +842,10 @@ mod tests {
             !format!(
                 "{:?}",
                 PgStorage {
-                    config,
-                    client: None,
+                    link: Link {
+                        config,
+                        client: None,
+                    },
                     agencies: 1,
                     copy: Vec::new(),
                     target: shown,
