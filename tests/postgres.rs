@@ -12,7 +12,7 @@ use lottery::dataset::course_rows;
 use std::io::Read;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::Child;
+use std::process::{Child, ExitStatus};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use support::pg::Postgres;
 use support::*;
@@ -32,6 +32,24 @@ fn server(dir: &TempDir, pg: &Postgres, agencies: u32, name: &str) -> Server {
             ("SERVER_PROGRESS_INTERVAL", "0"),
         ],
     )
+}
+
+/// Runs a server of `agencies` agencies on `url` until it exits (for a
+/// server that refuses the database at start): its status and its output.
+fn run_server(url: &str, agencies: u32) -> (ExitStatus, String) {
+    let out = std::process::Command::new(SERVER)
+        .env("SERVER_CONFIG", repo().join("config/server/config.ini"))
+        .env("SERVER_IP", "127.0.0.1")
+        .env("SERVER_PORT", "0")
+        .env("SERVER_SECRET", TEST_SECRET)
+        .env("STORAGE_BACKEND", "postgres")
+        .env("STORAGE_URL", url)
+        .env("SERVER_AGENCIES", agencies.to_string())
+        .output()
+        .expect("run server");
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    (out.status, text)
 }
 
 /// The fixture most tests here start from: a throwaway cluster, the
@@ -224,19 +242,8 @@ fn a_server_with_another_number_of_agencies_refuses_the_database_at_start() {
     };
     let dir = TempDir::new("pg-agencies");
     let first = server(&dir, &pg, 5, "s0");
-    let out = std::process::Command::new(SERVER)
-        .env("SERVER_CONFIG", repo().join("config/server/config.ini"))
-        .env("SERVER_IP", "127.0.0.1")
-        .env("SERVER_PORT", "0")
-        .env("SERVER_SECRET", TEST_SECRET)
-        .env("STORAGE_BACKEND", "postgres")
-        .env("STORAGE_URL", &pg.url)
-        .env("SERVER_AGENCIES", "3")
-        .output()
-        .expect("run server");
-    let text =
-        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "started anyway:\n{text}");
+    let (status, text) = run_server(&pg.url, 3);
+    assert!(!status.success(), "started anyway:\n{text}");
     assert!(
         text.contains("set up for 5 agencies and SERVER_AGENCIES is 3"),
         "{text}"
@@ -333,19 +340,8 @@ fn a_database_not_in_utf8_is_refused_at_start() {
         .batch_execute("CREATE DATABASE latin ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0")
         .expect("create a LATIN1 database");
     let url = pg.url.replace("/postgres", "/latin");
-    let out = std::process::Command::new(SERVER)
-        .env("SERVER_CONFIG", repo().join("config/server/config.ini"))
-        .env("SERVER_IP", "127.0.0.1")
-        .env("SERVER_PORT", "0")
-        .env("SERVER_SECRET", TEST_SECRET)
-        .env("STORAGE_BACKEND", "postgres")
-        .env("STORAGE_URL", &url)
-        .env("SERVER_AGENCIES", "2")
-        .output()
-        .expect("run server");
-    let text =
-        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "started anyway:\n{text}");
+    let (status, text) = run_server(&url, 2);
+    assert!(!status.success(), "started anyway:\n{text}");
     assert!(text.contains("its encoding is LATIN1, not UTF8"), "{text}");
     // Refused before creating anything there.
     let mut latin = postgres::Client::connect(&url, postgres::NoTls).expect("connect");
