@@ -93,7 +93,7 @@ impl Lottery {
 
     /// How many draws the servers logged.
     fn sorteos(&self) -> usize {
-        sorteos(&self.servers)
+        self.servers.iter().map(|s| s.log.count(SORTEO)).sum()
     }
 }
 
@@ -130,10 +130,6 @@ fn somewhere(lo: usize, hi: usize) -> usize {
         .map(|d| d.subsec_nanos() as usize)
         .unwrap_or(0);
     lo + nanos % (hi - lo)
-}
-
-fn sorteos(servers: &[Server]) -> usize {
-    servers.iter().map(|s| s.log.count(SORTEO)).sum()
 }
 
 #[test]
