@@ -66,6 +66,8 @@ cd "$(dirname "$0")/.."
 RUNS=${RUNS:-3}
 MODES=${MODES:-always none}
 data_root=${BENCH_DATA:-.data/bench}
+# The data's absolute path for psql's \copy (an absolute BENCH_DATA must not get $PWD in front).
+case $data_root in /*) data_abs=$data_root ;; *) data_abs=$PWD/$data_root ;; esac
 tmp_root=${BENCH_TMP:-${TMPDIR:-/tmp}}
 # Where cargo builds; without cargo (BENCH_NO_BUILD=1), CARGO_TARGET_DIR or target/.
 target_dir=$(cargo metadata --format-version 1 --no-deps 2>/dev/null |
@@ -260,7 +262,7 @@ pgcopy_once() {
     -c "CREATE INDEX bets_winners ON bets (agency, position) WHERE number = 7574" >/dev/null
   script=$(for i in $(seq 1 "$n"); do
     printf 'ALTER TABLE bets ALTER COLUMN agency SET DEFAULT %d;\n' "$i"
-    printf '%s\n' "\\copy bets (first_name, last_name, document, birthdate, number) from '$PWD/$data_root/$point/agency-$i.csv' csv"
+    printf '%s\n' "\\copy bets (first_name, last_name, document, birthdate, number) from '$data_abs/$point/agency-$i.csv' csv"
   done)
   sync
   t0=$(now)
