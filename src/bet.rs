@@ -45,15 +45,16 @@ pub struct BetRef<'a> {
 }
 
 impl BetRef<'_> {
-    /// Checks every rule against `today` (the latest valid birthdate).
+    /// Checks every rule. No rule reads a clock: a bet valid once is valid
+    /// forever, on every machine (see [`birthdate_in_range`]).
     ///
     /// # Errors
     /// The first rule broken.
-    pub fn validate_at(&self, today: NaiveDate) -> Result<(), InvalidBet> {
+    pub fn validate(&self) -> Result<(), InvalidBet> {
         validate_name("first_name", self.first_name)?;
         validate_name("last_name", self.last_name)?;
         validate_document(self.document)?;
-        if self.birthdate.year() < 1900 || self.birthdate > today {
+        if !birthdate_in_range(self.birthdate) {
             return Err(InvalidBet::BirthdateOutOfRange {
                 date: self.birthdate,
             });
@@ -130,7 +131,7 @@ impl fmt::Display for InvalidBet {
                 write!(f, "birthdate {value:?} is not a calendar date YYYY-MM-DD")
             }
             InvalidBet::BirthdateOutOfRange { date } => {
-                write!(f, "birthdate {date} is outside 1900-01-01..today (UTC)")
+                write!(f, "birthdate {date} is outside 1900-01-01..=9999-12-31")
             }
             InvalidBet::BadNumber { value } => {
                 write!(f, "number {value:?} must be an integer in 0..={MAX_NUMBER}")
@@ -185,8 +186,7 @@ impl<'a> BetRef<'a> {
         birthdate: &str,
         number: &str,
     ) -> Result<BetRef<'a>, InvalidBet> {
-        Self::parse_at(
-            today(),
+        Self::parse_fields(
             agency,
             first_name,
             last_name,
@@ -196,14 +196,13 @@ impl<'a> BetRef<'a> {
         )
     }
 
-    /// As [`BetRef::parse`], with today's date given (loops over many rows
-    /// look it up once) and the birthdate and number as raw bytes (they
-    /// must be ASCII digits anyway, so no UTF-8 check is spent on them).
+    /// As [`BetRef::parse`], with the birthdate and number as raw bytes
+    /// (they must be ASCII digits anyway, so no UTF-8 check is spent on
+    /// them).
     ///
     /// # Errors
     /// The first field that breaks a rule, with the offending value.
-    pub fn parse_at(
-        today: NaiveDate,
+    pub fn parse_fields(
         agency: u32,
         first_name: &'a str,
         last_name: &'a str,
@@ -219,7 +218,7 @@ impl<'a> BetRef<'a> {
             birthdate: parse_birthdate(birthdate)?,
             number: parse_number(number)?,
         };
-        bet.validate_at(today)?;
+        bet.validate()?;
         Ok(bet)
     }
 }
@@ -262,25 +261,19 @@ pub fn validate_document(document: &str) -> Result<(), InvalidBet> {
     }
 }
 
-/// Today's date in UTC (the latest valid birthdate): UTC so that an agency
-/// and the server in different time zones agree on it. Asked of the clock
-/// at most once a second per thread: validating a million bets
-/// must not look it up a million times (it showed up high in profiles).
-/// Loops over many bets call it once and use [`BetRef::validate_at`].
-pub fn today() -> NaiveDate {
-    use std::cell::Cell;
-    use std::time::{Duration, Instant};
-    thread_local! {
-        static CACHE: Cell<Option<(Instant, NaiveDate)>> = const { Cell::new(None) };
-    }
-    CACHE.with(|cache| match cache.get() {
-        Some((at, date)) if at.elapsed() < Duration::from_secs(1) => date,
-        _ => {
-            let date = chrono::Utc::now().date_naive();
-            cache.set(Some((Instant::now(), date)));
-            date
-        }
-    })
+/// The birthdate rule: a calendar date from 1900-01-01 to 9999-12-31 (what
+/// `YYYY-MM-DD` can write). It names no "today" on purpose. An agency's
+/// bets are numbered by their place among its file's valid rows, and that
+/// numbering is what makes resends exactly-once; a rule that read a clock
+/// (say, "not born in the future") would make a row invalid on Monday and
+/// valid on Wednesday, shift every later position of an ingest resumed in
+/// between, and store bets twice. It would also let two machines whose
+/// clocks differ by a day disagree on a bet (the server refusing, as fatal,
+/// a bet its agency found valid), and a server whose clock went back refuse
+/// its own storage. Whether a birthdate is plausible is the agency's
+/// business, checked where the bet is taken.
+pub fn birthdate_in_range(date: NaiveDate) -> bool {
+    (1900..=9999).contains(&date.year())
 }
 
 /// Parses `YYYY-MM-DD` strictly: exactly ten characters, a real calendar
@@ -373,7 +366,7 @@ mod tests {
             (("A", "P", "1", "2000-01-1x", "1"), "not a calendar date"),
             (("A", "P", "1", "+200-01-01", "1"), "not a calendar date"),
             (("A", "P", "1", "1899-12-31", "1"), "outside 1900-01-01"),
-            (("A", "P", "1", "2999-01-01", "1"), "outside 1900-01-01"),
+            (("A", "P", "1", "99999-01-01", "1"), "not a calendar date"),
             (("A", "P", "1", "2000-01-01", "10000"), "number \"10000\""),
             (("A", "P", "1", "2000-01-01", "-1"), "number \"-1\""),
             (("A", "P", "1", "2000-01-01", ""), "number \"\""),
@@ -410,10 +403,30 @@ mod tests {
     fn accepts_the_edges() {
         assert!(Bet::parse(1, "A", "B", "0", "1900-01-01", "0").is_ok());
         assert!(Bet::parse(1, "A", "B", "9999999999", "2000-02-29", "9999").is_ok());
-        let today = chrono::Utc::now()
-            .date_naive()
-            .format("%Y-%m-%d")
-            .to_string();
-        assert!(Bet::parse(1, "A", "B", "0", &today, "0").is_ok());
+        assert!(Bet::parse(1, "A", "B", "0", "9999-12-31", "0").is_ok());
+    }
+
+    /// Validity reads no clock: a birthdate after today, and any date a
+    /// clock could be set to, is as valid as it will be tomorrow.
+    #[test]
+    fn validity_does_not_depend_on_the_date() {
+        let tomorrow = chrono::Utc::now().date_naive() + chrono::Days::new(1);
+        let text = tomorrow.format("%Y-%m-%d").to_string();
+        assert!(Bet::parse(1, "A", "B", "0", &text, "0").is_ok());
+        assert!(Bet::parse(1, "A", "B", "0", "2999-01-01", "0").is_ok());
+        let far = BetRef {
+            agency: 1,
+            first_name: "A",
+            last_name: "B",
+            document: "0",
+            birthdate: NaiveDate::from_ymd_opt(10_000, 1, 1).unwrap(),
+            number: 0,
+        };
+        assert_eq!(
+            far.validate(),
+            Err(InvalidBet::BirthdateOutOfRange {
+                date: far.birthdate
+            })
+        );
     }
 }

@@ -7,7 +7,7 @@
 //! in `docs/PROTOCOL.md`.
 
 use crate::auth::{self, Nonce, Tag};
-use crate::bet::{self, Bet, BetRef, InvalidBet};
+use crate::bet::{Bet, BetRef, InvalidBet};
 use crate::framing::{self, Frame, FrameError, MAX_PAYLOAD_LEN};
 use chrono::{Datelike, NaiveDate};
 use std::fmt;
@@ -527,9 +527,8 @@ impl<'a> BatchView<'a> {
     /// # Errors
     /// The position in the batch and the reason of the first invalid bet.
     pub fn validate(&self) -> Result<(), (usize, InvalidBet)> {
-        let today = bet::today();
         for (i, b) in self.bets.iter().enumerate() {
-            b.validate_at(today).map_err(|e| (i, e))?;
+            b.validate().map_err(|e| (i, e))?;
         }
         Ok(())
     }
@@ -597,7 +596,7 @@ impl BatchEncoder {
             self.payload.truncate(mark);
             return Err(e);
         }
-        // Dates come from NaiveDate; validated bets have 1900 <= year <= today.
+        // Dates come from NaiveDate; validated bets have 1900 <= year <= 9999.
         let year = u16::try_from(bet.birthdate.year()).unwrap_or(0);
         self.payload.extend_from_slice(&year.to_be_bytes());
         self.payload.push(bet.birthdate.month() as u8);

@@ -82,8 +82,6 @@ pub struct BetsFile {
     agency: u32,
     /// Line where the next row starts: 1 + the newlines consumed so far.
     line: u64,
-    /// The latest valid birthdate, looked up once per file.
-    today: chrono::NaiveDate,
 }
 
 /// A block of the file: checked UTF-8 text, or bytes that are not (their
@@ -139,7 +137,6 @@ impl BetsFile {
             ends: [0; 8],
             agency,
             line: 1,
-            today: crate::bet::today(),
         };
         bets.next_block()?;
         // A UTF-8 byte order mark is not part of the first name.
@@ -209,7 +206,7 @@ impl BetsFile {
             };
             (texts, &bytes[birthdate], &bytes[number])
         });
-        to_row(fields, self.agency, self.today, line)
+        to_row(fields, self.agency, line)
     }
 
     /// The slow path: one row through `csv_core`, which handles quotes,
@@ -256,7 +253,7 @@ impl BetsFile {
             }
             _ => Err(extra_fields + nend),
         };
-        Ok(to_row(fields, self.agency, self.today, line))
+        Ok(to_row(fields, self.agency, line))
     }
 
     /// Replaces the parsed block with the next one: the line it left
@@ -372,15 +369,10 @@ type Spans = ([Range<usize>; 3], Range<usize>, Range<usize>);
 type Fields<'a> = (Result<[&'a str; 3], String>, &'a [u8], &'a [u8]);
 
 /// A row from its fields (or how many fields there were).
-fn to_row(
-    fields: Result<Fields<'_>, usize>,
-    agency: u32,
-    today: chrono::NaiveDate,
-    line: u64,
-) -> Row<'_> {
+fn to_row(fields: Result<Fields<'_>, usize>, agency: u32, line: u64) -> Row<'_> {
     let parsed = match fields {
         Ok((texts, birthdate, number)) => texts.and_then(|[first, last, document]| {
-            BetRef::parse_at(today, agency, first, last, document, birthdate, number)
+            BetRef::parse_fields(agency, first, last, document, birthdate, number)
                 .map_err(|e| e.to_string())
         }),
         Err(found) => Err(format!("expected 5 fields, found {found}")),
@@ -646,14 +638,13 @@ mod tests {
             .has_headers(false)
             .flexible(true)
             .from_reader(&text[..]);
-        let today = crate::bet::today();
         let theirs: Vec<_> = reader
             .byte_records()
             .map(|r| r.expect("csv reads it"))
             .filter(|r| r.len() == 5)
             .filter_map(|r| {
                 let t = |i: usize| std::str::from_utf8(&r[i]).ok();
-                BetRef::parse_at(today, 2, t(0)?, t(1)?, t(2)?, &r[3], &r[4])
+                BetRef::parse_fields(2, t(0)?, t(1)?, t(2)?, &r[3], &r[4])
                     .ok()
                     .map(|b| b.to_bet())
             })
