@@ -89,10 +89,13 @@ pub enum ErrorCode {
     /// AUTH did not prove the key of the agency claimed in HELLO, or a
     /// request came between HELLO and a successful AUTH.
     Unauthorized = 22,
+    /// A newer connection authenticated as the same agency: an agency has
+    /// one session at a time, and the newest wins.
+    SessionReplaced = 23,
 }
 
 impl ErrorCode {
-    const ALL: [ErrorCode; 22] = [
+    const ALL: [ErrorCode; 23] = [
         ErrorCode::FrameTooLarge,
         ErrorCode::UnknownType,
         ErrorCode::Truncated,
@@ -115,6 +118,7 @@ impl ErrorCode {
         ErrorCode::Timeout,
         ErrorCode::BadOffset,
         ErrorCode::Unauthorized,
+        ErrorCode::SessionReplaced,
     ];
 
     /// The code for a number on the wire, if it is one we know.
@@ -147,6 +151,7 @@ impl ErrorCode {
             ErrorCode::Timeout => "timeout",
             ErrorCode::BadOffset => "bad_offset",
             ErrorCode::Unauthorized => "unauthorized",
+            ErrorCode::SessionReplaced => "session_replaced",
         }
     }
 

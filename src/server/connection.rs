@@ -13,10 +13,20 @@
 //! the workers are already gathering the next one — the overlap the agency's
 //! window of batches in flight is there for.
 //!
+//! A worker is lent, not given: a connection that has nothing to read for
+//! [`YIELD_SLICE`], or has held its worker for [`SERVE_SLICE`], gives it
+//! back when another connection has a whole frame waiting in the lobby, and
+//! goes back there itself with what it carries ([`Carried`]: its session,
+//! the bytes of a frame not yet complete, its timers). So however many
+//! connections one agency's key opens or keeps busy, the workers go round
+//! every connection that has something to say, and no agency waits for
+//! another to finish.
+//!
 //! The worker learns that it must stop from its socket: at teardown (or
-//! when the connection is evicted) the accept loop shuts down the reading
-//! side of the registered clone, the blocked read returns, and the worker
-//! answers what it has, logs the close and leaves.
+//! when the connection is evicted, or replaced by a newer session of its
+//! agency) the accept loop shuts down the reading side of the registered
+//! clone, the blocked read returns, and the worker answers what it has,
+//! logs the close and leaves.
 
 use super::Context;
 use super::handler::{Reply, Session, encode_error};
@@ -40,9 +50,14 @@ const READ_BUF: usize = 128 * 1024;
 /// batches in flight.
 const READ_AHEAD: usize = 128;
 
-/// How often a worker holding a connection that has sent nothing asks
+/// How often a worker holding a connection with nothing to read asks
 /// whether another connection has a whole frame waiting.
 const YIELD_SLICE: Duration = Duration::from_millis(50);
+
+/// How long a busy connection keeps its worker while another connection
+/// has a whole frame waiting: each agency's turn, when there are more
+/// connections with work than workers.
+const SERVE_SLICE: Duration = Duration::from_millis(100);
 
 /// How long a last ERROR may take to leave before the socket is closed.
 pub(super) const LAST_WORDS: Duration = Duration::from_millis(100);
@@ -55,6 +70,46 @@ pub(super) struct Accepted {
     pub stream: TcpStream,
     pub peer: SocketAddr,
     pub accepted: Instant,
+    pub carried: Carried,
+}
+
+/// What a connection carries from one worker to the next when it gives
+/// its worker back (see the module doc).
+#[derive(Debug)]
+pub(super) struct Carried {
+    pub session: Session,
+    /// Bytes of a frame not yet complete.
+    pub partial: Vec<u8>,
+    /// When that frame started arriving.
+    pub frame_started: Option<Instant>,
+    pub last_activity: Instant,
+    /// No whole frame has arrived yet.
+    pub first_frame: bool,
+}
+
+impl Accepted {
+    /// A connection just accepted.
+    pub(super) fn new(id: u64, stream: TcpStream, peer: SocketAddr) -> Accepted {
+        let now = Instant::now();
+        Accepted {
+            id,
+            stream,
+            peer,
+            accepted: now,
+            carried: Carried {
+                session: Session::default(),
+                partial: Vec::new(),
+                frame_started: None,
+                last_activity: now,
+                first_frame: true,
+            },
+        }
+    }
+
+    /// Whether it completed its handshake (it speaks for an agency).
+    pub(super) fn authenticated(&self) -> bool {
+        self.carried.session.agency.is_some()
+    }
 }
 
 /// How a connection ended.
@@ -71,7 +126,7 @@ pub(super) enum Close {
 /// one (see [`Connections::take_next`](super::listener::Connections::take_next)).
 /// A bug in a request ends that connection only.
 pub(super) fn run_job(ctx: &Context) {
-    while let Some(conn) = ctx.connections.take_next(ctx.limits.first_frame_timeout) {
+    while let Some(conn) = ctx.connections.take_next(&ctx.limits) {
         let (id, peer) = (conn.id, conn.peer);
         match catch_unwind(AssertUnwindSafe(|| serve(conn, ctx))) {
             Ok(None) => return,
@@ -92,9 +147,9 @@ pub(super) fn run_job(ctx: &Context) {
 /// How a worker's time with a connection ended.
 enum Turn {
     Closed(Close),
-    /// Nothing was read yet and another connection has a whole frame
-    /// waiting: this one goes back to the lobby.
-    Yielded,
+    /// Another connection has a whole frame waiting, and this one had
+    /// nothing to read or had its slice: back to the lobby with it.
+    Yielded(Carried),
     /// The connection failed AUTH: its answer goes out after `delay`, from
     /// the penalty box, not from this worker.
     Penalized {
@@ -111,8 +166,9 @@ fn serve(conn: Accepted, ctx: &Context) -> Option<Accepted> {
         mut stream,
         peer,
         accepted,
+        carried,
     } = conn;
-    let mut agency = None;
+    let mut agency = carried.session.agency;
     let how = match stream
         .set_nonblocking(false)
         .and_then(|()| stream.set_write_timeout(Some(ctx.limits.write_timeout)))
@@ -126,6 +182,8 @@ fn serve(conn: Accepted, ctx: &Context) -> Option<Accepted> {
                 // winners polls does not hold 128 KiB.
                 *buf = vec![0; READ_BUF];
             }
+            let filled = carried.partial.len();
+            buf[..filled].copy_from_slice(&carried.partial);
             Worker {
                 ctx,
                 id,
@@ -133,10 +191,11 @@ fn serve(conn: Accepted, ctx: &Context) -> Option<Accepted> {
                 peer,
                 accepted,
                 buf: &mut buf,
-                filled: 0,
-                frame_started: None,
-                last_activity: Instant::now(),
-                session: Session::default(),
+                filled,
+                frame_started: carried.frame_started,
+                last_activity: carried.last_activity,
+                first_frame: carried.first_frame,
+                session: carried.session,
                 out: Vec::new(),
                 too_large: None,
             }
@@ -159,13 +218,14 @@ fn serve(conn: Accepted, ctx: &Context) -> Option<Accepted> {
             );
             return None;
         }
-        Turn::Yielded => match stream.set_nonblocking(true) {
+        Turn::Yielded(carried) => match stream.set_nonblocking(true) {
             Ok(()) => {
                 return Some(Accepted {
                     id,
                     stream,
                     peer,
                     accepted,
+                    carried,
                 });
             }
             Err(_) => Close::Normal("cannot set socket options"),
@@ -204,6 +264,8 @@ struct Worker<'a> {
     /// When the incomplete frame at the front of `buf` started arriving.
     frame_started: Option<Instant>,
     last_activity: Instant,
+    /// No whole frame has arrived yet.
+    first_frame: bool,
     session: Session,
     out: Vec<u8>,
     /// An oversize frame header came after whole frames in one read: those
@@ -212,50 +274,16 @@ struct Worker<'a> {
 }
 
 impl Worker<'_> {
-    /// Reads, handles and answers until the connection ends; says how.
+    /// Reads, handles and answers until the connection ends (or gives its
+    /// worker back); says how.
     fn run(mut self, agency: &mut Option<u32>) -> Turn {
-        let limits = self.ctx.limits;
         let taken = Instant::now();
-        let mut first_frame = true;
         // The last read was the one allowed past the deadline.
         let mut overdue = false;
         loop {
-            // The nearest deadline, and what passing it means.
-            let mut deadline = if self.filled > 0 {
-                let started = self.frame_started.unwrap_or(self.last_activity);
-                (
-                    started + limits.frame_timeout,
-                    format!("frame incomplete after {:?}", limits.frame_timeout),
-                )
-            } else {
-                (
-                    self.last_activity + limits.idle_timeout,
-                    format!("idle for {:?}", limits.idle_timeout),
-                )
-            };
-            if first_frame && self.accepted + limits.first_frame_timeout < deadline.0 {
-                deadline = (
-                    self.accepted + limits.first_frame_timeout,
-                    format!(
-                        "no whole first frame within {:?}",
-                        limits.first_frame_timeout
-                    ),
-                );
-            }
-            // Until its handshake is complete a connection holds a worker
-            // for one first-frame timeout at most: enough for HELLO,
-            // CHALLENGE and AUTH, or an ECHO, but a peer without a key
-            // (an ECHO every few seconds, a HELLO never followed by AUTH)
-            // cannot keep a worker from the agencies.
-            if agency.is_none() && taken + limits.first_frame_timeout < deadline.0 {
-                deadline = (
-                    taken + limits.first_frame_timeout,
-                    format!("no handshake within {:?}", limits.first_frame_timeout),
-                );
-            }
-            // Past the deadline, one last short read: a connection that
-            // waited in the lobby past its first-frame deadline may have
-            // its frame ready (the lobby keeps those), only not yet read.
+            let deadline = self.deadline();
+            // Past the deadline, one last short read: the frame may have
+            // arrived with the deadline, only not yet read.
             let left = deadline.0.saturating_duration_since(Instant::now());
             let timeout = match (left.is_zero(), overdue) {
                 (false, _) => left,
@@ -263,23 +291,21 @@ impl Worker<'_> {
                 (true, true) => return Turn::Closed(Close::Fault(ErrorCode::Timeout, deadline.1)),
             };
             overdue = left.is_zero();
-            // A connection that has sent nothing at all may give its
-            // worker to one with a whole frame waiting: it is asked every
-            // YIELD_SLICE, so silent connections holding every worker delay
-            // an agency by that much, not by a first-frame deadline.
-            let may_yield = first_frame && self.filled == 0;
-            let timeout = if may_yield {
-                timeout.min(YIELD_SLICE)
-            } else {
-                timeout
-            };
-            if self.stream.set_read_timeout(Some(timeout)).is_err() {
+            // A connection with nothing to read gives its worker to one
+            // with a whole frame waiting: it is asked every YIELD_SLICE, so
+            // connections holding every worker without a word delay an
+            // agency by that much, not by a deadline.
+            if self
+                .stream
+                .set_read_timeout(Some(timeout.min(YIELD_SLICE)))
+                .is_err()
+            {
                 return Turn::Closed(Close::Normal("cannot set a read timeout"));
             }
             let used = match self.read() {
                 Ok(Some(used)) => used,
-                Ok(None) if may_yield && self.ctx.connections.whole_waiting() => {
-                    return Turn::Yielded;
+                Ok(None) if self.ctx.connections.whole_waiting() => {
+                    return Turn::Yielded(self.carried());
                 }
                 Ok(None) => continue,
                 Err(how) => return Turn::Closed(how),
@@ -287,7 +313,7 @@ impl Worker<'_> {
             if used == 0 {
                 continue;
             }
-            first_frame = false;
+            self.first_frame = false;
             overdue = false;
             // This round's log lines (one per batch) go out in one write.
             let _lines = crate::logging::hold();
@@ -323,6 +349,56 @@ impl Worker<'_> {
             if let Some(reason) = self.too_large.take() {
                 return Turn::Closed(Close::Fault(ErrorCode::FrameTooLarge, reason));
             }
+            // Its slice is over and another connection waits: its turn.
+            if taken.elapsed() >= SERVE_SLICE && self.ctx.connections.whole_waiting() {
+                return Turn::Yielded(self.carried());
+            }
+        }
+    }
+
+    /// The nearest deadline, and what passing it means. Until its
+    /// handshake is complete a connection lives one first-frame timeout
+    /// from its accept at most, wherever it waits (in the lobby or on a
+    /// worker): enough for HELLO, CHALLENGE and AUTH, or an ECHO, but a
+    /// peer without a key (an ECHO every few seconds, a HELLO never
+    /// followed by AUTH) cannot keep a place from the agencies.
+    fn deadline(&self) -> (Instant, String) {
+        let limits = self.ctx.limits;
+        let activity = if self.filled > 0 {
+            let started = self.frame_started.unwrap_or(self.last_activity);
+            (
+                started + limits.frame_timeout,
+                format!("frame incomplete after {:?}", limits.frame_timeout),
+            )
+        } else {
+            (
+                self.last_activity + limits.idle_timeout,
+                format!("idle for {:?}", limits.idle_timeout),
+            )
+        };
+        let handshake = self.accepted + limits.first_frame_timeout;
+        if self.session.agency.is_some() || activity.0 <= handshake {
+            return activity;
+        }
+        let why = if self.first_frame {
+            "no whole first frame"
+        } else {
+            "no handshake"
+        };
+        (
+            handshake,
+            format!("{why} within {:?}", limits.first_frame_timeout),
+        )
+    }
+
+    /// What the connection takes back to the lobby.
+    fn carried(&self) -> Carried {
+        Carried {
+            session: self.session,
+            partial: self.buf[..self.filled].to_vec(),
+            frame_started: self.frame_started,
+            last_activity: self.last_activity,
+            first_frame: self.first_frame,
         }
     }
 
@@ -453,12 +529,8 @@ impl Worker<'_> {
 
     /// Whether the server itself ended this connection, and how.
     fn stopped(&self) -> Option<Close> {
-        if self.ctx.connections.was_evicted(self.id) {
-            return Some(Close::Fault(
-                ErrorCode::Busy,
-                "evicted: connection limit reached and this connection never completed its handshake"
-                    .into(),
-            ));
+        if let Some(how) = self.ctx.connections.ended_by_server(self.id) {
+            return Some(how);
         }
         self.ctx.shutdown.is_triggered().then_some(Close::Shutdown)
     }

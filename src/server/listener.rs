@@ -3,20 +3,30 @@
 //! One thread blocks in `accept`. Each accepted connection is registered
 //! (with a cloned handle, so the server can shut it down from here), put in
 //! the *lobby* — the connections waiting for a worker — and one job is
-//! handed to the pool for it. A job serves exactly one connection, but it
+//! handed to the pool for it. A job serves one connection at a time, but it
 //! picks *which* when it starts ([`Connections::take_next`]): a connection
-//! whose first frame is already there comes before one that is silent or
-//! trickling bytes, and a silent or trickling one past its first-frame
-//! deadline is closed without ever holding a worker. A worker holding a
-//! connection that has sent nothing gives it back to the lobby when another
-//! has a whole frame waiting. So a flood of silent connections costs honest
-//! agencies a fraction of a second, and trickling ones at most one
-//! first-frame deadline.
+//! whose next frame is already there comes before one that is silent or
+//! trickling bytes. A connection that has not completed its handshake one
+//! first-frame timeout after its accept is closed wherever it is, in the
+//! lobby without ever holding a worker. Workers give connections back to
+//! the lobby when another has a whole frame waiting (see
+//! [`connection`](super::connection)). So a flood of silent connections
+//! costs honest agencies a fraction of a second, and trickling ones at most
+//! one first-frame deadline.
+//!
+//! One session per agency: when a connection completes its handshake as an
+//! agency that already has a session, the older session is closed (ERROR
+//! `session_replaced`). The newest wins because an agency reconnects when
+//! its connection looks dead to it, and the server may not have noticed
+//! yet; refusing the newcomer would lock the agency out until the old one
+//! timed out. Whoever holds one agency's key can so hold one session, not
+//! the workers every other agency needs.
 //!
 //! At the connection limit, room is made by closing the oldest connection
 //! that has not sent a whole first frame (silent, or a byte at a time) and
-//! has not said HELLO; an agency at work is never evicted. Only if there is
-//! no such connection is the newcomer refused with ERROR `busy`.
+//! has not completed its handshake; an agency at work is never evicted.
+//! Only if there is no such connection is the newcomer refused with ERROR
+//! `busy`.
 
 use super::connection::{self, Accepted, Close};
 use super::{Context, Limits};
@@ -94,7 +104,13 @@ struct Entry {
     penalized: bool,
     /// Shut down to make room for a newcomer; its worker says so.
     evicted: bool,
+    /// Shut down because a newer session of its agency began.
+    replaced: bool,
 }
+
+/// Why a served connection was closed to make room for a newcomer.
+const EVICTED: &str =
+    "evicted: connection limit reached and this connection never completed its handshake";
 
 #[derive(Default)]
 struct Registry {
@@ -182,34 +198,31 @@ impl Connections {
         }
         let id = reg.next_id;
         reg.next_id += 1;
-        let accepted = Instant::now();
+        let conn = Accepted::new(id, stream, peer);
         reg.live.insert(
             id,
             Entry {
                 handle,
-                accepted,
+                accepted: conn.accepted,
                 agency: None,
                 serving: false,
                 penalized: false,
                 evicted: false,
+                replaced: false,
             },
         );
-        reg.lobby.push_back(Accepted {
-            id,
-            stream,
-            peer,
-            accepted,
-        });
+        reg.lobby.push_back(conn);
         log::debug!("action: accept | result: success | peer: {peer}");
         true
     }
 
     /// The next connection a free worker should serve: the oldest with a
-    /// whole first frame waiting, else the oldest silent one (its worker
-    /// can give it back), else the oldest with some bytes. Waiting connections past their first-frame
-    /// deadline without a whole frame are closed on the way. `None` when
-    /// the lobby is empty.
-    pub(super) fn take_next(&self, first_frame_timeout: Duration) -> Option<Accepted> {
+    /// whole frame waiting, else the oldest silent one (its worker can give
+    /// it back), else the oldest with some bytes. Waiting connections past
+    /// their deadline are closed on the way: one first-frame timeout after
+    /// the accept without a completed handshake, or an idle timeout
+    /// without a word from an agency. `None` when the lobby is empty.
+    pub(super) fn take_next(&self, limits: &Limits) -> Option<Accepted> {
         let mut reg = self.lock();
         let now = Instant::now();
         let mut best: Option<(Readiness, usize)> = None;
@@ -217,11 +230,11 @@ impl Connections {
         let mut i = 0;
         while i < reg.lobby.len() {
             let waiting = &reg.lobby[i];
-            let readiness = peek(&waiting.stream);
-            if readiness != Readiness::Whole && now - waiting.accepted > first_frame_timeout {
+            let readiness = readiness(waiting);
+            if let Some(reason) = overdue(waiting, readiness, limits, now) {
                 if let Some(gone) = reg.lobby.remove(i) {
                     reg.live.remove(&gone.id);
-                    expired.push(gone);
+                    expired.push((gone, reason));
                 }
                 continue;
             }
@@ -241,11 +254,11 @@ impl Connections {
         if !expired.is_empty() {
             self.removed.notify_all();
         }
-        for gone in expired {
-            let reason = format!("no whole first frame within {first_frame_timeout:?}");
+        for (gone, reason) in expired {
+            let agency = gone.carried.session.agency;
             connection::log_close(
                 gone.peer,
-                None,
+                agency,
                 &Close::Fault(ErrorCode::Timeout, reason.clone()),
             );
             refuse(gone.stream, ErrorCode::Timeout, reason);
@@ -257,11 +270,25 @@ impl Connections {
     /// (it had sent nothing; another had a whole frame waiting).
     pub(super) fn requeue(&self, conn: Accepted) {
         let mut reg = self.lock();
+        let agency = conn.carried.session.agency;
         if reg.closing {
             drop(reg);
-            connection::log_close(conn.peer, None, &Close::Shutdown);
+            connection::log_close(conn.peer, agency, &Close::Shutdown);
             let _ = conn.stream.shutdown(Shutdown::Both);
             self.remove(conn.id);
+            return;
+        }
+        if reg.live.get(&conn.id).is_some_and(|e| e.replaced) {
+            reg.live.remove(&conn.id);
+            drop(reg);
+            self.removed.notify_all();
+            let reason = replaced(agency);
+            connection::log_close(
+                conn.peer,
+                agency,
+                &Close::Fault(ErrorCode::SessionReplaced, reason.clone()),
+            );
+            refuse(conn.stream, ErrorCode::SessionReplaced, reason);
             return;
         }
         if let Some(entry) = reg.live.get_mut(&conn.id) {
@@ -281,10 +308,7 @@ impl Connections {
         {
             return found;
         }
-        let found = reg
-            .lobby
-            .iter()
-            .any(|c| peek(&c.stream) == Readiness::Whole);
+        let found = reg.lobby.iter().any(|c| readiness(c) == Readiness::Whole);
         reg.last_scan = Some((now, found));
         found
     }
@@ -296,16 +320,64 @@ impl Connections {
         }
     }
 
-    /// Records the agency a connection completed its handshake as.
+    /// Records the agency a connection completed its handshake as, and
+    /// closes the agency's older session if it has one (see the module
+    /// doc): at once if it waits in the lobby, through its worker if one
+    /// serves it (its read side is shut down; it answers what it has, then
+    /// ERROR `session_replaced`).
     pub(super) fn set_agency(&self, id: u64, agency: u32) {
-        if let Some(entry) = self.lock().live.get_mut(&id) {
+        let mut reg = self.lock();
+        let older: Vec<u64> = reg
+            .live
+            .iter()
+            .filter(|(other, e)| **other != id && e.agency == Some(agency) && !e.replaced)
+            .map(|(other, _)| *other)
+            .collect();
+        let mut waiting = Vec::new();
+        for old in older {
+            if let Some(at) = reg.lobby.iter().position(|c| c.id == old) {
+                if let Some(conn) = reg.lobby.remove(at) {
+                    reg.live.remove(&old);
+                    waiting.push(conn);
+                }
+            } else if let Some(entry) = reg.live.get_mut(&old) {
+                entry.replaced = true;
+                let _ = entry.handle.shutdown(Shutdown::Read);
+            }
+        }
+        if let Some(entry) = reg.live.get_mut(&id) {
             entry.agency = Some(agency);
+        }
+        drop(reg);
+        if !waiting.is_empty() {
+            self.removed.notify_all();
+        }
+        for conn in waiting {
+            let reason = replaced(Some(agency));
+            connection::log_close(
+                conn.peer,
+                Some(agency),
+                &Close::Fault(ErrorCode::SessionReplaced, reason.clone()),
+            );
+            refuse(conn.stream, ErrorCode::SessionReplaced, reason);
         }
     }
 
-    /// Whether the connection was shut down to make room for another.
-    pub(super) fn was_evicted(&self, id: u64) -> bool {
-        self.lock().live.get(&id).is_some_and(|e| e.evicted)
+    /// Whether the server shut the connection down (to make room for
+    /// another, or for a newer session of its agency), and how it ends.
+    pub(super) fn ended_by_server(&self, id: u64) -> Option<Close> {
+        let reg = self.lock();
+        let entry = reg.live.get(&id)?;
+        if entry.replaced {
+            Some(Close::Fault(
+                ErrorCode::SessionReplaced,
+                replaced(entry.agency),
+            ))
+        } else if entry.evicted {
+            Some(Close::Fault(ErrorCode::Busy, EVICTED.into()))
+        } else {
+            None
+        }
     }
 
     /// Forgets a closed connection.
@@ -379,16 +451,14 @@ impl Registry {
             .lobby
             .iter()
             .enumerate()
-            .filter(|(_, c)| peek(&c.stream) != Readiness::Whole)
+            .filter(|(_, c)| !c.authenticated() && readiness(c) != Readiness::Whole)
             .min_by_key(|(_, c)| c.accepted)
             .map(|(i, _)| i);
-        let reason =
-            "evicted: connection limit reached and this connection never completed its handshake";
         if let Some(conn) = waiting.and_then(|i| self.lobby.remove(i)) {
             self.live.remove(&conn.id);
-            let how = Close::Fault(ErrorCode::Busy, reason.into());
+            let how = Close::Fault(ErrorCode::Busy, EVICTED.into());
             connection::log_close(conn.peer, None, &how);
-            refuse(conn.stream, ErrorCode::Busy, reason.into());
+            refuse(conn.stream, ErrorCode::Busy, EVICTED.into());
             return true;
         }
         // A served connection whose handshake is not complete: silent,
@@ -416,19 +486,51 @@ impl Registry {
     }
 }
 
-/// Looks at a waiting (non-blocking) connection's first bytes.
-fn peek(stream: &TcpStream) -> Readiness {
+/// Looks at a waiting (non-blocking) connection's next bytes: those it
+/// carries from its last worker, then those the socket holds.
+fn readiness(conn: &Accepted) -> Readiness {
     let mut buf = [0_u8; framing::MAX_FRAME_LEN];
-    match stream.peek(&mut buf) {
-        Ok(0) => Readiness::Whole,
-        Ok(n) => match framing::decode(&buf[..n], framing::MAX_FRAME_LEN) {
-            Ok(Some(_)) | Err(_) => Readiness::Whole,
-            Ok(None) => Readiness::Partial,
-        },
-        Err(e) if e.kind() == ErrorKind::WouldBlock => Readiness::Silent,
+    let carried = conn.carried.partial.len().min(buf.len());
+    buf[..carried].copy_from_slice(&conn.carried.partial[..carried]);
+    let peeked = match conn.stream.peek(&mut buf[carried..]) {
+        Ok(0) => return Readiness::Whole,
+        Ok(n) => n,
+        Err(e) if e.kind() == ErrorKind::WouldBlock => 0,
         // A reset or other error: serving it ends it at once.
-        Err(_) => Readiness::Whole,
+        Err(_) => return Readiness::Whole,
+    };
+    match (
+        carried + peeked,
+        framing::decode(&buf[..carried + peeked], framing::MAX_FRAME_LEN),
+    ) {
+        (0, _) => Readiness::Silent,
+        (_, Ok(Some(_)) | Err(_)) => Readiness::Whole,
+        (_, Ok(None)) => Readiness::Partial,
     }
+}
+
+/// Why a connection waiting in the lobby must be closed now, if it must.
+fn overdue(conn: &Accepted, readiness: Readiness, limits: &Limits, now: Instant) -> Option<String> {
+    let fft = limits.first_frame_timeout;
+    if !conn.authenticated() {
+        let why = if conn.carried.first_frame && readiness != Readiness::Whole {
+            "no whole first frame"
+        } else {
+            "no handshake"
+        };
+        return (now - conn.accepted > fft).then(|| format!("{why} within {fft:?}"));
+    }
+    let idle = limits.idle_timeout;
+    (readiness == Readiness::Silent
+        && conn.carried.partial.is_empty()
+        && now - conn.carried.last_activity > idle)
+        .then(|| format!("idle for {idle:?}"))
+}
+
+/// Why a session was closed for a newer one of its agency.
+fn replaced(agency: Option<u32>) -> String {
+    let agency = agency.map_or_else(|| "-".to_owned(), |a| a.to_string());
+    format!("replaced by a newer session of agency {agency}")
 }
 
 /// Answers ERROR on a connection the server will not serve and closes it,
