@@ -11,9 +11,11 @@
 //! batches therefore take turns on that agency's row, and the second finds
 //! the batch already stored ([`Verdict::Duplicate`]).
 //!
-//! The schema (`SCHEMA_V2`, version in `schema_version`) is created at
-//! start if missing; every statement here also runs on CockroachDB and
-//! YugabyteDB (see docs/ARCHITECTURE.md for the choices).
+//! The schema (`SCHEMA_V2` and version 3's additions, version in
+//! `schema_version`) is created at start if missing; every statement here
+//! also runs on CockroachDB and YugabyteDB (see docs/ARCHITECTURE.md for
+//! the choices). The database records the lottery's `SERVER_AGENCIES` and
+//! `SERVER_AUTH`, and a server that says otherwise refuses to start.
 //!
 //! The `postgres` crate is the synchronous client of rust-postgres: it
 //! drives a small tokio runtime of its own inside each connection. That is
@@ -33,7 +35,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// The schema version this server creates and understands.
-pub const SCHEMA_VERSION: i32 = 2;
+pub const SCHEMA_VERSION: i32 = 3;
 
 /// Version 2 of the schema (version 1 lacked `lottery.finished`). `bets` has the CSV's columns (so that
 /// `\copy (select agency, first_name, last_name, document, birthdate,
@@ -78,6 +80,18 @@ CREATE TABLE IF NOT EXISTS draw (
 const UPGRADE_FROM_V1: &str = "
 ALTER TABLE lottery ADD COLUMN IF NOT EXISTS finished BIGINT NOT NULL DEFAULT 0;
 UPDATE lottery SET finished = (SELECT count(*) FROM agencies WHERE done) WHERE id = 1;
+";
+
+/// Version 3's additions for servers that agree (issue 16, item 7), run
+/// after [`SCHEMA_V2`] on a new database and as the upgrade of a version-2
+/// one. Every statement is idempotent, so servers starting at once may
+/// all run them.
+///
+/// `lottery.auth` is the lottery's `SERVER_AUTH` (`required` or `off`),
+/// written with the lottery's row; NULL only in a version-2 database until
+/// the first version-3 server records its own (see [`prepare`]).
+const SCHEMA_V3_AGREE: &str = "
+ALTER TABLE lottery ADD COLUMN IF NOT EXISTS auth TEXT CHECK (auth IN ('required', 'off'));
 ";
 
 // The SQL names the winning number as a literal (7574), so that the
@@ -248,18 +262,31 @@ impl Link {
     }
 }
 
-/// Connects, creates the schema if missing and reads where every agency is.
+/// Connects, creates the schema if missing and reads where every agency
+/// is. `auth_required` is this server's `SERVER_AUTH`, which the database
+/// records for the lottery as it does `SERVER_AGENCIES`.
 ///
 /// # Errors
 /// A database that does not answer within [`OPEN_PATIENCE`], one with a
-/// newer schema, or one set up for another number of agencies.
-pub(super) fn open(url: &str, agencies: u32) -> Result<Opened, StorageError> {
+/// newer schema, or one set up for another number of agencies or another
+/// `SERVER_AUTH`.
+pub(super) fn open(url: &str, agencies: u32, auth_required: bool) -> Result<Opened, StorageError> {
     let config = settings(url)?;
     let target = target(&config);
     let started = Instant::now();
     let mut client = loop {
-        match connect(&config).and_then(|mut c| prepare(&mut c, agencies).map(|()| c)) {
-            Ok(client) => break client,
+        match connect(&config)
+            .and_then(|mut c| prepare(&mut c, agencies, auth_required).map(|up| (c, up)))
+        {
+            Ok((client, upgraded)) => {
+                if upgraded {
+                    info!(
+                        "action: storage_upgrade | result: success | database: {target} | version: {SCHEMA_VERSION} | auth: {}",
+                        auth_word(auth_required)
+                    );
+                }
+                break client;
+            }
             // A database that cannot be reached yet, or two servers
             // creating the schema at once, is worth waiting for; a database
             // this server must not use is not.
@@ -335,11 +362,30 @@ fn refuses_us(e: &StorageError) -> bool {
 /// The action of the errors [`refuses_us`] recognises.
 const REFUSED: &str = "use";
 
+/// `SERVER_AUTH`'s word for `auth_required`, as the database records it.
+fn auth_word(auth_required: bool) -> &'static str {
+    if auth_required { "required" } else { "off" }
+}
+
 /// Refuses a database that does not store text as UTF-8, then creates the
 /// schema if missing (idempotent: every statement is `IF NOT EXISTS` or
-/// `ON CONFLICT DO NOTHING`), refuses a newer one, and makes sure the
-/// database is set up for `agencies` agencies, each with its row.
-fn prepare(client: &mut pg::Client, agencies: u32) -> Result<(), StorageError> {
+/// `ON CONFLICT DO NOTHING`) or upgrades an older one, refuses a newer
+/// one, and makes sure the database is set up for `agencies` agencies,
+/// each with its row, and for `auth_required`.
+///
+/// Returns whether this server recorded its `SERVER_AUTH` in a database
+/// that had none (a version-2 one). Version 2 did not record it, so no
+/// server can know what the lottery's other servers run with; the first
+/// version-3 server's setting is the best claim there is, and from then on
+/// every server is held to it. Refusing instead would leave the operator
+/// of a lottery under way no way on but SQL by hand. The recording is one
+/// `UPDATE ... WHERE auth IS NULL`: of servers upgrading at once, the
+/// first to take the row's lock records its setting, the others find it.
+fn prepare(
+    client: &mut pg::Client,
+    agencies: u32,
+    auth_required: bool,
+) -> Result<bool, StorageError> {
     // Names are any UTF-8: a database in another encoding (LATIN1,
     // SQL_ASCII...) would refuse some of them mid-ingest, or store bytes
     // that `\copy` does not give back as `bets.csv` holds them.
@@ -388,6 +434,11 @@ fn prepare(client: &mut pg::Client, agencies: u32) -> Result<(), StorageError> {
                     .batch_execute(UPGRADE_FROM_V1)
                     .map_err(db("upgrade the schema of"))?;
             }
+            // New, or from version 1 or 2 (servers of version 2 may still
+            // be running: nothing here changes what they read or write).
+            client
+                .batch_execute(SCHEMA_V3_AGREE)
+                .map_err(db("upgrade the schema of"))?;
             client
                 .execute(
                     "INSERT INTO schema_version (version) VALUES ($1) ON CONFLICT (version) DO NOTHING",
@@ -397,21 +448,38 @@ fn prepare(client: &mut pg::Client, agencies: u32) -> Result<(), StorageError> {
         }
     }
     let wanted = i64::from(agencies);
+    let auth = auth_word(auth_required);
     client
         .execute(
-            "INSERT INTO lottery (id, agencies) VALUES (1, $1) ON CONFLICT (id) DO NOTHING",
-            &[&wanted],
+            "INSERT INTO lottery (id, agencies, auth) VALUES (1, $1, $2) ON CONFLICT (id) DO NOTHING",
+            &[&wanted, &auth],
         )
         .map_err(db("set up the lottery in"))?;
-    let set_up: i64 = client
-        .query_one("SELECT agencies FROM lottery WHERE id = 1", &[])
-        .map_err(db("read the lottery from"))?
-        .get(0);
+    let recorded = client
+        .execute(
+            "UPDATE lottery SET auth = $1 WHERE id = 1 AND auth IS NULL",
+            &[&auth],
+        )
+        .map_err(db("record SERVER_AUTH in"))?
+        > 0;
+    let row = client
+        .query_one("SELECT agencies, auth FROM lottery WHERE id = 1", &[])
+        .map_err(db("read the lottery from"))?;
+    let (set_up, set_auth): (i64, Option<String>) = (row.get(0), row.get(1));
     if set_up != wanted {
         return Err(StorageError::Database {
             action: REFUSED,
             reason: format!(
                 "it was set up for {set_up} agencies and SERVER_AGENCIES is {agencies}: every server of one lottery must say the same"
+            ),
+        });
+    }
+    if set_auth.as_deref() != Some(auth) {
+        return Err(StorageError::Database {
+            action: REFUSED,
+            reason: format!(
+                "SERVER_AUTH: this server has {auth}, the database's lottery has {}: every server of one lottery must say the same",
+                set_auth.as_deref().unwrap_or("none recorded")
             ),
         });
     }
@@ -423,7 +491,7 @@ fn prepare(client: &mut pg::Client, agencies: u32) -> Result<(), StorageError> {
             &[&wanted],
         )
         .map_err(db("create the agencies' rows in"))?;
-    Ok(())
+    Ok(recorded)
 }
 
 /// The committer's connection and what one commit needs.
