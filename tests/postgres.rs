@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use std::process::{Child, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use support::pg::Postgres;
+use support::pg::{CommitCutter, Cut, CutRule, Postgres};
 use support::*;
 
 const SORTEO: &str = "action: sorteo | result: success";
@@ -576,4 +576,41 @@ fn a_version_2_database_takes_the_auth_of_the_first_server_that_upgrades_it() {
         .expect("read the upgraded database");
     let (auth, version, position): (String, i32, i64) = (row.get(0), row.get(1), row.get(2));
     assert_eq!((auth.as_str(), version, position), (recorded, 3, 3));
+}
+
+#[test]
+fn a_lost_commit_answer_is_learned_from_the_database_on_reconnecting() {
+    let Some(pg) = Postgres::start("lost-commit") else {
+        return;
+    };
+    // Between the server and the database: the first COMMIT of a
+    // transaction that stores bets never reaches the database, and the
+    // answer to the COMMIT that records the draw never reaches the server.
+    let never_sent = CutRule {
+        sql: "COPY bets",
+        cut: Cut::Before,
+    };
+    let answer_lost = CutRule {
+        sql: "INSERT INTO draw",
+        cut: Cut::Answer,
+    };
+    let cutter = CommitCutter::start(&pg, &[never_sent, answer_lost]);
+    let dir = TempDir::new("pg-lost-commit");
+    let files = generate(dir.path(), 1, |_| 2_000);
+    let s = server_at(&dir, &cutter.url, 1, "s0", &[]);
+    let runs = run_agencies(s.addr, &files, &[("CLI_BATCH_MAXAMOUNT", "100")]);
+    let cuts = [Duration::ZERO; 2].map(|t| cutter.next_cut(t));
+    assert_eq!(cuts, [Some(never_sent), Some(answer_lost)]);
+    assert_agencies_finished(&files, &runs);
+    assert_bets_exactly(pg.stored_bets(), &files);
+    let log = s.log.lines().join("\n");
+    // The COMMIT that never arrived failed its batches (the agency sent
+    // them again)...
+    assert_eq!(s.log.count("committed: false"), 1, "{log}");
+    assert_eq!(s.log.count("action: commit | result: fail"), 1, "{log}");
+    // ...and the one whose answer was lost did not fail: the server asked
+    // the database, found it committed, acknowledged the DONE and logged
+    // the draw it recorded.
+    assert_eq!(s.log.count("committed: true"), 1, "{log}");
+    assert_eq!(s.log.count(SORTEO), 1, "{log}");
 }

@@ -275,8 +275,9 @@ impl Backend {
     ///
     /// # Errors
     /// Any write, sync or database error; nothing of the group is stored
-    /// (for a database whose COMMIT answer was lost, it may be: a resumed
-    /// agency then learns its position from the database).
+    /// (a database whose COMMIT answer was lost is asked whether it
+    /// committed; only if it cannot say may the group be stored after all:
+    /// a resumed agency then learns its position from the database).
     pub fn commit(&mut self, group: &GroupData<'_>) -> Result<Committed, StorageError> {
         match self {
             Backend::File(storage) => {

@@ -17,6 +17,11 @@
 //! the choices). The database records the lottery's `SERVER_AGENCIES` and
 //! `SERVER_AUTH`, and a server that says otherwise refuses to start.
 //!
+//! Each commit's transaction also writes the commit's id (this server's
+//! random id and a counter) in `commits`: a server whose COMMIT was sent
+//! but whose answer was lost asks the database, on a new connection,
+//! whether that id is there (see [`PgStorage::commit`]).
+//!
 //! The `postgres` crate is the synchronous client of rust-postgres: it
 //! drives a small tokio runtime of its own inside each connection. That is
 //! why this backend is behind the cargo feature `postgres`.
@@ -28,6 +33,7 @@ use super::{
 use crate::bet::WINNING_NUMBER;
 use ::postgres as pg;
 use log::{info, warn};
+use pg::error::{DbError, Severity};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::io::Write;
@@ -82,17 +88,33 @@ ALTER TABLE lottery ADD COLUMN IF NOT EXISTS finished BIGINT NOT NULL DEFAULT 0;
 UPDATE lottery SET finished = (SELECT count(*) FROM agencies WHERE done) WHERE id = 1;
 ";
 
-/// Version 3's additions for servers that agree (issue 16, item 7), run
-/// after [`SCHEMA_V2`] on a new database and as the upgrade of a version-2
-/// one. Every statement is idempotent, so servers starting at once may
-/// all run them.
+/// Version 3's additions for servers that agree and commits that can be
+/// looked up (issue 16, items 7 and 5), run after [`SCHEMA_V2`] on a new
+/// database and as the upgrade of a version-2 one. Every statement is
+/// idempotent, so servers starting at once may all run them.
 ///
 /// `lottery.auth` is the lottery's `SERVER_AUTH` (`required` or `off`),
 /// written with the lottery's row; NULL only in a version-2 database until
 /// the first version-3 server records its own (see [`prepare`]).
+///
+/// `commits` holds one row per server process: its random id and the
+/// counter of its last commit, written by that commit's transaction (see
+/// [`PgStorage::commit`]). Rows of servers gone for [`COMMITS_KEPT`] are
+/// deleted when a server opens the database.
 const SCHEMA_V3_AGREE: &str = "
 ALTER TABLE lottery ADD COLUMN IF NOT EXISTS auth TEXT CHECK (auth IN ('required', 'off'));
+CREATE TABLE IF NOT EXISTS commits (
+    server BIGINT PRIMARY KEY,
+    seq BIGINT NOT NULL,
+    at TIMESTAMPTZ NOT NULL DEFAULT now()
+);
 ";
+
+/// How long a server's row in `commits` outlives its last commit. Only a
+/// server whose COMMIT answer was just lost reads its row, within
+/// [`LOOKUP_PATIENCE`] of writing it; a day is far beyond that and keeps
+/// the table at the servers started in a day.
+const COMMITS_KEPT: &str = "1 day";
 
 // The SQL names the winning number as a literal (7574), so that the
 // planner matches the partial index `bets_winners`; this keeps them equal.
@@ -101,6 +123,17 @@ const _: () = assert!(WINNING_NUMBER == 7574);
 /// How long opening waits for the database to answer at start (a compose
 /// file may start the servers before the database is ready).
 const OPEN_PATIENCE: Duration = Duration::from_secs(15);
+
+/// How long a server whose COMMIT answer was lost keeps asking whether it
+/// committed: the session that sent it is gone within a statement timeout
+/// or an idle-in-transaction timeout (whichever applies), and with it its
+/// lock on the server's `commits` row, which the question waits for.
+const LOOKUP_PATIENCE: Duration = Duration::from_secs(20);
+const _: () = assert!(
+    LOOKUP_PATIENCE.as_secs() >= STATEMENT_TIMEOUT.as_secs()
+        && LOOKUP_PATIENCE.as_secs()
+            >= IDLE_IN_TRANSACTION_TIMEOUT.as_secs() + LOCK_TIMEOUT.as_secs()
+);
 
 /// A lookup answers "no draw yet" from what it saw this recently: every
 /// finished agency polls for its winners, and the answer changes once.
@@ -246,10 +279,10 @@ impl Link {
     /// Runs `work` on the connection, opened (again) if there is none or
     /// it closed; on error the connection is dropped and the next use
     /// opens another.
-    fn with<T>(
+    fn with<T, E: From<StorageError>>(
         &mut self,
-        work: impl FnOnce(&mut pg::Client) -> Result<T, StorageError>,
-    ) -> Result<T, StorageError> {
+        work: impl FnOnce(&mut pg::Client) -> Result<T, E>,
+    ) -> Result<T, E> {
         let client = match self.client.take() {
             Some(client) if !client.is_closed() => client,
             _ => connect(&self.config)?,
@@ -273,6 +306,12 @@ impl Link {
 pub(super) fn open(url: &str, agencies: u32, auth_required: bool) -> Result<Opened, StorageError> {
     let config = settings(url)?;
     let target = target(&config);
+    let server = getrandom::u64().map_err(|e| StorageError::Database {
+        action: "choose this server's commit id for",
+        reason: e.to_string(),
+    })?;
+    // Any 64 bits: the column is a BIGINT.
+    let server = i64::from_ne_bytes(server.to_ne_bytes());
     let started = Instant::now();
     let mut client = loop {
         match connect(&config)
@@ -314,6 +353,13 @@ pub(super) fn open(url: &str, agencies: u32, auth_required: bool) -> Result<Open
             done.insert(agency);
         }
     }
+    // The rows of servers long gone (see COMMITS_KEPT).
+    client
+        .execute(
+            &format!("DELETE FROM commits WHERE at < now() - interval '{COMMITS_KEPT}'"),
+            &[],
+        )
+        .map_err(db("prune the commits of"))?;
     info!(
         "action: storage_schema | result: success | database: {target} | version: {SCHEMA_VERSION}"
     );
@@ -326,6 +372,8 @@ pub(super) fn open(url: &str, agencies: u32, auth_required: bool) -> Result<Open
             agencies,
             copy: Vec::new(),
             target: target.clone(),
+            server,
+            seq: 0,
         })),
         lookup: Lookup::Postgres(PgLookup {
             inner: Arc::new(Mutex::new(LookupConn {
@@ -501,6 +549,52 @@ pub struct PgStorage {
     /// The rows of one COPY, reused from commit to commit.
     copy: Vec<u8>,
     target: String,
+    /// This server's id in `commits`: random, chosen at open.
+    server: i64,
+    /// The counter of this server's last commit (attempted or made).
+    seq: i64,
+}
+
+/// One commit of one server, as `commits` records it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct CommitId {
+    server: i64,
+    seq: i64,
+}
+
+impl fmt::Display for CommitId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:016x}.{}", self.server, self.seq)
+    }
+}
+
+/// How a commit's transaction failed.
+#[derive(Debug)]
+enum TxFailure {
+    /// Before COMMIT was sent, or COMMIT was refused: nothing is stored.
+    RolledBack(StorageError),
+    /// COMMIT was sent and no answer came (or one that may have come after
+    /// the commit): stored or not, only the database knows. `outcome` is
+    /// what the transaction made durable if it committed.
+    AnswerLost {
+        error: StorageError,
+        outcome: Committed,
+    },
+}
+
+impl From<StorageError> for TxFailure {
+    fn from(e: StorageError) -> TxFailure {
+        TxFailure::RolledBack(e)
+    }
+}
+
+/// Whether a COMMIT that failed with an answer of `severity` (`None`: no
+/// answer, the connection broke) may have committed. Only an ERROR answer
+/// says the transaction rolled back; no answer says nothing, and a FATAL
+/// or PANIC ends the session, which may happen after the commit was
+/// recorded (its answer then never reaches us).
+fn may_have_committed(severity: Option<Severity>) -> bool {
+    severity != Some(Severity::Error)
 }
 
 impl fmt::Debug for PgStorage {
@@ -541,13 +635,85 @@ impl PgStorage {
     /// Stores the group in one transaction (see the module doc). On any
     /// error the connection is dropped, and the next commit opens another.
     ///
+    /// The transaction writes its [`CommitId`] in `commits`. If COMMIT was
+    /// sent and its answer lost, [`PgStorage::learn`] asks the database on
+    /// a new connection whether that id is there: if so, the group is
+    /// stored, and this returns what the transaction decided (its verdicts,
+    /// and the draw if it recorded it) as if the answer had come.
+    ///
     /// # Errors
     /// The database cannot be reached or refused the transaction; nothing
-    /// of it is stored (unless only COMMIT's answer was lost).
+    /// of it is stored (unless COMMIT's answer was lost and the database
+    /// could not be asked within [`LOOKUP_PATIENCE`]).
     pub fn commit(&mut self, group: &GroupData<'_>) -> Result<Committed, StorageError> {
+        self.seq += 1;
+        let id = CommitId {
+            server: self.server,
+            seq: self.seq,
+        };
         let (agencies, copy) = (self.agencies, &mut self.copy);
-        self.link
-            .with(|client| Self::transaction(client, agencies, copy, group))
+        match self
+            .link
+            .with(|client| Self::transaction(client, agencies, copy, group, id))
+        {
+            Ok(committed) => Ok(committed),
+            Err(TxFailure::RolledBack(e)) => Err(e),
+            Err(TxFailure::AnswerLost { error, outcome }) => self.learn(id, error, outcome),
+        }
+    }
+
+    /// After COMMIT's answer was lost: whether commit `id` is stored, asked
+    /// again (on a new connection) until the database answers or
+    /// [`LOOKUP_PATIENCE`] has passed. `outcome` if it is, the lost
+    /// answer's error if it is not.
+    fn learn(
+        &mut self,
+        id: CommitId,
+        lost: StorageError,
+        outcome: Committed,
+    ) -> Result<Committed, StorageError> {
+        warn!(
+            "action: commit_lookup | result: in_progress | commit: {id} | error: COMMIT was sent and its answer lost: {}",
+            crate::logging::clean(&lost)
+        );
+        let started = Instant::now();
+        loop {
+            match self.link.with(|client| landed(client, id)) {
+                Ok(committed) => {
+                    info!(
+                        "action: commit_lookup | result: success | commit: {id} | committed: {committed}"
+                    );
+                    return if committed {
+                        Ok(outcome)
+                    } else {
+                        Err(StorageError::Database {
+                            action: "commit to",
+                            reason: format!(
+                                "{} (its answer was lost; the database says it did not commit)",
+                                lost_reason(&lost)
+                            ),
+                        })
+                    };
+                }
+                Err(e) if started.elapsed() < LOOKUP_PATIENCE => {
+                    warn!(
+                        "action: commit_lookup | result: in_progress | commit: {id} | error: {}",
+                        crate::logging::clean(&e)
+                    );
+                    std::thread::sleep(Duration::from_millis(500));
+                }
+                Err(e) => {
+                    return Err(StorageError::Database {
+                        action: "learn whether a commit is stored in",
+                        reason: format!(
+                            "COMMIT's answer was lost ({}) and the database did not say within {} s whether it committed: {e}",
+                            lost_reason(&lost),
+                            LOOKUP_PATIENCE.as_secs()
+                        ),
+                    });
+                }
+            }
+        }
     }
 
     fn transaction(
@@ -555,7 +721,8 @@ impl PgStorage {
         agencies: u32,
         copy: &mut Vec<u8>,
         group: &GroupData<'_>,
-    ) -> Result<Committed, StorageError> {
+        id: CommitId,
+    ) -> Result<Committed, TxFailure> {
         // READ COMMITTED whatever the database's default: every decision
         // is taken under a row lock, and a row that another transaction
         // moved is then read as it committed it. (Stricter levels are
@@ -574,12 +741,19 @@ impl PgStorage {
             .into_iter()
             .collect();
         // Locked in agency order, so two servers' transactions never wait
-        // for each other in a circle.
+        // for each other in a circle. The same statement writes this
+        // commit's id (no extra round trip), and so holds this server's
+        // `commits` row until the transaction ends: a look-up after a lost
+        // answer waits for it (see `landed`).
         let mut rows = tx
             .query(
-                "SELECT agency, next_position, done FROM agencies
+                "WITH this_commit AS (
+                     INSERT INTO commits (server, seq) VALUES ($2, $3)
+                     ON CONFLICT (server) DO UPDATE SET seq = EXCLUDED.seq, at = now()
+                 )
+                 SELECT agency, next_position, done FROM agencies
                  WHERE agency = ANY($1) ORDER BY agency FOR UPDATE",
-                &[&touched],
+                &[&touched, &id.server, &id.seq],
             )
             .map_err(db("lock the agencies' rows in"))?
             .iter()
@@ -643,16 +817,62 @@ impl PgStorage {
                 }
             }
         }
-        tx.commit().map_err(db("commit to"))?;
-        Ok(Committed {
+        let outcome = Committed {
             agencies: rows
                 .iter()
                 .map(|(agency, row)| (*agency, row.next, row.done))
                 .collect(),
             verdicts,
             drew,
-        })
+        };
+        match tx.commit() {
+            Ok(()) => Ok(outcome),
+            Err(e) => {
+                let unknown =
+                    may_have_committed(e.as_db_error().and_then(DbError::parsed_severity));
+                let error = db("commit to")(e);
+                Err(if unknown {
+                    TxFailure::AnswerLost { error, outcome }
+                } else {
+                    TxFailure::RolledBack(error)
+                })
+            }
+        }
     }
+}
+
+/// The reason of a storage error, without its action (for an error that
+/// says it again in its own words).
+fn lost_reason(e: &StorageError) -> String {
+    match e {
+        StorageError::Database { reason, .. } => reason.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Whether commit `id` is stored. The look-up is an upsert of the
+/// server's `commits` row (rolled back: it changes nothing), because an
+/// upsert waits for whatever transaction holds that row or is inserting
+/// it — the one whose answer was lost, if its session still lives — and
+/// then reads the row as that transaction left it. A plain `SELECT` would
+/// not wait, and could read "not committed" just before the COMMIT lands.
+fn landed(client: &mut pg::Client, id: CommitId) -> Result<bool, StorageError> {
+    let mut tx = client
+        .build_transaction()
+        .isolation_level(pg::IsolationLevel::ReadCommitted)
+        .start()
+        .map_err(db("begin a transaction on"))?;
+    let seq: i64 = tx
+        .query_one(
+            "INSERT INTO commits (server, seq) VALUES ($1, 0)
+             ON CONFLICT (server) DO UPDATE SET seq = commits.seq RETURNING seq",
+            &[&id.server],
+        )
+        .map_err(db("look up a commit in"))?
+        .get(0);
+    // What it wrote is not meant to last (the row is the commit's).
+    let _ = tx.rollback();
+    Ok(seq == id.seq)
 }
 
 /// Decides each request of the group against the agencies' rows (locked
@@ -917,10 +1137,23 @@ mod tests {
                     agencies: 1,
                     copy: Vec::new(),
                     target: shown,
+                    server: 1,
+                    seq: 0,
                 }
             )
             .contains("s3cret")
         );
+    }
+
+    #[test]
+    fn only_an_error_answer_to_commit_says_it_rolled_back() {
+        // No answer at all (the connection broke after COMMIT was sent).
+        assert!(may_have_committed(None));
+        // The session ended, possibly after the commit was recorded.
+        assert!(may_have_committed(Some(Severity::Fatal)));
+        assert!(may_have_committed(Some(Severity::Panic)));
+        // The database refused the COMMIT: the transaction rolled back.
+        assert!(!may_have_committed(Some(Severity::Error)));
     }
 
     #[test]
