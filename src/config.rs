@@ -262,7 +262,10 @@ impl ServerConfig {
     /// Where the bets are kept, as the storage layer takes it.
     pub fn storage_location(&self) -> Location {
         match &self.storage_backend {
-            StorageBackend::Postgres { url } => Location::Postgres { url: url.clone() },
+            StorageBackend::Postgres { url } => Location::Postgres {
+                url: url.clone(),
+                auth_required: matches!(self.auth, ServerAuth::Required(_)),
+            },
             StorageBackend::File => Location::File {
                 path: self.storage_filepath.clone(),
                 sync: self.storage_sync,
@@ -903,7 +906,22 @@ mod tests {
         let postgres = [("STORAGE_BACKEND", "postgres"), ("STORAGE_URL", url)];
         if cfg!(feature = "postgres") {
             let c = with(&postgres).unwrap();
-            assert_eq!(c.storage_location(), Location::Postgres { url: url.into() });
+            assert_eq!(
+                c.storage_location(),
+                Location::Postgres {
+                    url: url.into(),
+                    auth_required: true
+                }
+            );
+            // The database is told SERVER_AUTH, which it records.
+            let off = [postgres[0], postgres[1], ("SERVER_AUTH", "off")];
+            assert_eq!(
+                with(&off).unwrap().storage_location(),
+                Location::Postgres {
+                    url: url.into(),
+                    auth_required: false
+                }
+            );
             assert_eq!(
                 key_of(&[("STORAGE_BACKEND", "postgres")]).0,
                 "STORAGE_URL",

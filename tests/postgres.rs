@@ -9,12 +9,13 @@
 mod support;
 
 use lottery::dataset::course_rows;
-use std::io::Read;
+use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Child, ExitStatus};
+use std::process::{Child, ExitStatus, Stdio};
+use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use support::pg::Postgres;
+use support::pg::{CommitCutter, Cut, CutRule, Postgres};
 use support::*;
 
 const SORTEO: &str = "action: sorteo | result: success";
@@ -22,34 +23,114 @@ const STORED: &str = "action: apuesta_recibida | result: success";
 
 /// Starts a server of the lottery in `pg` (bets.csv unused: in `dir`).
 fn server(dir: &TempDir, pg: &Postgres, agencies: u32, name: &str) -> Server {
-    let agencies = agencies.to_string();
-    Server::start_with_storage(
-        &dir.path().join(format!("{name}-unused.csv")),
-        &[
-            ("STORAGE_BACKEND", "postgres"),
-            ("STORAGE_URL", &pg.url),
-            ("SERVER_AGENCIES", &agencies),
-            ("SERVER_PROGRESS_INTERVAL", "0"),
-        ],
-    )
+    server_at(dir, &pg.url, agencies, name, &[])
 }
 
-/// Runs a server of `agencies` agencies on `url` until it exits (for a
-/// server that refuses the database at start): its status and its output.
-fn run_server(url: &str, agencies: u32) -> (ExitStatus, String) {
-    let out = std::process::Command::new(SERVER)
-        .env("SERVER_CONFIG", repo().join("config/server/config.ini"))
+/// Starts a server of the lottery at `url`, with `extra` settings.
+fn server_at(
+    dir: &TempDir,
+    url: &str,
+    agencies: u32,
+    name: &str,
+    extra: &[(&str, &str)],
+) -> Server {
+    let agencies = agencies.to_string();
+    let mut env = vec![
+        ("STORAGE_BACKEND", "postgres"),
+        ("STORAGE_URL", url),
+        ("SERVER_AGENCIES", agencies.as_str()),
+        ("SERVER_PROGRESS_INTERVAL", "0"),
+    ];
+    env.extend_from_slice(extra);
+    Server::start_with_storage(&dir.path().join(format!("{name}-unused.csv")), &env)
+}
+
+/// How the start of a server on a database ended.
+enum Start {
+    /// It logged `listen` (and was then killed): its output until then.
+    Serving(String),
+    /// It exited first: its status and its output.
+    Exited(ExitStatus, String),
+}
+
+/// Starts a server of `agencies` agencies on `url` with `extra` settings
+/// and sees whether it starts serving or exits (as a server that refuses
+/// the database at start does); one that does neither within 30 s fails
+/// the test.
+fn try_server(url: &str, agencies: u32, extra: &[(&str, &str)]) -> Start {
+    let mut cmd = std::process::Command::new(SERVER);
+    cmd.env("SERVER_CONFIG", repo().join("config/server/config.ini"))
         .env("SERVER_IP", "127.0.0.1")
         .env("SERVER_PORT", "0")
         .env("SERVER_SECRET", TEST_SECRET)
+        .env("SERVER_PROGRESS_INTERVAL", "0")
         .env("STORAGE_BACKEND", "postgres")
         .env("STORAGE_URL", url)
         .env("SERVER_AGENCIES", agencies.to_string())
-        .output()
-        .expect("run server");
-    let text =
-        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
-    (out.status, text)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in extra {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("start server");
+    let (tx, lines) = mpsc::channel::<String>();
+    let outputs: [Option<Box<dyn Read + Send>>; 2] = [
+        child
+            .stdout
+            .take()
+            .map(|o| Box::new(o) as Box<dyn Read + Send>),
+        child
+            .stderr
+            .take()
+            .map(|e| Box::new(e) as Box<dyn Read + Send>),
+    ];
+    for out in outputs.into_iter().flatten() {
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+    }
+    drop(tx);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut text = String::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match lines.recv_timeout(left) {
+            Ok(line) => {
+                text.push_str(&line);
+                text.push('\n');
+                if line.contains("action: listen | result: success") {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return Start::Serving(text);
+                }
+            }
+            // Both outputs closed: the server has exited.
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                let status = child.wait().expect("server status");
+                return Start::Exited(status, text);
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("the server neither served nor exited within 30 s:\n{text}");
+            }
+        }
+    }
+}
+
+/// The output of a server that must refuse the database at start (and
+/// exit with a failure).
+fn refused(url: &str, agencies: u32, extra: &[(&str, &str)]) -> String {
+    match try_server(url, agencies, extra) {
+        Start::Exited(status, text) => {
+            assert!(!status.success(), "exited with success:\n{text}");
+            text
+        }
+        Start::Serving(text) => panic!("started anyway:\n{text}"),
+    }
 }
 
 /// The fixture most tests here start from: a throwaway cluster, the
@@ -238,8 +319,7 @@ fn a_server_with_another_number_of_agencies_refuses_the_database_at_start() {
     };
     let dir = TempDir::new("pg-agencies");
     let first = server(&dir, &pg, 5, "s0");
-    let (status, text) = run_server(&pg.url, 3);
-    assert!(!status.success(), "started anyway:\n{text}");
+    let text = refused(&pg.url, 3, &[]);
     assert!(
         text.contains("set up for 5 agencies and SERVER_AGENCIES is 3"),
         "{text}"
@@ -336,8 +416,7 @@ fn a_database_not_in_utf8_is_refused_at_start() {
         .batch_execute("CREATE DATABASE latin ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0")
         .expect("create a LATIN1 database");
     let url = pg.url.replace("/postgres", "/latin");
-    let (status, text) = run_server(&url, 2);
-    assert!(!status.success(), "started anyway:\n{text}");
+    let text = refused(&url, 2, &[]);
     assert!(text.contains("its encoding is LATIN1, not UTF8"), "{text}");
     // Refused before creating anything there.
     let mut latin = postgres::Client::connect(&url, postgres::NoTls).expect("connect");
@@ -410,4 +489,128 @@ fn copy_to_csv_gives_the_bytes_bets_csv_would_hold_for_hostile_names() {
         String::from_utf8_lossy(&copied),
         String::from_utf8_lossy(&expected)
     );
+}
+
+#[test]
+fn a_server_with_another_server_auth_refuses_the_database_at_start() {
+    let Some(pg) = Postgres::start("auth") else {
+        return;
+    };
+    let dir = TempDir::new("pg-auth");
+    let files = generate(dir.path(), 2, |_| 500);
+    // The lottery's first server authenticates its agencies (the tests'
+    // default); one with SERVER_AUTH=off would open every agency to
+    // anyone through it.
+    let first = server(&dir, &pg, 2, "s0");
+    let text = refused(&pg.url, 2, &[("SERVER_AUTH", "off")]);
+    assert!(
+        text.contains("SERVER_AUTH: this server has off, the database's lottery has required"),
+        "{text}"
+    );
+    // The first server goes on serving the lottery.
+    let runs = run_agencies(first.addr, &files, &[]);
+    assert_agencies_finished(&files, &runs);
+    assert_bets_exactly(pg.stored_bets(), &files);
+    assert_eq!(first.log.count(SORTEO), 1);
+}
+
+/// The schema a version-2 server created, mid-lottery: agency 1 has
+/// stored 3 bets (rows not needed here), nobody has finished.
+const SCHEMA_V2_FIXTURE: &str = "
+CREATE TABLE schema_version (version INT PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now());
+INSERT INTO schema_version (version) VALUES (2);
+CREATE TABLE lottery (id INT PRIMARY KEY, agencies BIGINT NOT NULL, finished BIGINT NOT NULL DEFAULT 0);
+INSERT INTO lottery (id, agencies) VALUES (1, 2);
+CREATE TABLE agencies (agency BIGINT PRIMARY KEY, next_position BIGINT NOT NULL, done BOOLEAN NOT NULL);
+INSERT INTO agencies VALUES (1, 3, false), (2, 0, false);
+CREATE TABLE bets (agency BIGINT NOT NULL, position BIGINT NOT NULL, first_name TEXT NOT NULL,
+    last_name TEXT NOT NULL, document TEXT NOT NULL, birthdate DATE NOT NULL, number INT NOT NULL,
+    PRIMARY KEY (agency, position));
+CREATE INDEX bets_winners ON bets (agency, position) WHERE number = 7574;
+CREATE TABLE draw (id INT PRIMARY KEY, winning_number INT NOT NULL, winners BIGINT NOT NULL,
+    drawn_at TIMESTAMPTZ NOT NULL DEFAULT now());
+";
+
+#[test]
+fn a_version_2_database_takes_the_auth_of_the_first_server_that_upgrades_it() {
+    let Some(pg) = Postgres::start("upgrade") else {
+        return;
+    };
+    pg.client()
+        .batch_execute(SCHEMA_V2_FIXTURE)
+        .expect("create a version-2 database");
+    // Two servers that disagree on SERVER_AUTH upgrade it at the same time:
+    // one of them records its setting and serves, the other refuses.
+    let url = pg.url.as_str();
+    let (off, required) = std::thread::scope(|s| {
+        let off = s.spawn(|| try_server(url, 2, &[("SERVER_AUTH", "off")]));
+        let required = s.spawn(|| try_server(url, 2, &[]));
+        (
+            off.join().expect("the first start"),
+            required.join().expect("the second start"),
+        )
+    });
+    let (recorded, refusal) = match (&off, &required) {
+        (Start::Serving(_), Start::Exited(status, text)) => ("off", (status, text)),
+        (Start::Exited(status, text), Start::Serving(_)) => ("required", (status, text)),
+        (Start::Serving(a), Start::Serving(b)) => panic!("both started:\n{a}\n{b}"),
+        (Start::Exited(_, a), Start::Exited(_, b)) => panic!("neither started:\n{a}\n{b}"),
+    };
+    let other = if recorded == "off" { "required" } else { "off" };
+    assert!(!refusal.0.success(), "{}", refusal.1);
+    assert!(
+        refusal.1.contains(&format!(
+            "SERVER_AUTH: this server has {other}, the database's lottery has {recorded}"
+        )),
+        "{}",
+        refusal.1
+    );
+    let row = pg
+        .client()
+        .query_one(
+            "SELECT (SELECT auth FROM lottery WHERE id = 1),
+                    (SELECT max(version) FROM schema_version),
+                    (SELECT next_position FROM agencies WHERE agency = 1)",
+            &[],
+        )
+        .expect("read the upgraded database");
+    let (auth, version, position): (String, i32, i64) = (row.get(0), row.get(1), row.get(2));
+    assert_eq!((auth.as_str(), version, position), (recorded, 3, 3));
+}
+
+#[test]
+fn a_lost_commit_answer_is_learned_from_the_database_on_reconnecting() {
+    let Some(pg) = Postgres::start("lost-commit") else {
+        return;
+    };
+    // Between the server and the database: the first COMMIT of a
+    // transaction that stores bets never reaches the database, and the
+    // answer to the COMMIT that records the draw never reaches the server.
+    let never_sent = CutRule {
+        sql: "COPY bets",
+        cut: Cut::Before,
+    };
+    let answer_lost = CutRule {
+        sql: "INSERT INTO draw",
+        cut: Cut::Answer,
+    };
+    let cutter = CommitCutter::start(&pg, &[never_sent, answer_lost]);
+    let dir = TempDir::new("pg-lost-commit");
+    let files = generate(dir.path(), 1, |_| 2_000);
+    let s = server_at(&dir, &cutter.url, 1, "s0", &[]);
+    let runs = run_agencies(s.addr, &files, &[("CLI_BATCH_MAXAMOUNT", "100")]);
+    let cuts = [Duration::ZERO; 2].map(|t| cutter.next_cut(t));
+    assert_eq!(cuts, [Some(never_sent), Some(answer_lost)]);
+    assert_agencies_finished(&files, &runs);
+    assert_bets_exactly(pg.stored_bets(), &files);
+    let log = s.log.lines().join("\n");
+    // The COMMIT that never arrived failed its batches (the agency sent
+    // them again)...
+    assert_eq!(s.log.count("committed: false"), 1, "{log}");
+    assert_eq!(s.log.count("action: commit | result: fail"), 1, "{log}");
+    // ...and the one whose answer was lost did not fail: the server asked
+    // the database, found it committed, acknowledged the DONE and logged
+    // the draw it recorded.
+    assert_eq!(s.log.count("committed: true"), 1, "{log}");
+    assert_eq!(s.log.count(SORTEO), 1, "{log}");
 }

@@ -63,8 +63,11 @@ pub enum Location {
     File { path: PathBuf, sync: SyncMode },
     /// A PostgreSQL database: a `postgresql://` URL or a libpq-style
     /// `key=value` string. Durability is the database's
-    /// (`synchronous_commit`).
-    Postgres { url: String },
+    /// (`synchronous_commit`). `auth_required` is the server's
+    /// `SERVER_AUTH`: the database records it for the lottery, and a server
+    /// that disagrees refuses to start (one with `off` would open every
+    /// agency to anyone).
+    Postgres { url: String, auth_required: bool },
 }
 
 /// Errors of the storage layer, each with the file or database it concerns.
@@ -230,7 +233,8 @@ impl Backend {
     /// # Errors
     /// Files that cannot be opened or recovered; a database that cannot be
     /// reached, has a newer schema, or was set up for another number of
-    /// agencies; PostgreSQL asked of a build without the `postgres` feature.
+    /// agencies or another `SERVER_AUTH`; PostgreSQL asked of a build
+    /// without the `postgres` feature.
     pub fn open(location: &Location, agencies: u32) -> Result<Opened, StorageError> {
         match location {
             Location::File { path, sync } => {
@@ -253,7 +257,9 @@ impl Backend {
                 })
             }
             #[cfg(feature = "postgres")]
-            Location::Postgres { url } => postgres::open(url, agencies),
+            Location::Postgres { url, auth_required } => {
+                postgres::open(url, agencies, *auth_required)
+            }
             #[cfg(not(feature = "postgres"))]
             Location::Postgres { .. } => {
                 let _ = agencies;
@@ -269,8 +275,9 @@ impl Backend {
     ///
     /// # Errors
     /// Any write, sync or database error; nothing of the group is stored
-    /// (for a database whose COMMIT answer was lost, it may be: a resumed
-    /// agency then learns its position from the database).
+    /// (a database whose COMMIT answer was lost is asked whether it
+    /// committed; only if it cannot say may the group be stored after all:
+    /// a resumed agency then learns its position from the database).
     pub fn commit(&mut self, group: &GroupData<'_>) -> Result<Committed, StorageError> {
         match self {
             Backend::File(storage) => {
@@ -369,6 +376,7 @@ mod tests {
         let err = Backend::open(
             &Location::Postgres {
                 url: "postgresql://localhost/lottery".into(),
+                auth_required: true,
             },
             5,
         )

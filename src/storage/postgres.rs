@@ -11,9 +11,16 @@
 //! batches therefore take turns on that agency's row, and the second finds
 //! the batch already stored ([`Verdict::Duplicate`]).
 //!
-//! The schema (`SCHEMA_V2`, version in `schema_version`) is created at
-//! start if missing; every statement here also runs on CockroachDB and
-//! YugabyteDB (see docs/ARCHITECTURE.md for the choices).
+//! The schema (`SCHEMA_V2` and version 3's additions, version in
+//! `schema_version`) is created at start if missing; every statement here
+//! also runs on CockroachDB and YugabyteDB (see docs/ARCHITECTURE.md for
+//! the choices). The database records the lottery's `SERVER_AGENCIES` and
+//! `SERVER_AUTH`, and a server that says otherwise refuses to start.
+//!
+//! Each commit's transaction also writes the commit's id (this server's
+//! random id and a counter) in `commits`: a server whose COMMIT was sent
+//! but whose answer was lost asks the database, on a new connection,
+//! whether that id is there (see [`PgStorage::commit`]).
 //!
 //! The `postgres` crate is the synchronous client of rust-postgres: it
 //! drives a small tokio runtime of its own inside each connection. That is
@@ -26,6 +33,7 @@ use super::{
 use crate::bet::WINNING_NUMBER;
 use ::postgres as pg;
 use log::{info, warn};
+use pg::error::{DbError, Severity};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::io::Write;
@@ -33,7 +41,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// The schema version this server creates and understands.
-pub const SCHEMA_VERSION: i32 = 2;
+pub const SCHEMA_VERSION: i32 = 3;
 
 /// Version 2 of the schema (version 1 lacked `lottery.finished`). `bets` has the CSV's columns (so that
 /// `\copy (select agency, first_name, last_name, document, birthdate,
@@ -80,6 +88,34 @@ ALTER TABLE lottery ADD COLUMN IF NOT EXISTS finished BIGINT NOT NULL DEFAULT 0;
 UPDATE lottery SET finished = (SELECT count(*) FROM agencies WHERE done) WHERE id = 1;
 ";
 
+/// Version 3's additions for servers that agree and commits that can be
+/// looked up (issue 16, items 7 and 5), run after [`SCHEMA_V2`] on a new
+/// database and as the upgrade of a version-2 one. Every statement is
+/// idempotent, so servers starting at once may all run them.
+///
+/// `lottery.auth` is the lottery's `SERVER_AUTH` (`required` or `off`),
+/// written with the lottery's row; NULL only in a version-2 database until
+/// the first version-3 server records its own (see [`prepare`]).
+///
+/// `commits` holds one row per server process: its random id and the
+/// counter of its last commit, written by that commit's transaction (see
+/// [`PgStorage::commit`]). Rows of servers gone for [`COMMITS_KEPT`] are
+/// deleted when a server opens the database.
+const SCHEMA_V3_AGREE: &str = "
+ALTER TABLE lottery ADD COLUMN IF NOT EXISTS auth TEXT CHECK (auth IN ('required', 'off'));
+CREATE TABLE IF NOT EXISTS commits (
+    server BIGINT PRIMARY KEY,
+    seq BIGINT NOT NULL,
+    at TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+";
+
+/// How long a server's row in `commits` outlives its last commit. Only a
+/// server whose COMMIT answer was just lost reads its row, within
+/// [`LOOKUP_PATIENCE`] of writing it; a day is far beyond that and keeps
+/// the table at the servers started in a day.
+const COMMITS_KEPT: &str = "1 day";
+
 // The SQL names the winning number as a literal (7574), so that the
 // planner matches the partial index `bets_winners`; this keeps them equal.
 const _: () = assert!(WINNING_NUMBER == 7574);
@@ -87,6 +123,17 @@ const _: () = assert!(WINNING_NUMBER == 7574);
 /// How long opening waits for the database to answer at start (a compose
 /// file may start the servers before the database is ready).
 const OPEN_PATIENCE: Duration = Duration::from_secs(15);
+
+/// How long a server whose COMMIT answer was lost keeps asking whether it
+/// committed: the session that sent it is gone within a statement timeout
+/// or an idle-in-transaction timeout (whichever applies), and with it its
+/// lock on the server's `commits` row, which the question waits for.
+const LOOKUP_PATIENCE: Duration = Duration::from_secs(20);
+const _: () = assert!(
+    LOOKUP_PATIENCE.as_secs() >= STATEMENT_TIMEOUT.as_secs()
+        && LOOKUP_PATIENCE.as_secs()
+            >= IDLE_IN_TRANSACTION_TIMEOUT.as_secs() + LOCK_TIMEOUT.as_secs()
+);
 
 /// A lookup answers "no draw yet" from what it saw this recently: every
 /// finished agency polls for its winners, and the answer changes once.
@@ -232,10 +279,10 @@ impl Link {
     /// Runs `work` on the connection, opened (again) if there is none or
     /// it closed; on error the connection is dropped and the next use
     /// opens another.
-    fn with<T>(
+    fn with<T, E: From<StorageError>>(
         &mut self,
-        work: impl FnOnce(&mut pg::Client) -> Result<T, StorageError>,
-    ) -> Result<T, StorageError> {
+        work: impl FnOnce(&mut pg::Client) -> Result<T, E>,
+    ) -> Result<T, E> {
         let client = match self.client.take() {
             Some(client) if !client.is_closed() => client,
             _ => connect(&self.config)?,
@@ -248,18 +295,37 @@ impl Link {
     }
 }
 
-/// Connects, creates the schema if missing and reads where every agency is.
+/// Connects, creates the schema if missing and reads where every agency
+/// is. `auth_required` is this server's `SERVER_AUTH`, which the database
+/// records for the lottery as it does `SERVER_AGENCIES`.
 ///
 /// # Errors
 /// A database that does not answer within [`OPEN_PATIENCE`], one with a
-/// newer schema, or one set up for another number of agencies.
-pub(super) fn open(url: &str, agencies: u32) -> Result<Opened, StorageError> {
+/// newer schema, or one set up for another number of agencies or another
+/// `SERVER_AUTH`.
+pub(super) fn open(url: &str, agencies: u32, auth_required: bool) -> Result<Opened, StorageError> {
     let config = settings(url)?;
     let target = target(&config);
+    let server = getrandom::u64().map_err(|e| StorageError::Database {
+        action: "choose this server's commit id for",
+        reason: e.to_string(),
+    })?;
+    // Any 64 bits: the column is a BIGINT.
+    let server = i64::from_ne_bytes(server.to_ne_bytes());
     let started = Instant::now();
     let mut client = loop {
-        match connect(&config).and_then(|mut c| prepare(&mut c, agencies).map(|()| c)) {
-            Ok(client) => break client,
+        match connect(&config)
+            .and_then(|mut c| prepare(&mut c, agencies, auth_required).map(|up| (c, up)))
+        {
+            Ok((client, upgraded)) => {
+                if upgraded {
+                    info!(
+                        "action: storage_upgrade | result: success | database: {target} | version: {SCHEMA_VERSION} | auth: {}",
+                        auth_word(auth_required)
+                    );
+                }
+                break client;
+            }
             // A database that cannot be reached yet, or two servers
             // creating the schema at once, is worth waiting for; a database
             // this server must not use is not.
@@ -287,6 +353,13 @@ pub(super) fn open(url: &str, agencies: u32) -> Result<Opened, StorageError> {
             done.insert(agency);
         }
     }
+    // The rows of servers long gone (see COMMITS_KEPT).
+    client
+        .execute(
+            &format!("DELETE FROM commits WHERE at < now() - interval '{COMMITS_KEPT}'"),
+            &[],
+        )
+        .map_err(db("prune the commits of"))?;
     info!(
         "action: storage_schema | result: success | database: {target} | version: {SCHEMA_VERSION}"
     );
@@ -299,6 +372,8 @@ pub(super) fn open(url: &str, agencies: u32) -> Result<Opened, StorageError> {
             agencies,
             copy: Vec::new(),
             target: target.clone(),
+            server,
+            seq: 0,
         })),
         lookup: Lookup::Postgres(PgLookup {
             inner: Arc::new(Mutex::new(LookupConn {
@@ -335,11 +410,30 @@ fn refuses_us(e: &StorageError) -> bool {
 /// The action of the errors [`refuses_us`] recognises.
 const REFUSED: &str = "use";
 
+/// `SERVER_AUTH`'s word for `auth_required`, as the database records it.
+fn auth_word(auth_required: bool) -> &'static str {
+    if auth_required { "required" } else { "off" }
+}
+
 /// Refuses a database that does not store text as UTF-8, then creates the
 /// schema if missing (idempotent: every statement is `IF NOT EXISTS` or
-/// `ON CONFLICT DO NOTHING`), refuses a newer one, and makes sure the
-/// database is set up for `agencies` agencies, each with its row.
-fn prepare(client: &mut pg::Client, agencies: u32) -> Result<(), StorageError> {
+/// `ON CONFLICT DO NOTHING`) or upgrades an older one, refuses a newer
+/// one, and makes sure the database is set up for `agencies` agencies,
+/// each with its row, and for `auth_required`.
+///
+/// Returns whether this server recorded its `SERVER_AUTH` in a database
+/// that had none (a version-2 one). Version 2 did not record it, so no
+/// server can know what the lottery's other servers run with; the first
+/// version-3 server's setting is the best claim there is, and from then on
+/// every server is held to it. Refusing instead would leave the operator
+/// of a lottery under way no way on but SQL by hand. The recording is one
+/// `UPDATE ... WHERE auth IS NULL`: of servers upgrading at once, the
+/// first to take the row's lock records its setting, the others find it.
+fn prepare(
+    client: &mut pg::Client,
+    agencies: u32,
+    auth_required: bool,
+) -> Result<bool, StorageError> {
     // Names are any UTF-8: a database in another encoding (LATIN1,
     // SQL_ASCII...) would refuse some of them mid-ingest, or store bytes
     // that `\copy` does not give back as `bets.csv` holds them.
@@ -388,6 +482,11 @@ fn prepare(client: &mut pg::Client, agencies: u32) -> Result<(), StorageError> {
                     .batch_execute(UPGRADE_FROM_V1)
                     .map_err(db("upgrade the schema of"))?;
             }
+            // New, or from version 1 or 2 (servers of version 2 may still
+            // be running: nothing here changes what they read or write).
+            client
+                .batch_execute(SCHEMA_V3_AGREE)
+                .map_err(db("upgrade the schema of"))?;
             client
                 .execute(
                     "INSERT INTO schema_version (version) VALUES ($1) ON CONFLICT (version) DO NOTHING",
@@ -397,21 +496,38 @@ fn prepare(client: &mut pg::Client, agencies: u32) -> Result<(), StorageError> {
         }
     }
     let wanted = i64::from(agencies);
+    let auth = auth_word(auth_required);
     client
         .execute(
-            "INSERT INTO lottery (id, agencies) VALUES (1, $1) ON CONFLICT (id) DO NOTHING",
-            &[&wanted],
+            "INSERT INTO lottery (id, agencies, auth) VALUES (1, $1, $2) ON CONFLICT (id) DO NOTHING",
+            &[&wanted, &auth],
         )
         .map_err(db("set up the lottery in"))?;
-    let set_up: i64 = client
-        .query_one("SELECT agencies FROM lottery WHERE id = 1", &[])
-        .map_err(db("read the lottery from"))?
-        .get(0);
+    let recorded = client
+        .execute(
+            "UPDATE lottery SET auth = $1 WHERE id = 1 AND auth IS NULL",
+            &[&auth],
+        )
+        .map_err(db("record SERVER_AUTH in"))?
+        > 0;
+    let row = client
+        .query_one("SELECT agencies, auth FROM lottery WHERE id = 1", &[])
+        .map_err(db("read the lottery from"))?;
+    let (set_up, set_auth): (i64, Option<String>) = (row.get(0), row.get(1));
     if set_up != wanted {
         return Err(StorageError::Database {
             action: REFUSED,
             reason: format!(
                 "it was set up for {set_up} agencies and SERVER_AGENCIES is {agencies}: every server of one lottery must say the same"
+            ),
+        });
+    }
+    if set_auth.as_deref() != Some(auth) {
+        return Err(StorageError::Database {
+            action: REFUSED,
+            reason: format!(
+                "SERVER_AUTH: this server has {auth}, the database's lottery has {}: every server of one lottery must say the same",
+                set_auth.as_deref().unwrap_or("none recorded")
             ),
         });
     }
@@ -423,7 +539,7 @@ fn prepare(client: &mut pg::Client, agencies: u32) -> Result<(), StorageError> {
             &[&wanted],
         )
         .map_err(db("create the agencies' rows in"))?;
-    Ok(())
+    Ok(recorded)
 }
 
 /// The committer's connection and what one commit needs.
@@ -433,6 +549,52 @@ pub struct PgStorage {
     /// The rows of one COPY, reused from commit to commit.
     copy: Vec<u8>,
     target: String,
+    /// This server's id in `commits`: random, chosen at open.
+    server: i64,
+    /// The counter of this server's last commit (attempted or made).
+    seq: i64,
+}
+
+/// One commit of one server, as `commits` records it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct CommitId {
+    server: i64,
+    seq: i64,
+}
+
+impl fmt::Display for CommitId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:016x}.{}", self.server, self.seq)
+    }
+}
+
+/// How a commit's transaction failed.
+#[derive(Debug)]
+enum TxFailure {
+    /// Before COMMIT was sent, or COMMIT was refused: nothing is stored.
+    RolledBack(StorageError),
+    /// COMMIT was sent and no answer came (or one that may have come after
+    /// the commit): stored or not, only the database knows. `outcome` is
+    /// what the transaction made durable if it committed.
+    AnswerLost {
+        error: StorageError,
+        outcome: Committed,
+    },
+}
+
+impl From<StorageError> for TxFailure {
+    fn from(e: StorageError) -> TxFailure {
+        TxFailure::RolledBack(e)
+    }
+}
+
+/// Whether a COMMIT that failed with an answer of `severity` (`None`: no
+/// answer, the connection broke) may have committed. Only an ERROR answer
+/// says the transaction rolled back; no answer says nothing, and a FATAL
+/// or PANIC ends the session, which may happen after the commit was
+/// recorded (its answer then never reaches us).
+fn may_have_committed(severity: Option<Severity>) -> bool {
+    severity != Some(Severity::Error)
 }
 
 impl fmt::Debug for PgStorage {
@@ -473,13 +635,85 @@ impl PgStorage {
     /// Stores the group in one transaction (see the module doc). On any
     /// error the connection is dropped, and the next commit opens another.
     ///
+    /// The transaction writes its [`CommitId`] in `commits`. If COMMIT was
+    /// sent and its answer lost, [`PgStorage::learn`] asks the database on
+    /// a new connection whether that id is there: if so, the group is
+    /// stored, and this returns what the transaction decided (its verdicts,
+    /// and the draw if it recorded it) as if the answer had come.
+    ///
     /// # Errors
     /// The database cannot be reached or refused the transaction; nothing
-    /// of it is stored (unless only COMMIT's answer was lost).
+    /// of it is stored (unless COMMIT's answer was lost and the database
+    /// could not be asked within [`LOOKUP_PATIENCE`]).
     pub fn commit(&mut self, group: &GroupData<'_>) -> Result<Committed, StorageError> {
+        self.seq += 1;
+        let id = CommitId {
+            server: self.server,
+            seq: self.seq,
+        };
         let (agencies, copy) = (self.agencies, &mut self.copy);
-        self.link
-            .with(|client| Self::transaction(client, agencies, copy, group))
+        match self
+            .link
+            .with(|client| Self::transaction(client, agencies, copy, group, id))
+        {
+            Ok(committed) => Ok(committed),
+            Err(TxFailure::RolledBack(e)) => Err(e),
+            Err(TxFailure::AnswerLost { error, outcome }) => self.learn(id, error, outcome),
+        }
+    }
+
+    /// After COMMIT's answer was lost: whether commit `id` is stored, asked
+    /// again (on a new connection) until the database answers or
+    /// [`LOOKUP_PATIENCE`] has passed. `outcome` if it is, the lost
+    /// answer's error if it is not.
+    fn learn(
+        &mut self,
+        id: CommitId,
+        lost: StorageError,
+        outcome: Committed,
+    ) -> Result<Committed, StorageError> {
+        warn!(
+            "action: commit_lookup | result: in_progress | commit: {id} | error: COMMIT was sent and its answer lost: {}",
+            crate::logging::clean(&lost)
+        );
+        let started = Instant::now();
+        loop {
+            match self.link.with(|client| landed(client, id)) {
+                Ok(committed) => {
+                    info!(
+                        "action: commit_lookup | result: success | commit: {id} | committed: {committed}"
+                    );
+                    return if committed {
+                        Ok(outcome)
+                    } else {
+                        Err(StorageError::Database {
+                            action: "commit to",
+                            reason: format!(
+                                "{} (its answer was lost; the database says it did not commit)",
+                                lost_reason(&lost)
+                            ),
+                        })
+                    };
+                }
+                Err(e) if started.elapsed() < LOOKUP_PATIENCE => {
+                    warn!(
+                        "action: commit_lookup | result: in_progress | commit: {id} | error: {}",
+                        crate::logging::clean(&e)
+                    );
+                    std::thread::sleep(Duration::from_millis(500));
+                }
+                Err(e) => {
+                    return Err(StorageError::Database {
+                        action: "learn whether a commit is stored in",
+                        reason: format!(
+                            "COMMIT's answer was lost ({}) and the database did not say within {} s whether it committed: {e}",
+                            lost_reason(&lost),
+                            LOOKUP_PATIENCE.as_secs()
+                        ),
+                    });
+                }
+            }
+        }
     }
 
     fn transaction(
@@ -487,7 +721,8 @@ impl PgStorage {
         agencies: u32,
         copy: &mut Vec<u8>,
         group: &GroupData<'_>,
-    ) -> Result<Committed, StorageError> {
+        id: CommitId,
+    ) -> Result<Committed, TxFailure> {
         // READ COMMITTED whatever the database's default: every decision
         // is taken under a row lock, and a row that another transaction
         // moved is then read as it committed it. (Stricter levels are
@@ -506,12 +741,19 @@ impl PgStorage {
             .into_iter()
             .collect();
         // Locked in agency order, so two servers' transactions never wait
-        // for each other in a circle.
+        // for each other in a circle. The same statement writes this
+        // commit's id (no extra round trip), and so holds this server's
+        // `commits` row until the transaction ends: a look-up after a lost
+        // answer waits for it (see `landed`).
         let mut rows = tx
             .query(
-                "SELECT agency, next_position, done FROM agencies
+                "WITH this_commit AS (
+                     INSERT INTO commits (server, seq) VALUES ($2, $3)
+                     ON CONFLICT (server) DO UPDATE SET seq = EXCLUDED.seq, at = now()
+                 )
+                 SELECT agency, next_position, done FROM agencies
                  WHERE agency = ANY($1) ORDER BY agency FOR UPDATE",
-                &[&touched],
+                &[&touched, &id.server, &id.seq],
             )
             .map_err(db("lock the agencies' rows in"))?
             .iter()
@@ -575,16 +817,62 @@ impl PgStorage {
                 }
             }
         }
-        tx.commit().map_err(db("commit to"))?;
-        Ok(Committed {
+        let outcome = Committed {
             agencies: rows
                 .iter()
                 .map(|(agency, row)| (*agency, row.next, row.done))
                 .collect(),
             verdicts,
             drew,
-        })
+        };
+        match tx.commit() {
+            Ok(()) => Ok(outcome),
+            Err(e) => {
+                let unknown =
+                    may_have_committed(e.as_db_error().and_then(DbError::parsed_severity));
+                let error = db("commit to")(e);
+                Err(if unknown {
+                    TxFailure::AnswerLost { error, outcome }
+                } else {
+                    TxFailure::RolledBack(error)
+                })
+            }
+        }
     }
+}
+
+/// The reason of a storage error, without its action (for an error that
+/// says it again in its own words).
+fn lost_reason(e: &StorageError) -> String {
+    match e {
+        StorageError::Database { reason, .. } => reason.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Whether commit `id` is stored. The look-up is an upsert of the
+/// server's `commits` row (rolled back: it changes nothing), because an
+/// upsert waits for whatever transaction holds that row or is inserting
+/// it — the one whose answer was lost, if its session still lives — and
+/// then reads the row as that transaction left it. A plain `SELECT` would
+/// not wait, and could read "not committed" just before the COMMIT lands.
+fn landed(client: &mut pg::Client, id: CommitId) -> Result<bool, StorageError> {
+    let mut tx = client
+        .build_transaction()
+        .isolation_level(pg::IsolationLevel::ReadCommitted)
+        .start()
+        .map_err(db("begin a transaction on"))?;
+    let seq: i64 = tx
+        .query_one(
+            "INSERT INTO commits (server, seq) VALUES ($1, 0)
+             ON CONFLICT (server) DO UPDATE SET seq = commits.seq RETURNING seq",
+            &[&id.server],
+        )
+        .map_err(db("look up a commit in"))?
+        .get(0);
+    // What it wrote is not meant to last (the row is the commit's).
+    let _ = tx.rollback();
+    Ok(seq == id.seq)
 }
 
 /// Decides each request of the group against the agencies' rows (locked
@@ -849,10 +1137,23 @@ mod tests {
                     agencies: 1,
                     copy: Vec::new(),
                     target: shown,
+                    server: 1,
+                    seq: 0,
                 }
             )
             .contains("s3cret")
         );
+    }
+
+    #[test]
+    fn only_an_error_answer_to_commit_says_it_rolled_back() {
+        // No answer at all (the connection broke after COMMIT was sent).
+        assert!(may_have_committed(None));
+        // The session ended, possibly after the commit was recorded.
+        assert!(may_have_committed(Some(Severity::Fatal)));
+        assert!(may_have_committed(Some(Severity::Panic)));
+        // The database refused the COMMIT: the transaction rolled back.
+        assert!(!may_have_committed(Some(Severity::Error)));
     }
 
     #[test]
