@@ -543,7 +543,8 @@ pub struct ClientConfig {
     pub retry_max_backoff: Duration,
     /// Longest wait between two winners queries.
     pub winners_max_backoff: Duration,
-    /// Longest wait for an answer from the server.
+    /// Longest wait for a connect, for each whole answer from the server
+    /// and for each whole write to it; zero: none.
     pub io_timeout: Duration,
     /// Whether the agency proves who it is (`auth` / `CLI_AUTH`), and its
     /// key (`key` / `CLI_KEY`, or the file `key.file` / `CLI_KEY_FILE`
