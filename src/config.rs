@@ -546,11 +546,41 @@ pub struct ClientConfig {
     pub retry_max_backoff: Duration,
     /// Longest wait between two winners queries.
     pub winners_max_backoff: Duration,
-    /// Longest wait for an answer from the server.
+    /// Longest wait for a connect, for each whole answer from the server
+    /// and for each whole write to it; zero: none.
     pub io_timeout: Duration,
-    /// This agency's key (`key` / `CLI_KEY`, or the file `key.file` /
-    /// `CLI_KEY_FILE` names): proves who it is in the handshake.
-    pub key: AgencyKey,
+    /// Whether the agency proves who it is (`auth` / `CLI_AUTH`), and its
+    /// key (`key` / `CLI_KEY`, or the file `key.file` / `CLI_KEY_FILE`
+    /// names).
+    pub auth: ClientAuth,
+}
+
+/// How an agency authenticates.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientAuth {
+    /// `auth: required`, the default: the agency answers the server's
+    /// CHALLENGE with its key, and refuses a server that answers HELLO
+    /// with HELLO_OK instead (no silent downgrade to no authentication).
+    Required(AgencyKey),
+    /// `auth: off`: for a server run with `SERVER_AUTH=off` (the course's
+    /// exercises). HELLO_OK right after HELLO is accepted; a CHALLENGE is
+    /// answered with the key if one is set, and refused otherwise.
+    Off(Option<AgencyKey>),
+}
+
+impl ClientAuth {
+    /// The key to answer a CHALLENGE with, if the agency has one.
+    pub fn key(&self) -> Option<&AgencyKey> {
+        match self {
+            ClientAuth::Required(key) => Some(key),
+            ClientAuth::Off(key) => key.as_ref(),
+        }
+    }
+
+    /// Whether a server that skips the CHALLENGE must be refused.
+    pub fn is_required(&self) -> bool {
+        matches!(self, ClientAuth::Required(_))
+    }
 }
 
 impl ClientConfig {
@@ -571,7 +601,7 @@ fn split_addresses(list: &str) -> Vec<&str> {
 
 /// Client setting keys (YAML paths); the variables are `CLI_` + upper case
 /// with `_` for `.`.
-pub const CLIENT_KEYS: [&str; 12] = [
+pub const CLIENT_KEYS: [&str; 13] = [
     "id",
     "server.address",
     "log.level",
@@ -582,6 +612,7 @@ pub const CLIENT_KEYS: [&str; 12] = [
     "retry.maxBackoff",
     "winners.maxBackoff",
     "io.timeout",
+    "auth",
     "key",
     "key.file",
 ];
@@ -641,7 +672,8 @@ impl ClientConfig {
     ///
     /// # Errors
     /// The first invalid value, naming its key; a missing key is an error
-    /// (an agency never runs unauthenticated).
+    /// unless `auth` is `off` (an agency never runs unauthenticated unless
+    /// told so).
     pub fn from_settings(
         s: &Settings,
         env: &[(String, String)],
@@ -694,16 +726,26 @@ impl ClientConfig {
             retry_max_backoff: parse_dur(s, "retry.maxBackoff", "2s")?,
             winners_max_backoff: parse_dur(s, "winners.maxBackoff", "1s")?,
             io_timeout: io_timeout(s)?,
-            key: match hex32_setting(s, "key", "key.file", read)? {
-                Some(bytes) => AgencyKey::from_bytes(bytes),
-                None => {
-                    return Err(key_err(
-                        "key",
-                        "missing: set CLI_KEY to this agency's key, 64 hex characters (the operator prints it with `server agency-key N`), or CLI_KEY_FILE to a file holding it",
-                    ));
-                }
-            },
+            auth: client_auth(s, read)?,
         })
+    }
+}
+
+/// `auth` (`required` by default, or `off`) and the key: required unless
+/// `auth` is `off`, and used then too if it is set.
+fn client_auth(s: &Settings, read: ReadFile<'_>) -> Result<ClientAuth, ConfigError> {
+    let key = hex32_setting(s, "key", "key.file", read)?.map(AgencyKey::from_bytes);
+    match (get(s, "auth", "required").trim(), key) {
+        ("required", Some(key)) => Ok(ClientAuth::Required(key)),
+        ("required", None) => Err(key_err(
+            "key",
+            "missing: set CLI_KEY to this agency's key, 64 hex characters (the operator prints it with `server agency-key N`), or CLI_KEY_FILE to a file holding it (only CLI_AUTH=off, for a server with SERVER_AUTH=off, runs without one)",
+        )),
+        ("off", key) => Ok(ClientAuth::Off(key)),
+        (other, _) => Err(key_err(
+            "auth",
+            format!("{other:?} is neither \"required\" nor \"off\""),
+        )),
     }
 }
 
@@ -964,7 +1006,10 @@ mod tests {
         assert_eq!(c.retry_timeout, Duration::from_secs(90));
         assert_eq!(c.bets, BetSource::File(PathBuf::from("/agency.csv")));
         assert_eq!(c.log_level, LevelFilter::Info);
-        assert_eq!(c.key, AgencyKey::from_hex(HEX).unwrap());
+        assert_eq!(
+            c.auth,
+            ClientAuth::Required(AgencyKey::from_hex(HEX).unwrap())
+        );
         assert_eq!(c.server_addresses(), ["localhost:9"]);
     }
 
@@ -990,22 +1035,23 @@ mod tests {
             ClientConfig::from_settings(&s, &env, None, read)
         };
         let key = AgencyKey::from_hex(HEX).unwrap();
-        assert_eq!(with(&[("CLI_KEY", HEX)], &no_files).unwrap().key, key);
+        let required = ClientAuth::Required(key.clone());
+        assert_eq!(with(&[("CLI_KEY", HEX)], &no_files).unwrap().auth, required);
         let file = |p: &Path| {
             assert_eq!(p, Path::new("/run/key"));
             Ok(format!("{}\n", HEX.to_uppercase()))
         };
         assert_eq!(
-            with(&[("CLI_KEY_FILE", "/run/key")], &file).unwrap().key,
-            key
+            with(&[("CLI_KEY_FILE", "/run/key")], &file).unwrap().auth,
+            required
         );
         // The YAML's `key` too.
         let s = ClientConfig::parse_yaml(&format!("id: 2\nkey: \"{HEX}\"\n")).unwrap();
         assert_eq!(
             ClientConfig::from_settings(&s, &[], None, &no_files)
                 .unwrap()
-                .key,
-            key
+                .auth,
+            required
         );
 
         let err = |env: &[(&str, &str)], read: ReadFile<'_>| match with(env, read) {
@@ -1031,6 +1077,44 @@ mod tests {
             let e = err(env, &file_or_none);
             assert!(e.contains(names), "{env:?}: {e}");
             assert!(!e.contains(&HEX[..20]), "{e} shows the key");
+        }
+    }
+
+    /// `auth: off` is for a server with `SERVER_AUTH=off`: the key becomes
+    /// optional, and is kept when given; anything but required/off is an
+    /// error naming `auth`.
+    #[test]
+    fn client_auth_is_required_unless_explicitly_off() {
+        let with = |env: &[(&str, &str)]| {
+            let mut s = ClientConfig::parse_yaml("id: 2\nbets:\n  file: x.csv\n").unwrap();
+            let env = pairs(env);
+            apply_env(&mut s, &CLIENT_KEYS, client_env_name, env.clone());
+            ClientConfig::from_settings(&s, &env, None, &no_files)
+        };
+        let key = AgencyKey::from_hex(HEX).unwrap();
+        assert_eq!(
+            with(&[("CLI_AUTH", "off")]).unwrap().auth,
+            ClientAuth::Off(None)
+        );
+        let off = with(&[("CLI_AUTH", " off "), ("CLI_KEY", HEX)])
+            .unwrap()
+            .auth;
+        assert_eq!(off, ClientAuth::Off(Some(key.clone())));
+        assert!(!off.is_required());
+        assert_eq!(off.key(), Some(&key));
+        let required = with(&[("CLI_AUTH", "required"), ("CLI_KEY", HEX)])
+            .unwrap()
+            .auth;
+        assert!(required.is_required());
+        assert_eq!(required.key(), Some(&key));
+        let e = with(&[("CLI_AUTH", "required")]).unwrap_err().to_string();
+        assert!(e.contains("config key key: missing"), "{e}");
+        for bad in ["", "no", "OFF", "optional"] {
+            let e = with(&[("CLI_AUTH", bad), ("CLI_KEY", HEX)]).unwrap_err();
+            assert!(
+                matches!(&e, ConfigError::Key { key, .. } if key == "auth"),
+                "{bad:?} gave {e}"
+            );
         }
     }
 

@@ -1,17 +1,18 @@
 //! A blocking, framed connection to the server: the only place where the
 //! client reads or writes its socket.
 //!
-//! Sends and receives whole [`Message`]s over a `TcpStream` with read and
-//! write timeouts; a read timeout in the middle of a frame loses nothing
-//! (see [`FrameReader`]), but the client treats any timeout as a broken
-//! connection and reconnects.
+//! Sends and receives whole [`Message`]s over a `TcpStream`. `io.timeout`
+//! is a deadline for a whole answer (and for a whole write of the queued
+//! frames), not for each `read`: a server that trickles a byte at a time
+//! cannot hold an agency longer than that. The client treats a timeout as
+//! a broken connection and reconnects.
 
 use crate::framing::{FrameError, FrameReader};
 use crate::message::{DecodeError, EncodeError, Message};
 use std::fmt;
-use std::io::{self, Write};
+use std::io::{self, ErrorKind, Read, Write};
 use std::net::{Shutdown, TcpStream, ToSocketAddrs};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Queued frames are written once they reach this many bytes.
 const FLUSH_AT: usize = 64 * 1024;
@@ -28,6 +29,12 @@ pub enum ConnectionError {
     Encode(EncodeError),
     /// The server closed the connection between frames.
     Closed,
+    /// An answer did not arrive whole (`reading`), or the server did not
+    /// take the queued frames whole, within `limit` (`io.timeout`).
+    TimedOut {
+        limit: Duration,
+        reading: bool,
+    },
 }
 
 impl fmt::Display for ConnectionError {
@@ -40,11 +47,36 @@ impl fmt::Display for ConnectionError {
             ConnectionError::Decode(e) => write!(f, "bad answer from server: {e}"),
             ConnectionError::Encode(e) => write!(f, "cannot encode request: {e}"),
             ConnectionError::Closed => write!(f, "server closed the connection"),
+            ConnectionError::TimedOut {
+                limit,
+                reading: true,
+            } => write!(f, "no whole answer from the server within {limit:?}"),
+            ConnectionError::TimedOut {
+                limit,
+                reading: false,
+            } => write!(f, "the server did not take the request within {limit:?}"),
         }
     }
 }
 
 impl std::error::Error for ConnectionError {}
+
+impl ConnectionError {
+    /// A short, stable name for logs (`io_timeout`, `closed`, ...).
+    pub fn name(&self) -> &'static str {
+        match self {
+            ConnectionError::Connect { .. } => "connect",
+            ConnectionError::Frame(FrameError::TooLarge { .. }) => "frame_too_large",
+            ConnectionError::Frame(FrameError::Truncated { .. }) | ConnectionError::Closed => {
+                "closed"
+            }
+            ConnectionError::Frame(FrameError::Io(_)) => "io",
+            ConnectionError::Decode(_) => "bad_answer",
+            ConnectionError::Encode(_) => "encode",
+            ConnectionError::TimedOut { .. } => "io_timeout",
+        }
+    }
+}
 
 impl From<FrameError> for ConnectionError {
     fn from(e: FrameError) -> Self {
@@ -52,11 +84,72 @@ impl From<FrameError> for ConnectionError {
     }
 }
 
+/// A socket's deadline is re-set only when it is off by more than this:
+/// the common read, the first of an answer, then costs no system call.
+const DEADLINE_SLACK: Duration = Duration::from_millis(10);
+
+/// One direction of a socket whose reads (or writes) must all end by one
+/// deadline. The socket's timeout bounds one `read`; this lowers it before
+/// each to what is left of the deadline, so that many slow reads cannot add
+/// up to more than the deadline.
+#[derive(Debug)]
+struct Deadlined {
+    stream: TcpStream,
+    deadline: Option<Instant>,
+    /// The timeout set on the socket now, for this direction.
+    timeout: Option<Duration>,
+}
+
+impl Deadlined {
+    /// Sets the socket's timeout to what is left before the deadline, or
+    /// fails with `TimedOut` if nothing is left.
+    fn bound(&mut self, set: fn(&TcpStream, Option<Duration>) -> io::Result<()>) -> io::Result<()> {
+        let Some(deadline) = self.deadline else {
+            return Ok(());
+        };
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::Error::new(ErrorKind::TimedOut, "deadline passed"));
+        }
+        let current = self.timeout.unwrap_or(Duration::MAX);
+        if left > current || current - left > DEADLINE_SLACK {
+            set(&self.stream, Some(left))?;
+            self.timeout = Some(left);
+        }
+        Ok(())
+    }
+}
+
+impl Read for Deadlined {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.bound(TcpStream::set_read_timeout)?;
+        self.stream.read(buf)
+    }
+}
+
+impl Write for Deadlined {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.bound(TcpStream::set_write_timeout)?;
+        self.stream.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.stream.flush()
+    }
+}
+
+/// Whether an I/O error is a socket timeout (Unix says `WouldBlock`).
+fn is_timeout(e: &io::Error) -> bool {
+    matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut)
+}
+
 /// One connection to the server.
 #[derive(Debug)]
 pub struct Connection {
-    reader: FrameReader<TcpStream>,
-    writer: TcpStream,
+    reader: FrameReader<Deadlined>,
+    writer: Deadlined,
+    /// How long an answer (or a write) may take in all; zero: no limit.
+    io_timeout: Duration,
     /// Frames queued by `send`, written together: an agency that sends
     /// one batch per ACK received still writes once per group of ACKs
     /// (the server acknowledges a group commit's batches at once), which
@@ -92,6 +185,8 @@ impl Connection {
     }
 
     /// Wraps a connected stream, setting timeouts and TCP_NODELAY.
+    /// `io_timeout` bounds each whole answer and each whole write; zero
+    /// means no limit.
     ///
     /// # Errors
     /// Socket option failures.
@@ -101,12 +196,35 @@ impl Connection {
         stream.set_write_timeout(timeout)?;
         stream.set_nodelay(true)?;
         let writer = stream.try_clone()?;
+        let direction = |stream| Deadlined {
+            stream,
+            deadline: None,
+            timeout,
+        };
         Ok(Connection {
-            reader: FrameReader::new(stream),
-            writer,
+            reader: FrameReader::new(direction(stream)),
+            writer: direction(writer),
+            io_timeout,
             out: Vec::with_capacity(FLUSH_AT + crate::framing::MAX_FRAME_LEN),
             sent: 0,
         })
+    }
+
+    /// The deadline of an answer or a write that starts now.
+    fn deadline(&self) -> Option<Instant> {
+        (!self.io_timeout.is_zero()).then(|| Instant::now() + self.io_timeout)
+    }
+
+    /// A frame error while `reading` (or writing), with a timeout named
+    /// as such.
+    fn failure(&self, e: FrameError, reading: bool) -> ConnectionError {
+        match e {
+            FrameError::Io(io) if is_timeout(&io) => ConnectionError::TimedOut {
+                limit: self.io_timeout,
+                reading,
+            },
+            other => ConnectionError::Frame(other),
+        }
     }
 
     /// A handle that can shut the socket down from another thread (to
@@ -115,7 +233,7 @@ impl Connection {
     /// # Errors
     /// If the socket cannot be duplicated.
     pub fn shutdown_handle(&self) -> io::Result<TcpStream> {
-        self.writer.try_clone()
+        self.writer.stream.try_clone()
     }
 
     /// Queues one message; it is written at the latest before the next
@@ -149,14 +267,15 @@ impl Connection {
         Ok(())
     }
 
-    /// Writes the queued frames.
+    /// Writes the queued frames, all within `io.timeout`.
     ///
     /// # Errors
-    /// Write failures.
+    /// Write failures, and a server that does not take them in time.
     pub fn flush(&mut self) -> Result<(), ConnectionError> {
+        self.writer.deadline = self.deadline();
         let written = self.writer.write_all(&self.out);
         self.out.clear();
-        written.map_err(|e| ConnectionError::Frame(FrameError::Io(e)))
+        written.map_err(|e| self.failure(FrameError::Io(e), false))
     }
 
     /// Whether a whole message has arrived already: [`recv`](Self::recv)
@@ -171,17 +290,23 @@ impl Connection {
         self.sent
     }
 
-    /// Waits for the next message.
+    /// Waits for the next message, at most `io.timeout` for all of it
+    /// (counted once the queued frames are written).
     ///
     /// # Errors
     /// Timeouts, resets, a closed connection, or an undecodable answer.
     pub fn recv(&mut self) -> Result<Message, ConnectionError> {
-        if !self.out.is_empty() && !self.reader.has_frame() {
-            self.flush()?;
+        if !self.reader.has_frame() {
+            if !self.out.is_empty() {
+                self.flush()?;
+            }
+            let deadline = self.deadline();
+            self.reader.get_mut().deadline = deadline;
         }
-        match self.reader.read_frame()? {
-            Some(frame) => Message::from_frame(&frame).map_err(ConnectionError::Decode),
-            None => Err(ConnectionError::Closed),
+        match self.reader.read_frame() {
+            Ok(Some(frame)) => Message::from_frame(&frame).map_err(ConnectionError::Decode),
+            Ok(None) => Err(ConnectionError::Closed),
+            Err(e) => Err(self.failure(e, true)),
         }
     }
 
@@ -190,7 +315,7 @@ impl Connection {
         if self.send(&Message::Bye).is_ok() {
             let _ = self.flush();
         }
-        let _ = self.writer.shutdown(Shutdown::Both);
+        let _ = self.writer.stream.shutdown(Shutdown::Both);
     }
 }
 
@@ -211,6 +336,110 @@ mod tests {
         conn.flush().unwrap();
         let mut got = [0_u8; 4];
         peer.read_exact(&mut got).unwrap();
+    }
+
+    /// A peer that sends `bytes` one at a time, `gap` apart, then keeps
+    /// the connection open until the test ends.
+    fn trickle(peer: std::net::TcpStream, bytes: Vec<u8>, gap: Duration) {
+        std::thread::spawn(move || {
+            let mut peer = peer;
+            for b in bytes {
+                std::thread::sleep(gap);
+                if peer.write_all(&[b]).is_err() {
+                    return;
+                }
+            }
+            std::thread::sleep(Duration::from_secs(10));
+        });
+    }
+
+    fn echo_frame(len: usize) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        crate::framing::encode_into(&mut bytes, crate::message::kind::ECHO, &vec![7; len]).unwrap();
+        bytes
+    }
+
+    /// `io.timeout` bounds each whole answer: answers that come in pieces
+    /// each within it arrive, however long the conversation, but bytes
+    /// coming well within the timeout of each other cannot stretch one
+    /// answer past it.
+    #[test]
+    fn each_answer_must_arrive_whole_within_the_timeout() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let timeout = Duration::from_millis(600);
+        let mut conn = Connection::connect(&addr, timeout).unwrap();
+        let (peer, _) = listener.accept().unwrap();
+        // A byte every 30 ms: three answers of 8 bytes (240 ms each, 720 ms
+        // in all, more than the timeout), then one of 103 bytes (3 s).
+        let bytes = [echo_frame(5), echo_frame(5), echo_frame(5), echo_frame(100)].concat();
+        trickle(peer, bytes, Duration::from_millis(30));
+        for _ in 0..3 {
+            assert_eq!(conn.recv().unwrap(), Message::Echo(vec![7; 5]));
+        }
+        // Had each read its own timeout, this answer would arrive whole.
+        let asked = Instant::now();
+        let err = conn.recv().unwrap_err();
+        println!("gave up after {:?}", asked.elapsed());
+        assert!(
+            matches!(err, ConnectionError::TimedOut { limit, reading: true } if limit == timeout),
+            "{err}"
+        );
+        assert_eq!(err.name(), "io_timeout");
+    }
+
+    /// A server that takes what the agency sends only slowly (1 KiB every
+    /// 50 ms, through small socket buffers, so each `write` makes some
+    /// progress well within the timeout) cannot stretch one write of the
+    /// queued frames past `io.timeout` either.
+    #[test]
+    fn a_write_the_server_takes_slowly_times_out_as_a_whole() {
+        use socket2::{Domain, Socket, Type};
+        let small = 4096;
+        let listener = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+        listener.set_recv_buffer_size(small).unwrap();
+        listener
+            .bind(
+                &"127.0.0.1:0"
+                    .parse::<std::net::SocketAddr>()
+                    .unwrap()
+                    .into(),
+            )
+            .unwrap();
+        listener.listen(1).unwrap();
+        let listener: TcpListener = listener.into();
+        let client = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+        client.set_send_buffer_size(small).unwrap();
+        client
+            .connect(&listener.local_addr().unwrap().into())
+            .unwrap();
+        let timeout = Duration::from_millis(600);
+        let mut conn = Connection::from_stream(client.into(), timeout).unwrap();
+        let (mut peer, _) = listener.accept().unwrap();
+        std::thread::spawn(move || {
+            let mut buf = [0_u8; 1024];
+            loop {
+                std::thread::sleep(Duration::from_millis(50));
+                if !matches!(peer.read(&mut buf), Ok(n) if n > 0) {
+                    return;
+                }
+            }
+        });
+        let started = Instant::now();
+        let err = loop {
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "20 s of writes and no timeout"
+            );
+            if let Err(e) = conn.send(&Message::Echo(vec![1; 8000])) {
+                break e;
+            }
+        };
+        println!("gave up after {:?}", started.elapsed());
+        assert!(
+            matches!(err, ConnectionError::TimedOut { limit, reading: false } if limit == timeout),
+            "{err}"
+        );
     }
 
     #[test]

@@ -167,6 +167,13 @@ impl<R: Read> FrameReader<R> {
         }
     }
 
+    /// The reader underneath, to adjust it between reads (the client sets
+    /// a deadline on it). Reading from it directly would skip bytes the
+    /// frames need.
+    pub fn get_mut(&mut self) -> &mut R {
+        &mut self.inner
+    }
+
     /// Whether a whole frame (or an error) is buffered already: the next
     /// `read_frame` returns without reading.
     pub fn has_frame(&self) -> bool {

@@ -87,10 +87,16 @@ fn ingest(name: &str, bets: u64, delay: Duration) -> (ClientRun, u64) {
     let files = generate(dir.path(), 1, |_| bets);
     let (addr, server) = slow_server(delay);
     let file = files[0].1.to_str().expect("utf-8 path");
+    // The stand-in asks for no key (HELLO → HELLO_OK): the agency must be
+    // told so, or it refuses the server.
     let run = finish_client(spawn_client(
         addr,
         1,
-        &[("CLI_BETS_FILE", file), ("CLI_BATCH_MAXAMOUNT", "10")],
+        &[
+            ("CLI_BETS_FILE", file),
+            ("CLI_BATCH_MAXAMOUNT", "10"),
+            ("CLI_AUTH", "off"),
+        ],
     ));
     let stored = server.join().expect("server thread");
     assert!(

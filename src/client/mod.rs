@@ -15,8 +15,19 @@
 //! Failover: `server.address` may list several servers (comma-separated)
 //! that share one database. A refused or lost connection moves the agency
 //! to the next one in the list; HELLO_OK there says where to resume, as it
-//! does on a reconnect to the same server.
+//! does on a reconnect to the same server. So does a server that refuses
+//! the agency's key (`unauthorized`: servers in the middle of a key
+//! rotation): the agency stops only when every server of the list refused
+//! it, one after the other. With one server, a refusal stops it at once.
+//!
+//! Trust: with `auth: required` (the default) the agency refuses a server
+//! that answers HELLO with HELLO_OK instead of a CHALLENGE, and sends it
+//! nothing more; only `auth: off` accepts that. `io.timeout` bounds each
+//! whole answer (see [`Connection`]), so a server trickling bytes cannot
+//! hold the agency. Why it reconnects is logged at INFO, at most once a
+//! second per reason (`action: reconnect | result: in_progress | error: …`).
 
+mod retry;
 pub mod source;
 
 use crate::bet::Bet;
@@ -26,6 +37,7 @@ use crate::logging::clean;
 use crate::message::{self, BatchEncoder, ErrorCode, Message, PROTOCOL_VERSION};
 use crate::shutdown::Shutdown;
 use log::{debug, info, warn};
+use retry::{Backoff, RateLimit, Reason};
 use source::{BetsFile, Row, SourceError};
 use std::collections::VecDeque;
 use std::fmt;
@@ -50,6 +62,20 @@ pub enum ClientError {
     GaveUp {
         last: String,
     },
+    /// The server answered HELLO with HELLO_OK, without asking for the
+    /// agency's key, and the agency's `auth` is `required`.
+    Unauthenticated {
+        server: String,
+    },
+    /// The server asked for the agency's key (`auth: off`, no key set).
+    NoKey {
+        server: String,
+    },
+    /// Every server of the list refused the agency (or was refused by it),
+    /// one after the other: `server: reason` for each.
+    AllRefused {
+        refusals: Vec<String>,
+    },
     /// SIGTERM/SIGINT.
     Shutdown,
 }
@@ -64,6 +90,19 @@ impl fmt::Display for ClientError {
             }
             ClientError::Protocol(what) => write!(f, "protocol error: {what}"),
             ClientError::GaveUp { last } => write!(f, "gave up reconnecting: {last}"),
+            ClientError::Unauthenticated { server } => write!(
+                f,
+                "server {server} answered HELLO with HELLO_OK without asking for this agency's key: refused, nothing more sent to it (an agency with a key never runs unauthenticated; CLI_AUTH=off accepts a server run with SERVER_AUTH=off)"
+            ),
+            ClientError::NoKey { server } => write!(
+                f,
+                "server {server} asks for this agency's key and none is set (CLI_AUTH=off): set CLI_KEY or CLI_KEY_FILE"
+            ),
+            ClientError::AllRefused { refusals } => write!(
+                f,
+                "every server of the list refused: {}",
+                refusals.join("; ")
+            ),
             ClientError::Shutdown => write!(f, "stopped by a signal"),
         }
     }
@@ -74,13 +113,21 @@ impl std::error::Error for ClientError {}
 /// What ended one connection.
 enum SessionEnd {
     /// Worth reconnecting: the connection broke or the server said "later".
-    Retry(String),
+    Retry(Reason),
     /// The server is at its connection limit: alive, so keep trying.
-    Busy(String),
+    Busy(Reason),
+    /// This server will not do as configured: it refused the agency's key
+    /// (`unauthorized`), or the agency refused it (no CHALLENGE, or one it
+    /// has no key for). `error` stops the agency if it has no other server.
+    Refused {
+        kind: &'static str,
+        error: ClientError,
+    },
     /// The draw has not happened yet (`finished` agencies are done); the
     /// server closed the connection.
     NotReady {
         finished: u32,
+        expected: u32,
     },
     Fatal(ClientError),
 }
@@ -90,7 +137,7 @@ impl From<ConnectionError> for SessionEnd {
         match e {
             ConnectionError::Decode(d) => SessionEnd::Fatal(ClientError::Protocol(d.to_string())),
             ConnectionError::Encode(d) => SessionEnd::Fatal(ClientError::Protocol(d.to_string())),
-            other => SessionEnd::Retry(other.to_string()),
+            other => SessionEnd::Retry(Reason::new(other.name(), other.to_string())),
         }
     }
 }
@@ -115,34 +162,6 @@ pub struct Summary {
     /// This agency's winners' documents.
     pub winners: Vec<String>,
     pub seconds: f64,
-}
-
-/// Exponential backoff between `first` and `max`.
-#[derive(Debug)]
-struct Backoff {
-    next: Duration,
-    first: Duration,
-    max: Duration,
-}
-
-impl Backoff {
-    fn new(first: Duration, max: Duration) -> Self {
-        Backoff {
-            next: first.min(max),
-            first,
-            max,
-        }
-    }
-
-    fn next_delay(&mut self) -> Duration {
-        let d = self.next;
-        self.next = (self.next * 2).min(self.max);
-        d
-    }
-
-    fn reset(&mut self) {
-        self.next = self.first.min(self.max);
-    }
 }
 
 /// Runs the agency until it knows its winners.
@@ -247,6 +266,10 @@ impl<'a> Agency<'a> {
         // `retry.timeout` by default, and must not make the agency give up
         // before it has tried the others.
         let (mut failures, mut progress_mark) = (0_usize, self.last_progress);
+        // Refusals in a row, `server: reason`: one per server of the list
+        // (it is walked round robin), so a whole round of them is fatal.
+        let mut refusals: Vec<String> = Vec::new();
+        let mut reasons = RateLimit::new(REASON_EVERY);
         loop {
             if self.shutdown.is_triggered() {
                 return Err(ClientError::Shutdown);
@@ -255,7 +278,7 @@ impl<'a> Agency<'a> {
                 .get(at % servers.len().max(1))
                 .copied()
                 .unwrap_or(self.config.server_address.as_str());
-            let last = match Connection::connect(address, self.config.io_timeout) {
+            let reason = match Connection::connect(address, self.config.io_timeout) {
                 Ok(conn) => {
                     debug!("action: connect | result: success | server_address: {address}");
                     if let Ok(handle) = conn.shutdown_handle() {
@@ -265,7 +288,7 @@ impl<'a> Agency<'a> {
                         return Err(ClientError::Shutdown);
                     }
                     let before = self.last_progress;
-                    let end = self.session(conn);
+                    let end = self.session(conn, address);
                     self.current
                         .lock()
                         .unwrap_or_else(|p| p.into_inner())
@@ -288,9 +311,20 @@ impl<'a> Agency<'a> {
                             return Err(ClientError::Shutdown);
                         }
                         Err(SessionEnd::Fatal(e)) => return Err(e),
-                        Err(SessionEnd::NotReady { finished }) => {
+                        Err(SessionEnd::NotReady { finished, expected }) => {
+                            refusals.clear();
                             self.progress();
                             backoff.reset();
+                            self.report(
+                                &mut reasons,
+                                address,
+                                &Reason::new(
+                                    "not_ready",
+                                    format!(
+                                        "no draw yet: {finished} of {expected} agencies finished"
+                                    ),
+                                ),
+                            );
                             let pause = poll_pause(finished, self.config.winners_max_backoff);
                             if !self.shutdown.sleep(pause) {
                                 return Err(ClientError::Shutdown);
@@ -300,36 +334,39 @@ impl<'a> Agency<'a> {
                         Err(SessionEnd::Busy(reason)) => {
                             // Alive and at its limit: not a reason to
                             // give up; another server may have room.
+                            refusals.clear();
                             self.progress();
                             at += 1;
-                            debug!(
-                                "action: reconnect | result: in_progress | error: {}",
-                                clean(&reason)
-                            );
                             reason
                         }
                         Err(SessionEnd::Retry(reason)) => {
+                            refusals.clear();
                             if self.last_progress != before {
                                 backoff.reset();
                             }
                             at += 1;
-                            warn!(
-                                "action: reconnect | result: in_progress | server_address: {address} | error: {}",
-                                clean(&reason)
-                            );
                             reason
+                        }
+                        Err(SessionEnd::Refused { kind, error }) => {
+                            if servers.len() <= 1 {
+                                return Err(error);
+                            }
+                            refusals.push(format!("{address}: {error}"));
+                            if refusals.len() >= servers.len() {
+                                return Err(ClientError::AllRefused { refusals });
+                            }
+                            at += 1;
+                            Reason::new(kind, error.to_string())
                         }
                     }
                 }
                 Err(e) => {
-                    debug!(
-                        "action: connect | result: in_progress | server_address: {address} | error: {}",
-                        clean(&e)
-                    );
+                    refusals.clear();
                     at += 1;
-                    e.to_string()
+                    Reason::new(e.name(), e.to_string())
                 }
             };
+            self.report(&mut reasons, address, &reason);
             if self.last_progress != progress_mark {
                 (failures, progress_mark) = (0, self.last_progress);
             }
@@ -340,9 +377,11 @@ impl<'a> Agency<'a> {
                 warn!(
                     "action: connect | result: fail | server_address: {} | error: {}",
                     self.config.server_address,
-                    clean(&last)
+                    clean(&reason.detail)
                 );
-                return Err(ClientError::GaveUp { last });
+                return Err(ClientError::GaveUp {
+                    last: reason.detail,
+                });
             }
             if !self.shutdown.sleep(backoff.next_delay()) {
                 return Err(ClientError::Shutdown);
@@ -350,9 +389,25 @@ impl<'a> Agency<'a> {
         }
     }
 
+    /// Says why the agency tries again: at INFO, at most once per
+    /// [`REASON_EVERY`] per reason (with how often it came back in
+    /// between); every time at DEBUG.
+    fn report(&self, limit: &mut RateLimit, server: &str, reason: &Reason) {
+        let line = format!(
+            "action: reconnect | result: in_progress | error: {} | server_address: {server} | detail: {}",
+            reason.kind,
+            clean(&reason.detail)
+        );
+        match limit.allow(reason.kind, Instant::now()) {
+            Some(0) => info!("{line}"),
+            Some(held) => info!("{line} | repeated: {held}"),
+            None => debug!("{line}"),
+        }
+    }
+
     /// One connection: HELLO, the bets not yet stored, DONE, winners.
-    fn session(&mut self, mut conn: Connection) -> Result<Summary, SessionEnd> {
-        let result = self.converse(&mut conn);
+    fn session(&mut self, mut conn: Connection, server: &str) -> Result<Summary, SessionEnd> {
+        let result = self.converse(&mut conn, server);
         self.bytes_sent += conn.bytes_sent();
         let mut summary = result?;
         conn.close();
@@ -360,8 +415,8 @@ impl<'a> Agency<'a> {
         Ok(summary)
     }
 
-    fn converse(&mut self, conn: &mut Connection) -> Result<Summary, SessionEnd> {
-        let (next_seq, done) = self.handshake(conn)?;
+    fn converse(&mut self, conn: &mut Connection, server: &str) -> Result<Summary, SessionEnd> {
+        let (next_seq, done) = self.handshake(conn, server)?;
         // Not progress: a server that greets but cannot store (a full
         // disk) must not keep the agency retrying forever.
         let base = *self.base.get_or_insert(next_seq);
@@ -398,21 +453,49 @@ impl<'a> Agency<'a> {
         })
     }
 
-    /// HELLO, then AUTH with this agency's key if the server sends a
+    /// HELLO, then AUTH with this agency's key when the server sends a
     /// CHALLENGE: the agency's position and whether its DONE is recorded.
-    fn handshake(&mut self, conn: &mut Connection) -> Result<(u64, bool), SessionEnd> {
+    /// A HELLO_OK in place of the CHALLENGE is accepted with `auth: off`
+    /// only; otherwise the agency sends that server nothing more.
+    fn handshake(
+        &mut self,
+        conn: &mut Connection,
+        server: &str,
+    ) -> Result<(u64, bool), SessionEnd> {
         let agency = self.config.id;
         conn.send(&Message::Hello {
             version: PROTOCOL_VERSION,
             agency,
         })?;
         let mut answer = conn.recv()?;
-        if let Message::Challenge { nonce } = answer {
-            let tag = self.config.key.tag(&nonce, agency, PROTOCOL_VERSION);
-            conn.send(&Message::Auth { tag })?;
-            answer = conn.recv()?;
-        } else if matches!(answer, Message::HelloOk { .. }) {
-            debug!("action: auth | result: success | mode: off (the server asked for no key)");
+        match answer {
+            Message::Challenge { nonce } => {
+                let Some(key) = self.config.auth.key() else {
+                    return Err(refuse_server(
+                        "no_key",
+                        server,
+                        ClientError::NoKey {
+                            server: server.to_owned(),
+                        },
+                    ));
+                };
+                let tag = key.tag(&nonce, agency, PROTOCOL_VERSION);
+                conn.send(&Message::Auth { tag })?;
+                answer = conn.recv()?;
+            }
+            Message::HelloOk { .. } if self.config.auth.is_required() => {
+                return Err(refuse_server(
+                    "no_challenge",
+                    server,
+                    ClientError::Unauthenticated {
+                        server: server.to_owned(),
+                    },
+                ));
+            }
+            Message::HelloOk { .. } => {
+                debug!("action: auth | result: success | mode: off (the server asked for no key)");
+            }
+            _ => {}
         }
         match answer {
             Message::HelloOk { next_seq, done } => Ok((next_seq, done)),
@@ -569,7 +652,7 @@ impl<'a> Agency<'a> {
                     debug!(
                         "action: consulta_ganadores | result: in_progress | finalizadas: {finished} | esperadas: {expected}"
                     );
-                    return Err(SessionEnd::NotReady { finished });
+                    return Err(SessionEnd::NotReady { finished, expected });
                 }
                 Message::Winners {
                     total,
@@ -666,6 +749,20 @@ fn poll_pause(finished: u32, max: Duration) -> Duration {
         .min(max)
 }
 
+/// How often, at most, one reason to reconnect is logged at INFO.
+const REASON_EVERY: Duration = Duration::from_secs(1);
+
+/// The agency refuses `server` (`kind` names why): logged as a failed
+/// handshake at WARN, every time (a server that skips authentication is
+/// either misconfigured or not the agency's server).
+fn refuse_server(kind: &'static str, server: &str, error: ClientError) -> SessionEnd {
+    warn!(
+        "action: auth | result: fail | error: {kind} | server_address: {server} | detail: {}",
+        clean(&error)
+    );
+    SessionEnd::Refused { kind, error }
+}
+
 fn encode_failure(e: message::EncodeError) -> SessionEnd {
     SessionEnd::Fatal(ClientError::Protocol(e.to_string()))
 }
@@ -675,15 +772,27 @@ fn unexpected(msg: Message, wanted: &str) -> SessionEnd {
         Message::Error {
             code: ErrorCode::Busy,
             message,
-        } => SessionEnd::Busy(format!("server: busy ({message})")),
-        Message::Error { code, message } if code.is_retryable() => {
-            SessionEnd::Retry(format!("server: {} ({message})", code.name()))
-        }
+        } => SessionEnd::Busy(Reason::new("busy", format!("server: busy ({message})"))),
+        Message::Error { code, message } if code.is_retryable() => SessionEnd::Retry(Reason::new(
+            code.name(),
+            format!("server: {} ({message})", code.name()),
+        )),
+        Message::Error {
+            code: ErrorCode::Unauthorized,
+            message,
+        } => SessionEnd::Refused {
+            kind: "unauthorized",
+            error: ClientError::Server {
+                code: ErrorCode::Unauthorized,
+                message,
+            },
+        },
         Message::Error { code, message } => {
             SessionEnd::Fatal(ClientError::Server { code, message })
         }
-        Message::Ack { next_seq } => SessionEnd::Retry(format!(
-            "ACK for position {next_seq} out of order; resyncing"
+        Message::Ack { next_seq } => SessionEnd::Retry(Reason::new(
+            "out_of_order",
+            format!("ACK for position {next_seq} out of order; resyncing"),
         )),
         other => SessionEnd::Fatal(ClientError::Protocol(format!(
             "expected {wanted}, got message type 0x{:02x}",
@@ -708,15 +817,6 @@ mod tests {
             poll_pause(500, Duration::from_millis(25)),
             Duration::from_millis(25)
         );
-    }
-
-    #[test]
-    fn backoff_doubles_up_to_its_cap_and_resets() {
-        let mut b = Backoff::new(Duration::from_millis(100), Duration::from_millis(350));
-        let got: Vec<u128> = (0..4).map(|_| b.next_delay().as_millis()).collect();
-        assert_eq!(got, [100, 200, 350, 350]);
-        b.reset();
-        assert_eq!(b.next_delay(), Duration::from_millis(100));
     }
 
     #[test]
@@ -764,6 +864,35 @@ mod tests {
         assert!(matches!(
             unexpected(Message::Bye, "ACK"),
             SessionEnd::Fatal(ClientError::Protocol(_))
+        ));
+    }
+
+    /// `unauthorized` is not fatal by itself: another server of the list
+    /// (in the middle of a key rotation) may take the key.
+    #[test]
+    fn unauthorized_is_a_refusal_and_busy_a_reason_named_busy() {
+        let refused = unexpected(
+            Message::Error {
+                code: ErrorCode::Unauthorized,
+                message: "bad key".into(),
+            },
+            "HELLO_OK",
+        );
+        let SessionEnd::Refused { kind, error } = refused else {
+            panic!("not a refusal")
+        };
+        assert_eq!(kind, "unauthorized");
+        assert!(error.to_string().contains("unauthorized"), "{error}");
+        let busy = unexpected(
+            Message::Error {
+                code: ErrorCode::Busy,
+                message: "full".into(),
+            },
+            "HELLO_OK",
+        );
+        assert!(matches!(
+            busy,
+            SessionEnd::Busy(Reason { kind: "busy", .. })
         ));
     }
 }

@@ -262,6 +262,12 @@ pub fn spawn_client(addr: SocketAddr, agency: u32, env: &[(&str, &str)]) -> Chil
     cmd.spawn().expect("start client")
 }
 
+/// Follows a spawned client's log while it runs (for tests that act on a
+/// client's lines before it exits).
+pub fn follow_client(child: &mut Child) -> Log {
+    Log::follow(child)
+}
+
 /// Waits for a client (at most 60 s: then it is killed and the test fails,
 /// rather than hang) and collects its log.
 pub fn finish_client(child: Child) -> ClientRun {
