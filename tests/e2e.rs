@@ -318,34 +318,6 @@ fn the_course_data_set_when_present() {
     assert_eq!(total, 78_697);
 }
 
-/// `action: <name> | result: <success|fail|in_progress> | key: value | ...`
-fn assert_course_grammar(line: &str) {
-    let Some(at) = line.find("action: ") else {
-        return;
-    };
-    let fields: Vec<&str> = line[at..].split(" | ").collect();
-    assert!(fields.len() >= 2, "{line}");
-    assert!(
-        fields[0]
-            .strip_prefix("action: ")
-            .is_some_and(|n| !n.is_empty() && !n.contains(' ')),
-        "{line}"
-    );
-    let result = fields[1]
-        .strip_prefix("result: ")
-        .unwrap_or_else(|| panic!("no result in {line}"));
-    assert!(
-        ["success", "fail", "in_progress"].contains(&result),
-        "{line}"
-    );
-    for f in &fields[2..] {
-        let (k, _) = f
-            .split_once(": ")
-            .unwrap_or_else(|| panic!("field {f:?} of {line}"));
-        assert!(!k.is_empty() && !k.contains(' '), "{line}");
-    }
-}
-
 /// The server logs the ingest's progress every `SERVER_PROGRESS_INTERVAL`
 /// while bets arrive, with growing counts, in the course's grammar; a run
 /// shorter than the interval logs none.

@@ -4,16 +4,26 @@
 //!
 //! `server agency-key N` prints agency N's key (64 hex characters) for the
 //! operator to hand to that agency, reading the secret as the server does.
+//!
+//! `server storage-check PATH`, `storage-truncate PATH` and
+//! `storage-rebuild-journal PATH` are the operator's way out when a start
+//! refuses the bets file at PATH and its journal (see `lottery::storage`'s
+//! `check`, `truncate` and `rebuild_journal`); run them with the server
+//! stopped.
 
 use log::{error, info, warn};
 use lottery::auth::ServerAuth;
 use lottery::config::{ServerConfig, StorageBackend};
 use lottery::shutdown::Shutdown;
-use lottery::{logging, server};
+use lottery::{logging, server, storage};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-const USAGE: &str = "usage: server            (serve; configured by SERVER_CONFIG and the environment)\n       server agency-key N   (print agency N's key)";
+const USAGE: &str = "usage: server                               (serve; configured by SERVER_CONFIG and the environment)
+       server agency-key N                  (print agency N's key)
+       server storage-check PATH            (what a start would do with the bets file PATH and its journal; changes nothing)
+       server storage-truncate PATH         (cut both files back to the last whole commit before the first damage; the cut bytes are saved as PATH.cut and PATH.journal.cut)
+       server storage-rebuild-journal PATH  (a new journal from PATH's rows as they are; the old one is kept as PATH.journal.old)";
 
 fn main() -> ExitCode {
     let path = std::env::var_os("SERVER_CONFIG")
@@ -22,6 +32,16 @@ fn main() -> ExitCode {
     match args.as_slice() {
         [] => serve(&path),
         [cmd, agency] if cmd == "agency-key" => agency_key(&path, agency),
+        [cmd, file] if cmd == "storage-check" => {
+            storage_command("storage_check", storage::check(Path::new(file)))
+        }
+        [cmd, file] if cmd == "storage-truncate" => {
+            storage_command("storage_truncate", storage::truncate(Path::new(file)))
+        }
+        [cmd, file] if cmd == "storage-rebuild-journal" => storage_command(
+            "storage_rebuild_journal",
+            storage::rebuild_journal(Path::new(file)),
+        ),
         _ => {
             eprintln!("{USAGE}");
             ExitCode::from(2)
@@ -41,6 +61,23 @@ fn agency_key(path: &Path, agency: &str) -> ExitCode {
                 logging::clean(&e)
             );
             ExitCode::from(2)
+        }
+    }
+}
+
+/// Prints an operator command's outcome as one log line; exit 1 if it failed.
+fn storage_command(
+    action: &str,
+    outcome: Result<impl std::fmt::Display, storage::StorageError>,
+) -> ExitCode {
+    match outcome {
+        Ok(report) => {
+            println!("action: {action} | result: success | {report}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("action: {action} | result: fail | {}", e.log_fields());
+            ExitCode::FAILURE
         }
     }
 }

@@ -30,11 +30,11 @@ mod progress;
 
 use crate::config::ServerConfig;
 use crate::shutdown::Shutdown;
-use crate::storage::OpenReport;
+use crate::storage::{Location, OpenReport};
 use crate::store::Store;
 use handler::Handler;
 use listener::Connections;
-use log::info;
+use log::{error, info};
 use penalty::PenaltyBox;
 use std::fmt;
 use std::io;
@@ -141,17 +141,34 @@ pub fn run(
     config: &ServerConfig,
     shutdown: Shutdown,
 ) -> Result<(), ServerError> {
-    let (store, report) =
-        Store::open(&config.storage_location(), config.agencies).map_err(ServerError::Storage)?;
+    let location = config.storage_location();
+    let (store, report) = match Store::open(&location, config.agencies) {
+        Ok(opened) => opened,
+        Err(e) => {
+            if matches!(location, Location::File { .. }) {
+                error!("action: recovery | result: fail | {}", e.log_fields());
+            }
+            return Err(ServerError::Storage(e));
+        }
+    };
     let finished = store.progress().map_or(0, |p| p.finished);
     match report {
-        OpenReport::File { path, recovery } => info!(
-            "action: recovery | result: success | path: {} | dropped_bytes: {} | journal_dropped_bytes: {} | rebuilt_journal: {} | agencias_finalizadas: {finished}",
-            path.display(),
-            recovery.dropped_data_bytes,
-            recovery.dropped_journal_bytes,
-            recovery.rebuilt_journal,
-        ),
+        OpenReport::File { path, recovery } => {
+            // A cut is logged as a warning: the operator should know.
+            let level = if recovery.torn.is_some() {
+                log::Level::Warn
+            } else {
+                log::Level::Info
+            };
+            log::log!(
+                level,
+                "action: recovery | result: success | path: {} | dropped_bytes: {} | journal_dropped_bytes: {} | reason: {} | agencias_finalizadas: {finished}",
+                crate::logging::clean(path.display()),
+                recovery.dropped_data_bytes,
+                recovery.dropped_journal_bytes,
+                crate::logging::clean(&recovery),
+            )
+        }
         OpenReport::Postgres { target, schema } => info!(
             "action: storage_open | result: success | backend: postgres | database: {target} | schema_version: {schema} | agencias_finalizadas: {finished}"
         ),

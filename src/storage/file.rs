@@ -9,35 +9,26 @@
 //! file now ends, a checksum of the rows it added, the new totals of the
 //! agencies it touched and the agencies that finished; then it syncs both
 //! files (at the same time) and only then is anything acknowledged. The
-//! journal line is the commit point: on start, [`Storage::open`] keeps the
-//! intact journal lines (each has its own checksum), forgets the last one
-//! if its rows did not all reach the disk, and truncates `bets.csv` to the
-//! end the last kept line names. So a crash in the middle of a commit
-//! leaves none of it behind (commits are atomic), and everything that was
-//! acknowledged is kept.
+//! journal line is the commit point. On start, [`Storage::open`] first reads
+//! both files and decides (see [`super::recovery`]): a commit torn by a
+//! crash, which can only be the last one, is cut whole; damage no crash
+//! explains (a damaged journal line with more after it, committed rows that
+//! do not match their checksum) refuses the start with the file and the
+//! byte offset, and nothing on disk is changed. So commits are atomic, and
+//! nothing acknowledged is dropped in silence.
 //!
 //! This type is single-threaded; `store::StoreManager` shares it.
 
 use super::journal::JournalRecord;
-use super::rows::{LoadBets, encode_row};
+use super::recovery::{OnDamage, Recovery, inspect};
+use super::rows::encode_row;
 use super::{StorageError, SyncMode, io_err};
 use crate::bet::Bet;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
-
-/// What [`Storage::open`] found and repaired.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Recovery {
-    /// Bytes cut from the end of `bets.csv` (an unfinished commit or a torn row).
-    pub dropped_data_bytes: u64,
-    /// Bytes cut from the end of the journal (a torn journal line).
-    pub dropped_journal_bytes: u64,
-    /// The journal was missing or empty and was rebuilt by reading `bets.csv`.
-    pub rebuilt_journal: bool,
-}
 
 /// The bets file and its journal, open for appending.
 #[derive(Debug)]
@@ -120,15 +111,17 @@ pub fn journal_path(data_path: &Path) -> PathBuf {
 
 impl Storage {
     /// Opens (creating if needed) the bets file at `path` and its journal,
-    /// and recovers from an interrupted commit.
+    /// and cuts a commit a crash left half-written.
     ///
     /// # Errors
-    /// Files that cannot be opened, read or repaired, and a bets file
-    /// shorter than its journal says (data lost outside this program).
+    /// Files that cannot be opened, read or cut; damage a crash cannot
+    /// explain ([`StorageError::Damaged`], naming the file and the offset)
+    /// and rows without a journal: then nothing on disk was changed.
     pub fn open(path: &Path, sync: SyncMode) -> Result<(Storage, Recovery), StorageError> {
         let data_path = path.to_owned();
         let journal_path = journal_path(path);
-        let created = !data_path.exists() || !journal_path.exists();
+        // Decided before anything is written: a refused start changes nothing.
+        let plan = inspect(&data_path, &journal_path, OnDamage::Refuse)?;
         let open = |p: &Path| {
             OpenOptions::new()
                 .read(true)
@@ -139,8 +132,22 @@ impl Storage {
         };
         let data = open(&data_path)?;
         let journal = open(&journal_path)?;
-        if created && sync == SyncMode::Always {
+        // The journal exists (its directory entry durable) before the first
+        // commit, so rows beside an empty journal are a torn first commit.
+        if (!plan.data_exists || !plan.journal_exists) && sync == SyncMode::Always {
             sync_parent_dir(&data_path)?;
+        }
+        if plan.cuts() {
+            // Rows first: a crash between the two cuts leaves a last
+            // journal line without its rows, which the next start cuts.
+            cut(&data, &data_path, plan.data_len, plan.keep_data, sync)?;
+            cut(
+                &journal,
+                &journal_path,
+                plan.journal_len,
+                plan.keep_journal,
+                sync,
+            )?;
         }
         let journal_sync = match sync {
             SyncMode::Always => Some(
@@ -151,148 +158,22 @@ impl Storage {
             ),
             SyncMode::None => None,
         };
-        let mut storage = Storage {
+        let recovery = plan.recovery();
+        let storage = Storage {
             data,
             data_path,
             journal,
             journal_path,
             journal_sync,
-            committed_len: 0,
-            journal_len: 0,
-            counts: BTreeMap::new(),
-            done: BTreeSet::new(),
+            committed_len: plan.keep_data,
+            journal_len: plan.keep_journal,
+            counts: plan.counts,
+            done: plan.done,
             broken: None,
             #[cfg(test)]
             fail_next_sync: false,
         };
-        let recovery = storage.recover()?;
         Ok((storage, recovery))
-    }
-
-    fn recover(&mut self) -> Result<Recovery, StorageError> {
-        let mut recovery = Recovery::default();
-        let mut text = Vec::new();
-        (&self.journal)
-            .read_to_end(&mut text)
-            .map_err(io_err(&self.journal_path, "read"))?;
-        // Intact lines, each with where it ends in the journal.
-        let mut records: Vec<(JournalRecord, usize)> = Vec::new();
-        let mut at = 0usize;
-        for line in text.split_inclusive(|b| *b == b'\n') {
-            let Some(rec) = line.strip_suffix(b"\n").and_then(JournalRecord::parse) else {
-                break;
-            };
-            at += line.len();
-            records.push((rec, at));
-        }
-        let data_len = self
-            .data
-            .metadata()
-            .map_err(io_err(&self.data_path, "stat"))?
-            .len();
-        // Both files are synced together, so only the last commit can have
-        // its journal line on disk without all of its rows: check its rows
-        // against the line's checksum, and forget the commit if they differ.
-        if let Some((last, _)) = records.last() {
-            let start = records.len().checked_sub(2).map_or(0, |i| records[i].0.end);
-            if !self.chunk_matches(start, last, data_len)? {
-                records.pop();
-            }
-        }
-        let good = records.last().map_or(0, |(_, at)| *at);
-        if good < text.len() {
-            recovery.dropped_journal_bytes = (text.len() - good) as u64;
-            self.journal
-                .set_len(good as u64)
-                .map_err(io_err(&self.journal_path, "truncate"))?;
-        }
-        self.journal_len = good as u64;
-        for (rec, _) in &records {
-            self.committed_len = rec.end;
-            self.counts.extend(rec.counts.iter().copied());
-            self.done.extend(rec.done.iter().copied());
-        }
-
-        if records.is_empty() {
-            if data_len > 0 {
-                // No journal (deleted, or a file from elsewhere): trust the
-                // rows, drop a torn last one, and write a fresh journal.
-                let (good_len, counts) = scan_rows(&self.data_path)?;
-                recovery.dropped_data_bytes = data_len - good_len;
-                self.truncate_data(good_len)?;
-                let all: Vec<(u32, u64)> = counts.into_iter().collect();
-                let line_len = self.write_journal(good_len, None, &all, &[])?;
-                self.sync(false)?;
-                self.journal_len += line_len;
-                self.counts.extend(all);
-                recovery.rebuilt_journal = true;
-            }
-            return Ok(recovery);
-        }
-        if data_len < self.committed_len {
-            return Err(StorageError::Corrupt {
-                path: self.data_path.clone(),
-                reason: format!(
-                    "it has {data_len} bytes but its journal says {} were committed \
-                     (data lost outside this program); refusing to start",
-                    self.committed_len
-                ),
-            });
-        }
-        recovery.dropped_data_bytes = data_len - self.committed_len;
-        self.truncate_data(self.committed_len)?;
-        Ok(recovery)
-    }
-
-    /// Whether the rows `start..rec.end` of the bets file are the ones the
-    /// journal line `rec` was written for.
-    fn chunk_matches(
-        &self,
-        start: u64,
-        rec: &JournalRecord,
-        data_len: u64,
-    ) -> Result<bool, StorageError> {
-        use std::io::{Seek, SeekFrom};
-        let Some(want) = rec.data_crc else {
-            return Ok(true);
-        };
-        if data_len < rec.end || rec.end < start {
-            return Ok(false);
-        }
-        let mut file = File::open(&self.data_path).map_err(io_err(&self.data_path, "open"))?;
-        file.seek(SeekFrom::Start(start))
-            .map_err(io_err(&self.data_path, "seek"))?;
-        let mut hasher = crc32fast::Hasher::new();
-        let mut left = rec.end - start;
-        let mut buf = vec![0u8; 1 << 16];
-        while left > 0 {
-            let n = buf.len().min(left as usize);
-            file.read_exact(&mut buf[..n])
-                .map_err(io_err(&self.data_path, "read"))?;
-            hasher.update(&buf[..n]);
-            left -= n as u64;
-        }
-        Ok(hasher.finalize() == want)
-    }
-
-    fn truncate_data(&mut self, len: u64) -> Result<(), StorageError> {
-        let current = self
-            .data
-            .metadata()
-            .map_err(io_err(&self.data_path, "stat"))?
-            .len();
-        if current != len {
-            self.data
-                .set_len(len)
-                .map_err(io_err(&self.data_path, "truncate"))?;
-            if self.journal_sync.is_some() {
-                self.data
-                    .sync_all()
-                    .map_err(io_err(&self.data_path, "sync"))?;
-            }
-        }
-        self.committed_len = len;
-        Ok(())
     }
 
     /// Bets stored per agency (agencies with none are absent).
@@ -446,8 +327,19 @@ impl Storage {
     }
 }
 
+/// Cuts the file at `path` from `len` bytes back to `keep`, durably.
+fn cut(file: &File, path: &Path, len: u64, keep: u64, sync: SyncMode) -> Result<(), StorageError> {
+    if keep < len {
+        file.set_len(keep).map_err(io_err(path, "truncate"))?;
+        if sync == SyncMode::Always {
+            file.sync_data().map_err(io_err(path, "sync"))?;
+        }
+    }
+    Ok(())
+}
+
 /// Makes a newly created file's directory entry durable.
-fn sync_parent_dir(path: &Path) -> Result<(), StorageError> {
+pub(super) fn sync_parent_dir(path: &Path) -> Result<(), StorageError> {
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
@@ -457,46 +349,8 @@ fn sync_parent_dir(path: &Path) -> Result<(), StorageError> {
         .map_err(io_err(dir, "sync directory"))
 }
 
-/// Reads every row of a bets file with no journal: returns the length of
-/// the intact part (a torn last row is left out) and the count per agency.
-fn scan_rows(path: &Path) -> Result<(u64, BTreeMap<u32, u64>), StorageError> {
-    let file = File::open(path).map_err(io_err(path, "open"))?;
-    let len = file.metadata().map_err(io_err(path, "stat"))?.len();
-    let mut rows = LoadBets::new(path, file, len);
-    let mut counts = BTreeMap::new();
-    let mut good = 0u64;
-    while let Some(item) = rows.next() {
-        let end = rows.position();
-        // Only a row that ends with its newline is whole.
-        let whole = end < len || ends_with_newline(path, len)?;
-        match item {
-            Ok(bet) if whole => {
-                *counts.entry(bet.agency).or_insert(0) += 1;
-                good = end;
-            }
-            Ok(_) => break,
-            Err(_) if end >= len => break, // a torn last row
-            Err(e) => return Err(e),
-        }
-    }
-    Ok((good, counts))
-}
-
-fn ends_with_newline(path: &Path, len: u64) -> Result<bool, StorageError> {
-    use std::io::{Seek, SeekFrom};
-    if len == 0 {
-        return Ok(false);
-    }
-    let mut f = File::open(path).map_err(io_err(path, "open"))?;
-    f.seek(SeekFrom::Start(len - 1))
-        .map_err(io_err(path, "seek"))?;
-    let mut last = [0u8];
-    f.read_exact(&mut last).map_err(io_err(path, "read"))?;
-    Ok(last[0] == b'\n')
-}
-
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::super::rows::load_bets;
     use super::super::winners_by_agency;
     use super::*;
@@ -674,8 +528,12 @@ mod tests {
         assert_eq!(back, hostile()[..2]);
     }
 
+    /// Rows without a journal (a journal deleted, or rows from elsewhere)
+    /// are not trusted at start: no checksum vouches for them and which
+    /// agencies finished is unknown. The operator rebuilds the journal,
+    /// which drops a torn last row, and the next start uses it.
     #[test]
-    fn a_file_without_journal_is_rebuilt_dropping_a_torn_row() {
+    fn a_file_without_journal_refuses_to_start_until_the_journal_is_rebuilt() {
         let dir = temp_dir("nojournal");
         let path = dir.join("bets.csv");
         let mut rows = Vec::new();
@@ -685,15 +543,23 @@ mod tests {
         // The last row ends inside an open quote: torn.
         rows.extend_from_slice(b"1,\"Ana\n");
         std::fs::write(&path, &rows).unwrap();
-        let (s, rec) = Storage::open(&path, SyncMode::Always).unwrap();
-        assert!(rec.rebuilt_journal);
-        assert_eq!(rec.dropped_data_bytes, 7);
-        assert_eq!(s.counts(), &BTreeMap::from([(1, 3), (2, 1), (3, 1)]));
-        // The rebuilt journal is used on the next open.
-        drop(s);
+        let err = Storage::open(&path, SyncMode::Always).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains(&journal_path(&path).display().to_string())
+                && text.contains("storage-rebuild-journal"),
+            "{text}"
+        );
+        assert!(!journal_path(&path).exists(), "nothing was created");
+        assert_eq!(std::fs::read(&path).unwrap(), rows, "nothing was changed");
+
+        let rebuilt = super::super::rebuild_journal(&path).unwrap();
+        assert_eq!(rebuilt.data_cut, 7);
+        assert_eq!(rebuilt.counts, BTreeMap::from([(1, 3), (2, 1), (3, 1)]));
         let (s, rec) = Storage::open(&path, SyncMode::None).unwrap();
-        assert!(!rec.rebuilt_journal);
-        assert_eq!(s.counts().get(&1), Some(&3));
+        assert_eq!(rec, Recovery::default());
+        assert_eq!(s.counts(), &BTreeMap::from([(1, 3), (2, 1), (3, 1)]));
+        assert_eq!(std::fs::read(&path).unwrap(), rows[..rows.len() - 7]);
     }
 
     #[test]
@@ -719,5 +585,343 @@ mod tests {
         s.store_bets(&hostile()).unwrap();
         let w = winners_by_agency(&path).unwrap();
         assert_eq!(w, BTreeMap::from([(1, vec!["0123".into(), "0123".into()])]));
+    }
+
+    /// Where one commit's rows and journal line lie.
+    #[derive(Debug, Clone)]
+    pub(crate) struct Commit {
+        pub rows: std::ops::Range<u64>,
+        pub line: std::ops::Range<u64>,
+    }
+
+    /// A store of `n` commits of two plain bets each (commit `i` from
+    /// agency `i % 3 + 1`), and where each commit lies.
+    pub(crate) fn store_of(path: &Path, n: usize) -> Vec<Commit> {
+        let (mut s, _) = Storage::open(path, SyncMode::None).unwrap();
+        let mut commits = Vec::new();
+        for i in 0..n {
+            let agency = (i % 3 + 1) as u32;
+            let (rows_at, line_at) = (s.committed_len(), s.journal_len);
+            s.store_bets(&[
+                bet(agency, "Ana", "Paz", i as u16),
+                bet(agency, "Bruno", "Gil", 7574),
+            ])
+            .unwrap();
+            commits.push(Commit {
+                rows: rows_at..s.committed_len(),
+                line: line_at..s.journal_len,
+            });
+        }
+        commits
+    }
+
+    pub(crate) fn snapshot(path: &Path) -> (Vec<u8>, Vec<u8>) {
+        (
+            std::fs::read(path).unwrap(),
+            std::fs::read(journal_path(path)).unwrap(),
+        )
+    }
+
+    pub(crate) fn change(path: &Path, at: u64, f: impl FnOnce(u8) -> u8) {
+        let mut bytes = std::fs::read(path).unwrap();
+        bytes[at as usize] = f(bytes[at as usize]);
+        std::fs::write(path, bytes).unwrap();
+    }
+
+    pub(crate) fn set_len(path: &Path, len: u64) {
+        OpenOptions::new()
+            .write(true)
+            .open(path)
+            .unwrap()
+            .set_len(len)
+            .unwrap();
+    }
+
+    /// Opens (both sync modes) and expects a refusal naming `file` and
+    /// `offset`, with both files exactly as they were.
+    fn assert_refused(path: &Path, file: &Path, offset: u64) {
+        let before = snapshot(path);
+        for sync in [SyncMode::Always, SyncMode::None] {
+            let err = Storage::open(path, sync).unwrap_err();
+            let text = err.to_string();
+            assert!(
+                text.contains(&file.display().to_string())
+                    && text.contains(&format!("at byte {offset}:")),
+                "the error names {} and byte {offset}: {text}",
+                file.display()
+            );
+            assert_eq!(snapshot(path), before, "nothing on disk changed");
+        }
+    }
+
+    /// The issue's reproduction: one digit changed in a journal line in the
+    /// middle used to drop that commit and every later one in silence.
+    #[test]
+    fn a_digit_changed_in_a_middle_journal_line_refuses_to_start() {
+        let dir = temp_dir("flip-journal");
+        let path = dir.join("bets.csv");
+        let commits = store_of(&path, 5);
+        let journal = journal_path(&path);
+        // `end=N…`: the first digit of N.
+        let at = commits[2].line.start + 4;
+        change(&journal, at, |d| if d == b'9' { b'0' } else { d + 1 });
+        assert_refused(&path, &journal, commits[2].line.start);
+    }
+
+    #[test]
+    fn a_byte_flipped_in_the_rows_of_a_middle_commit_refuses_to_start() {
+        let dir = temp_dir("flip-rows");
+        let path = dir.join("bets.csv");
+        let commits = store_of(&path, 5);
+        // `1,Ana,…`: the A of Ana, in the second commit's first row.
+        change(&path, commits[1].rows.start + 2, |b| b ^ 0x20);
+        assert_refused(&path, &path, commits[1].rows.start);
+    }
+
+    /// Only the last commit can be torn: the one before a torn journal line
+    /// was synced whole, so its rows must match.
+    #[test]
+    fn damaged_rows_before_a_torn_journal_line_refuse_to_start() {
+        let dir = temp_dir("flip-before-torn");
+        let path = dir.join("bets.csv");
+        let commits = store_of(&path, 4);
+        let last = &commits[3];
+        change(&path, commits[2].rows.start + 2, |b| b ^ 0x20);
+        set_len(&journal_path(&path), last.line.start + 10);
+        assert_refused(&path, &path, commits[2].rows.start);
+    }
+
+    /// Rows that do not match the last line's checksum are a torn commit
+    /// only if the file ends within them.
+    #[test]
+    fn damaged_last_rows_with_more_bytes_after_them_refuse_to_start() {
+        let dir = temp_dir("flip-last-more");
+        let path = dir.join("bets.csv");
+        let commits = store_of(&path, 3);
+        change(&path, commits[2].rows.start + 2, |b| b ^ 0x20);
+        OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap()
+            .write_all(b"1,Ana,Paz,0123,1980-02-29,7\n")
+            .unwrap();
+        assert_refused(&path, &path, commits[2].rows.start);
+    }
+
+    /// A crash writes one journal line at most: two damaged lines at the
+    /// end are damage.
+    #[test]
+    fn two_damaged_journal_lines_at_the_end_refuse_to_start() {
+        let dir = temp_dir("two-bad-lines");
+        let path = dir.join("bets.csv");
+        let commits = store_of(&path, 4);
+        let journal = journal_path(&path);
+        change(&journal, commits[2].line.start + 4, |_| b'x');
+        change(&journal, commits[3].line.start + 4, |_| b'x');
+        assert_refused(&path, &journal, commits[2].line.start);
+    }
+
+    /// More bytes past the last journal line than one commit can hold are
+    /// not a torn commit (a journal cut short, or an older copy of it).
+    #[test]
+    fn more_rows_past_the_journal_than_one_commit_holds_refuse_to_start() {
+        let dir = temp_dir("journal-behind");
+        let path = dir.join("bets.csv");
+        let commits = store_of(&path, 2);
+        let end = commits[1].rows.end;
+        set_len(&path, end + (64 << 20) + 1); // sparse: nothing is written
+        assert_refused(&path, &path, end);
+        // One commit's worth is a torn commit, cut.
+        set_len(&path, end + (64 << 20));
+        let (s, rec) = Storage::open(&path, SyncMode::None).unwrap();
+        assert_eq!(rec.dropped_data_bytes, 64 << 20);
+        assert_eq!(s.committed_len(), end);
+    }
+
+    /// Every shape a crash can leave the last commit in (rows and journal
+    /// line are synced at once, so either may be missing or partial) is cut
+    /// whole, and the start says which.
+    #[test]
+    fn every_crash_shape_of_the_last_commit_is_cut_whole() {
+        use super::super::Torn;
+        type Shape = fn(&Path, &Commit);
+        let rows_part: Shape = |p, c| set_len(p, c.rows.start + 9);
+        let no_rows: Shape = |p, c| set_len(p, c.rows.start);
+        let no_line: Shape = |p, c| set_len(&journal_path(p), c.line.start);
+        let line_part: Shape = |p, c| set_len(&journal_path(p), c.line.start + 12);
+        // A page never written reads as zeros, the rest made it.
+        let line_zeroed: Shape = |p, c| {
+            let j = journal_path(p);
+            for at in c.line.start + 3..c.line.end - 8 {
+                change(&j, at, |_| 0);
+            }
+        };
+        let rows_zeroed: Shape = |p, c| {
+            for at in c.rows.start + 5..c.rows.end {
+                change(p, at, |_| 0);
+            }
+        };
+        let keep: Shape = |_, _| {};
+        let line_at = |c: &Commit| c.line.start;
+        type Expect = fn(&Commit) -> Torn;
+        let cases: Vec<(&str, Shape, Shape, Expect)> = vec![
+            ("part of the rows, no line", rows_part, no_line, |c| {
+                Torn::RowsWithoutLine {
+                    line_at: c.line.start,
+                    rows_at: c.rows.start,
+                }
+            }),
+            ("all the rows, no line", keep, no_line, |c| {
+                Torn::RowsWithoutLine {
+                    line_at: c.line.start,
+                    rows_at: c.rows.start,
+                }
+            }),
+            (
+                "part of the rows, part of the line",
+                rows_part,
+                line_part,
+                |c| Torn::TornLine {
+                    line_at: c.line.start,
+                    rows_at: c.rows.start,
+                },
+            ),
+            ("all the rows, part of the line", keep, line_part, |c| {
+                Torn::TornLine {
+                    line_at: c.line.start,
+                    rows_at: c.rows.start,
+                }
+            }),
+            ("no rows, part of the line", no_rows, line_part, |c| {
+                Torn::TornLine {
+                    line_at: c.line.start,
+                    rows_at: c.rows.start,
+                }
+            }),
+            (
+                "all the rows, the line with a zeroed page",
+                keep,
+                line_zeroed,
+                |c| Torn::TornLine {
+                    line_at: c.line.start,
+                    rows_at: c.rows.start,
+                },
+            ),
+            ("part of the rows, the whole line", rows_part, keep, |c| {
+                Torn::LineWithoutRows {
+                    line_at: c.line.start,
+                    rows_at: c.rows.start,
+                }
+            }),
+            ("no rows, the whole line", no_rows, keep, |c| {
+                Torn::LineWithoutRows {
+                    line_at: c.line.start,
+                    rows_at: c.rows.start,
+                }
+            }),
+            (
+                "rows with a zeroed page, the whole line",
+                rows_zeroed,
+                keep,
+                |c| Torn::LineWithoutRows {
+                    line_at: c.line.start,
+                    rows_at: c.rows.start,
+                },
+            ),
+        ];
+        for (name, rows, line, torn) in cases {
+            for n in [1, 4] {
+                let dir = temp_dir("crash-shape");
+                let path = dir.join("bets.csv");
+                let commits = store_of(&path, n);
+                let last = commits.last().unwrap();
+                let before_last = {
+                    let (d, j) = snapshot(&path);
+                    (
+                        d[..last.rows.start as usize].to_vec(),
+                        j[..last.line.start as usize].to_vec(),
+                    )
+                };
+                let counts_before = {
+                    let mut c = BTreeMap::new();
+                    for (i, _) in commits[..n - 1].iter().enumerate() {
+                        *c.entry((i % 3 + 1) as u32).or_insert(0) += 2;
+                    }
+                    c
+                };
+                rows(&path, last);
+                line(&path, last);
+                let (data_len, journal_len) = {
+                    let (d, j) = snapshot(&path);
+                    (d.len() as u64, j.len() as u64)
+                };
+                let (s, rec) = Storage::open(&path, SyncMode::Always)
+                    .unwrap_or_else(|e| panic!("{name}, {n} commits: {e}"));
+                assert_eq!(rec.torn, Some(torn(last)), "{name}, {n} commits");
+                assert_eq!(rec.dropped_data_bytes, data_len - last.rows.start, "{name}");
+                assert_eq!(
+                    rec.dropped_journal_bytes,
+                    journal_len - line_at(last),
+                    "{name}"
+                );
+                assert_eq!(
+                    snapshot(&path),
+                    before_last,
+                    "{name}: cut back to the commit before"
+                );
+                assert_eq!(s.counts(), &counts_before, "{name}");
+                assert!(!rec.to_string().contains("nothing"), "{rec}");
+                std::fs::remove_dir_all(dir).unwrap();
+            }
+        }
+    }
+
+    /// A first commit torn by a crash leaves nothing, never part of its
+    /// rows: the journal exists (and is durable) before the first commit,
+    /// so rows beside an empty journal are that commit's.
+    #[test]
+    fn a_torn_first_commit_is_dropped_whole() {
+        let line_len = |path: &Path| std::fs::metadata(journal_path(path)).unwrap().len();
+        type Tear = fn(&Path, u64);
+        let cases: [(&str, Tear); 3] = [
+            ("empty journal", |p, _| set_len(&journal_path(p), 0)),
+            ("its only line torn", |p, line| {
+                set_len(&journal_path(p), line - 5)
+            }),
+            ("its only line whole", |_, _| {}),
+        ];
+        for (name, tear) in cases {
+            let dir = temp_dir("torn-first");
+            let path = dir.join("bets.csv");
+            let (mut s, _) = Storage::open(&path, SyncMode::None).unwrap();
+            let three = [
+                bet(1, "Ana", "Paz", 1),
+                bet(1, "Bea", "Paz", 2),
+                bet(2, "Ciro", "Gil", 3),
+            ];
+            s.store_bets(&three).unwrap();
+            drop(s);
+            // Two whole rows of the three and part of the third made it.
+            let mut two = Vec::new();
+            encode_row(&mut two, &three[0]);
+            encode_row(&mut two, &three[1]);
+            let whole_rows = two.len() as u64;
+            tear(&path, line_len(&path));
+            set_len(&path, whole_rows + 4);
+            let (data_len, journal_len) = (whole_rows + 4, line_len(&path));
+            let (s, rec) = Storage::open(&path, SyncMode::Always).unwrap();
+            assert_eq!(
+                (rec.dropped_data_bytes, rec.dropped_journal_bytes),
+                (data_len, journal_len),
+                "{name}"
+            );
+            assert!(
+                rec.to_string().contains("torn first commit"),
+                "{name}: {rec}"
+            );
+            assert!(s.counts().is_empty(), "{name}");
+            assert_eq!(snapshot(&path), (Vec::new(), Vec::new()), "{name}");
+            std::fs::remove_dir_all(dir).unwrap();
+        }
     }
 }

@@ -13,8 +13,9 @@
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct JournalRecord {
     pub end: u64,
-    /// CRC-32 of the rows this commit appended (`None`: not recorded, for a
-    /// journal rebuilt from an existing file).
+    /// CRC-32 of the rows this commit appended (`None`: not recorded, in a
+    /// journal an older version rebuilt from an existing file; such rows are
+    /// trusted as they are).
     pub data_crc: Option<u32>,
     pub counts: Vec<(u32, u64)>,
     pub done: Vec<u32>,

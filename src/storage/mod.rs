@@ -2,7 +2,9 @@
 //!
 //! - [`file`] (the default): `bets.csv` plus its commit journal on this
 //!   machine's disk ([`journal`] holds the journal's line format, [`rows`]
-//!   the CSV rows). One server owns the files.
+//!   the CSV rows, [`recovery`] what a start keeps of them, [`repair`] the
+//!   operator's commands for files a start refuses). One server owns the
+//!   files.
 //! - `postgres` (cargo feature `postgres`): a PostgreSQL database that
 //!   several servers share; each server is then stateless in front of it.
 //!
@@ -23,9 +25,13 @@ mod file;
 mod journal;
 #[cfg(feature = "postgres")]
 mod postgres;
+mod recovery;
+mod repair;
 mod rows;
 
-pub use file::{Recovery, Storage, journal_path};
+pub use file::{Storage, journal_path};
+pub use recovery::{MAX_TORN_ROWS, Recovery, Torn};
+pub use repair::{Checked, Rebuilt, Truncated, check, rebuild_journal, truncate};
 pub(crate) use rows::push_csv_field;
 pub use rows::{LoadBets, encode_row, encode_row_at, load_bets, winners_by_agency};
 
@@ -80,6 +86,14 @@ pub enum StorageError {
     },
     /// The file's content cannot be what this program wrote.
     Corrupt { path: PathBuf, reason: String },
+    /// Damage no crash explains, at byte `offset` of `path` (a damaged
+    /// journal line with more after it, committed rows that do not match
+    /// their checksum): a start refuses and changes nothing.
+    Damaged {
+        path: PathBuf,
+        offset: u64,
+        reason: String,
+    },
     /// An earlier failure left the files in a state this process cannot
     /// repair; a restart recovers them.
     Broken { reason: String },
@@ -102,6 +116,15 @@ impl fmt::Display for StorageError {
             StorageError::Corrupt { path, reason } => {
                 write!(f, "{} is corrupt: {reason}", path.display())
             }
+            StorageError::Damaged {
+                path,
+                offset,
+                reason,
+            } => write!(
+                f,
+                "{} is damaged at byte {offset}: {reason}; refusing to start, nothing was changed",
+                path.display()
+            ),
             StorageError::Broken { reason } => {
                 write!(f, "storage unusable until restart: {reason}")
             }
@@ -113,6 +136,29 @@ impl fmt::Display for StorageError {
 }
 
 impl std::error::Error for StorageError {}
+
+impl StorageError {
+    /// The error as the fields of a log line: `file: … | offset: … |
+    /// error: …` for damage, so an operator sees where to look.
+    pub fn log_fields(&self) -> String {
+        use crate::logging::clean;
+        match self {
+            StorageError::Damaged {
+                path,
+                offset,
+                reason,
+            } => format!(
+                "file: {} | offset: {offset} | error: {}; refusing to start, nothing was changed",
+                clean(path.display()),
+                clean(reason)
+            ),
+            StorageError::Io { path, .. } | StorageError::Corrupt { path, .. } => {
+                format!("file: {} | error: {}", clean(path.display()), clean(self))
+            }
+            _ => format!("error: {}", clean(self)),
+        }
+    }
+}
 
 fn io_err<'a>(path: &'a Path, action: &'static str) -> impl FnOnce(io::Error) -> StorageError + 'a {
     move |source| StorageError::Io {

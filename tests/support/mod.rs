@@ -504,3 +504,31 @@ pub fn bet(agency: u32, n: u16) -> Bet {
         number: n,
     }
 }
+
+/// `action: <name> | result: <success|fail|in_progress> | key: value | ...`
+pub fn assert_course_grammar(line: &str) {
+    let Some(at) = line.find("action: ") else {
+        return;
+    };
+    let fields: Vec<&str> = line[at..].split(" | ").collect();
+    assert!(fields.len() >= 2, "{line}");
+    assert!(
+        fields[0]
+            .strip_prefix("action: ")
+            .is_some_and(|n| !n.is_empty() && !n.contains(' ')),
+        "{line}"
+    );
+    let result = fields[1]
+        .strip_prefix("result: ")
+        .unwrap_or_else(|| panic!("no result in {line}"));
+    assert!(
+        ["success", "fail", "in_progress"].contains(&result),
+        "{line}"
+    );
+    for f in &fields[2..] {
+        let (k, _) = f
+            .split_once(": ")
+            .unwrap_or_else(|| panic!("field {f:?} of {line}"));
+        assert!(!k.is_empty() && !k.contains(' '), "{line}");
+    }
+}
