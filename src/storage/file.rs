@@ -497,8 +497,8 @@ fn ends_with_newline(path: &Path, len: u64) -> Result<bool, StorageError> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::WinnersLog;
     use super::super::rows::load_bets;
-    use super::super::winners_by_agency;
     use super::*;
     use chrono::NaiveDate;
 
@@ -717,7 +717,12 @@ mod tests {
         let path = dir.join("bets.csv");
         let (mut s, _) = Storage::open(&path, SyncMode::None).unwrap();
         s.store_bets(&hostile()).unwrap();
-        let w = winners_by_agency(&path).unwrap();
-        assert_eq!(w, BTreeMap::from([(1, vec!["0123".into(), "0123".into()])]));
+        let w = WinnersLog::rebuild(&path, s.committed_len())
+            .unwrap()
+            .finish(s.committed_len())
+            .unwrap();
+        assert_eq!(w.total(), 2);
+        assert_eq!(w.page(1, 0, 100).unwrap().documents, ["0123", "0123"]);
+        assert_eq!(w.page(2, 0, 100).unwrap().total, 0);
     }
 }
