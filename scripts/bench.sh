@@ -186,7 +186,7 @@ prepare_data() {
     for f in "$data_root"/10m/agency-*.csv; do
       sed 's/,[0-9]*\r$/,7574\r/' "$f" >"$dir/$(basename "$f")"
     done
-    ! grep -qv ',7574\r$' "$dir"/agency-*.csv || die "10mw: a row without the winning number"
+    ! grep -qv $',7574\r$' "$dir"/agency-*.csv || die "10mw: a row without the winning number"
   else
     # shellcheck disable=SC2046 # the generator's arguments, split on purpose
     "$bin/examples/gen-data" --out "$dir" --agencies "$n" $(gen_args_of "$point") --seed 1 >/dev/null
