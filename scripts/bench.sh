@@ -4,8 +4,9 @@
 # against the floor (the same bytes through one loopback TCP connection into
 # a file, then fsync). Results and how to read them: docs/PERFORMANCE.md.
 #
-#   scripts/bench.sh              # every point: 1x 10x 10m
+#   scripts/bench.sh              # the usual points: 1x 10x 10m
 #   scripts/bench.sh 1x 10x       # some points
+#   scripts/bench.sh 10mw         # 10M, every bet a winner (memory; see below)
 #   RUNS=5 scripts/bench.sh 1x    # runs per point (default 3)
 #
 #   MODES="always postgres" scripts/bench.sh 1x 10x   # with the PostgreSQL backend
@@ -15,6 +16,11 @@
 #   1x   5 agencies, the course's shape (26,936 / 25,518 / 16,014 / 9,238 / 991 = 78,697 bets)
 #   10x  5 agencies, ten times that (786,970 bets)
 #   10m  100 agencies, 10,000,000 bets split evenly
+#   10mw 10M, all winners: 10m's files with every number set to the winning one
+#        (7574). After the lottery the server is restarted on the same storage
+#        and every agency asks for its winners again: `restart` figures are that
+#        second server's peak RSS and the time until every agency has all of its
+#        winners (the agencies' processes included).
 #
 # Environment:
 #   RUNS=3             runs per point and mode (min / median / max are reported)
@@ -90,7 +96,7 @@ case " $MODES " in *" postgres "* | *" postgres3 "*) with_pg=1 ;; esac
 points=("$@")
 [ ${#points[@]} -gt 0 ] || points=(1x 10x 10m)
 for p in "${points[@]}"; do
-  case "$p" in 1x | 10x | 10m) ;; *) die "unknown point '$p' (1x, 10x or 10m)" ;; esac
+  case "$p" in 1x | 10x | 10m | 10mw) ;; *) die "unknown point '$p' (1x, 10x, 10m or 10mw)" ;; esac
 done
 
 # ---- tools --------------------------------------------------------------------
@@ -138,14 +144,16 @@ for b in server client examples/gen-data examples/floor; do
   [ -x "$bin/$b" ] || die "$bin/$b is missing after the build"
 done
 
-agencies_of() { case "$1" in 10m) echo 100 ;; *) echo 5 ;; esac; }
+agencies_of() { case "$1" in 10m | 10mw) echo 100 ;; *) echo 5 ;; esac; }
 gen_args_of() {
   case "$1" in
     1x) echo "--scale 1" ;;
     10x) echo "--scale 10" ;;
-    10m) echo "--total 10000000" ;;
+    10m | 10mw) echo "--total 10000000" ;;
   esac
 }
+# Points whose lottery is followed by a restart and a second round of winners.
+restarts() { [ "$1" = 10mw ]; }
 
 # Generates the point's files once; SPEC records what was generated (and is
 # written last, so an interrupted generation is redone).
@@ -164,14 +172,25 @@ prepare_data() {
   local point=$1 dir=$data_root/$1 n spec
   n=$(agencies_of "$point")
   spec="agencies=$n args=$(gen_args_of "$point") seed=1 generator=$generator"
+  [ "$point" = 10mw ] && spec="$spec numbers=7574"
   if [ -f "$dir/SPEC" ] && [ "$(head -n 1 "$dir/SPEC")" = "$spec" ]; then
     return
   fi
   echo "== generating $point data in $dir ($spec)"
   rm -rf "$dir"
   mkdir -p "$dir"
-  # shellcheck disable=SC2046 # the generator's arguments, split on purpose
-  "$bin/examples/gen-data" --out "$dir" --agencies "$n" $(gen_args_of "$point") --seed 1 >/dev/null
+  if [ "$point" = 10mw ]; then
+    # 10m's rows with the last field (the number) set to the winning one.
+    prepare_data 10m
+    local f
+    for f in "$data_root"/10m/agency-*.csv; do
+      sed 's/,[0-9]*\r$/,7574\r/' "$f" >"$dir/$(basename "$f")"
+    done
+    ! grep -qv $',7574\r$' "$dir"/agency-*.csv || die "10mw: a row without the winning number"
+  else
+    # shellcheck disable=SC2046 # the generator's arguments, split on purpose
+    "$bin/examples/gen-data" --out "$dir" --agencies "$n" $(gen_args_of "$point") --seed 1 >/dev/null
+  fi
   local rows bytes
   read -r rows bytes < <(cat "$dir"/agency-*.csv | wc -lc)
   printf '%s\nrows=%s\nbytes=%s\n' "$spec" "$rows" "$bytes" >"$dir/SPEC"
@@ -506,6 +525,9 @@ run_once() {
   printf '   run %d %-6s wall %s s  %s bets/s  server %s MiB %s s CPU  clients max %s MiB, %s s CPU  other CPU %s s\n' \
     "$run" "$mode" "$(fmt %.3f "$wall")" "$(fmt %.0f "$(calc "$rows / $wall")")" "$(fmt %.1f "$srss")" \
     "$(fmt %.2f "$scpu")" "$(fmt %.1f "$crss")" "$(fmt %.2f "$ccpu")" "$(fmt %.2f "$other")"
+  if restarts "$point" && [[ $mode != postgres* ]]; then
+    restart_round "$point" "$mode" "$run" "$drawn"
+  fi
 
   if [ -n "${BENCH_KEEP:-}" ]; then
     echo "   kept $run_dir"
@@ -513,6 +535,84 @@ run_once() {
     rm -rf "$run_dir"
   fi
   run_dir=
+}
+
+# restart_round POINT MODE RUN WINNERS: a second server on run_once's storage
+# (recovery and the winners rebuilt from bets.csv), every agency connects
+# again, learns it is done and asks for its winners. Records that server's
+# peak RSS and the time from the gates opening to the last agency's exit.
+restart_round() {
+  local point=$1 mode=$2 run=$3 drawn=$4 n i address= started ended rc
+  n=$(agencies_of "$point")
+  local timer=()
+  [ "$have_time" = 1 ] && timer=("$gnu_time" -f '%M %U %S' -o "$run_dir/restart.time")
+  env SERVER_CONFIG=config/server/config.ini SERVER_IP=127.0.0.1 SERVER_PORT=0 SERVER_AGENCIES="$n" \
+    SERVER_SECRET="$bench_secret" SERVER_LISTEN_BACKLOG="$backlog" STORAGE_FILEPATH="$run_dir/bets.csv" \
+    STORAGE_SYNC="$mode" LOGGING_LEVEL=INFO "${timer[@]}" "$bin/server" >"$run_dir/restart.log" 2>&1 &
+  launcher_pid=$!
+  server_pid=$launcher_pid
+  if [ "$have_time" = 1 ]; then
+    server_pid=
+    for _ in $(seq 1 1000); do
+      server_pid=$(cat "/proc/$launcher_pid/task/$launcher_pid/children" 2>/dev/null || true)
+      server_pid=${server_pid%% *}
+      [ -n "$server_pid" ] && break
+      sleep 0.005
+    done
+  fi
+  [ -n "$server_pid" ] || fail_run "restarted server did not start"
+  # Recovery and the winners' rebuild come before the listen line.
+  for _ in $(seq 1 12000); do
+    address=$(sed -n 's/.*action: listen | result: success | address: //p' "$run_dir/restart.log")
+    [ -n "$address" ] && break
+    kill -0 "$server_pid" 2>/dev/null || fail_run "restarted server exited at start"
+    sleep 0.005
+  done
+  [ -n "$address" ] || fail_run "restarted server did not report its address within 60 s"
+  client_pids=()
+  for i in $(seq 1 "$n"); do
+    mkfifo "$run_dir/regate-$i"
+    (
+      read -r _ <"$run_dir/regate-$i"
+      CLI_SERVER_ADDRESS=$address CLI_ID=$i CLI_KEY=${AGENCY_KEYS[i]} CLI_BETS_FILE="$data_root/$point/agency-$i.csv" \
+        exec "$bin/client"
+    ) </dev/null >"$run_dir/reclient-$i.log" 2>&1 &
+    client_pids+=($!)
+  done
+  started=$(now)
+  for ((i = 1; i <= n; i++)); do echo go >"$run_dir/regate-$i"; done
+  local failed=()
+  for i in $(seq 1 "$n"); do
+    rc=0
+    wait "${client_pids[$((i - 1))]}" || rc=$?
+    [ "$rc" = 0 ] || failed+=("agency $i exited $rc on the restarted server")
+  done
+  ended=$(now)
+  client_pids=()
+  local proc_rss=n/a
+  [ "$have_time" = 0 ] && proc_rss=$(awk '/^VmHWM:/ { print $2 }' "/proc/$server_pid/status" 2>/dev/null || echo n/a)
+  kill -TERM "$server_pid" 2>/dev/null || failed+=("the restarted server had exited before SIGTERM")
+  rc=0
+  wait "$launcher_pid" || rc=$?
+  server_pid=
+  launcher_pid=
+  [ ${#failed[@]} = 0 ] || fail_run "${failed[*]}"
+  [ "$rc" = 0 ] || fail_run "restarted server exited $rc"
+  local winners
+  winners=$(cat "$run_dir"/reclient-*.log | sed -n 's/.*action: consulta_ganadores | result: success | cant_ganadores: \([0-9]*\).*/\1/p' | awk '{ s += $1 } END { print s + 0 }')
+  [ "$winners" = "$drawn" ] || fail_run "after the restart agencies report $winners winners, the draw $drawn"
+  local rrss=n/a wall
+  if [ "$have_time" = 1 ]; then
+    read -r rrss _ _ <<<"$(time_line "$run_dir/restart.time")"
+    rrss=$(calc "$rrss / 1024")
+  elif [ "$proc_rss" != n/a ]; then
+    rrss=$(calc "$proc_rss / 1024")
+  fi
+  wall=$(calc "$ended - $started")
+  add "$point.$mode.rrss" "$rrss"
+  add "$point.$mode.rwall" "$wall"
+  printf '   run %d %-6s restart: server %s MiB; every agency its %s winners in %s s\n' \
+    "$run" "$mode" "$(fmt %.1f "$rrss")" "$winners" "$(fmt %.3f "$wall")"
 }
 
 # floor_once POINT RUN
@@ -573,10 +673,18 @@ report() {
     "clients CPU s (user+sys, sum)|ccpu|%.3f|clients_cpu|s" \
     "wire bytes/bet (client to server)|wire|%.2f|wire|bytes_per_bet" \
     "client launch s (1st..last start)|launch|%.3f|launch|s" \
-    "other CPU s (not ours: noise)|other|%.2f|other_cpu|s"; do
+    "other CPU s (not ours: noise)|other|%.2f|other_cpu|s" \
+    "restart: server peak RSS MiB|rrss|%.1f|restart_rss|mib" \
+    "restart: all winners to all s|rwall|%.3f|restart_winners|s"; do
     IFS='|' read -r label metric f name unit <<<"$rowspec"
+    # The restart's rows only for the points that restart.
+    case $metric in rrss | rwall) restarts "$point" || continue ;; esac
     printf '%-34s' "$label"
     for m in $MODES; do
+      if [[ $metric == rrss || $metric == rwall ]] && [[ $m == postgres* ]]; then
+        printf '  %-32s' "n/a (file backend only)"
+        continue
+      fi
       read -r lo med hi <<<"$(stats_of "$point.$m.$metric")"
       col="$(fmt "$f" "$lo") / $(fmt "$f" "$med") / $(fmt "$f" "$hi")"
       printf '  %-32s' "$col"
@@ -649,6 +757,10 @@ targets() {
       check bets_per_s "$(median 10m.always.rate)" ">=" 2000000
       check server_rss_mib "$(median 10m.always.srss)" "<=" 64
       check client_rss_mib "$(median 10m.always.crss)" "<=" 16
+      ;;
+    10mw)
+      check server_rss_mib "$(median 10mw.always.srss)" "<=" 64
+      check restart_server_rss_mib "$(median 10mw.always.rrss)" "<=" 64
       ;;
   esac
   return "$missed"

@@ -30,16 +30,22 @@
 //! winners ([`Lookup`]).
 //!
 //! The winners are found as bets are stored (`has_won` on every bet of a
-//! batch, kept with the commit that stores it), starting from one pass
-//! over the stored file with `load_bets` when the server starts; so the
-//! draw itself is instant and never re-reads a file that may hold
-//! millions of rows.
+//! batch, kept with the commit that stores it as a small record), and the
+//! file backend keeps them on disk, not here: the server's memory does not
+//! grow with them however many there are (see `storage::winners`). The
+//! draw is then quick (it regroups the winners, never re-reads the bets),
+//! and a page of winners is read from that file outside the lock.
+//!
+//! The draw is announced (`sorteo` logged) exactly once per lottery: by the
+//! committer after the commit that records it, or at start by a server
+//! that finds a durable draw never marked as announced (the storage's mark,
+//! see [`Backend::announce`]).
 
 use crate::bet::BetRef;
 use crate::logging::clean;
 use crate::storage::{
-    Backend, Committed, DrawState, Entry, EntryKind, GroupData, Location, Lookup, OpenReport,
-    StorageError, Verdict, encode_row, encode_row_at,
+    Backend, Committed, DrawState, DrawnWinners, Entry, EntryKind, GroupData, Location, Lookup,
+    OpenReport, StorageError, Verdict, WinnersPage, encode_row, encode_row_at, push_record,
 };
 use log::{error, info};
 use std::collections::{BTreeMap, BTreeSet};
@@ -193,8 +199,8 @@ impl Ticket {
 pub enum WinnersAnswer {
     /// The draw has not happened: `finished` of `expected` agencies are done.
     NotReady { finished: u32, expected: u32 },
-    /// The agency's winners' documents, in storage order.
-    Ready(Arc<Vec<String>>),
+    /// A page of the agency's winners' documents, in storage order.
+    Ready(WinnersPage),
 }
 
 /// How far the ingest has come (durable figures).
@@ -219,27 +225,26 @@ const GROUP_CAPACITY: usize = 8 << 20;
 /// at 10 M bets, 6 MiB 36 MiB and a faster 10x run).
 const MAX_PENDING_ROWS: usize = 6 << 20;
 
-/// Each agency's winners' documents, once the draw has happened.
-type Draw = Arc<BTreeMap<u32, Arc<Vec<String>>>>;
-
 /// What the next commit will contain.
 #[derive(Debug, Default)]
 struct Group {
     rows: Vec<u8>,
     added: BTreeMap<u32, u64>,
     done: Vec<u32>,
-    /// Winning bets among `rows`, in row order: (agency, document).
-    winners: Vec<(u32, String)>,
+    /// Winning bets among `rows`, in row order, as records of
+    /// [`push_record`] (a few bytes each, no allocation per winner).
+    winners: Vec<u8>,
     /// Every request, in order (the backend decides each).
     entries: Vec<Entry>,
     commit: Arc<Commit>,
 }
 
 impl Group {
-    /// An empty group gathering rows into `rows` (a reused buffer).
-    fn with_rows(rows: Vec<u8>) -> Group {
+    /// An empty group gathering rows and winners into reused buffers.
+    fn with_rows(rows: Vec<u8>, winners: Vec<u8>) -> Group {
         Group {
             rows,
+            winners,
             ..Group::default()
         }
     }
@@ -293,9 +298,6 @@ fn batch_ranges(entries: &[Entry]) -> impl Iterator<Item = (usize, u32, Range<u6
 pub struct StoreManager {
     /// Agencies that must finish before the draw (ids 1..=agencies).
     agencies: u32,
-    /// Other servers write the same database: positions may move under
-    /// this memory, and the database decides the draw.
-    shared: bool,
     /// Next position per agency, counting bets not yet durable.
     next_seq: BTreeMap<u32, u64>,
     /// Durable position per agency.
@@ -307,14 +309,15 @@ pub struct StoreManager {
     pending: Group,
     /// The group being written right now.
     in_flight: Option<InFlight>,
-    /// Winners among the durable bets so far, per agency, in storage order.
-    stored_winners: BTreeMap<u32, Vec<String>>,
-    /// The draw, once every agency is done.
-    winners: Option<Draw>,
+    /// The draw's winners (file backend), once every agency is done: an
+    /// index of a file on disk, whose size does not grow with the winners.
+    winners: Option<DrawnWinners>,
     closing: bool,
     /// The rows buffer of the last commit, emptied, to be the next group's:
     /// the two big buffers are reused instead of allocated per commit.
     spare_rows: Vec<u8>,
+    /// The same for the winners' records.
+    spare_winners: Vec<u8>,
 }
 
 /// How the mutex's users wake each other.
@@ -361,28 +364,24 @@ impl Store {
     /// # Errors
     /// Storage that cannot be opened or recovered.
     pub fn open(location: &Location, agencies: u32) -> Result<(Store, OpenReport), StorageError> {
-        let opened = Backend::open(location, agencies)?;
+        let mut opened = Backend::open(location, agencies)?;
         let shared = opened.lookup.is_shared();
-        // After the draw no bet is stored any more: the winners move into
-        // it. A shared database keeps the draw itself.
-        let (stored_winners, winners) = if !shared && all_done(&opened.done, agencies) {
-            (BTreeMap::new(), Some(draw(opened.winners)))
-        } else {
-            (opened.winners, None)
-        };
+        let winners = opened.backend.drawn_winners();
+        // A draw that is durable but was never announced (the server that
+        // recorded it died before logging it) is announced now.
+        announce(&mut opened.backend);
         let manager = Arc::new(Mutex::new(StoreManager {
             agencies,
-            shared,
             next_seq: opened.counts.clone(),
             durable_seq: opened.counts,
             done: opened.done.clone(),
             durable_done: opened.done,
-            pending: Group::with_rows(Vec::with_capacity(GROUP_CAPACITY)),
+            pending: Group::with_rows(Vec::with_capacity(GROUP_CAPACITY), Vec::new()),
             in_flight: None,
-            stored_winners,
             winners,
             closing: false,
             spare_rows: Vec::new(),
+            spare_winners: Vec::new(),
         }));
         let backend = opened.backend;
         let describe = backend.describe();
@@ -481,29 +480,28 @@ impl Store {
         // Encode outside the lock (the CPU-heavy part), into a buffer each
         // worker thread keeps: no allocation per batch.
         thread_local! {
-            static ROWS: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+            static ROWS: std::cell::RefCell<(Vec<u8>, Vec<u8>)> =
+                const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
         }
-        ROWS.with(|rows| {
-            let mut rows = rows.borrow_mut();
+        ROWS.with(|buffers| {
+            let (rows, winners) = &mut *buffers.borrow_mut();
             rows.clear();
+            winners.clear();
             if self.shared {
                 for (position, bet) in (first_seq..).zip(bets) {
-                    encode_row_at(&mut rows, bet, position);
+                    encode_row_at(rows, bet, position);
                 }
             } else {
                 for bet in bets {
-                    encode_row(&mut rows, bet);
+                    encode_row(rows, bet);
                 }
             }
             // A shared database finds the winners itself.
-            let winners: Vec<(u32, String)> = if self.shared {
-                Vec::new()
-            } else {
-                bets.iter()
-                    .filter(|bet| bet.has_won())
-                    .map(|bet| (agency, bet.document.to_owned()))
-                    .collect()
-            };
+            if !self.shared {
+                for bet in bets.iter().filter(|bet| bet.has_won()) {
+                    push_record(winners, agency, bet.document);
+                }
+            }
             let mut state = self.lock()?;
             // Wait for room (the committer takes the group and signals),
             // unless the group is empty: a batch always fits an empty one.
@@ -517,7 +515,7 @@ impl Store {
                     .wait(state)
                     .map_err(|_| StoreError::Storage("internal state poisoned".into()))?;
             }
-            let ticket = state.append(agency, first_seq, bets.len() as u64, &rows, winners)?;
+            let ticket = state.append(agency, first_seq, bets.len() as u64, rows, winners)?;
             drop(state);
             self.signals.work.notify_one();
             Ok(ticket)
@@ -535,37 +533,50 @@ impl Store {
         Ok(ticket)
     }
 
-    /// The agency's winners once the draw has happened (read from the
-    /// database when it is shared).
+    /// Once the draw has happened, a page of the agency's winners from
+    /// `offset`: as many as fit in `room` bytes of documents (each takes
+    /// its length plus one). Read from the winners file or the database,
+    /// never under the lock; the page costs what it holds, not what the
+    /// agency won in all.
     ///
     /// # Errors
-    /// A database that cannot be reached; a poisoned internal lock.
-    pub fn winners(&self, agency: u32) -> Result<WinnersAnswer, StoreError> {
+    /// A database or winners file that cannot be read; a poisoned
+    /// internal lock.
+    pub fn winners(
+        &self,
+        agency: u32,
+        offset: u32,
+        room: usize,
+    ) -> Result<WinnersAnswer, StoreError> {
+        let storage = |e: StorageError| StoreError::Storage(e.to_string());
         let read = self
             .lookup
-            .draw(agency)
-            .map_err(|e| StoreError::Storage(e.to_string()))?;
+            .draw(agency, offset, room, &log_draw)
+            .map_err(storage)?;
         if let Some(state) = read {
             return Ok(match state {
                 DrawState::NotReady { finished } => WinnersAnswer::NotReady {
                     finished,
                     expected: self.agencies,
                 },
-                DrawState::Ready(documents) => WinnersAnswer::Ready(Arc::new(documents)),
+                DrawState::Ready(page) => WinnersAnswer::Ready(page),
             });
         }
-        let state = self.lock()?;
-        Ok(match &state.winners {
-            Some(all) => WinnersAnswer::Ready(
-                all.get(&agency)
-                    .cloned()
-                    .unwrap_or_else(|| Arc::new(Vec::new())),
-            ),
-            None => WinnersAnswer::NotReady {
-                finished: state.durable_done.len() as u32,
-                expected: state.agencies,
-            },
-        })
+        let drawn = {
+            let state = self.lock()?;
+            match &state.winners {
+                Some(drawn) => drawn.clone(),
+                None => {
+                    return Ok(WinnersAnswer::NotReady {
+                        finished: state.durable_done.len() as u32,
+                        expected: state.agencies,
+                    });
+                }
+            }
+        };
+        let file = drawn.map_err(StoreError::Storage)?;
+        let page = file.page(agency, offset, room).map_err(storage)?;
+        Ok(WinnersAnswer::Ready(page))
     }
 
     /// Stops taking requests, commits what was handed in, stops the
@@ -603,7 +614,7 @@ impl StoreManager {
         first_seq: u64,
         n: u64,
         rows: &[u8],
-        winners: Vec<(u32, String)>,
+        winners: &[u8],
     ) -> Result<Ticket, StoreError> {
         if self.closing {
             return Err(StoreError::Closed);
@@ -626,7 +637,7 @@ impl StoreManager {
             }
             let start = self.pending.rows.len();
             self.pending.rows.extend_from_slice(rows);
-            self.pending.winners.extend(winners);
+            self.pending.winners.extend_from_slice(winners);
             *self.pending.added.entry(agency).or_insert(0) += n;
             self.next_seq.insert(agency, next + n);
             return Ok(self.pending_ticket(
@@ -762,7 +773,8 @@ impl StoreManager {
     fn take_group(&mut self) -> Group {
         let mut spare = std::mem::take(&mut self.spare_rows);
         spare.reserve(GROUP_CAPACITY);
-        let group = std::mem::replace(&mut self.pending, Group::with_rows(spare));
+        let winners = std::mem::take(&mut self.spare_winners);
+        let group = std::mem::replace(&mut self.pending, Group::with_rows(spare, winners));
         self.in_flight = Some(InFlight {
             agencies: group.entries.iter().map(|e| e.agency).collect(),
             commit: Arc::clone(&group.commit),
@@ -771,29 +783,16 @@ impl StoreManager {
         group
     }
 
-    /// After a durable commit: the durable figures, the winners it stored,
-    /// and the draw if the last agency just finished (its winners' count).
-    /// A shared database decides the draw in the commit itself.
-    fn committed(&mut self, committed: &Committed, winners: Vec<(u32, String)>) -> Option<u64> {
+    /// After a durable commit: the durable figures, and the draw's
+    /// winners if this commit recorded the draw (file backend; a shared
+    /// database serves them itself).
+    fn committed(&mut self, committed: &Committed, drawn: Option<DrawnWinners>) {
         for &(agency, position, done) in &committed.agencies {
             self.catch_up(agency, (position, done));
         }
-        if self.shared {
-            return committed.drew;
+        if drawn.is_some() {
+            self.winners = drawn;
         }
-        for (agency, document) in winners {
-            self.stored_winners
-                .entry(agency)
-                .or_default()
-                .push(document);
-        }
-        if self.winners.is_some() || !all_done(&self.durable_done, self.agencies) {
-            return None;
-        }
-        let winners = draw(std::mem::take(&mut self.stored_winners));
-        let total = winners.values().map(|w| w.len() as u64).sum();
-        self.winners = Some(winners);
-        Some(total)
     }
 
     /// After a failed commit: bets handed in after the failed group were
@@ -802,27 +801,29 @@ impl StoreManager {
     fn failed(&mut self) -> Arc<Commit> {
         let mut later = std::mem::take(&mut self.pending);
         let mut rows = std::mem::take(&mut later.rows);
+        let mut winners = std::mem::take(&mut later.winners);
         rows.clear();
-        // Its row buffer is kept for the next group.
-        self.pending = Group::with_rows(rows);
+        winners.clear();
+        // Its buffers are kept for the next group.
+        self.pending = Group::with_rows(rows, winners);
         self.next_seq = self.durable_seq.clone();
         self.done = self.durable_done.clone();
         later.commit
     }
 }
 
-fn all_done(done: &BTreeSet<u32>, agencies: u32) -> bool {
-    (1..=agencies).all(|a| done.contains(&a))
+/// The draw's line, in the course's grammar.
+fn log_draw(winners: u64) {
+    info!("action: sorteo | result: success | ganadores: {winners}");
 }
 
-/// The draw: a snapshot of the winners among the stored bets.
-fn draw(stored_winners: BTreeMap<u32, Vec<String>>) -> Draw {
-    Arc::new(
-        stored_winners
-            .into_iter()
-            .map(|(a, w)| (a, Arc::new(w)))
-            .collect(),
-    )
+/// Announces the draw if it is durable and not yet marked as announced
+/// (see [`Backend::announce`]); a mark that cannot be made is logged (the
+/// next start announces the draw again).
+fn announce(backend: &mut Backend) {
+    if let Err(e) = backend.announce(&log_draw) {
+        error!("action: sorteo | result: fail | error: {}", clean(&e));
+    }
 }
 
 /// Runs when the committer leaves, however it leaves (closing, a poisoned
@@ -878,16 +879,29 @@ fn run_committer(manager: &Mutex<StoreManager>, signals: &Signals, mut backend: 
         signals.room.notify_all();
 
         let added: Vec<(u32, u64)> = group.added.iter().map(|(a, n)| (*a, *n)).collect();
-        let result = backend.commit(&GroupData {
-            rows: &group.rows,
-            added: &added,
-            done: &group.done,
-            entries: &group.entries,
-        });
+        let result = backend.commit(
+            &GroupData {
+                rows: &group.rows,
+                added: &added,
+                done: &group.done,
+                entries: &group.entries,
+            },
+            &group.winners,
+        );
+        let drawn = match &result {
+            Ok(committed) if committed.drew.is_some() => backend.drawn_winners(),
+            _ => None,
+        };
+        if let Some(Err(reason)) = &drawn {
+            error!(
+                "action: ganadores | result: fail | error: the draw's winners cannot be served until a restart: {}",
+                clean(reason)
+            );
+        }
 
         let Group {
             mut rows,
-            winners,
+            mut winners,
             commit,
             ..
         } = group;
@@ -895,12 +909,14 @@ fn run_committer(manager: &Mutex<StoreManager>, signals: &Signals, mut backend: 
         state.in_flight = None;
         rows.clear();
         state.spare_rows = rows;
+        winners.clear();
+        state.spare_winners = winners;
         match result {
             Ok(committed) => {
-                let drawn = state.committed(&committed, winners);
+                state.committed(&committed, drawn);
                 drop(state);
-                if let Some(total) = drawn {
-                    info!("action: sorteo | result: success | ganadores: {total}");
+                if committed.drew.is_some() {
+                    announce(&mut backend);
                 }
                 commit.resolve(Ok(Arc::new(committed.verdicts)));
                 exit.writing = None;
@@ -975,22 +991,21 @@ mod tests {
     fn a_resend_shares_the_verdict_of_the_batch_it_repeats() {
         let mut m = StoreManager {
             agencies: 1,
-            shared: true,
             next_seq: BTreeMap::new(),
             durable_seq: BTreeMap::new(),
             done: BTreeSet::new(),
             durable_done: BTreeSet::new(),
-            pending: Group::with_rows(Vec::new()),
+            pending: Group::with_rows(Vec::new(), Vec::new()),
             in_flight: None,
-            stored_winners: BTreeMap::new(),
             winners: None,
             closing: false,
             spare_rows: Vec::new(),
+            spare_winners: Vec::new(),
         };
-        let original = m.append(1, 0, 2, b"rows", Vec::new()).unwrap();
-        let pending_resend = m.append(1, 0, 2, b"rows", Vec::new()).unwrap();
+        let original = m.append(1, 0, 2, b"rows", &[]).unwrap();
+        let pending_resend = m.append(1, 0, 2, b"rows", &[]).unwrap();
         let group = m.take_group();
-        let flight_resend = m.append(1, 0, 2, b"rows", Vec::new()).unwrap();
+        let flight_resend = m.append(1, 0, 2, b"rows", &[]).unwrap();
         let refused = BTreeMap::from([(0, Verdict::Sequence { expected: 5 })]);
         group.commit.resolve(Ok(Arc::new(refused)));
         for ticket in [original, pending_resend, flight_resend] {
@@ -1103,24 +1118,104 @@ mod tests {
             StoreError::AlreadyDone
         );
         assert_eq!(
-            store.winners(1).unwrap(),
+            store.winners(1, 0, ROOM).unwrap(),
             WinnersAnswer::NotReady {
                 finished: 1,
                 expected: 2
             }
         );
         store.submit_done(2, 2).unwrap().wait().unwrap();
-        store.close(); // the draw ran on the committer before it stopped
+        // The draw is served as soon as the last DONE is durable...
+        assert_eq!(winners(&store, 1), ["1000", "1003", "1006"]);
+        store.close();
+        // ... and again after a restart.
         let store = open(&path, SyncMode::Always, 2);
-        let WinnersAnswer::Ready(w1) = store.winners(1).unwrap() else {
-            panic!("draw not rebuilt on restart")
-        };
-        assert_eq!(*w1, vec!["1000", "1003", "1006"]);
-        assert_eq!(
-            store.winners(2).unwrap(),
-            WinnersAnswer::Ready(Arc::new(vec!["2000".to_string()]))
-        );
+        assert_eq!(winners(&store, 1), ["1000", "1003", "1006"]);
+        assert_eq!(winners(&store, 2), ["2000"]);
         assert_eq!(store.position(1).unwrap(), (7, true));
+        store.close();
+    }
+
+    /// The room of a WINNERS frame.
+    const ROOM: usize = crate::server::handler::WINNERS_ROOM;
+
+    /// Every winner of `agency`, page by page.
+    fn winners(store: &Store, agency: u32) -> Vec<String> {
+        let mut all: Vec<String> = Vec::new();
+        loop {
+            let WinnersAnswer::Ready(page) = store.winners(agency, all.len() as u32, ROOM).unwrap()
+            else {
+                panic!("no draw")
+            };
+            if page.documents.is_empty() {
+                assert_eq!(all.len(), page.total as usize);
+                return all;
+            }
+            all.extend(page.documents);
+        }
+    }
+
+    /// The committer that records the draw announces it and marks it as
+    /// announced; a draw made durable without its announcement (the server
+    /// died in between: here, committed through the storage alone) is
+    /// announced and marked by the next store opened on it.
+    #[test]
+    fn the_draw_is_marked_as_announced_by_whoever_announces_it() {
+        let path = temp_path("announce");
+        let store = open(&path, SyncMode::Always, 1);
+        store
+            .submit_batch(1, 0, &refs(&bets(1, 10, 2)))
+            .unwrap()
+            .wait()
+            .unwrap();
+        assert!(!crate::storage::mark_path(&path).exists());
+        store.submit_done(1, 10).unwrap().wait().unwrap();
+        store.close();
+        let mark = std::fs::read_to_string(crate::storage::mark_path(&path)).unwrap();
+        assert!(mark.ends_with(" ganadores=5\n"), "{mark}");
+
+        let path = temp_path("announce-later");
+        let (mut storage, _) = crate::storage::Storage::open(&path, SyncMode::Always).unwrap();
+        storage.store_bets(&bets(1, 10, 5)).unwrap();
+        storage.commit(&[], &[], &[1]).unwrap();
+        drop(storage);
+        assert!(!crate::storage::mark_path(&path).exists());
+        let store = open(&path, SyncMode::Always, 1);
+        let mark = std::fs::read_to_string(crate::storage::mark_path(&path)).unwrap();
+        assert!(mark.ends_with(" ganadores=2\n"), "{mark}");
+        assert_eq!(winners(&store, 1), ["1000", "1005"]);
+        store.close();
+    }
+
+    /// The store's winners state does not grow with the winners: with
+    /// every bet a winner, what the draw keeps in memory is a few bytes per
+    /// CHECKPOINT winners.
+    #[test]
+    fn the_draw_keeps_no_memory_per_winner() {
+        let path = temp_path("memory");
+        let store = open(&path, SyncMode::None, 2);
+        for agency in 1..=2 {
+            let all = bets(agency, 20_000, 1);
+            for (i, chunk) in all.chunks(500).enumerate() {
+                store
+                    .submit_batch(agency, i as u64 * 500, &refs(chunk))
+                    .unwrap()
+                    .wait()
+                    .unwrap();
+            }
+            store.submit_done(agency, 20_000).unwrap().wait().unwrap();
+        }
+        let index = {
+            let state = store.lock().unwrap();
+            let Some(Ok(file)) = &state.winners else {
+                panic!("no draw")
+            };
+            assert_eq!(file.total(), 40_000);
+            file.index_bytes()
+        };
+        let per_checkpoint = 40_000 / crate::storage::CHECKPOINT as usize + 2;
+        assert!(index <= 2 * 64 + per_checkpoint * 8, "{index} bytes");
+        assert_eq!(winners(&store, 2).len(), 20_000);
         store.close();
     }
 

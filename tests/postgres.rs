@@ -614,3 +614,74 @@ fn a_lost_commit_answer_is_learned_from_the_database_on_reconnecting() {
     assert_eq!(s.log.count("committed: true"), 1, "{log}");
     assert_eq!(s.log.count(SORTEO), 1, "{log}");
 }
+
+/// A draw recorded in the database but never announced (its server died
+/// between the draw's COMMIT and its `sorteo` line; here: the mark undone
+/// by hand) is logged by the next server that starts on it, once: the
+/// server after it finds it marked. Meanwhile every agency, with most of
+/// its bets winning and the agencies' rows interleaved, reads its winners
+/// page by page by rank, in storage order, from any server.
+#[test]
+fn a_draw_recorded_but_never_announced_is_logged_once_and_winners_page_by_rank() {
+    let Some(pg) = Postgres::start("announce") else {
+        return;
+    };
+    let dir = TempDir::new("pg-announce");
+    // Most bets win: 3 agencies, about 2,600 winners each, several pages.
+    let files: Vec<(u32, PathBuf)> = (1..=3)
+        .map(|agency| {
+            let path = dir.path().join(format!("agency-{agency}.csv"));
+            let rows: String = (0..3_000u32)
+                .map(|i| {
+                    let document = format!("{}", 10_000_000 + agency * 100_000 + i * 7);
+                    let number = if i % 7 == 3 { 1 } else { 7574 };
+                    format!("Ana,\"Paz, la\",{document},1990-05-06,{number}\r\n")
+                })
+                .collect();
+            std::fs::write(&path, rows).expect("write an agency file");
+            (agency, path)
+        })
+        .collect();
+    let first = server(&dir, &pg, 3, "s0");
+    let runs = run_agencies(first.addr, &files, &[("CLI_BATCH_MAXAMOUNT", "40")]);
+    assert_agencies_finished(&files, &runs);
+    first.log.wait_for(SORTEO, Duration::from_secs(30));
+    assert_eq!(first.log.count(SORTEO), 1);
+    drop(first);
+    pg.client()
+        .batch_execute("UPDATE draw SET announced = false")
+        .expect("undo the mark");
+    let (total, ranked): (i64, i64) = {
+        let row = pg
+            .client()
+            .query_one(
+                "SELECT (SELECT winners FROM draw), (SELECT count(*) FROM winners)",
+                &[],
+            )
+            .expect("read the draw");
+        (row.get(0), row.get(1))
+    };
+    assert_eq!(total, ranked, "every winner has its rank");
+
+    let second = server(&dir, &pg, 3, "s1");
+    let third = server(&dir, &pg, 3, "s2");
+    // Each logs (or not) before it listens.
+    assert_eq!(
+        second.log.count(&format!("{SORTEO} | ganadores: {total}")),
+        1,
+        "the next server logs the draw"
+    );
+    assert_eq!(third.log.count(SORTEO), 0, "and the one after it does not");
+    for s in [&second, &third] {
+        for (agency, path) in &files {
+            let want: Vec<String> = file_bets(*agency, path)
+                .into_iter()
+                .filter(lottery::bet::has_won)
+                .map(|b| b.document)
+                .collect();
+            let (got, pages) = winners_paged(s.addr, *agency);
+            assert!(got == want, "agency {agency}: winners differ");
+            assert!(pages > 2, "{pages} pages");
+        }
+    }
+}

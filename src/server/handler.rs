@@ -210,40 +210,33 @@ impl Awaiting {
     }
 }
 
-/// The answer to WINNERS? at `offset`: NOT_READY before the draw, else as
-/// many of the agency's winners as fit in one frame (the agency asks again
-/// from where the page ends). `Err`: an offset beyond the list.
+/// Bytes of a WINNERS frame left for documents: a page holds as many of
+/// the agency's winners as fit (the agency asks again from where it ends).
+pub const WINNERS_ROOM: usize = MAX_PAYLOAD_LEN - WINNERS_HEADER_LEN;
+
+/// The answer to WINNERS? at `offset`: NOT_READY before the draw, else the
+/// page the store read from there (at most [`WINNERS_ROOM`] bytes of
+/// documents). `Err`: an offset beyond the list.
 fn winners_answer(agency: u32, offset: u32, answer: WinnersAnswer) -> Result<Message, String> {
-    let all = match answer {
+    let page = match answer {
         WinnersAnswer::NotReady { finished, expected } => {
             return Ok(Message::NotReady { finished, expected });
         }
-        WinnersAnswer::Ready(all) => all,
+        WinnersAnswer::Ready(page) => page,
     };
-    let start = offset as usize;
-    if start > all.len() {
-        return Err(format!("offset {offset} beyond {} winners", all.len()));
+    if offset > page.total {
+        return Err(format!("offset {offset} beyond {} winners", page.total));
     }
-    let room = MAX_PAYLOAD_LEN - WINNERS_HEADER_LEN;
-    let mut used = 0;
-    let mut page = Vec::new();
-    for doc in &all[start..] {
-        if used + 1 + doc.len() > room || page.len() == usize::from(u16::MAX) {
-            break;
-        }
-        used += 1 + doc.len();
-        page.push(doc.clone());
-    }
-    if start == 0 {
+    if offset == 0 {
         info!(
             "action: ganadores_enviados | result: success | agencia: {agency} | cant_ganadores: {}",
-            all.len()
+            page.total
         );
     }
     Ok(Message::Winners {
-        total: all.len() as u32,
+        total: page.total,
         offset,
-        documents: page,
+        documents: page.documents,
     })
 }
 
@@ -573,7 +566,7 @@ impl Run<'_> {
 
     fn winners(&mut self, offset: u32) {
         let Some(agency) = self.agency() else { return };
-        match self.handler.store.winners(agency) {
+        match self.handler.store.winners(agency, offset, WINNERS_ROOM) {
             Ok(answer @ WinnersAnswer::NotReady { finished, .. }) => {
                 debug!(
                     "action: consulta_ganadores | result: in_progress | agencia: {agency} | finalizadas: {finished}"

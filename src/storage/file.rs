@@ -351,8 +351,8 @@ pub(super) fn sync_parent_dir(path: &Path) -> Result<(), StorageError> {
 
 #[cfg(test)]
 pub(super) mod tests {
+    use super::super::WinnersLog;
     use super::super::rows::load_bets;
-    use super::super::winners_by_agency;
     use super::*;
     use chrono::NaiveDate;
 
@@ -583,8 +583,13 @@ pub(super) mod tests {
         let path = dir.join("bets.csv");
         let (mut s, _) = Storage::open(&path, SyncMode::None).unwrap();
         s.store_bets(&hostile()).unwrap();
-        let w = winners_by_agency(&path).unwrap();
-        assert_eq!(w, BTreeMap::from([(1, vec!["0123".into(), "0123".into()])]));
+        let w = WinnersLog::rebuild(&path, s.committed_len())
+            .unwrap()
+            .finish(s.committed_len())
+            .unwrap();
+        assert_eq!(w.total(), 2);
+        assert_eq!(w.page(1, 0, 100).unwrap().documents, ["0123", "0123"]);
+        assert_eq!(w.page(2, 0, 100).unwrap().total, 0);
     }
 
     /// Where one commit's rows and journal line lie.

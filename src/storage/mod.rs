@@ -18,9 +18,15 @@
 //!
 //! Workers never touch the committer's backend. What they must ask the
 //! database directly (the position to resume from, the winners) goes
-//! through a [`Lookup`]: for the file backend the store's memory already
-//! holds the answer.
+//! through a [`Lookup`]: for the file backend the store's memory holds the
+//! positions, and the draw's [`WinnersFile`] the winners.
+//!
+//! The draw is announced (the `sorteo` line logged) exactly once per
+//! lottery, across crashes: [`Backend::announce`] logs a durable draw that
+//! is not marked as announced, then marks it (see [`announce`] for the
+//! file backend's mark and the order chosen).
 
+mod announce;
 mod file;
 mod journal;
 #[cfg(feature = "postgres")]
@@ -28,18 +34,23 @@ mod postgres;
 mod recovery;
 mod repair;
 mod rows;
+mod winners;
 
+pub use announce::mark_path;
 pub use file::{Storage, journal_path};
 pub use recovery::{MAX_TORN_ROWS, Recovery, Torn};
 pub use repair::{Checked, Rebuilt, Truncated, check, rebuild_journal, truncate};
 pub(crate) use rows::push_csv_field;
-pub use rows::{LoadBets, encode_row, encode_row_at, load_bets, winners_by_agency};
+pub use rows::{LoadBets, encode_row, encode_row_at, load_bets};
+use winners::Winners;
+pub use winners::{CHECKPOINT, WinnersFile, WinnersLog, push_record};
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::io;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// When the file backend calls `fsync`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -223,10 +234,43 @@ pub struct Committed {
     /// Requests (by index in [`GroupData::entries`]) not stored as asked;
     /// every other request of the group is stored.
     pub verdicts: BTreeMap<usize, Verdict>,
-    /// `Some(winners)` when this commit recorded the draw (a shared
-    /// database decides it inside the commit; the file backend leaves the
-    /// draw to the store).
+    /// `Some(winners)` when this commit recorded the draw: it recorded
+    /// the last agency's DONE.
     pub drew: Option<u64>,
+}
+
+/// One page of an agency's winners, as the WINNERS message carries it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WinnersPage {
+    /// The agency's winners in all.
+    pub total: u32,
+    /// Documents from the offset asked, in storage order, as many as fit.
+    pub documents: Vec<String>,
+    /// Bytes the documents take on the wire (`str8` each).
+    used: usize,
+}
+
+impl WinnersPage {
+    /// An empty page of an agency with `total` winners.
+    pub fn new(total: u32) -> WinnersPage {
+        WinnersPage {
+            total,
+            documents: Vec::new(),
+            used: 0,
+        }
+    }
+
+    /// Whether one more document of `len` bytes fits in `room` bytes of
+    /// documents (and in the message's `u16` count).
+    pub fn fits(&self, len: usize, room: usize) -> bool {
+        self.documents.len() < usize::from(u16::MAX) && self.used + 1 + len <= room
+    }
+
+    /// Adds a document (the caller checked [`WinnersPage::fits`]).
+    pub fn push(&mut self, document: String) {
+        self.used += 1 + document.len();
+        self.documents.push(document);
+    }
 }
 
 /// The draw as a [`Lookup`] finds it.
@@ -234,16 +278,61 @@ pub struct Committed {
 pub enum DrawState {
     /// No draw yet: `finished` agencies have their DONE recorded.
     NotReady { finished: u32 },
-    /// The agency's winners' documents, in storage order.
-    Ready(Vec<String>),
+    /// A page of the agency's winners.
+    Ready(WinnersPage),
 }
+
+/// The file backend's draw as the store serves it: the winners file, or
+/// why it could not be built (a restart builds it again).
+pub type DrawnWinners = Result<Arc<WinnersFile>, String>;
+
+/// Logs the draw's line (`sorteo`) with its number of winners.
+pub type AnnounceDraw<'a> = &'a dyn Fn(u64);
 
 /// The backend the committer writes through.
 #[derive(Debug)]
 pub enum Backend {
-    File(Storage),
+    File(Box<FileBackend>),
     #[cfg(feature = "postgres")]
     Postgres(Box<postgres::PgStorage>),
+}
+
+/// The file backend: the bets file and its journal, the winners beside
+/// them, and how many agencies must finish (it decides the draw: the
+/// commit that records the last DONE regroups the winners).
+#[derive(Debug)]
+pub struct FileBackend {
+    storage: Storage,
+    agencies: u32,
+    sync: SyncMode,
+    winners: Winners,
+}
+
+/// Whether every agency's DONE is recorded (asked after every commit: the
+/// count first, so the check is one comparison until the last DONEs).
+fn all_done(done: &BTreeSet<u32>, agencies: u32) -> bool {
+    done.len() >= agencies as usize && (1..=agencies).all(|a| done.contains(&a))
+}
+
+impl FileBackend {
+    /// The winners of a durable commit go to the log; if it recorded the
+    /// last DONE, the log is regrouped and the draw's winners returned.
+    fn gather(&mut self, winners: &[u8]) -> Option<u64> {
+        let Winners::Gathering(log) = &mut self.winners else {
+            return None;
+        };
+        log.append(winners);
+        if !all_done(self.storage.done(), self.agencies) {
+            return None;
+        }
+        let logged = log.total();
+        let (total, file) = match log.finish(self.storage.committed_len()) {
+            Ok(file) => (file.total(), Ok(Arc::new(file))),
+            Err(e) => (logged, Err(e.to_string())),
+        };
+        self.winners = Winners::Drawn { total, file };
+        Some(total)
+    }
 }
 
 /// A backend just opened, and what the store starts from.
@@ -255,9 +344,6 @@ pub struct Opened {
     pub counts: BTreeMap<u32, u64>,
     /// Agencies whose DONE is recorded.
     pub done: BTreeSet<u32>,
-    /// Winners among the stored bets, per agency (file backend only: a
-    /// database answers winners with a query).
-    pub winners: BTreeMap<u32, Vec<String>>,
     /// What opening found, for the start-up log line.
     pub report: OpenReport,
 }
@@ -285,20 +371,32 @@ impl Backend {
         match location {
             Location::File { path, sync } => {
                 let (storage, recovery) = Storage::open(path, *sync)?;
-                let winners = if storage.committed_len() > 0 {
-                    winners_by_agency(storage.path())?
+                // The winners are found again in the stored bets, with one
+                // streaming pass; if the draw had happened, it is rebuilt.
+                let len = storage.committed_len();
+                let mut log = WinnersLog::rebuild(storage.path(), len)?;
+                let winners = if all_done(storage.done(), agencies) {
+                    let file = log.finish(len)?;
+                    Winners::Drawn {
+                        total: file.total(),
+                        file: Ok(Arc::new(file)),
+                    }
                 } else {
-                    BTreeMap::new()
+                    Winners::Gathering(log)
                 };
                 Ok(Opened {
                     counts: storage.counts().clone(),
                     done: storage.done().clone(),
-                    winners,
                     report: OpenReport::File {
                         path: path.clone(),
                         recovery,
                     },
-                    backend: Backend::File(storage),
+                    backend: Backend::File(Box::new(FileBackend {
+                        storage,
+                        agencies,
+                        sync: *sync,
+                        winners,
+                    })),
                     lookup: Lookup::InMemory,
                 })
             }
@@ -317,16 +415,24 @@ impl Backend {
         }
     }
 
-    /// Makes the group durable as one unit, or nothing of it.
+    /// Makes the group durable as one unit, or nothing of it. `winners`:
+    /// the winning bets among the group's rows, as [`push_record`] writes
+    /// them (the file backend keeps them on disk for the draw; a database
+    /// finds them itself).
     ///
     /// # Errors
     /// Any write, sync or database error; nothing of the group is stored
     /// (a database whose COMMIT answer was lost is asked whether it
     /// committed; only if it cannot say may the group be stored after all:
     /// a resumed agency then learns its position from the database).
-    pub fn commit(&mut self, group: &GroupData<'_>) -> Result<Committed, StorageError> {
+    pub fn commit(
+        &mut self,
+        group: &GroupData<'_>,
+        winners: &[u8],
+    ) -> Result<Committed, StorageError> {
         match self {
-            Backend::File(storage) => {
+            Backend::File(file) => {
+                let storage = &mut file.storage;
                 storage.commit(group.rows, group.added, group.done)?;
                 let touched: BTreeSet<u32> = group.entries.iter().map(|e| e.agency).collect();
                 let agencies = touched
@@ -336,20 +442,65 @@ impl Backend {
                         (a, count, storage.done().contains(&a))
                     })
                     .collect();
+                let drew = file.gather(winners);
                 Ok(Committed {
                     agencies,
+                    drew,
                     ..Committed::default()
                 })
             }
             #[cfg(feature = "postgres")]
-            Backend::Postgres(db) => db.commit(group),
+            Backend::Postgres(db) => {
+                let _ = winners;
+                db.commit(group)
+            }
+        }
+    }
+
+    /// The file backend's draw, once it has happened (a database serves
+    /// winners through its [`Lookup`]).
+    pub fn drawn_winners(&self) -> Option<DrawnWinners> {
+        match self {
+            Backend::File(file) => match &file.winners {
+                Winners::Drawn { file, .. } => Some(file.clone()),
+                Winners::Gathering(_) => None,
+            },
+            #[cfg(feature = "postgres")]
+            Backend::Postgres(_) => None,
+        }
+    }
+
+    /// Announces the draw if it is durable and not yet marked as announced:
+    /// `log` writes the `sorteo` line, then the mark is made durable.
+    /// Returns the winners it announced, `None` if there was nothing to
+    /// announce (no draw, or already announced, here or by another server).
+    ///
+    /// # Errors
+    /// The mark cannot be read or written (the line may have been logged:
+    /// the next start logs it again), the database cannot be reached.
+    pub fn announce(&mut self, log: AnnounceDraw<'_>) -> Result<Option<u64>, StorageError> {
+        match self {
+            Backend::File(file) => {
+                let Winners::Drawn { total, .. } = file.winners else {
+                    return Ok(None);
+                };
+                let (data, end) = (file.storage.path(), file.storage.committed_len());
+                if announce::is_marked(data, end, total)? {
+                    return Ok(None);
+                }
+                log(total);
+                announce::mark(data, end, total, file.sync)?;
+                Ok(Some(total))
+            }
+            #[cfg(feature = "postgres")]
+            Backend::Postgres(db) => db.announce(log),
         }
     }
 
     /// What the close log line names: the file's path or the database.
     pub fn describe(&self) -> String {
         match self {
-            Backend::File(storage) => format!("path: {}", storage.path().display()),
+            Backend::File(file) => format!("path: {}", file.storage.path().display()),
             #[cfg(feature = "postgres")]
             Backend::Postgres(db) => format!("database: {}", db.target()),
         }
@@ -359,8 +510,9 @@ impl Backend {
 /// What workers ask the storage directly, outside the committer.
 #[derive(Debug, Clone)]
 pub enum Lookup {
-    /// Positions and winners are in the store's memory (file backend: one
-    /// server owns the data, so its memory is the truth).
+    /// The store knows (file backend: one server owns the data, so its
+    /// memory is the truth for positions, and the draw's winners file,
+    /// which the store holds, for winners).
     InMemory,
     /// Several servers share the database: ask it.
     #[cfg(feature = "postgres")]
@@ -389,18 +541,26 @@ impl Lookup {
         }
     }
 
-    /// The draw and the agency's winners; `None`: the store's memory knows.
+    /// The draw and a page of the agency's winners from `offset`, as many
+    /// as fit in `room` bytes of documents; `None`: the store knows. A
+    /// server that finds a draw nobody announced announces it (`log`).
     ///
     /// # Errors
     /// The database cannot be reached.
-    pub fn draw(&self, agency: u32) -> Result<Option<DrawState>, StorageError> {
+    pub fn draw(
+        &self,
+        agency: u32,
+        offset: u32,
+        room: usize,
+        log: AnnounceDraw<'_>,
+    ) -> Result<Option<DrawState>, StorageError> {
         match self {
             Lookup::InMemory => {
-                let _ = agency;
+                let _ = (agency, offset, room, log);
                 Ok(None)
             }
             #[cfg(feature = "postgres")]
-            Lookup::Postgres(db) => db.draw(agency).map(Some),
+            Lookup::Postgres(db) => db.draw(agency, offset, room, log).map(Some),
         }
     }
 }
@@ -414,6 +574,70 @@ mod tests {
         assert_eq!(SyncMode::parse("ALWAYS"), Some(SyncMode::Always));
         assert_eq!(SyncMode::parse(" none"), Some(SyncMode::None));
         assert_eq!(SyncMode::parse("sometimes"), None);
+    }
+
+    /// A draw made durable without being announced (the server died
+    /// between the two) is announced by the next backend opened on it,
+    /// once: the mark survives, and a later open announces nothing.
+    #[test]
+    fn a_durable_draw_is_announced_once_across_opens() {
+        use crate::bet::Bet;
+        use std::cell::Cell;
+        let dir = std::env::temp_dir().join(format!("lottery-announce-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("bets.csv");
+        let location = Location::File {
+            path: path.clone(),
+            sync: SyncMode::Always,
+        };
+        let bet = |agency, number| Bet {
+            agency,
+            first_name: "Ana".into(),
+            last_name: "Paz".into(),
+            document: "42".into(),
+            birthdate: chrono::NaiveDate::from_ymd_opt(1990, 1, 1).unwrap(),
+            number,
+        };
+        let (mut storage, _) = Storage::open(&path, SyncMode::Always).unwrap();
+        storage
+            .store_bets(&[bet(1, 7574), bet(2, 1), bet(2, 7574), bet(1, 7574)])
+            .unwrap();
+        storage.commit(&[], &[], &[1]).unwrap();
+        drop(storage);
+        let logged = Cell::new(Vec::new());
+        let log = |n: u64| {
+            let mut v = logged.take();
+            v.push(n);
+            logged.set(v);
+        };
+        // Not every agency is done: nothing to announce.
+        let mut backend = Backend::open(&location, 2).unwrap().backend;
+        assert_eq!(backend.announce(&log).unwrap(), None);
+        assert!(backend.drawn_winners().is_none());
+        // The last DONE commits: the draw is durable, and announced once.
+        let group = GroupData {
+            rows: &[],
+            added: &[],
+            done: &[2],
+            entries: &[Entry {
+                agency: 2,
+                kind: EntryKind::Done { total: 2 },
+            }],
+        };
+        assert_eq!(backend.commit(&group, &[]).unwrap().drew, Some(3));
+        drop(backend); // died before announcing
+        for _ in 0..2 {
+            let mut backend = Backend::open(&location, 2).unwrap().backend;
+            let Some(Ok(file)) = backend.drawn_winners() else {
+                panic!("the draw is rebuilt")
+            };
+            assert_eq!(file.page(1, 0, 100).unwrap().documents, ["42", "42"]);
+            backend.announce(&log).unwrap();
+            assert_eq!(backend.announce(&log).unwrap(), None);
+        }
+        assert_eq!(logged.take(), vec![3], "announced once over two opens");
+        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[cfg(not(feature = "postgres"))]

@@ -22,13 +22,19 @@
 //! but whose answer was lost asks the database, on a new connection,
 //! whether that id is there (see [`PgStorage::commit`]).
 //!
+//! Winners: the draw's transaction also records each winner's rank in its
+//! agency (`winners`), so a page of winners is a keyset read of the page
+//! ([`PgLookup::draw`]), not a read of every winner. The draw's row says
+//! whether it was announced (`sorteo` logged): one server logs it and marks
+//! it, under the row's lock ([`announce`]).
+//!
 //! The `postgres` crate is the synchronous client of rust-postgres: it
 //! drives a small tokio runtime of its own inside each connection. That is
 //! why this backend is behind the cargo feature `postgres`.
 
 use super::{
-    Backend, Committed, DrawState, Entry, EntryKind, GroupData, Lookup, OpenReport, Opened,
-    StorageError, Verdict,
+    AnnounceDraw, Backend, Committed, DrawState, Entry, EntryKind, GroupData, Lookup, OpenReport,
+    Opened, StorageError, Verdict, WinnersPage,
 };
 use crate::bet::WINNING_NUMBER;
 use ::postgres as pg;
@@ -81,6 +87,50 @@ CREATE TABLE IF NOT EXISTS draw (
     drawn_at TIMESTAMPTZ NOT NULL DEFAULT now()
 );
 ";
+
+// ---- winners-draw (schema version 3): winners' ranks and the announcement.
+
+/// Version 3's additions for the winners and the draw's announcement, run
+/// after `SCHEMA_V2` (idempotent). `winners`: every winning bet's document
+/// with its rank among its agency's winners (0, 1, ... in storage order),
+/// filled by the draw's transaction: a WINNERS?(offset) page is then
+/// `rank >= offset ORDER BY rank LIMIT n` on the primary key, whatever the
+/// offset. `draw.announced`: the `sorteo` line was logged (see
+/// [`announce`]).
+const SCHEMA_V3_WINNERS: &str = "
+CREATE TABLE IF NOT EXISTS winners (
+    agency BIGINT NOT NULL,
+    rank BIGINT NOT NULL,
+    document TEXT NOT NULL,
+    PRIMARY KEY (agency, rank)
+);
+ALTER TABLE draw ADD COLUMN IF NOT EXISTS announced BOOLEAN NOT NULL DEFAULT false;
+";
+
+/// Records the winners' ranks: run by the transaction that records the
+/// draw, so the ranks exist exactly when the draw does.
+const RECORD_WINNERS: &str = "
+INSERT INTO winners (agency, rank, document)
+SELECT agency, row_number() OVER (PARTITION BY agency ORDER BY position) - 1, document
+FROM bets WHERE number = 7574
+";
+
+/// Version 1 or 2 → 3: a draw recorded by an older server gets its ranks,
+/// and counts as announced (that server logged it).
+const UPGRADE_TO_V3_WINNERS: &str = "
+INSERT INTO winners (agency, rank, document)
+SELECT agency, row_number() OVER (PARTITION BY agency ORDER BY position) - 1, document
+FROM bets WHERE number = 7574 AND EXISTS (SELECT 1 FROM draw WHERE id = 1)
+ON CONFLICT (agency, rank) DO NOTHING;
+UPDATE draw SET announced = true;
+";
+
+/// How long the draw's transaction may spend recording the winners' ranks
+/// (one row per winner: ten million take longer than the usual
+/// [`STATEMENT_TIMEOUT`]).
+const RECORD_WINNERS_TIMEOUT: Duration = Duration::from_secs(600);
+
+// ---- end of winners-draw's schema
 
 /// Version 1 → 2: the finished-agencies counter on the lottery's row.
 const UPGRADE_FROM_V1: &str = "
@@ -387,7 +437,6 @@ pub(super) fn open(url: &str, agencies: u32, auth_required: bool) -> Result<Open
         }),
         counts,
         done,
-        winners: BTreeMap::new(),
         report: OpenReport::Postgres {
             target,
             schema: SCHEMA_VERSION,
@@ -487,6 +536,15 @@ fn prepare(
             client
                 .batch_execute(SCHEMA_V3_AGREE)
                 .map_err(db("upgrade the schema of"))?;
+            // Version 3's winners and announcement.
+            client
+                .batch_execute(SCHEMA_V3_WINNERS)
+                .map_err(db("create the winners' table in"))?;
+            if matches!(previous, Some(1 | 2)) {
+                client
+                    .batch_execute(UPGRADE_TO_V3_WINNERS)
+                    .map_err(db("upgrade the schema of"))?;
+            }
             client
                 .execute(
                     "INSERT INTO schema_version (version) VALUES ($1) ON CONFLICT (version) DO NOTHING",
@@ -630,6 +688,16 @@ impl PgStorage {
     /// Host, port and database, for logs.
     pub fn target(&self) -> &str {
         &self.target
+    }
+
+    /// Announces the draw if it is recorded and not yet announced (see
+    /// [`announce`]).
+    ///
+    /// # Errors
+    /// The database cannot be reached, or another server holds the draw's
+    /// row past the lock timeout (it is announcing it).
+    pub fn announce(&mut self, log: AnnounceDraw<'_>) -> Result<Option<u64>, StorageError> {
+        self.link.with(|client| announce(client, log))
     }
 
     /// Stores the group in one transaction (see the module doc). On any
@@ -814,6 +882,22 @@ impl PgStorage {
                 if let Some(row) = row {
                     let winners: i64 = row.get(0);
                     drew = Some(u64::try_from(winners).map_err(|_| out_of_range("winners"))?);
+                    // ---- winners-draw: the winners' ranks, in the draw's
+                    // own transaction (see RECORD_WINNERS); one row per
+                    // winner, so it gets a longer statement timeout.
+                    tx.batch_execute(&format!(
+                        "SET LOCAL statement_timeout = {}",
+                        RECORD_WINNERS_TIMEOUT.as_millis()
+                    ))
+                    .map_err(db("record the winners in"))?;
+                    tx.execute(RECORD_WINNERS, &[])
+                        .map_err(db("record the winners in"))?;
+                    tx.batch_execute(&format!(
+                        "SET LOCAL statement_timeout = {}",
+                        STATEMENT_TIMEOUT.as_millis()
+                    ))
+                    .map_err(db("record the winners in"))?;
+                    // ---- end of winners-draw
                 }
             }
         }
@@ -937,6 +1021,36 @@ fn decide(
     Ok((verdicts, newly_done))
 }
 
+/// Logs the draw if it is recorded and not yet announced, then marks it,
+/// in one transaction that holds the draw's row (`FOR UPDATE`): of several
+/// servers announcing at once, the first logs and marks it, and the others
+/// then find it marked. The line is logged before the mark commits, so a
+/// server that dies between the two leaves the draw unmarked and the next
+/// server to look logs it again: a crash there logs it twice, never zero
+/// times. Returns the winners it announced.
+fn announce(client: &mut pg::Client, log: AnnounceDraw<'_>) -> Result<Option<u64>, StorageError> {
+    let mut tx = client
+        .build_transaction()
+        .isolation_level(pg::IsolationLevel::ReadCommitted)
+        .start()
+        .map_err(db("begin a transaction on"))?;
+    let row = tx
+        .query_opt(
+            "SELECT winners FROM draw WHERE id = 1 AND NOT announced FOR UPDATE",
+            &[],
+        )
+        .map_err(db("read the draw from"))?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let winners = u64::try_from(row.get::<_, i64>(0)).map_err(|_| out_of_range("winners"))?;
+    log(winners);
+    tx.execute("UPDATE draw SET announced = true WHERE id = 1", &[])
+        .map_err(db("mark the draw as announced in"))?;
+    tx.commit().map_err(db("mark the draw as announced in"))?;
+    Ok(Some(winners))
+}
+
 /// The workers' connection, for what they ask the database directly.
 /// Shared by the workers of one server behind its own mutex (never the
 /// store's): a query holds it, not the lottery's state.
@@ -989,12 +1103,23 @@ impl PgLookup {
         })
     }
 
-    /// The draw: how many agencies are done while there is none; the
-    /// agency's winners (by the partial index) once there is.
+    /// The draw: how many agencies are done while there is none; once
+    /// there is, a page of the agency's winners from `offset`, as many as
+    /// fit in `room` bytes of documents, read by rank (a keyset read of the
+    /// page on `winners`' primary key). The first time this server sees
+    /// the draw, it announces it if nobody has (`log`: a server whose
+    /// commit recorded the draw but died, or lost COMMIT's answer, before
+    /// announcing it).
     ///
     /// # Errors
     /// The database cannot be reached.
-    pub fn draw(&self, agency: u32) -> Result<DrawState, StorageError> {
+    pub fn draw(
+        &self,
+        agency: u32,
+        offset: u32,
+        room: usize,
+        log: AnnounceDraw<'_>,
+    ) -> Result<DrawState, StorageError> {
         let mut conn = self.conn()?;
         if !conn.drawn {
             if let Some((at, finished)) = conn.not_ready
@@ -1019,18 +1144,34 @@ impl PgLookup {
                 return Ok(DrawState::NotReady { finished });
             }
             conn.drawn = true;
+            if let Err(e) = conn.link.with(|client| announce(client, log)) {
+                warn!(
+                    "action: sorteo | result: fail | error: {}",
+                    crate::logging::clean(&e)
+                );
+            }
         }
+        // Every document takes at least 2 bytes: no page holds more.
+        let limit = i64::try_from((room / 2).min(usize::from(u16::MAX))).unwrap_or(i64::MAX);
         conn.link.with(|client| {
-            let documents = client
-                .query(
-                    "SELECT document FROM bets WHERE agency = $1 AND number = 7574 ORDER BY position",
-                    &[&i64::from(agency)],
+            let row = client
+                .query_one(
+                    "SELECT (SELECT COALESCE(max(rank) + 1, 0) FROM winners WHERE agency = $1),
+                            ARRAY(SELECT document FROM winners WHERE agency = $1 AND rank >= $2
+                                  ORDER BY rank LIMIT $3)",
+                    &[&i64::from(agency), &i64::from(offset), &limit],
                 )
-                .map_err(db("read the winners from"))?
-                .iter()
-                .map(|row| row.get::<_, String>(0))
-                .collect();
-            Ok(DrawState::Ready(documents))
+                .map_err(db("read the winners from"))?;
+            let total = u32::try_from(row.get::<_, i64>(0).min(i64::from(u32::MAX)))
+                .map_err(|_| out_of_range("winners"))?;
+            let mut page = WinnersPage::new(total);
+            for document in row.get::<_, Vec<String>>(1) {
+                if !page.fits(document.len(), room) {
+                    break;
+                }
+                page.push(document);
+            }
+            Ok(DrawState::Ready(page))
         })
     }
 }

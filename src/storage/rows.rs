@@ -3,8 +3,7 @@
 //! minimally quoted so that any CSV tool reads them, and read back.
 
 use super::{StorageError, io_err};
-use crate::bet::{self, Bet, BetRef};
-use std::collections::BTreeMap;
+use crate::bet::{self, Bet, BetRef, WINNING_NUMBER};
 use std::fs::File;
 use std::io::{self, BufReader, Read};
 use std::path::{Path, PathBuf};
@@ -173,20 +172,59 @@ fn row_to_bet(r: &csv::ByteRecord) -> Result<Bet, String> {
     Bet::parse(agency, text(1)?, text(2)?, text(3)?, text(4)?, text(5)?).map_err(|e| e.to_string())
 }
 
-/// Every winning bet in the file, grouped by agency: one pass with
-/// [`load_bets`] and [`bet::has_won`].
+/// Calls `on_winner(agency, document)` for every winning bet among the
+/// first `len` bytes of the bets file at `path` (its committed part), in
+/// storage order: one streaming pass with constant memory, which reads of
+/// each row only what the winners need (the number; the agency and the
+/// document of a winner). The rows' integrity is the journal's business.
 ///
 /// # Errors
-/// Any row that is not a valid bet.
-pub fn winners_by_agency(path: &Path) -> Result<BTreeMap<u32, Vec<String>>, StorageError> {
-    let mut winners: BTreeMap<u32, Vec<String>> = BTreeMap::new();
-    for bet in load_bets(path)? {
-        let bet = bet?;
-        if bet::has_won(&bet) {
-            winners.entry(bet.agency).or_default().push(bet.document);
+/// The file cannot be read; a row without six fields, or whose number,
+/// or a winner's agency or document, is not what this program writes;
+/// whatever `on_winner` returns.
+pub(super) fn for_each_winner(
+    path: &Path,
+    len: u64,
+    mut on_winner: impl FnMut(u32, &str) -> Result<(), StorageError>,
+) -> Result<(), StorageError> {
+    let file = File::open(path).map_err(io_err(path, "open"))?;
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .from_reader(BufReader::with_capacity(1 << 16, file).take(len));
+    let mut record = csv::ByteRecord::new();
+    loop {
+        let more = reader
+            .read_byte_record(&mut record)
+            .map_err(|e| corrupt(path, e.to_string()))?;
+        if !more {
+            return Ok(());
         }
+        let row =
+            |reason: String| corrupt(path, format!("row {}: {reason}", reader.position().line()));
+        if record.len() != 6 {
+            return Err(row(format!("{} fields, expected 6", record.len())));
+        }
+        let number = bet::parse_number(&record[5]).map_err(|e| row(e.to_string()))?;
+        if number != WINNING_NUMBER {
+            continue;
+        }
+        let agency = std::str::from_utf8(&record[0])
+            .ok()
+            .and_then(|a| a.parse::<u32>().ok())
+            .ok_or_else(|| row("the agency is not a number".into()))?;
+        let document =
+            std::str::from_utf8(&record[3]).map_err(|_| row("the document is not text".into()))?;
+        bet::validate_document(document).map_err(|e| row(e.to_string()))?;
+        on_winner(agency, document)?;
     }
-    Ok(winners)
+}
+
+fn corrupt(path: &Path, reason: String) -> StorageError {
+    StorageError::Corrupt {
+        path: path.to_owned(),
+        reason,
+    }
 }
 
 #[cfg(test)]

@@ -532,3 +532,39 @@ pub fn assert_course_grammar(line: &str) {
         assert!(!k.is_empty() && !k.contains(' '), "{line}");
     }
 }
+
+/// Every winner of `agency` (which must be done), asked WINNERS? page by
+/// page on one connection as an agency does, checking each page's offset
+/// and that no page is empty before the end; also the number of pages.
+pub fn winners_paged(addr: SocketAddr, agency: u32) -> (Vec<String>, usize) {
+    let mut raw = Raw::connect(addr);
+    assert!(
+        matches!(raw.hello(agency), Message::HelloOk { done: true, .. }),
+        "agency {agency} is not done"
+    );
+    let mut all: Vec<String> = Vec::new();
+    let mut pages = 0;
+    loop {
+        let offset = all.len() as u32;
+        raw.send(&Message::WinnersQuery { offset });
+        match raw.recv() {
+            Message::Winners {
+                total,
+                offset: got,
+                documents,
+            } => {
+                assert_eq!(got, offset);
+                pages += 1;
+                if documents.is_empty() {
+                    assert_eq!(total as usize, all.len(), "an empty page before the end");
+                    return (all, pages);
+                }
+                all.extend(documents);
+                if all.len() == total as usize {
+                    return (all, pages);
+                }
+            }
+            other => panic!("agency {agency}: {other:?} at offset {offset}"),
+        }
+    }
+}
