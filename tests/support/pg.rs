@@ -472,7 +472,16 @@ fn requests(
                             return;
                         }
                     }
-                    statements.clear();
+                    // A simple query inside a transaction (`SET LOCAL`)
+                    // belongs to it; a new transaction starts afresh.
+                    let upper = text.to_ascii_uppercase();
+                    if upper.starts_with("BEGIN")
+                        || upper.starts_with("START")
+                        || upper.starts_with("ROLLBACK")
+                        || upper == "COMMIT"
+                    {
+                        statements.clear();
+                    }
                     statements.push(text.to_owned());
                 }
                 Some(_) => {}
