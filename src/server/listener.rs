@@ -233,8 +233,7 @@ impl Connections {
             let readiness = readiness(waiting);
             if let Some(reason) = overdue(waiting, readiness, limits, now) {
                 if let Some(gone) = reg.lobby.remove(i) {
-                    reg.live.remove(&gone.id);
-                    expired.push((gone, reason));
+                    expired.push((gone, ErrorCode::Timeout, reason));
                 }
                 continue;
             }
@@ -251,19 +250,30 @@ impl Connections {
             entry.serving = true;
         }
         drop(reg);
-        if !expired.is_empty() {
-            self.removed.notify_all();
-        }
-        for (gone, reason) in expired {
-            let agency = gone.carried.session.agency;
-            connection::log_close(
-                gone.peer,
-                agency,
-                &Close::Fault(ErrorCode::Timeout, reason.clone()),
-            );
-            refuse(gone.stream, ErrorCode::Timeout, reason);
-        }
+        self.close_waiting(expired);
         chosen
+    }
+
+    /// Answers ERROR to connections taken out of the lobby and closes them,
+    /// outside the registry's lock. Each stays registered until its socket
+    /// is closed, so the connection cap counts every socket still open.
+    fn close_waiting(&self, closing: Vec<(Accepted, ErrorCode, String)>) {
+        if closing.is_empty() {
+            return;
+        }
+        let mut ids = Vec::with_capacity(closing.len());
+        for (conn, code, reason) in closing {
+            let agency = conn.carried.session.agency;
+            connection::log_close(conn.peer, agency, &Close::Fault(code, reason.clone()));
+            ids.push(conn.id);
+            refuse(conn.stream, code, reason);
+        }
+        let mut reg = self.lock();
+        for id in ids {
+            reg.live.remove(&id);
+        }
+        drop(reg);
+        self.removed.notify_all();
     }
 
     /// Puts back in the lobby a connection whose worker gave it up
@@ -279,16 +289,9 @@ impl Connections {
             return;
         }
         if reg.live.get(&conn.id).is_some_and(|e| e.replaced) {
-            reg.live.remove(&conn.id);
             drop(reg);
-            self.removed.notify_all();
             let reason = replaced(agency);
-            connection::log_close(
-                conn.peer,
-                agency,
-                &Close::Fault(ErrorCode::SessionReplaced, reason.clone()),
-            );
-            refuse(conn.stream, ErrorCode::SessionReplaced, reason);
+            self.close_waiting(vec![(conn, ErrorCode::SessionReplaced, reason)]);
             return;
         }
         if let Some(entry) = reg.live.get_mut(&conn.id) {
@@ -335,32 +338,22 @@ impl Connections {
             .collect();
         let mut waiting = Vec::new();
         for old in older {
-            if let Some(at) = reg.lobby.iter().position(|c| c.id == old) {
-                if let Some(conn) = reg.lobby.remove(at) {
-                    reg.live.remove(&old);
-                    waiting.push(conn);
-                }
-            } else if let Some(entry) = reg.live.get_mut(&old) {
+            let in_lobby = reg.lobby.iter().position(|c| c.id == old);
+            if let Some(conn) = in_lobby.and_then(|at| reg.lobby.remove(at)) {
+                waiting.push((conn, ErrorCode::SessionReplaced, replaced(Some(agency))));
+            }
+            if let Some(entry) = reg.live.get_mut(&old) {
                 entry.replaced = true;
-                let _ = entry.handle.shutdown(Shutdown::Read);
+                if in_lobby.is_none() {
+                    let _ = entry.handle.shutdown(Shutdown::Read);
+                }
             }
         }
         if let Some(entry) = reg.live.get_mut(&id) {
             entry.agency = Some(agency);
         }
         drop(reg);
-        if !waiting.is_empty() {
-            self.removed.notify_all();
-        }
-        for conn in waiting {
-            let reason = replaced(Some(agency));
-            connection::log_close(
-                conn.peer,
-                Some(agency),
-                &Close::Fault(ErrorCode::SessionReplaced, reason.clone()),
-            );
-            refuse(conn.stream, ErrorCode::SessionReplaced, reason);
-        }
+        self.close_waiting(waiting);
     }
 
     /// Whether the server shut the connection down (to make room for
