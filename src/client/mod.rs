@@ -27,15 +27,17 @@
 //! hold the agency. Why it reconnects is logged at INFO, at most once a
 //! second per reason (`action: reconnect | result: in_progress | error: …`).
 
+mod connection;
 mod retry;
 pub mod source;
+mod swar;
 
 use crate::bet::Bet;
 use crate::config::{BetSource, ClientConfig};
-use crate::connection::{Connection, ConnectionError};
 use crate::logging::clean;
 use crate::message::{self, BatchEncoder, ErrorCode, Message, PROTOCOL_VERSION};
 use crate::shutdown::Shutdown;
+use connection::{Connection, ConnectionError};
 use log::{debug, info, warn};
 use retry::{Backoff, RateLimit, Reason};
 use source::{BetsFile, Row, SourceError};

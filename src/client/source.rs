@@ -7,8 +7,8 @@
 //! and skipped, so positions count valid bets only and are the same every
 //! time the file is read, which is what resuming relies on.
 
+use super::swar::{bytes_equal, word_at};
 use crate::bet::{BetRef, InvalidBet};
-use crate::swar::{bytes_equal, word_at};
 use csv_core::ReadRecordResult;
 use std::fmt;
 use std::fs::File;
@@ -314,7 +314,7 @@ impl Scan {
 }
 
 /// Scans the line that starts at `start` in `bytes`, a word at a time
-/// (see [`crate::swar`]; `memchr` per field was a fifth of the fast path).
+/// (see [`super::swar`]; `memchr` per field was a fifth of the fast path).
 fn scan_line(bytes: &[u8], start: usize) -> Scan {
     let mut scan = Scan {
         end: bytes.len(),
