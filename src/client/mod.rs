@@ -28,7 +28,7 @@
 //! second per reason (`action: reconnect | result: in_progress | error: …`).
 
 mod connection;
-mod retry;
+mod reconnect;
 pub mod source;
 mod swar;
 
@@ -39,7 +39,7 @@ use crate::message::{self, BatchEncoder, ErrorCode, Message, PROTOCOL_VERSION};
 use crate::shutdown::Shutdown;
 use connection::{Connection, ConnectionError};
 use log::{debug, info, warn};
-use retry::{Backoff, RateLimit, Reason};
+use reconnect::{Backoff, RateLimit, Reason};
 use source::{BetsFile, Row, SourceError};
 use std::collections::VecDeque;
 use std::fmt;
