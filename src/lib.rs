@@ -5,15 +5,14 @@
 //! Layers, each talking only to the one below:
 //! - [`framing`]: bytes ↔ frames (`type`, `length`, `payload`), no I/O of its own;
 //! - [`message`]: frames ↔ typed requests and responses;
-//! - [`connection`] (client) and `server`'s listener and connection
+//! - `client`'s connection and `server`'s listener and connection
 //!   modules: the only code that reads and writes sockets;
 //! - the domain: [`bet`] (a bet and its rules), [`storage`] (the CSV file
 //!   and its journal), [`store`] (shared state, group commit, the draw).
 //!
 //! [`server`] and [`client`] put them together; [`auth`] (keys and the
 //! handshake's MAC), [`config`], [`logging`] and [`shutdown`] serve both
-//! binaries; [`swar`] is a byte-scanning helper
-//! of the client's CSV reader; [`dataset`] generates agency files.
+//! binaries; [`dataset`] generates agency files.
 
 #![forbid(unsafe_code)]
 
@@ -21,7 +20,6 @@ pub mod auth;
 pub mod bet;
 pub mod client;
 pub mod config;
-pub mod connection;
 pub mod dataset;
 pub mod framing;
 pub mod logging;
@@ -30,4 +28,3 @@ pub mod server;
 pub mod shutdown;
 pub mod storage;
 pub mod store;
-pub mod swar;

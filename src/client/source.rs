@@ -7,8 +7,8 @@
 //! and skipped, so positions count valid bets only and are the same every
 //! time the file is read, which is what resuming relies on.
 
+use super::swar::{bytes_equal, word_at};
 use crate::bet::{BetRef, InvalidBet};
-use crate::swar::{bytes_equal, word_at};
 use csv_core::ReadRecordResult;
 use std::fmt;
 use std::fs::File;
@@ -20,9 +20,10 @@ use std::path::{Path, PathBuf};
 /// path takes (longer ones go through the slow path, which streams).
 const BLOCK_LEN: usize = 1 << 16;
 
-/// Longest row kept, in field bytes. A valid row has at most 538 (two
-/// names of 255 bytes, a document, a date, a number); longer rows are
-/// skipped as invalid without being kept in memory.
+/// Longest row kept, in field bytes. A valid row's fields hold at most 534
+/// (two names of 255 bytes, a document of 10 digits, a date of 10 bytes, a
+/// number of 4 digits); longer rows are skipped as invalid without being
+/// kept in memory.
 const MAX_ROW_BYTES: usize = 4096;
 
 /// A row that is not a valid bet.
@@ -56,15 +57,14 @@ impl std::error::Error for SourceError {}
 /// Streams an agency's bets file.
 ///
 /// Reading CSV is most of an agency's work, so it is done in blocks of
-/// whole lines. Each block is checked as UTF-8 once, as a whole (checking
-/// each row's names on their own cost 2-3 ns a byte, the block costs
-/// 0.3-0.9). A row without quotes (nearly all of them) is split at its
-/// commas where it lies in the block, found eight bytes at a time, and its
-/// names are slices of the checked block: no copy, no allocation. A row
-/// with quotes, a stray CR, or longer than a block goes through `csv_core`,
-/// which unescapes it and may span lines and blocks. With the `csv` crate
-/// reading every row an agency spent 354 ns a row here; now 171 (and its
-/// whole CPU at 10x went from 0.35 to 0.17 s).
+/// whole lines. Each block is checked as UTF-8 once, as a whole, which
+/// costs much less than checking each row's names on their own. A row
+/// without quotes (nearly all of them) is split at its commas where it lies
+/// in the block, found eight bytes at a time, and its names are slices of
+/// the checked block: no copy, no allocation. A row with quotes, a stray
+/// CR, or longer than a block goes through `csv_core`, which unescapes it
+/// and may span lines and blocks. What each step saved, measured, is in
+/// `docs/PERFORMANCE.md`.
 pub struct BetsFile {
     file: File,
     path: PathBuf,
@@ -314,7 +314,8 @@ impl Scan {
 }
 
 /// Scans the line that starts at `start` in `bytes`, a word at a time
-/// (see [`crate::swar`]; `memchr` per field was a fifth of the fast path).
+/// (see `swar.rs`): on lines this short, one pass over words costs less
+/// than a `memchr` call per field.
 fn scan_line(bytes: &[u8], start: usize) -> Scan {
     let mut scan = Scan {
         end: bytes.len(),

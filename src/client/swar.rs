@@ -1,10 +1,11 @@
 //! Finding a few byte values in short byte strings, eight bytes at a time
 //! ("SIMD within a register"), in safe, portable code.
 //!
-//! The agency file's reader looks for commas, quotes, CRs and newlines in
-//! lines of a few dozen bytes. `memchr` is built for long haystacks and
-//! falls back to a byte loop below 32 bytes; a byte loop is 1-2 ns a byte.
-//! Comparing a `u64` word at a time does the same work in a fraction.
+//! The agency file's reader (`source.rs`) looks for commas, quotes, CRs
+//! and newlines in lines of a few dozen bytes. `memchr` is built for long
+//! haystacks and falls back to a byte loop below 32 bytes; comparing a
+//! `u64` word at a time looks at eight bytes in a few arithmetic
+//! operations.
 
 /// Each byte with its high bit set.
 const HIGH: u64 = 0x8080_8080_8080_8080;
