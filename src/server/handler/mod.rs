@@ -20,6 +20,9 @@
 //!   and which request goes where;
 //! - [`handshake`]: HELLO and AUTH; [`requests`]: BATCH, DONE, WINNERS?;
 //! - [`reply`]: the answers, and the wait for the commit they need.
+//!
+//! Its unit tests (`tests.rs`) check every rule of the protocol against a
+//! store on a temporary directory, without a socket.
 
 mod exchange;
 mod handshake;
@@ -86,3 +89,5 @@ impl Handler {
     }
 }
 
+#[cfg(test)]
+mod tests;
