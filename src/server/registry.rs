@@ -433,3 +433,187 @@ fn replaced(agency: Option<u32>) -> String {
     format!("replaced by a newer session of agency {agency}")
 }
 
+#[cfg(test)]
+mod tests {
+    //! The registry's rules on loopback sockets: the registry keeps real
+    //! sockets (it peeks at them, refuses and shuts them down), so each test
+    //! plays the peers' side of a few local connections.
+
+    use super::*;
+    use crate::framing::{self, FrameReader};
+    use crate::message::Message;
+    use std::net::TcpListener;
+
+    fn limits(max_connections: usize) -> Limits {
+        Limits {
+            max_connections,
+            first_frame_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(10),
+            frame_timeout: Duration::from_secs(10),
+            write_timeout: Duration::from_secs(10),
+            max_frame: framing::MAX_FRAME_LEN,
+        }
+    }
+
+    /// Loopback connections: the peer's end, the server's end and its
+    /// address as the server sees it.
+    struct Peers(TcpListener);
+
+    impl Peers {
+        fn new() -> Peers {
+            Peers(TcpListener::bind("127.0.0.1:0").expect("bind loopback"))
+        }
+
+        /// Connects a peer and admits its connection; the peer's end.
+        fn admit(&self, connections: &Connections, limits: &Limits) -> (TcpStream, bool) {
+            let peer = TcpStream::connect(self.0.local_addr().unwrap()).unwrap();
+            let (stream, addr) = self.0.accept().unwrap();
+            (peer, connections.admit(stream, addr, limits))
+        }
+    }
+
+    /// The ERROR the server sent a peer before closing, if any.
+    fn last_words(peer: &TcpStream) -> Option<ErrorCode> {
+        peer.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        match FrameReader::new(peer).read_frame() {
+            Ok(Some(frame)) => match Message::from_frame(&frame) {
+                Ok(Message::Error { code, .. }) => Some(code),
+                other => panic!("{other:?}"),
+            },
+            _ => None,
+        }
+    }
+
+    /// Waits until every connection in the lobby shows `want` to a peek
+    /// (bytes sent on loopback arrive at once, but not synchronously).
+    fn lobby_shows(connections: &Connections, want: &[Readiness]) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let shows: Vec<Readiness> = connections
+                .lock()
+                .lobby
+                .iter()
+                .map(Accepted::readiness)
+                .collect();
+            if shows == want {
+                return;
+            }
+            assert!(Instant::now() < deadline, "lobby shows {shows:?}");
+            std::thread::yield_now();
+        }
+    }
+
+    #[test]
+    fn at_the_limit_a_stranger_makes_room_and_agencies_never_do() {
+        let (peers, connections, limits) = (Peers::new(), Connections::default(), limits(2));
+        let (first, _) = peers.admit(&connections, &limits);
+        let (_second, _) = peers.admit(&connections, &limits);
+        // The oldest stranger makes room for the newcomer.
+        let (_third, admitted) = peers.admit(&connections, &limits);
+        assert!(admitted);
+        assert_eq!(last_words(&first), Some(ErrorCode::Busy));
+        assert_eq!(connections.lock().live.len(), 2);
+        // Both complete their handshakes: nobody left to evict.
+        for agency in [1, 2] {
+            let mut conn = connections
+                .take_next(&limits)
+                .expect("a waiting connection");
+            conn.carried.session.agency = Some(agency);
+            connections.set_agency(conn.id, agency);
+            connections.requeue(conn);
+        }
+        let (refused, admitted) = peers.admit(&connections, &limits);
+        assert!(!admitted);
+        assert_eq!(last_words(&refused), Some(ErrorCode::Busy));
+        assert_eq!(connections.active_agencies(), 2);
+    }
+
+    #[test]
+    fn a_served_stranger_is_evicted_through_its_worker() {
+        let (peers, connections, limits) = (Peers::new(), Connections::default(), limits(1));
+        let (_first, _) = peers.admit(&connections, &limits);
+        let served = connections
+            .take_next(&limits)
+            .expect("a waiting connection");
+        let (_second, admitted) = peers.admit(&connections, &limits);
+        assert!(admitted);
+        // Its worker learns it from its socket and from the registry.
+        let how = connections.ended_by_server(served.id);
+        assert_eq!(how, Some(Close::Fault(ErrorCode::Busy, EVICTED.into())));
+    }
+
+    #[test]
+    fn a_new_session_of_an_agency_closes_the_older_one() {
+        let (peers, connections, limits) = (Peers::new(), Connections::default(), limits(8));
+        let hello = Message::Echo(b"hola".to_vec()).to_bytes().unwrap();
+        // An older session waiting in the lobby is refused at once.
+        let (waiting, _) = peers.admit(&connections, &limits);
+        let mut old = connections.take_next(&limits).unwrap();
+        old.carried.session.agency = Some(7);
+        connections.set_agency(old.id, 7);
+        connections.requeue(old);
+        let (mut newer, _) = peers.admit(&connections, &limits);
+        std::io::Write::write_all(&mut newer, &hello).unwrap();
+        lobby_shows(&connections, &[Readiness::Silent, Readiness::Whole]);
+        let new = connections.take_next(&limits).unwrap();
+        connections.set_agency(new.id, 7);
+        assert_eq!(last_words(&waiting), Some(ErrorCode::SessionReplaced));
+        // An older session on a worker is told through its worker.
+        let (_newest, _) = peers.admit(&connections, &limits);
+        let newest = connections.take_next(&limits).unwrap();
+        connections.set_agency(newest.id, 7);
+        let reason = "replaced by a newer session of agency 7".to_owned();
+        let how = connections.ended_by_server(new.id);
+        assert_eq!(how, Some(Close::Fault(ErrorCode::SessionReplaced, reason)));
+        assert_eq!(connections.ended_by_server(newest.id), None);
+        assert_eq!(connections.active_agencies(), 1);
+    }
+
+    #[test]
+    fn a_free_worker_takes_a_whole_frame_then_silence_then_some_bytes() {
+        let (peers, connections, limits) = (Peers::new(), Connections::default(), limits(8));
+        let echo = Message::Echo(b"hola".to_vec()).to_bytes().unwrap();
+        let (_silent, _) = peers.admit(&connections, &limits);
+        let (mut trickling, _) = peers.admit(&connections, &limits);
+        std::io::Write::write_all(&mut trickling, &echo[..2]).unwrap();
+        let (mut ready, _) = peers.admit(&connections, &limits);
+        std::io::Write::write_all(&mut ready, &echo).unwrap();
+        use Readiness::{Partial, Silent, Whole};
+        lobby_shows(&connections, &[Silent, Partial, Whole]);
+        assert!(connections.whole_waiting());
+        let order: Vec<u64> = std::iter::from_fn(|| connections.take_next(&limits))
+            .map(|c| c.id)
+            .collect();
+        assert_eq!(order, [2, 0, 1]);
+    }
+
+    #[test]
+    fn strangers_past_their_first_frame_timeout_are_closed_in_the_lobby() {
+        let (peers, connections) = (Peers::new(), Connections::default());
+        let mut limits = limits(8);
+        limits.first_frame_timeout = Duration::from_millis(1);
+        let (stranger, _) = peers.admit(&connections, &limits);
+        std::thread::sleep(Duration::from_millis(2));
+        assert!(connections.take_next(&limits).is_none());
+        assert_eq!(last_words(&stranger), Some(ErrorCode::Timeout));
+        assert!(connections.lock().live.is_empty());
+    }
+
+    #[test]
+    fn teardown_admits_nothing_and_counts_every_connection() {
+        let (peers, connections, limits) = (Peers::new(), Connections::default(), limits(8));
+        let (_served, _) = peers.admit(&connections, &limits);
+        let served = connections.take_next(&limits).unwrap();
+        let (waiting, _) = peers.admit(&connections, &limits);
+        assert_eq!(connections.close_all(), 2);
+        // The one waiting is closed without a word; the served one is its
+        // worker's to close.
+        assert_eq!(last_words(&waiting), None);
+        assert_eq!(connections.lock().live.len(), 1);
+        let (_late, admitted) = peers.admit(&connections, &limits);
+        assert!(!admitted);
+        connections.remove(served.id);
+        connections.drain(Duration::from_secs(1));
+        assert!(connections.lock().live.is_empty());
+    }
+}
