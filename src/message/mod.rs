@@ -6,11 +6,11 @@
 //! including `,` `|` and newlines, travels safely. The byte-level tables are
 //! in `docs/PROTOCOL.md`.
 //!
-//! - [`types`]: the version, the type bytes ([`kind`]) and [`Message`];
-//! - [`error_code`]: the [`ErrorCode`] an ERROR carries;
-//! - [`batch`]: a BATCH's bets, owned ([`Batch`]) or borrowed from the
+//! - `types.rs`: the version, the type bytes ([`kind`]) and [`Message`];
+//! - `error_code.rs`: the [`ErrorCode`] an ERROR carries;
+//! - `batch.rs`: a BATCH's bets, owned ([`Batch`]) or borrowed from the
 //!   payload ([`BatchView`]);
-//! - [`encode`] and [`decode`]: each direction, including the ERROR every
+//! - `encode.rs` and `decode.rs`: each direction, including the ERROR every
 //!   refusal sends ([`encode_error`]) and the zero-copy BATCH decoder.
 //!
 //! Everything is re-exported here: users write `crate::message::Message`.

@@ -17,30 +17,31 @@
 //! need, and writes them all. Around that path, each part defends the
 //! agencies against something:
 //!
-//! - **the lobby** ([`registry`]): connections wait there for a worker, and
+//! - **the lobby** (`registry.rs`): connections wait there for a worker, and
 //!   a free worker takes the one whose next frame is already there. Silent
 //!   or trickling connections cannot hold the workers, and one that has not
 //!   completed its handshake one first-frame timeout after its accept is
 //!   closed wherever it is.
-//! - **the eviction** ([`registry`]): at `SERVER_MAX_CONNECTIONS`, the
+//! - **the eviction** (`registry.rs`): at `SERVER_MAX_CONNECTIONS`, the
 //!   oldest connection that has not completed its handshake nor sent a
 //!   whole first frame makes room. A flood of strangers cannot lock the
-//!   agencies out; only then is a newcomer refused (`busy`).
-//! - **one session per agency** ([`registry`]): a new handshake as an
+//!   agencies out; a newcomer is refused (`busy`) only when no such
+//!   connection is left.
+//! - **one session per agency** (`registry.rs`): a new handshake as an
 //!   agency closes its older session (`session_replaced`). Whoever holds
 //!   one agency's key holds one session, not the workers every other agency
 //!   needs.
-//! - **the workers taking turns** ([`connection`]): a connection gives its
+//! - **the workers taking turns** (`connection.rs`): a connection gives its
 //!   worker back when another has a whole frame waiting. An agency busy on
 //!   many connections does not make the others wait until it finishes.
-//! - **the penalty box** ([`penalty`]): a failed AUTH is answered a second
+//! - **the penalty box** (`penalty.rs`): a failed AUTH is answered a second
 //!   late, without holding a worker. Guessing keys is slow, and costs the
 //!   honest agencies nothing.
 //!
-//! [`close`] holds the vocabulary of ending a connection, [`lobby`] the
-//! rules and deadlines of a waiting connection, [`context`] what every
-//! worker shares (with the [`limits`]), [`progress`] the ingest's progress
-//! line.
+//! `close.rs` holds the vocabulary of ending a connection, `lobby.rs` the
+//! rules and deadlines of a waiting connection, `context.rs` what every
+//! worker shares, `limits.rs` what one connection may cost, `progress.rs`
+//! the ingest's progress line.
 //!
 //! Teardown (SIGTERM/SIGINT): the signal sets the shutdown flag and shuts
 //! the listening socket down, which wakes the blocking `accept`; then every

@@ -16,6 +16,10 @@ use std::time::Duration;
 pub const AUTH_FAIL_DELAY: Duration = Duration::from_secs(1);
 
 impl Exchange<'_> {
+    /// HELLO: the agency this connection claims to speak for. Answered
+    /// CHALLENGE (or HELLO_OK with `SERVER_AUTH=off`) if the claim can be
+    /// checked: one HELLO per connection, this protocol's version, an
+    /// agency of this lottery.
     pub(super) fn hello(&mut self, version: u8, agency: u32) {
         if let Some(current) = self
             .session
@@ -101,7 +105,8 @@ impl Exchange<'_> {
         self.reply.delay = Some(AUTH_FAIL_DELAY);
     }
 
-    /// The handshake is complete: this connection speaks for `agency`.
+    /// The handshake is complete: this connection speaks for `agency`,
+    /// told where to resume (HELLO_OK).
     pub(super) fn welcome(&mut self, agency: u32) {
         match self.store.position(agency) {
             Ok((next_seq, done)) => {

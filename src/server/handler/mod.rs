@@ -15,13 +15,13 @@
 //! connection is served ECHO and nothing else; a failed AUTH is answered
 //! only after [`AUTH_FAIL_DELAY`] (see [`Reply::delay`]).
 //!
-//! - [`session`]: what the server knows about a connection between reads;
-//! - [`exchange`]: one call of [`Handler::handle`] — sending, refusing,
+//! - `session.rs`: what the server knows about a connection between reads;
+//! - `exchange.rs`: one call of [`Handler::handle`] — sending, refusing,
 //!   and which request goes where;
-//! - [`handshake`]: HELLO and AUTH; [`requests`]: BATCH, DONE, WINNERS?;
-//! - [`reply`]: the answers, and the wait for the commit they need.
+//! - `handshake.rs`: HELLO and AUTH; `requests.rs`: BATCH, DONE, WINNERS?;
+//! - `reply.rs`: the answers, and the wait for the commit they need.
 //!
-//! Its unit tests (`tests.rs`) check every rule of the protocol against a
+//! Its unit tests (`tests/`) check every rule of the protocol against a
 //! store on a temporary directory, without a socket.
 
 mod exchange;

@@ -41,6 +41,8 @@ fn winners_answer(agency: u32, offset: u32, answer: WinnersAnswer) -> Result<Mes
 }
 
 impl Exchange<'_> {
+    /// BATCH: checked (this agency's, not after its DONE, every bet valid)
+    /// and handed to the store; its ACK waits for the commit.
     pub(super) fn batch(&mut self, batch: &BatchView<'_>) {
         let Some(agency) = self.agency() else { return };
         let n = batch.bets.len();
@@ -87,6 +89,8 @@ impl Exchange<'_> {
         }
     }
 
+    /// DONE: once per connection, handed to the store, which checks the
+    /// total; its ACK waits for the commit.
     pub(super) fn done(&mut self, total: u64) {
         let Some(agency) = self.agency() else { return };
         if self.session.done_sent {
@@ -103,6 +107,8 @@ impl Exchange<'_> {
         }
     }
 
+    /// WINNERS?: a page of the agency's winners after the draw; before it,
+    /// NOT_READY and the connection closed.
     pub(super) fn winners(&mut self, offset: u32) {
         let Some(agency) = self.agency() else { return };
         match self.store.winners(agency, offset, WINNERS_ROOM) {
