@@ -101,10 +101,10 @@ enum Turn {
 /// hands it back (`Some`) if it yielded its worker.
 fn serve(mut conn: Accepted, ctx: &Context) -> Option<Accepted> {
     let mut agency = conn.carried.session.agency;
-    let turn = match conn.stream.set_nonblocking(false).and_then(|()| {
-        conn.stream
-            .set_write_timeout(Some(ctx.limits.write_timeout))
-    }) {
+    // In the lobby the socket was non-blocking; a worker blocks on it.
+    let blocking = conn.stream.set_nonblocking(false);
+    let timeout = ctx.limits.write_timeout;
+    let turn = match blocking.and_then(|()| conn.stream.set_write_timeout(Some(timeout))) {
         Ok(()) => take_turn(ctx, &mut conn, &mut agency),
         Err(_) => Turn::Closed(Close::Normal("cannot set socket options")),
     };
