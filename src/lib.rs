@@ -5,8 +5,8 @@
 //! Layers, each talking only to the one below:
 //! - [`framing`]: bytes ↔ frames (`type`, `length`, `payload`), no I/O of its own;
 //! - [`message`]: frames ↔ typed requests and responses;
-//! - `client`'s connection and `server`'s listener and connection
-//!   modules: the only code that reads and writes sockets;
+//! - `client`'s connection module and `server`'s accept loop, registry
+//!   and connection modules: the only code that reads and writes sockets;
 //! - the domain: [`bet`] (a bet and its rules), [`storage`] (the CSV file
 //!   and its journal), [`store`] (shared state, group commit, the draw).
 //!

@@ -20,11 +20,6 @@ fn batch(agency: u32, first_seq: u64, n: u16) -> Message {
     })
 }
 
-/// An injection that sends HELLO with any version and agency.
-fn send_hello(version: u8, agency: u32) -> Box<dyn Fn(&mut Raw)> {
-    Box::new(move |r| r.send(&Message::Hello { version, agency }))
-}
-
 fn expect_error(raw: &mut Raw, want: ErrorCode) {
     match raw.recv() {
         Message::Error { code, message } => {
@@ -48,152 +43,180 @@ fn server_with_data(dir: &TempDir) -> (Server, Vec<Bet>) {
     (server, stored)
 }
 
+/// One kind of hostile input: what it is, the code it must get, and how it
+/// is sent on a fresh connection.
+struct Case {
+    name: &'static str,
+    code: ErrorCode,
+    inject: fn(&mut Raw),
+}
+
+/// A handshake that must succeed.
+fn hello_ok(raw: &mut Raw, agency: u32) {
+    assert!(matches!(raw.hello(agency), Message::HelloOk { .. }));
+}
+
+/// A valid one-bet BATCH payload of `agency`, to break.
+fn one_bet_payload(agency: u32) -> Vec<u8> {
+    let mut enc = BatchEncoder::new(agency, 0);
+    enc.push(&bet(agency, 1)).unwrap();
+    enc.into_payload()
+}
+
+const CASES: &[Case] = &[
+    Case {
+        name: "frame over the limit",
+        code: ErrorCode::FrameTooLarge,
+        inject: |r| r.send_bytes(&[kind::BATCH, 0xFF, 0xFF]),
+    },
+    Case {
+        name: "unknown type",
+        code: ErrorCode::UnknownType,
+        inject: |r| r.send_frame(0x7F, b"??"),
+    },
+    Case {
+        name: "truncated payload",
+        code: ErrorCode::Truncated,
+        inject: |r| r.send_frame(kind::HELLO, &[1, 0, 0]),
+    },
+    Case {
+        name: "invalid UTF-8",
+        code: ErrorCode::InvalidUtf8,
+        inject: |r| {
+            hello_ok(r, 2);
+            let mut payload = one_bet_payload(2);
+            payload[15] = 0xFF; // first byte of the first name
+            r.send_frame(kind::BATCH, &payload);
+        },
+    },
+    Case {
+        name: "wrong field count (extra bytes)",
+        code: ErrorCode::TrailingBytes,
+        inject: |r| r.send_frame(kind::BYE, &[0]),
+    },
+    Case {
+        name: "wrong field count (count says more bets than sent)",
+        code: ErrorCode::Truncated,
+        inject: |r| {
+            hello_ok(r, 2);
+            let mut payload = one_bet_payload(2);
+            payload[13] = 2;
+            r.send_frame(kind::BATCH, &payload);
+        },
+    },
+    Case {
+        name: "batch for another agency",
+        code: ErrorCode::AgencyMismatch,
+        inject: |r| {
+            hello_ok(r, 2);
+            r.send(&batch(1, 3, 1));
+        },
+    },
+    Case {
+        name: "second HELLO",
+        code: ErrorCode::DuplicateHello,
+        inject: |r| {
+            hello_ok(r, 2);
+            r.send(&Message::Hello {
+                version: 1,
+                agency: 3,
+            });
+        },
+    },
+    Case {
+        name: "data before HELLO",
+        code: ErrorCode::HelloRequired,
+        inject: |r| r.send(&batch(1, 3, 1)),
+    },
+    Case {
+        name: "DONE before HELLO",
+        code: ErrorCode::HelloRequired,
+        inject: |r| r.send(&Message::Done { total: 0 }),
+    },
+    Case {
+        name: "agency 0",
+        code: ErrorCode::UnknownAgency,
+        inject: |r| {
+            r.send(&Message::Hello {
+                version: 1,
+                agency: 0,
+            })
+        },
+    },
+    Case {
+        name: "agency above SERVER_AGENCIES",
+        code: ErrorCode::UnknownAgency,
+        inject: |r| {
+            r.send(&Message::Hello {
+                version: 1,
+                agency: 4,
+            })
+        },
+    },
+    Case {
+        name: "unsupported version",
+        code: ErrorCode::UnsupportedVersion,
+        inject: |r| {
+            r.send(&Message::Hello {
+                version: 9,
+                agency: 1,
+            })
+        },
+    },
+    Case {
+        name: "DONE twice on one connection",
+        code: ErrorCode::DoneTwice,
+        inject: |r| {
+            hello_ok(r, 3);
+            r.send(&Message::Done { total: 0 });
+            assert_eq!(r.recv(), Message::Ack { next_seq: 0 });
+            r.send(&Message::Done { total: 0 });
+        },
+    },
+    Case {
+        name: "DONE with the wrong total",
+        code: ErrorCode::DoneMismatch,
+        inject: |r| {
+            hello_ok(r, 1);
+            r.send(&Message::Done { total: 99 });
+        },
+    },
+    Case {
+        name: "a gap in the sequence",
+        code: ErrorCode::Sequence,
+        inject: |r| {
+            hello_ok(r, 1);
+            r.send(&batch(1, 10, 1));
+        },
+    },
+    Case {
+        name: "a server-only message",
+        code: ErrorCode::UnexpectedMessage,
+        inject: |r| r.send(&Message::Ack { next_seq: 1 }),
+    },
+    Case {
+        name: "an impossible birthdate",
+        code: ErrorCode::InvalidBet,
+        inject: |r| {
+            hello_ok(r, 2);
+            let mut payload = one_bet_payload(2);
+            let day = payload.len() - 3;
+            payload[day] = 31;
+            payload[day - 1] = 2; // February 31st
+            r.send_frame(kind::BATCH, &payload);
+        },
+    },
+];
+
 #[test]
 fn each_kind_of_hostile_input_gets_its_own_error_code() {
     let dir = TempDir::new("hostile");
     let (server, stored) = server_with_data(&dir);
-    let hello =
-        |raw: &mut Raw, agency| assert!(matches!(raw.hello(agency), Message::HelloOk { .. }));
-
-    type Inject = Box<dyn Fn(&mut Raw)>;
-    let cases: Vec<(&str, ErrorCode, Inject)> = vec![
-        (
-            "frame over the limit",
-            ErrorCode::FrameTooLarge,
-            Box::new(|r| r.send_bytes(&[kind::BATCH, 0xFF, 0xFF])),
-        ),
-        (
-            "unknown type",
-            ErrorCode::UnknownType,
-            Box::new(|r| r.send_frame(0x7F, b"??")),
-        ),
-        (
-            "truncated payload",
-            ErrorCode::Truncated,
-            Box::new(|r| r.send_frame(kind::HELLO, &[1, 0, 0])),
-        ),
-        (
-            "invalid UTF-8",
-            ErrorCode::InvalidUtf8,
-            Box::new(move |r| {
-                hello(r, 2);
-                let mut enc = BatchEncoder::new(2, 0);
-                enc.push(&bet(2, 1)).unwrap();
-                let mut payload = enc.into_payload();
-                payload[15] = 0xFF; // first byte of the first name
-                r.send_frame(kind::BATCH, &payload);
-            }),
-        ),
-        (
-            "wrong field count (extra bytes)",
-            ErrorCode::TrailingBytes,
-            Box::new(|r| r.send_frame(kind::BYE, &[0])),
-        ),
-        (
-            "wrong field count (count says more bets than sent)",
-            ErrorCode::Truncated,
-            Box::new(move |r| {
-                hello(r, 2);
-                let mut enc = BatchEncoder::new(2, 0);
-                enc.push(&bet(2, 1)).unwrap();
-                let mut payload = enc.into_payload();
-                payload[13] = 2;
-                r.send_frame(kind::BATCH, &payload);
-            }),
-        ),
-        (
-            "batch for another agency",
-            ErrorCode::AgencyMismatch,
-            Box::new(move |r| {
-                hello(r, 2);
-                r.send(&batch(1, 3, 1));
-            }),
-        ),
-        (
-            "second HELLO",
-            ErrorCode::DuplicateHello,
-            Box::new(move |r| {
-                hello(r, 2);
-                r.send(&Message::Hello {
-                    version: 1,
-                    agency: 3,
-                });
-            }),
-        ),
-        (
-            "data before HELLO",
-            ErrorCode::HelloRequired,
-            Box::new(|r| r.send(&batch(1, 3, 1))),
-        ),
-        (
-            "DONE before HELLO",
-            ErrorCode::HelloRequired,
-            Box::new(|r| r.send(&Message::Done { total: 0 })),
-        ),
-        ("agency 0", ErrorCode::UnknownAgency, send_hello(1, 0)),
-        (
-            "agency above SERVER_AGENCIES",
-            ErrorCode::UnknownAgency,
-            send_hello(1, 4),
-        ),
-        (
-            "unsupported version",
-            ErrorCode::UnsupportedVersion,
-            send_hello(9, 1),
-        ),
-        (
-            "DONE twice on one connection",
-            ErrorCode::DoneTwice,
-            Box::new(move |r| {
-                hello(r, 3);
-                r.send(&Message::Done { total: 0 });
-                assert_eq!(r.recv(), Message::Ack { next_seq: 0 });
-                r.send(&Message::Done { total: 0 });
-            }),
-        ),
-        (
-            "DONE with the wrong total",
-            ErrorCode::DoneMismatch,
-            Box::new(move |r| {
-                hello(r, 1);
-                r.send(&Message::Done { total: 99 });
-            }),
-        ),
-        (
-            "a gap in the sequence",
-            ErrorCode::Sequence,
-            Box::new(move |r| {
-                hello(r, 1);
-                r.send(&batch(1, 10, 1));
-            }),
-        ),
-        (
-            "a server-only message",
-            ErrorCode::UnexpectedMessage,
-            Box::new(|r| r.send(&Message::Ack { next_seq: 1 })),
-        ),
-        (
-            "an impossible birthdate",
-            ErrorCode::InvalidBet,
-            Box::new(move |r| {
-                hello(r, 2);
-                let mut enc = BatchEncoder::new(2, 0);
-                enc.push(&bet(2, 1)).unwrap();
-                let mut payload = enc.into_payload();
-                let day = payload.len() - 3;
-                payload[day] = 31;
-                payload[day - 1] = 2; // February 31st
-                r.send_frame(kind::BATCH, &payload);
-            }),
-        ),
-    ];
-    let mut codes = Vec::new();
-    for (name, code, inject) in &cases {
-        println!("injecting: {name} (expect {})", code.name());
+    for case in CASES {
+        println!("injecting: {} (expect {})", case.name, case.code.name());
         let mut raw = Raw::connect(server.addr);
-        inject(&mut raw);
-        expect_error(&mut raw, *code);
-        codes.push(*code);
+        (case.inject)(&mut raw);
+        expect_error(&mut raw, case.code);
         // Everyone else is unaffected.
         let mut ok = Raw::connect(server.addr);
         ok.send(&Message::Echo(b"still there?".to_vec()));
@@ -206,7 +229,7 @@ fn each_kind_of_hostile_input_gets_its_own_error_code() {
     );
     println!(
         "{} hostile inputs, each answered with its code and a close",
-        cases.len()
+        CASES.len()
     );
     // Agency 1 can still finish its work.
     let mut raw = Raw::connect(server.addr);

@@ -1,4 +1,5 @@
-//! One connection, owned by one pool worker for its whole life.
+//! A connection on a pool worker: the job the accept loop hands the pool
+//! ([`run_job`]), and one connection's turn on it.
 //!
 //! The worker reads with a blocking `read` whose timeout is the nearest
 //! deadline (first frame, frame completion, idle), cuts every whole frame
@@ -24,17 +25,18 @@
 //!
 //! The worker learns that it must stop from its socket: at teardown (or
 //! when the connection is evicted, or replaced by a newer session of its
-//! agency) the accept loop shuts down the reading side of the registered
-//! clone, the blocked read returns, and the worker answers what it has,
+//! agency) the registry shuts down the reading side of its clone of the
+//! socket, the blocked read returns, and the worker answers what it has,
 //! logs the close and leaves.
 
-use super::Context;
-use super::handler::{Reply, Session, encode_error};
-use super::penalty::Held;
+use super::close::{Close, LAST_WORDS, log_close};
+use super::context::Context;
+use super::handler::Reply;
+use super::lobby::{Accepted, Carried, deadline};
+use super::penalty::HeldAnswer;
 use crate::framing::{self, FrameError};
-use crate::logging::{PEER_FAULT, clean};
-use crate::message::ErrorCode;
-use log::{debug, error, info, log};
+use crate::message::{ErrorCode, encode_error};
+use log::error;
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -59,71 +61,8 @@ const YIELD_SLICE: Duration = Duration::from_millis(50);
 /// connections with work than workers.
 const SERVE_SLICE: Duration = Duration::from_millis(100);
 
-/// How long a last ERROR may take to leave before the socket is closed.
-pub(super) const LAST_WORDS: Duration = Duration::from_millis(100);
-
-/// An accepted connection waiting for (or owned by) a worker.
-#[derive(Debug)]
-pub(super) struct Accepted {
-    /// Its key in the registry.
-    pub id: u64,
-    pub stream: TcpStream,
-    pub peer: SocketAddr,
-    pub accepted: Instant,
-    pub carried: Carried,
-}
-
-/// What a connection carries from one worker to the next when it gives
-/// its worker back (see the module doc).
-#[derive(Debug)]
-pub(super) struct Carried {
-    pub session: Session,
-    /// Bytes of a frame not yet complete.
-    pub partial: Vec<u8>,
-    /// When that frame started arriving.
-    pub frame_started: Option<Instant>,
-    pub last_activity: Instant,
-    /// No whole frame has arrived yet.
-    pub first_frame: bool,
-}
-
-impl Accepted {
-    /// A connection just accepted.
-    pub(super) fn new(id: u64, stream: TcpStream, peer: SocketAddr) -> Accepted {
-        let now = Instant::now();
-        Accepted {
-            id,
-            stream,
-            peer,
-            accepted: now,
-            carried: Carried {
-                session: Session::default(),
-                partial: Vec::new(),
-                frame_started: None,
-                last_activity: now,
-                first_frame: true,
-            },
-        }
-    }
-
-    /// Whether it completed its handshake (it speaks for an agency).
-    pub(super) fn authenticated(&self) -> bool {
-        self.carried.session.agency.is_some()
-    }
-}
-
-/// How a connection ended.
-pub(super) enum Close {
-    /// The peer or the protocol ended it (logged at debug: routine).
-    Normal(&'static str),
-    /// The server is stopping (logged at info: every close is reported).
-    Shutdown,
-    /// Answered with ERROR `code` and closed.
-    Fault(ErrorCode, String),
-}
-
 /// One pool job: serves the connection the lobby says is the best next
-/// one (see [`Connections::take_next`](super::listener::Connections::take_next)).
+/// one (see [`Connections::take_next`](super::registry::Connections::take_next)).
 /// A bug in a request ends that connection only.
 pub(super) fn run_job(ctx: &Context) {
     while let Some(conn) = ctx.connections.take_next(&ctx.limits) {
@@ -160,81 +99,83 @@ enum Turn {
 
 /// Serves one connection until it ends, then closes it and logs why; or
 /// hands it back (`Some`) if it yielded its worker.
-fn serve(conn: Accepted, ctx: &Context) -> Option<Accepted> {
-    let Accepted {
-        id,
-        mut stream,
-        peer,
-        accepted,
-        carried,
-    } = conn;
-    let mut agency = carried.session.agency;
-    let how = match stream
-        .set_nonblocking(false)
-        .and_then(|()| stream.set_write_timeout(Some(ctx.limits.write_timeout)))
-    {
-        Ok(()) => BUFFER.with(|buf| {
-            let mut buf = buf.borrow_mut();
-            if buf.len() < READ_BUF {
-                // Zeroed by the allocator (`calloc`, fresh pages from the
-                // kernel): a page counts in the server's memory only once a
-                // read fills it, so a worker that only ever served short
-                // winners polls does not hold 128 KiB.
-                *buf = vec![0; READ_BUF];
-            }
-            let filled = carried.partial.len();
-            buf[..filled].copy_from_slice(&carried.partial);
-            Worker {
-                ctx,
-                id,
-                stream: &mut stream,
-                peer,
-                accepted,
-                buf: &mut buf,
-                filled,
-                frame_started: carried.frame_started,
-                last_activity: carried.last_activity,
-                first_frame: carried.first_frame,
-                session: carried.session,
-                out: Vec::new(),
-                too_large: None,
-            }
-            .run(&mut agency)
-        }),
+fn serve(mut conn: Accepted, ctx: &Context) -> Option<Accepted> {
+    let mut agency = conn.carried.session.agency;
+    // In the lobby the socket was non-blocking; a worker blocks on it.
+    let blocking = conn.stream.set_nonblocking(false);
+    let timeout = ctx.limits.write_timeout;
+    let turn = match blocking.and_then(|()| conn.stream.set_write_timeout(Some(timeout))) {
+        Ok(()) => take_turn(ctx, &mut conn, &mut agency),
         Err(_) => Turn::Closed(Close::Normal("cannot set socket options")),
     };
-    let how = match how {
+    let how = match turn {
         Turn::Closed(how) => how,
         Turn::Penalized { answer, delay } => {
-            ctx.penalty.hold(
-                Held {
-                    due: Instant::now() + delay,
-                    id,
-                    stream,
-                    peer,
-                    answer,
-                },
-                &ctx.connections,
-            );
+            let held = HeldAnswer {
+                due: Instant::now() + delay,
+                id: conn.id,
+                stream: conn.stream,
+                peer: conn.peer,
+                answer,
+            };
+            ctx.penalty.hold(held, &ctx.connections);
             return None;
         }
-        Turn::Yielded(carried) => match stream.set_nonblocking(true) {
+        Turn::Yielded(carried) => match conn.stream.set_nonblocking(true) {
             Ok(()) => {
-                return Some(Accepted {
-                    id,
-                    stream,
-                    peer,
-                    accepted,
-                    carried,
-                });
+                conn.carried = carried;
+                return Some(conn);
             }
             Err(_) => Close::Normal("cannot set socket options"),
         },
     };
+    close(ctx, conn, agency, how);
+    None
+}
+
+/// Serves the connection from this worker's read buffer until its turn
+/// ends; `agency` follows the agency its session speaks for.
+fn take_turn(ctx: &Context, conn: &mut Accepted, agency: &mut Option<u32>) -> Turn {
+    BUFFER.with(|buf| {
+        let mut buf = buf.borrow_mut();
+        if buf.len() < READ_BUF {
+            // Zeroed by the allocator (`calloc`, fresh pages from the
+            // kernel): a page counts in the server's memory only once a
+            // read fills it, so a worker that only ever served short
+            // winners polls does not hold a whole buffer.
+            *buf = vec![0; READ_BUF];
+        }
+        let partial = std::mem::take(&mut conn.carried.partial);
+        buf[..partial.len()].copy_from_slice(&partial);
+        ServedConnection {
+            ctx,
+            id: conn.id,
+            peer: conn.peer,
+            accepted: conn.accepted,
+            state: conn.carried.clone(),
+            stream: &mut conn.stream,
+            buf: &mut buf,
+            filled: partial.len(),
+            out: Vec::new(),
+            too_large: None,
+        }
+        .run(agency)
+    })
+}
+
+/// Closes a connection whose turn ended it: logs why, sends its last
+/// ERROR if it has one, and forgets it.
+fn close(ctx: &Context, conn: Accepted, agency: Option<u32>, how: Close) {
+    let Accepted {
+        id,
+        mut stream,
+        peer,
+        ..
+    } = conn;
     log_close(peer, agency, &how);
     if let Close::Fault(code, reason) = how {
         let mut out = Vec::new();
-        encode_error(&mut out, code, reason);
+        encode_error(&mut out, code, &reason);
         let _ = stream.set_write_timeout(Some(LAST_WORDS));
         let _ = stream.write_all(&out);
     }
@@ -242,7 +183,6 @@ fn serve(conn: Accepted, ctx: &Context) -> Option<Accepted> {
     // reconnects at once must find the room it left.
     ctx.connections.remove(id);
     let _ = stream.shutdown(Shutdown::Both);
-    None
 }
 
 thread_local! {
@@ -251,8 +191,9 @@ thread_local! {
     static BUFFER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// The state of one served connection.
-struct Worker<'a> {
+/// A connection being served: its socket, the worker's buffer, and its
+/// state for this turn.
+struct ServedConnection<'a> {
     ctx: &'a Context,
     id: u64,
     stream: &'a mut TcpStream,
@@ -261,19 +202,16 @@ struct Worker<'a> {
     buf: &'a mut Vec<u8>,
     /// Bytes of `buf` holding data (an incomplete frame between reads).
     filled: usize,
-    /// When the incomplete frame at the front of `buf` started arriving.
-    frame_started: Option<Instant>,
-    last_activity: Instant,
-    /// No whole frame has arrived yet.
-    first_frame: bool,
-    session: Session,
+    /// Its session and timers (its bytes not yet handled are in `buf`,
+    /// not in `state.partial`).
+    state: Carried,
     out: Vec<u8>,
     /// An oversize frame header came after whole frames in one read: those
     /// are answered first, then the connection closes with this reason.
     too_large: Option<String>,
 }
 
-impl Worker<'_> {
+impl ServedConnection<'_> {
     /// Reads, handles and answers until the connection ends (or gives its
     /// worker back); says how.
     fn run(mut self, agency: &mut Option<u32>) -> Turn {
@@ -313,36 +251,21 @@ impl Worker<'_> {
             if used == 0 {
                 continue;
             }
-            self.first_frame = false;
+            self.state.first_frame = false;
             overdue = false;
             // This round's log lines (one per batch) go out in one write.
             let _lines = crate::logging::hold();
-            let mut reply = self.handle(used, agency);
+            let reply = self.handle(used, agency);
             if let Some(delay) = reply.delay {
                 // Nothing more is read from a connection that failed AUTH.
                 let mut answer = Vec::new();
                 reply.finish(&mut answer);
                 return Turn::Penalized { answer, delay };
             }
-            // Read ahead: while the commit these answers wait for is being
-            // written, serve the frames that arrived meanwhile (the agency
-            // keeps a window of batches in flight); they join the next
-            // commit, so writing one commit overlaps gathering the next.
-            while reply.waits_for_commit()
-                && !reply.close
-                && self.too_large.is_none()
-                && reply.parts.len() < READ_AHEAD
-            {
-                match self.read_ready() {
-                    Ok(used) if used > 0 => reply.append(self.handle(used, agency)),
-                    Ok(_) => break,
-                    Err(how) => {
-                        // Answer what was accepted before leaving.
-                        let _ = self.answer(reply);
-                        return Turn::Closed(how);
-                    }
-                }
-            }
+            let reply = match self.read_ahead(reply, agency) {
+                Ok(reply) => reply,
+                Err(how) => return Turn::Closed(how),
+            };
             if let Some(how) = self.answer(reply) {
                 return Turn::Closed(how);
             }
@@ -356,49 +279,44 @@ impl Worker<'_> {
         }
     }
 
-    /// The nearest deadline, and what passing it means. Until its
-    /// handshake is complete a connection lives one first-frame timeout
-    /// from its accept at most, wherever it waits (in the lobby or on a
-    /// worker): enough for HELLO, CHALLENGE and AUTH, or an ECHO, but a
-    /// peer without a key (an ECHO every few seconds, a HELLO never
-    /// followed by AUTH) cannot keep a place from the agencies.
-    fn deadline(&self) -> (Instant, String) {
-        let limits = self.ctx.limits;
-        let activity = if self.filled > 0 {
-            let started = self.frame_started.unwrap_or(self.last_activity);
-            (
-                started + limits.frame_timeout,
-                format!("frame incomplete after {:?}", limits.frame_timeout),
-            )
-        } else {
-            (
-                self.last_activity + limits.idle_timeout,
-                format!("idle for {:?}", limits.idle_timeout),
-            )
-        };
-        let handshake = self.accepted + limits.first_frame_timeout;
-        if self.session.agency.is_some() || activity.0 <= handshake {
-            return activity;
+    /// Reads ahead: while the commit these answers wait for is being
+    /// written, serves the frames that arrived meanwhile (the agency keeps
+    /// a window of batches in flight); they join the next commit, so
+    /// writing one commit overlaps gathering the next. `Err`: the
+    /// connection ended (what it sent before is answered first).
+    fn read_ahead(&mut self, mut reply: Reply, agency: &mut Option<u32>) -> Result<Reply, Close> {
+        while reply.waits_for_commit()
+            && !reply.close
+            && self.too_large.is_none()
+            && reply.parts.len() < READ_AHEAD
+        {
+            match self.read_ready() {
+                Ok(used) if used > 0 => reply.append(self.handle(used, agency)),
+                Ok(_) => break,
+                Err(how) => {
+                    let _ = self.answer(reply);
+                    return Err(how);
+                }
+            }
         }
-        let why = if self.first_frame {
-            "no whole first frame"
-        } else {
-            "no handshake"
-        };
-        (
-            handshake,
-            format!("{why} within {:?}", limits.first_frame_timeout),
+        Ok(reply)
+    }
+
+    /// The nearest deadline, and what passing it means (see [`deadline`]).
+    fn deadline(&self) -> (Instant, String) {
+        deadline(
+            self.accepted,
+            &self.state,
+            self.filled > 0,
+            &self.ctx.limits,
         )
     }
 
     /// What the connection takes back to the lobby.
     fn carried(&self) -> Carried {
         Carried {
-            session: self.session,
             partial: self.buf[..self.filled].to_vec(),
-            frame_started: self.frame_started,
-            last_activity: self.last_activity,
-            first_frame: self.first_frame,
+            ..self.state.clone()
         }
     }
 
@@ -424,7 +342,7 @@ impl Worker<'_> {
             }
         };
         self.filled += n;
-        self.last_activity = Instant::now();
+        self.state.last_activity = Instant::now();
         // Cut out the whole frames at the front of the buffer.
         let mut used = 0;
         loop {
@@ -442,10 +360,10 @@ impl Worker<'_> {
                 Err(e) => return Err(Close::Fault(ErrorCode::Truncated, e.to_string())),
             }
         }
-        self.frame_started = match (used == self.filled, used) {
+        self.state.frame_started = match (used == self.filled, used) {
             (true, _) => None,
-            (false, 0) => self.frame_started.or(Some(self.last_activity)),
-            (false, _) => Some(self.last_activity),
+            (false, 0) => self.state.frame_started.or(Some(self.state.last_activity)),
+            (false, _) => Some(self.state.last_activity),
         };
         Ok(Some(used))
     }
@@ -467,7 +385,7 @@ impl Worker<'_> {
     /// drops them from it.
     fn handle(&mut self, used: usize, agency: &mut Option<u32>) -> Reply {
         let (handler, peer) = (&self.ctx.handler, self.peer);
-        let (session, frames) = (&mut self.session, &self.buf[..used]);
+        let (session, frames) = (&mut self.state.session, &self.buf[..used]);
         // A bug in one request must not leave its agency without an answer:
         // it gets ERROR and the connection closes; the worker lives on.
         let reply = catch_unwind(AssertUnwindSafe(|| handler.handle(session, peer, frames)))
@@ -479,8 +397,8 @@ impl Worker<'_> {
             });
         self.buf.copy_within(used..self.filled, 0);
         self.filled -= used;
-        if self.session.agency != *agency {
-            *agency = self.session.agency;
+        if self.state.session.agency != *agency {
+            *agency = self.state.session.agency;
             if let Some(a) = *agency {
                 self.ctx.connections.set_agency(self.id, a);
             }
@@ -554,23 +472,4 @@ fn write_all_by(stream: &mut TcpStream, mut bytes: &[u8], deadline: Instant) -> 
         }
     }
     Ok(())
-}
-
-/// Logs a connection's close in the course's grammar.
-pub(super) fn log_close(peer: SocketAddr, agency: Option<u32>, how: &Close) {
-    let agency = agency.map_or_else(|| "-".to_owned(), |a| a.to_string());
-    match how {
-        Close::Normal(why) => debug!(
-            "action: close_connection | result: success | peer: {peer} | agencia: {agency} | reason: {why}"
-        ),
-        Close::Shutdown => {
-            info!("action: close_connection | result: success | peer: {peer} | agencia: {agency}");
-        }
-        Close::Fault(code, reason) => log!(
-            PEER_FAULT,
-            "action: close_connection | result: fail | peer: {peer} | agencia: {agency} | code: {} | error: {}",
-            code.name(),
-            clean(reason)
-        ),
-    }
 }

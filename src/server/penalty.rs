@@ -15,16 +15,16 @@
 //! it gets its answers sooner, and three quarters of the cap stay for
 //! connections that newcomers may evict.
 
-use super::connection::{Close, LAST_WORDS, log_close};
-use super::listener::Connections;
+use super::close::{Close, LAST_WORDS, log_close};
+use super::registry::Connections;
 use std::collections::VecDeque;
 use std::io::Write;
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::Instant;
 
-/// A connection whose answer waits.
-pub(super) struct Held {
+/// A connection that failed AUTH, and the answer it waits for.
+pub(super) struct HeldAnswer {
     pub due: Instant,
     pub id: u64,
     pub stream: TcpStream,
@@ -35,7 +35,7 @@ pub(super) struct Held {
 #[derive(Default)]
 struct Queue {
     /// In order of `due` (every delay is the same).
-    held: VecDeque<Held>,
+    held: VecDeque<HeldAnswer>,
     /// Teardown: send everything now, then stop.
     closing: bool,
 }
@@ -65,7 +65,7 @@ impl PenaltyBox {
 
     /// Holds a connection's answer until `held.due`; answers it now if
     /// the server is stopping or the box is full.
-    pub(super) fn hold(&self, held: Held, connections: &Connections) {
+    pub(super) fn hold(&self, held: HeldAnswer, connections: &Connections) {
         let mut queue = self.lock();
         if queue.closing || queue.held.len() >= self.capacity {
             let how = if queue.closing {
@@ -128,7 +128,7 @@ impl PenaltyBox {
 }
 
 /// Sends a held answer (best effort: the peer may be gone) and closes.
-fn release(mut held: Held, connections: &Connections, how: &Close) {
+fn release(mut held: HeldAnswer, connections: &Connections, how: &Close) {
     let _ = held.stream.set_write_timeout(Some(LAST_WORDS));
     let _ = held.stream.write_all(&held.answer);
     log_close(held.peer, None, how);

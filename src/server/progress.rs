@@ -2,7 +2,7 @@
 //! long ingest (millions of bets) otherwise says nothing between the
 //! server's start and the draw but one line per batch.
 
-use super::Context;
+use super::context::Context;
 use crate::store::Store;
 use log::info;
 use std::sync::Arc;

@@ -1,94 +1,52 @@
-//! The accept loop and the registry of live connections.
+//! The registry of live connections, and the lobby where accepted
+//! connections wait for a worker.
 //!
-//! One thread blocks in `accept`. Each accepted connection is registered
-//! (with a cloned handle, so the server can shut it down from here), put in
-//! the *lobby* — the connections waiting for a worker — and one job is
-//! handed to the pool for it. A job serves one connection at a time, but it
-//! picks *which* when it starts ([`Connections::take_next`]): a connection
-//! whose next frame is already there comes before one that is silent or
-//! trickling bytes. A connection that has not completed its handshake one
-//! first-frame timeout after its accept is closed wherever it is, in the
-//! lobby without ever holding a worker. Workers give connections back to
-//! the lobby when another has a whole frame waiting (see
-//! [`connection`](super::connection)). So a flood of silent connections
-//! costs honest agencies a fraction of a second, and trickling ones at most
-//! one first-frame deadline.
+//! Every accepted connection is registered with a cloned handle of its
+//! socket, so the server can shut it down from outside its worker (at
+//! teardown, to evict it, to replace it). What the registry defends
+//! against:
 //!
-//! One session per agency: when a connection completes its handshake as an
-//! agency that already has a session, the older session is closed (ERROR
-//! `session_replaced`). The newest wins because an agency reconnects when
-//! its connection looks dead to it, and the server may not have noticed
-//! yet; refusing the newcomer would lock the agency out until the old one
-//! timed out. Whoever holds one agency's key can so hold one session, not
-//! the workers every other agency needs.
-//!
-//! At the connection limit, room is made by closing the oldest connection
-//! that has not sent a whole first frame (silent, or a byte at a time) and
-//! has not completed its handshake; an agency at work is never evicted.
-//! Only if there is no such connection is the newcomer refused with ERROR
-//! `busy`.
+//! - **The lobby** — a flood of silent or trickling connections holding
+//!   every worker. A free worker picks *which* connection to serve
+//!   ([`Connections::take_next`]): one whose next frame is already there
+//!   comes before one that is silent or trickling bytes. A connection that
+//!   has not completed its handshake one first-frame timeout after its
+//!   accept is closed wherever it is, in the lobby without ever holding a
+//!   worker. Workers give connections back to the lobby when another has a
+//!   whole frame waiting (see [`connection`](super::connection)). So such
+//!   a flood costs honest agencies a fraction of a second, and trickling
+//!   connections at most one first-frame deadline.
+//! - **The eviction** — the same flood filling `SERVER_MAX_CONNECTIONS`.
+//!   At the limit, room is made by closing the oldest connection that has
+//!   not sent a whole first frame (silent, or a byte at a time) and has not
+//!   completed its handshake; an agency at work is never evicted. Only if
+//!   there is no such connection is the newcomer refused with ERROR `busy`.
+//! - **One session per agency** — one agency's key holding the workers
+//!   every other agency needs. When a connection completes its handshake as
+//!   an agency that already has a session, the older session is closed
+//!   (ERROR `session_replaced`). The newest wins because an agency
+//!   reconnects when its connection looks dead to it, and the server may
+//!   not have noticed yet; refusing the newcomer would lock the agency out
+//!   until the old one timed out.
 
-use super::connection::{self, Accepted, Close};
-use super::{Context, Limits};
-use crate::framing;
+use super::close::{Close, log_close, refuse, refuse_logged};
+use super::limits::Limits;
+use super::lobby::{Accepted, Readiness, overdue};
 use crate::logging::{PEER_FAULT, clean};
 use crate::message::ErrorCode;
 use log::{error, log};
 use std::collections::{HashMap, VecDeque};
-use std::io::{ErrorKind, Read};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
-use threadpool::ThreadPool;
-
-/// Accepts connections until shutdown, handing each to the pool.
-pub(super) fn accept_loop(listener: &TcpListener, ctx: &Arc<Context>, pool: &ThreadPool) {
-    // A persistent error (out of descriptors) is logged once a second at
-    // most, with how many were not.
-    let mut last_error_log: Option<Instant> = None;
-    let mut unlogged = 0_u64;
-    loop {
-        let accepted = listener.accept();
-        if ctx.shutdown.is_triggered() {
-            if let Ok((_, peer)) = accepted {
-                connection::log_close(peer, None, &Close::Shutdown);
-            }
-            return;
-        }
-        match accepted {
-            Ok((stream, peer)) => {
-                if ctx.connections.admit(stream, peer, &ctx.limits) {
-                    let ctx = Arc::clone(ctx);
-                    pool.execute(move || connection::run_job(&ctx));
-                }
-            }
-            Err(e) if e.kind() == ErrorKind::Interrupted => {}
-            Err(e) => {
-                // Out of descriptors, or a peer that gave up while queued:
-                // log and carry on; the listener itself is fine. A short
-                // pause keeps a persistent error from spinning.
-                if last_error_log.is_none_or(|at| at.elapsed() >= Duration::from_secs(1)) {
-                    error!(
-                        "action: accept | result: fail | error: {} | omitidos: {unlogged}",
-                        clean(e)
-                    );
-                    last_error_log = Some(Instant::now());
-                    unlogged = 0;
-                } else {
-                    unlogged += 1;
-                }
-                ctx.shutdown.sleep(Duration::from_millis(10));
-            }
-        }
-    }
-}
 
 /// Served connections evicted but not yet closed by their workers, at most:
 /// how far past `SERVER_MAX_CONNECTIONS` the server may be for a moment.
 const EVICTING: usize = 4;
 
-/// A live connection as the registry sees it.
-struct Entry {
+/// A live connection as the registry sees it (a connection itself, with
+/// its socket, is an [`Accepted`] in the lobby or on a worker).
+struct LiveConnection {
     /// A clone of the connection's socket: shutting it down wakes the
     /// worker blocked on it.
     handle: TcpStream,
@@ -115,7 +73,7 @@ const EVICTED: &str =
 #[derive(Default)]
 struct Registry {
     next_id: u64,
-    live: HashMap<u64, Entry>,
+    live: HashMap<u64, LiveConnection>,
     /// Connections waiting for a worker, oldest first.
     lobby: VecDeque<Accepted>,
     /// Teardown has begun: nothing more is admitted.
@@ -134,20 +92,6 @@ pub(super) struct Connections {
     registry: Mutex<Registry>,
     /// Signalled whenever a connection is removed (teardown waits on it).
     removed: Condvar,
-}
-
-/// What a peek at a waiting connection's first bytes shows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-enum Readiness {
-    /// A whole first frame (or the end of the stream, or a frame the
-    /// server will refuse): serving it takes no waiting.
-    Whole,
-    /// Nothing yet. Better than `Partial`: a worker can give a silent
-    /// connection back to the lobby (nothing was read), not one whose
-    /// first bytes it has read.
-    Silent,
-    /// Some bytes of a first frame.
-    Partial,
 }
 
 impl Connections {
@@ -180,7 +124,7 @@ impl Connections {
         let mut reg = self.lock();
         if reg.closing {
             drop(reg);
-            connection::log_close(peer, None, &Close::Shutdown);
+            log_close(peer, None, &Close::Shutdown);
             return false;
         }
         if reg.live.len() >= limits.max_connections && !reg.evict_one() {
@@ -193,7 +137,7 @@ impl Connections {
                 PEER_FAULT,
                 "action: accept | result: fail | peer: {peer} | code: busy | error: {reason}"
             );
-            refuse(stream, ErrorCode::Busy, reason);
+            refuse(stream, ErrorCode::Busy, &reason);
             return false;
         }
         let id = reg.next_id;
@@ -201,7 +145,7 @@ impl Connections {
         let conn = Accepted::new(id, stream, peer);
         reg.live.insert(
             id,
-            Entry {
+            LiveConnection {
                 handle,
                 accepted: conn.accepted,
                 agency: None,
@@ -230,8 +174,10 @@ impl Connections {
         let mut i = 0;
         while i < reg.lobby.len() {
             let waiting = &reg.lobby[i];
-            let readiness = readiness(waiting);
-            if let Some(reason) = overdue(waiting, readiness, limits, now) {
+            let readiness = waiting.readiness();
+            if let Some(reason) =
+                overdue(waiting.accepted, &waiting.carried, readiness, limits, now)
+            {
                 if let Some(gone) = reg.lobby.remove(i) {
                     expired.push((gone, ErrorCode::Timeout, reason));
                 }
@@ -263,10 +209,8 @@ impl Connections {
         }
         let mut ids = Vec::with_capacity(closing.len());
         for (conn, code, reason) in closing {
-            let agency = conn.carried.session.agency;
-            connection::log_close(conn.peer, agency, &Close::Fault(code, reason.clone()));
             ids.push(conn.id);
-            refuse(conn.stream, code, reason);
+            refuse_logged(conn.stream, conn.peer, conn.carried.session.agency, code, reason);
         }
         let mut reg = self.lock();
         for id in ids {
@@ -283,7 +227,7 @@ impl Connections {
         let agency = conn.carried.session.agency;
         if reg.closing {
             drop(reg);
-            connection::log_close(conn.peer, agency, &Close::Shutdown);
+            log_close(conn.peer, agency, &Close::Shutdown);
             let _ = conn.stream.shutdown(Shutdown::Both);
             self.remove(conn.id);
             return;
@@ -311,7 +255,7 @@ impl Connections {
         {
             return found;
         }
-        let found = reg.lobby.iter().any(|c| readiness(c) == Readiness::Whole);
+        let found = reg.lobby.iter().any(|c| c.readiness() == Readiness::Whole);
         reg.last_scan = Some((now, found));
         found
     }
@@ -406,7 +350,7 @@ impl Connections {
         }
         drop(reg);
         for conn in lobby {
-            connection::log_close(conn.peer, None, &Close::Shutdown);
+            log_close(conn.peer, None, &Close::Shutdown);
             let _ = conn.stream.shutdown(Shutdown::Both);
         }
         self.removed.notify_all();
@@ -444,14 +388,18 @@ impl Registry {
             .lobby
             .iter()
             .enumerate()
-            .filter(|(_, c)| !c.authenticated() && readiness(c) != Readiness::Whole)
+            .filter(|(_, c)| !c.authenticated() && c.readiness() != Readiness::Whole)
             .min_by_key(|(_, c)| c.accepted)
             .map(|(i, _)| i);
         if let Some(conn) = waiting.and_then(|i| self.lobby.remove(i)) {
             self.live.remove(&conn.id);
-            let how = Close::Fault(ErrorCode::Busy, EVICTED.into());
-            connection::log_close(conn.peer, None, &how);
-            refuse(conn.stream, ErrorCode::Busy, EVICTED.into());
+            refuse_logged(
+                conn.stream,
+                conn.peer,
+                None,
+                ErrorCode::Busy,
+                EVICTED.into(),
+            );
             return true;
         }
         // A served connection whose handshake is not complete: silent,
@@ -479,68 +427,193 @@ impl Registry {
     }
 }
 
-/// Looks at a waiting (non-blocking) connection's next bytes: those it
-/// carries from its last worker, then those the socket holds.
-fn readiness(conn: &Accepted) -> Readiness {
-    let mut buf = [0_u8; framing::MAX_FRAME_LEN];
-    let carried = conn.carried.partial.len().min(buf.len());
-    buf[..carried].copy_from_slice(&conn.carried.partial[..carried]);
-    let peeked = match conn.stream.peek(&mut buf[carried..]) {
-        Ok(0) => return Readiness::Whole,
-        Ok(n) => n,
-        Err(e) if e.kind() == ErrorKind::WouldBlock => 0,
-        // A reset or other error: serving it ends it at once.
-        Err(_) => return Readiness::Whole,
-    };
-    match (
-        carried + peeked,
-        framing::decode(&buf[..carried + peeked], framing::MAX_FRAME_LEN),
-    ) {
-        (0, _) => Readiness::Silent,
-        (_, Ok(Some(_)) | Err(_)) => Readiness::Whole,
-        (_, Ok(None)) => Readiness::Partial,
-    }
-}
-
-/// Why a connection waiting in the lobby must be closed now, if it must.
-fn overdue(conn: &Accepted, readiness: Readiness, limits: &Limits, now: Instant) -> Option<String> {
-    let fft = limits.first_frame_timeout;
-    if !conn.authenticated() {
-        let why = if conn.carried.first_frame && readiness != Readiness::Whole {
-            "no whole first frame"
-        } else {
-            "no handshake"
-        };
-        return (now - conn.accepted > fft).then(|| format!("{why} within {fft:?}"));
-    }
-    let idle = limits.idle_timeout;
-    (readiness == Readiness::Silent
-        && conn.carried.partial.is_empty()
-        && now - conn.carried.last_activity > idle)
-        .then(|| format!("idle for {idle:?}"))
-}
-
 /// Why a session was closed for a newer one of its agency.
 fn replaced(agency: Option<u32>) -> String {
     let agency = agency.map_or_else(|| "-".to_owned(), |a| a.to_string());
     format!("replaced by a newer session of agency {agency}")
 }
 
-/// Answers ERROR on a connection the server will not serve and closes it,
-/// without ever blocking (the socket is non-blocking): what the peer
-/// already sent is read and dropped first, so the close is a FIN the peer
-/// reads after the ERROR, not a reset that may discard it.
-pub(super) fn refuse(mut stream: TcpStream, code: ErrorCode, reason: String) {
-    let mut out = Vec::new();
-    super::handler::encode_error(&mut out, code, reason);
-    let _ = stream.set_nonblocking(true);
-    let mut scratch = [0_u8; 4096];
-    for _ in 0..4 {
-        match stream.read(&mut scratch) {
-            Ok(n) if n > 0 => {}
-            _ => break,
+#[cfg(test)]
+mod tests {
+    //! The registry's rules on loopback sockets: the registry keeps real
+    //! sockets (it peeks at them, refuses and shuts them down), so each test
+    //! plays the peers' side of a few local connections.
+
+    use super::*;
+    use crate::framing::{self, FrameReader};
+    use crate::message::Message;
+    use std::net::TcpListener;
+
+    fn limits(max_connections: usize) -> Limits {
+        Limits {
+            max_connections,
+            first_frame_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(10),
+            frame_timeout: Duration::from_secs(10),
+            write_timeout: Duration::from_secs(10),
+            max_frame: framing::MAX_FRAME_LEN,
         }
     }
-    let _ = std::io::Write::write(&mut stream, &out);
-    let _ = stream.shutdown(Shutdown::Write);
+
+    /// Loopback connections: the peer's end, the server's end and its
+    /// address as the server sees it.
+    struct Peers(TcpListener);
+
+    impl Peers {
+        fn new() -> Peers {
+            Peers(TcpListener::bind("127.0.0.1:0").expect("bind loopback"))
+        }
+
+        /// Connects a peer and admits its connection; the peer's end.
+        fn admit(&self, connections: &Connections, limits: &Limits) -> (TcpStream, bool) {
+            let peer = TcpStream::connect(self.0.local_addr().unwrap()).unwrap();
+            let (stream, addr) = self.0.accept().unwrap();
+            (peer, connections.admit(stream, addr, limits))
+        }
+    }
+
+    /// The ERROR the server sent a peer before closing, if any.
+    fn last_words(peer: &TcpStream) -> Option<ErrorCode> {
+        peer.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        match FrameReader::new(peer).read_frame() {
+            Ok(Some(frame)) => match Message::from_frame(&frame) {
+                Ok(Message::Error { code, .. }) => Some(code),
+                other => panic!("{other:?}"),
+            },
+            _ => None,
+        }
+    }
+
+    /// Waits until every connection in the lobby shows `want` to a peek
+    /// (bytes sent on loopback arrive at once, but not synchronously).
+    fn lobby_shows(connections: &Connections, want: &[Readiness]) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let shows: Vec<Readiness> = connections
+                .lock()
+                .lobby
+                .iter()
+                .map(Accepted::readiness)
+                .collect();
+            if shows == want {
+                return;
+            }
+            assert!(Instant::now() < deadline, "lobby shows {shows:?}");
+            std::thread::yield_now();
+        }
+    }
+
+    #[test]
+    fn at_the_limit_a_stranger_makes_room_and_agencies_never_do() {
+        let (peers, connections, limits) = (Peers::new(), Connections::default(), limits(2));
+        let (first, _) = peers.admit(&connections, &limits);
+        let (_second, _) = peers.admit(&connections, &limits);
+        // The oldest stranger makes room for the newcomer.
+        let (_third, admitted) = peers.admit(&connections, &limits);
+        assert!(admitted);
+        assert_eq!(last_words(&first), Some(ErrorCode::Busy));
+        assert_eq!(connections.lock().live.len(), 2);
+        // Both complete their handshakes: nobody left to evict.
+        for agency in [1, 2] {
+            let mut conn = connections
+                .take_next(&limits)
+                .expect("a waiting connection");
+            conn.carried.session.agency = Some(agency);
+            connections.set_agency(conn.id, agency);
+            connections.requeue(conn);
+        }
+        let (refused, admitted) = peers.admit(&connections, &limits);
+        assert!(!admitted);
+        assert_eq!(last_words(&refused), Some(ErrorCode::Busy));
+        assert_eq!(connections.active_agencies(), 2);
+    }
+
+    #[test]
+    fn a_served_stranger_is_evicted_through_its_worker() {
+        let (peers, connections, limits) = (Peers::new(), Connections::default(), limits(1));
+        let (_first, _) = peers.admit(&connections, &limits);
+        let served = connections
+            .take_next(&limits)
+            .expect("a waiting connection");
+        let (_second, admitted) = peers.admit(&connections, &limits);
+        assert!(admitted);
+        // Its worker learns it from its socket and from the registry.
+        let how = connections.ended_by_server(served.id);
+        assert_eq!(how, Some(Close::Fault(ErrorCode::Busy, EVICTED.into())));
+    }
+
+    #[test]
+    fn a_new_session_of_an_agency_closes_the_older_one() {
+        let (peers, connections, limits) = (Peers::new(), Connections::default(), limits(8));
+        let hello = Message::Echo(b"hola".to_vec()).to_bytes().unwrap();
+        // An older session waiting in the lobby is refused at once.
+        let (waiting, _) = peers.admit(&connections, &limits);
+        let mut old = connections.take_next(&limits).unwrap();
+        old.carried.session.agency = Some(7);
+        connections.set_agency(old.id, 7);
+        connections.requeue(old);
+        let (mut newer, _) = peers.admit(&connections, &limits);
+        std::io::Write::write_all(&mut newer, &hello).unwrap();
+        lobby_shows(&connections, &[Readiness::Silent, Readiness::Whole]);
+        let new = connections.take_next(&limits).unwrap();
+        connections.set_agency(new.id, 7);
+        assert_eq!(last_words(&waiting), Some(ErrorCode::SessionReplaced));
+        // An older session on a worker is told through its worker.
+        let (_newest, _) = peers.admit(&connections, &limits);
+        let newest = connections.take_next(&limits).unwrap();
+        connections.set_agency(newest.id, 7);
+        let reason = "replaced by a newer session of agency 7".to_owned();
+        let how = connections.ended_by_server(new.id);
+        assert_eq!(how, Some(Close::Fault(ErrorCode::SessionReplaced, reason)));
+        assert_eq!(connections.ended_by_server(newest.id), None);
+        assert_eq!(connections.active_agencies(), 1);
+    }
+
+    #[test]
+    fn a_free_worker_takes_a_whole_frame_then_silence_then_some_bytes() {
+        let (peers, connections, limits) = (Peers::new(), Connections::default(), limits(8));
+        let echo = Message::Echo(b"hola".to_vec()).to_bytes().unwrap();
+        let (_silent, _) = peers.admit(&connections, &limits);
+        let (mut trickling, _) = peers.admit(&connections, &limits);
+        std::io::Write::write_all(&mut trickling, &echo[..2]).unwrap();
+        let (mut ready, _) = peers.admit(&connections, &limits);
+        std::io::Write::write_all(&mut ready, &echo).unwrap();
+        use Readiness::{Partial, Silent, Whole};
+        lobby_shows(&connections, &[Silent, Partial, Whole]);
+        assert!(connections.whole_waiting());
+        let order: Vec<u64> = std::iter::from_fn(|| connections.take_next(&limits))
+            .map(|c| c.id)
+            .collect();
+        assert_eq!(order, [2, 0, 1]);
+    }
+
+    #[test]
+    fn strangers_past_their_first_frame_timeout_are_closed_in_the_lobby() {
+        let (peers, connections) = (Peers::new(), Connections::default());
+        let mut limits = limits(8);
+        limits.first_frame_timeout = Duration::from_millis(1);
+        let (stranger, _) = peers.admit(&connections, &limits);
+        std::thread::sleep(Duration::from_millis(2));
+        assert!(connections.take_next(&limits).is_none());
+        assert_eq!(last_words(&stranger), Some(ErrorCode::Timeout));
+        assert!(connections.lock().live.is_empty());
+    }
+
+    #[test]
+    fn teardown_admits_nothing_and_counts_every_connection() {
+        let (peers, connections, limits) = (Peers::new(), Connections::default(), limits(8));
+        let (_served, _) = peers.admit(&connections, &limits);
+        let served = connections.take_next(&limits).unwrap();
+        let (waiting, _) = peers.admit(&connections, &limits);
+        assert_eq!(connections.close_all(), 2);
+        // The one waiting is closed without a word; the served one is its
+        // worker's to close.
+        assert_eq!(last_words(&waiting), None);
+        assert_eq!(connections.lock().live.len(), 1);
+        let (_late, admitted) = peers.admit(&connections, &limits);
+        assert!(!admitted);
+        connections.remove(served.id);
+        connections.drain(Duration::from_secs(1));
+        assert!(connections.lock().live.is_empty());
+    }
 }

@@ -1,0 +1,57 @@
+//! The accept loop: one thread blocks in `accept`, registers each
+//! connection (in the lobby, see [`registry`](super::registry)) and hands
+//! the pool one job for it. The job serves whichever waiting connection is
+//! readiest when it starts (see [`connection::run_job`]).
+
+use super::close::{Close, log_close};
+use super::connection;
+use super::context::Context;
+use crate::logging::clean;
+use log::error;
+use std::io::ErrorKind;
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use threadpool::ThreadPool;
+
+/// Accepts connections until shutdown, handing each to the pool.
+pub(super) fn accept_loop(listener: &TcpListener, ctx: &Arc<Context>, pool: &ThreadPool) {
+    // A persistent error (out of descriptors) is logged once a second at
+    // most, with how many were not.
+    let mut last_error_log: Option<Instant> = None;
+    let mut unlogged = 0_u64;
+    loop {
+        let accepted = listener.accept();
+        if ctx.shutdown.is_triggered() {
+            if let Ok((_, peer)) = accepted {
+                log_close(peer, None, &Close::Shutdown);
+            }
+            return;
+        }
+        match accepted {
+            Ok((stream, peer)) => {
+                if ctx.connections.admit(stream, peer, &ctx.limits) {
+                    let ctx = Arc::clone(ctx);
+                    pool.execute(move || connection::run_job(&ctx));
+                }
+            }
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => {
+                // Out of descriptors, or a peer that gave up while queued:
+                // log and carry on; the listener itself is fine. A short
+                // pause keeps a persistent error from spinning.
+                if last_error_log.is_none_or(|at| at.elapsed() >= Duration::from_secs(1)) {
+                    error!(
+                        "action: accept | result: fail | error: {} | omitidos: {unlogged}",
+                        clean(e)
+                    );
+                    last_error_log = Some(Instant::now());
+                    unlogged = 0;
+                } else {
+                    unlogged += 1;
+                }
+                ctx.shutdown.sleep(Duration::from_millis(10));
+            }
+        }
+    }
+}

@@ -1,0 +1,133 @@
+//! The requests of an agency whose handshake is complete: BATCH and DONE,
+//! handed to the store (their answers wait for the commit), and WINNERS?,
+//! answered at once from the draw's winners.
+
+use super::exchange::Exchange;
+use super::reply::{Request, store_error_code};
+use crate::framing::MAX_PAYLOAD_LEN;
+use crate::logging::{PEER_FAULT, clean};
+use crate::message::{BatchView, ErrorCode, Message, WINNERS_HEADER_LEN};
+use crate::store::{StoreError, WinnersAnswer};
+use log::{debug, info, log};
+
+/// Bytes of a WINNERS frame left for documents: a page holds as many of
+/// the agency's winners as fit (the agency asks again from where it ends).
+pub const WINNERS_ROOM: usize = MAX_PAYLOAD_LEN - WINNERS_HEADER_LEN;
+
+/// The answer to WINNERS? at `offset`: NOT_READY before the draw, else the
+/// page the store read from there (at most [`WINNERS_ROOM`] bytes of
+/// documents). `Err`: an offset beyond the list.
+fn winners_answer(agency: u32, offset: u32, answer: WinnersAnswer) -> Result<Message, String> {
+    let page = match answer {
+        WinnersAnswer::NotReady { finished, expected } => {
+            return Ok(Message::NotReady { finished, expected });
+        }
+        WinnersAnswer::Ready(page) => page,
+    };
+    if offset > page.total {
+        return Err(format!("offset {offset} beyond {} winners", page.total));
+    }
+    if offset == 0 {
+        info!(
+            "action: ganadores_enviados | result: success | agencia: {agency} | cant_ganadores: {}",
+            page.total
+        );
+    }
+    Ok(Message::Winners {
+        total: page.total,
+        offset,
+        documents: page.documents,
+    })
+}
+
+impl Exchange<'_> {
+    /// BATCH: checked (this agency's, not after its DONE, every bet valid)
+    /// and handed to the store; its ACK waits for the commit.
+    pub(super) fn batch(&mut self, batch: &BatchView<'_>) {
+        let Some(agency) = self.agency() else { return };
+        let n = batch.bets.len();
+        if batch.agency != agency {
+            let reason = format!(
+                "batch for agency {} on agency {agency}'s connection",
+                batch.agency
+            );
+            return self.refuse("apuesta_recibida", ErrorCode::AgencyMismatch, &reason);
+        }
+        if self.session.done_sent {
+            return self.refuse_store("apuesta_recibida", &StoreError::AlreadyDone);
+        }
+        if let Err((i, e)) = batch.validate() {
+            log!(
+                PEER_FAULT,
+                "action: apuesta_recibida | result: fail | cantidad: {n} | agencia: {agency} | error: bet {i}: {}",
+                clean(&e)
+            );
+            let message = format!("bet {i} of the batch: {e}; nothing of the batch was stored");
+            return self.fail(ErrorCode::InvalidBet, message);
+        }
+        match self
+            .store
+            .submit_batch(agency, batch.first_seq, &batch.bets)
+        {
+            Ok(ticket) => {
+                let single = match batch.bets.as_slice() {
+                    [bet] => Some((bet.document.to_owned(), bet.number)),
+                    _ => None,
+                };
+                self.wait_for(ticket, agency, Request::Batch { len: n, single });
+            }
+            Err(e) => {
+                let code = store_error_code(&e);
+                log!(
+                    PEER_FAULT,
+                    "action: apuesta_recibida | result: fail | cantidad: {n} | agencia: {agency} | code: {} | error: {}",
+                    code.name(),
+                    clean(&e)
+                );
+                self.fail(code, e.to_string());
+            }
+        }
+    }
+
+    /// DONE: once per connection, handed to the store, which checks the
+    /// total; its ACK waits for the commit.
+    pub(super) fn done(&mut self, total: u64) {
+        let Some(agency) = self.agency() else { return };
+        if self.session.done_sent {
+            return self.refuse(
+                "agencia_finalizada",
+                ErrorCode::DoneTwice,
+                "DONE already sent on this connection",
+            );
+        }
+        self.session.done_sent = true;
+        match self.store.submit_done(agency, total) {
+            Ok(ticket) => self.wait_for(ticket, agency, Request::Done),
+            Err(e) => self.refuse_store("agencia_finalizada", &e),
+        }
+    }
+
+    /// WINNERS?: a page of the agency's winners after the draw; before it,
+    /// NOT_READY and the connection closed.
+    pub(super) fn winners(&mut self, offset: u32) {
+        let Some(agency) = self.agency() else { return };
+        match self.store.winners(agency, offset, WINNERS_ROOM) {
+            Ok(answer @ WinnersAnswer::NotReady { finished, .. }) => {
+                debug!(
+                    "action: consulta_ganadores | result: in_progress | agencia: {agency} | finalizadas: {finished}"
+                );
+                // The agency asks again later on a new connection: this
+                // worker and this connection are released now.
+                if let Ok(msg) = winners_answer(agency, offset, answer) {
+                    self.send(&msg);
+                }
+                self.reply.close = true;
+            }
+            Ok(answer) => match winners_answer(agency, offset, answer) {
+                Ok(msg) => self.send(&msg),
+                Err(reason) => self.refuse("consulta_ganadores", ErrorCode::BadOffset, &reason),
+            },
+            Err(e) => self.refuse_store("consulta_ganadores", &e),
+        }
+    }
+}
