@@ -20,7 +20,10 @@ mod client;
 mod server;
 
 pub use client::{BetSource, CLIENT_KEYS, ClientAuth, ClientConfig, EnvBet, client_env_name};
-pub use server::{DEFAULT_WORKERS, SERVER_KEYS, ServerConfig, StorageBackend};
+pub use server::{
+    DEFAULT_SECRET_NAME, DEFAULT_WORKERS, DefaultSecret, DefaultSecretFile, SERVER_KEYS,
+    ServerConfig, StorageBackend, default_secret_path,
+};
 
 use crate::auth;
 use log::LevelFilter;

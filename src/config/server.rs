@@ -2,14 +2,21 @@
 //! `[DEFAULT]`), each key overridden by the environment variable of the
 //! same name, validated into a [`ServerConfig`]; and the secret agencies'
 //! keys derive from, for the server and for `server agency-key N`.
+//!
+//! The secret is `SERVER_SECRET`, or the file `SERVER_SECRET_FILE` names;
+//! with neither, the default file `lottery.secret` beside the storage
+//! ([`default_secret_path`]), which the server creates with a fresh secret
+//! at its first start and `agency-key` only reads. There is no fixed
+//! default secret: a clone of this repository shares none with another.
 
 use super::{
     ConfigError, ReadFile, Settings, apply_env, get, hex32_setting, in_range, key_err, parse_dur,
     parse_level, parse_num, read_file,
 };
 use crate::auth::{self, AgencyKey, Secret, ServerAuth};
+use crate::logging::clean;
 use crate::storage::{Location, SyncMode};
-use log::LevelFilter;
+use log::{LevelFilter, info, warn};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -20,7 +27,9 @@ pub struct ServerConfig {
     pub ip: String,
     pub listen_backlog: i32,
     pub logging_level: LevelFilter,
-    /// Agencies that must finish before the draw; valid ids are 1..=agencies.
+    /// Agencies that must finish before the draw; valid ids are
+    /// 1..=agencies. 0: none, a server that answers ECHO only (every HELLO
+    /// gets `unknown_agency`, and there is no draw).
     pub agencies: u32,
     pub workers: usize,
     /// `STORAGE_BACKEND`: `file` (default) or `postgres` (with `STORAGE_URL`).
@@ -43,7 +52,30 @@ pub struct ServerConfig {
     pub progress_interval: Duration,
     /// Whether agencies must prove their key, and the secret keys derive from.
     pub auth: ServerAuth,
+    /// Set when no secret was configured and the secret is the default
+    /// file's (for the start-up line that says where it is).
+    pub default_secret: Option<DefaultSecret>,
 }
+
+/// The server's default secret file, used when neither `SERVER_SECRET` nor
+/// `SERVER_SECRET_FILE` is set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DefaultSecret {
+    pub path: PathBuf,
+    /// Whether this start created it (with a fresh secret).
+    pub created: bool,
+}
+
+/// `STORAGE_FILEPATH` when not set.
+const DEFAULT_STORAGE_FILEPATH: &str = "./bets.csv";
+
+/// The name of the default secret file.
+pub const DEFAULT_SECRET_NAME: &str = "lottery.secret";
+
+/// Reads the default secret file at a path: its text, and whether this call
+/// created it. The server passes [`auth::read_or_create_secret`];
+/// `agency-key` passes a reader that never creates one.
+pub type DefaultSecretFile<'a> = &'a dyn Fn(&Path) -> Result<(String, bool), String>;
 
 /// Which storage backend the server uses.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,6 +98,47 @@ impl ServerConfig {
                 path: self.storage_filepath.clone(),
                 sync: self.storage_sync,
             },
+        }
+    }
+
+    /// Logs the configuration at start: the `config` line, where the
+    /// default secret is (and how to print keys from it), and a warning
+    /// for each setting that leaves the lottery open or idle.
+    pub fn log_start(&self) {
+        // The database's address is logged when the server connects to it
+        // (without its password), not here.
+        let storage = match self.storage_backend {
+            StorageBackend::File => format!(
+                "{} | sync: {:?}",
+                clean(self.storage_filepath.display()),
+                self.storage_sync
+            ),
+            StorageBackend::Postgres { .. } => "postgres".to_owned(),
+        };
+        info!(
+            "action: config | result: success | port: {} | listen_backlog: {} | logging_level: {} | agencies: {} | workers: {} | storage: {}",
+            self.port,
+            self.listen_backlog,
+            self.logging_level,
+            self.agencies,
+            self.workers,
+            storage,
+        );
+        if let Some(DefaultSecret { path, created }) = &self.default_secret {
+            info!(
+                "action: secret | result: success | path: {} | created: {created} | keys: cargo run --bin server -- agency-key N",
+                clean(path.display())
+            );
+        }
+        if self.auth == ServerAuth::Off {
+            warn!(
+                "action: config | result: success | auth: off | warning: agencies are not authenticated (SERVER_AUTH=off): anyone who reaches the server can send bets, say DONE and read winners as any agency"
+            );
+        }
+        if self.agencies == 0 {
+            warn!(
+                "action: config | result: success | agencies: 0 | warning: no agencies (SERVER_AGENCIES=0): every HELLO gets unknown_agency and there is no draw; the server answers ECHO only"
+            );
         }
     }
 }
@@ -139,11 +212,18 @@ impl ServerConfig {
         K: AsRef<str>,
         V: Into<String>,
     {
-        Self::from_settings(&Self::settings(path, env)?, &auth::read_private_file)
+        Self::from_settings(
+            &Self::settings(path, env)?,
+            &auth::read_private_file,
+            &auth::read_or_create_secret,
+        )
     }
 
     /// The secret agencies' keys derive from, read the way [`load`](Self::load)
     /// reads it (whatever `SERVER_AUTH` says): for `server agency-key N`.
+    /// The default secret file is only read, never created: run from
+    /// another directory, or with other settings, this fails instead of
+    /// printing keys of a secret the server does not have.
     ///
     /// # Errors
     /// An unreadable config file, or a secret that is missing or malformed.
@@ -153,7 +233,8 @@ impl ServerConfig {
         K: AsRef<str>,
         V: Into<String>,
     {
-        secret(&Self::settings(path, env)?, &auth::read_private_file)
+        let settings = Self::settings(path, env)?;
+        secret(&settings, &auth::read_private_file, &read_default_secret).map(|(secret, _)| secret)
     }
 
     /// Agency `agency`'s key (`agency` as typed by the operator, 1 or more),
@@ -216,11 +297,16 @@ impl ServerConfig {
 
     /// Validates settings into a config. Absent keys take their defaults; a
     /// present key must hold a valid value. `read` reads
-    /// `SERVER_SECRET_FILE` when that is where the secret is.
+    /// `SERVER_SECRET_FILE` when that is where the secret is; `default`
+    /// reads (or creates) the default secret file when no secret is set.
     ///
     /// # Errors
     /// The first invalid value, naming its key.
-    pub fn from_settings(s: &Settings, read: ReadFile<'_>) -> Result<ServerConfig, ConfigError> {
+    pub fn from_settings(
+        s: &Settings,
+        read: ReadFile<'_>,
+        default: DefaultSecretFile<'_>,
+    ) -> Result<ServerConfig, ConfigError> {
         // A worker owns a connection for its life, so the workers bound
         // the agencies served at once; a thread blocked on a socket costs
         // memory (its stack, touched lightly), not CPU.
@@ -230,11 +316,12 @@ impl ServerConfig {
         if ip.is_empty() {
             return Err(key_err("SERVER_IP", "is empty"));
         }
-        let path = get(s, "STORAGE_FILEPATH", "./bets.csv").trim();
+        let path = get(s, "STORAGE_FILEPATH", DEFAULT_STORAGE_FILEPATH).trim();
         if path.is_empty() {
             return Err(key_err("STORAGE_FILEPATH", "is empty"));
         }
         let storage_backend = storage_backend(s)?;
+        let (auth, default_secret) = server_auth(s, read, default)?;
         Ok(ServerConfig {
             port: parse_num(s, "SERVER_PORT", "12345")?,
             ip,
@@ -248,7 +335,7 @@ impl ServerConfig {
             agencies: in_range(
                 "SERVER_AGENCIES",
                 parse_num(s, "SERVER_AGENCIES", "5")?,
-                1,
+                0,
                 100_000,
             )?,
             workers: in_range(
@@ -282,16 +369,8 @@ impl ServerConfig {
             )?,
             first_frame_timeout: timeout(s, "SERVER_FIRST_FRAME_TIMEOUT", "1s")?,
             progress_interval: parse_dur(s, "SERVER_PROGRESS_INTERVAL", "2s")?,
-            auth: match get(s, "SERVER_AUTH", "required").trim() {
-                "required" => ServerAuth::Required(secret(s, read)?),
-                "off" => ServerAuth::Off,
-                other => {
-                    return Err(key_err(
-                        "SERVER_AUTH",
-                        format!("{other:?} is neither \"required\" nor \"off\""),
-                    ));
-                }
-            },
+            auth,
+            default_secret,
         })
     }
 }
@@ -315,21 +394,93 @@ fn positive(key: &str, d: Duration) -> Result<Duration, ConfigError> {
     Ok(d)
 }
 
-/// The server's secret from `SERVER_SECRET` or `SERVER_SECRET_FILE`.
-fn secret(s: &Settings, read: ReadFile<'_>) -> Result<Secret, ConfigError> {
-    match hex32_setting(s, "SERVER_SECRET", "SERVER_SECRET_FILE", read)? {
-        Some(bytes) => Ok(Secret::from_bytes(bytes)),
-        None => Err(key_err(
-            "SERVER_SECRET_FILE",
-            "missing: the server's secret is 64 hex characters in the file SERVER_SECRET_FILE names (or in SERVER_SECRET); only SERVER_AUTH=off runs without one",
+/// `SERVER_AUTH` (`required` by default, or `off`) and, when required,
+/// the secret (see [`secret`]).
+fn server_auth(
+    s: &Settings,
+    read: ReadFile<'_>,
+    default: DefaultSecretFile<'_>,
+) -> Result<(ServerAuth, Option<DefaultSecret>), ConfigError> {
+    match get(s, "SERVER_AUTH", "required").trim() {
+        "required" => {
+            let (secret, default_secret) = secret(s, read, default)?;
+            Ok((ServerAuth::Required(secret), default_secret))
+        }
+        "off" => Ok((ServerAuth::Off, None)),
+        other => Err(key_err(
+            "SERVER_AUTH",
+            format!("{other:?} is neither \"required\" nor \"off\""),
         )),
     }
+}
+
+/// The server's secret from `SERVER_SECRET` or `SERVER_SECRET_FILE`; with
+/// neither, from the default file at [`default_secret_path`], which
+/// `default` reads (and the server's creates when missing). Errors about
+/// the default file are reported under `SERVER_SECRET_FILE`, the key that
+/// would name another.
+fn secret(
+    s: &Settings,
+    read: ReadFile<'_>,
+    default: DefaultSecretFile<'_>,
+) -> Result<(Secret, Option<DefaultSecret>), ConfigError> {
+    if let Some(bytes) = hex32_setting(s, "SERVER_SECRET", "SERVER_SECRET_FILE", read)? {
+        return Ok((Secret::from_bytes(bytes), None));
+    }
+    let path = default_secret_path(s);
+    let not_set = |reason: String| {
+        key_err(
+            "SERVER_SECRET_FILE",
+            format!("not set, so the default: {reason}"),
+        )
+    };
+    let (text, created) = default(&path).map_err(not_set)?;
+    let bytes =
+        auth::parse_hex32(&text).map_err(|e| not_set(format!("{}: {e}", path.display())))?;
+    Ok((
+        Secret::from_bytes(bytes),
+        Some(DefaultSecret { path, created }),
+    ))
+}
+
+/// Where the server keeps its secret when none is configured: beside the
+/// bets file (`lottery.secret` in the directory of `STORAGE_FILEPATH`, so
+/// `./lottery.secret` by default), or, with `STORAGE_BACKEND=postgres`,
+/// which keeps nothing on the server's disk, in the working directory.
+/// A new lottery started by removing `bets.csv*` keeps its agencies' keys.
+pub fn default_secret_path(s: &Settings) -> PathBuf {
+    let dir = if get(s, "STORAGE_BACKEND", "file").trim() == "postgres" {
+        Path::new(".")
+    } else {
+        match Path::new(get(s, "STORAGE_FILEPATH", DEFAULT_STORAGE_FILEPATH).trim()).parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir,
+            _ => Path::new("."),
+        }
+    };
+    dir.join(DEFAULT_SECRET_NAME)
+}
+
+/// `agency-key`'s reader of the default secret file: it must exist (the
+/// server creates it at its first start).
+fn read_default_secret(path: &Path) -> Result<(String, bool), String> {
+    if !path.exists() {
+        return Err(format!(
+            "{} does not exist: the server creates it at its first start; run this with the server's settings, from its directory",
+            path.display()
+        ));
+    }
+    auth::read_private_file(path).map(|text| (text, false))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::config::testing::{HEX, no_files, pairs};
+
+    /// Tests create no default secret file.
+    fn no_default(p: &Path) -> Result<(String, bool), String> {
+        Err(format!("{}: no files in tests", p.display()))
+    }
 
     const INI: &str = "[DEFAULT]\nSERVER_PORT = 12345\nSERVER_IP = 0.0.0.0\nSERVER_LISTEN_BACKLOG = 5\nLOGGING_LEVEL = INFO\nserver_agencies = 3\nSERVER_SECRET = 000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f\n";
 
@@ -346,7 +497,7 @@ mod tests {
                 ("STORAGE_SYNC", "none"),
             ]),
         );
-        let c = ServerConfig::from_settings(&s, &no_files).unwrap();
+        let c = ServerConfig::from_settings(&s, &no_files, &no_default).unwrap();
         assert_eq!(c.port, 7000, "env beats file");
         assert_eq!(c.agencies, 3, "file key in any case");
         assert_eq!(c.listen_backlog, 5);
@@ -359,6 +510,7 @@ mod tests {
             ServerAuth::Required(Secret::from_hex(HEX).unwrap()),
             "required by default"
         );
+        assert_eq!(c.default_secret, None, "the secret is configured");
     }
 
     #[test]
@@ -367,7 +519,7 @@ mod tests {
         let with = |env: &[(&str, &str)], read: ReadFile<'_>| {
             let mut s = base.clone();
             apply_env(&mut s, &SERVER_KEYS, |k| k.to_owned(), pairs(env));
-            ServerConfig::from_settings(&s, read)
+            ServerConfig::from_settings(&s, read, &no_default)
         };
         let secret = ServerAuth::Required(Secret::from_hex(HEX).unwrap());
         assert_eq!(
@@ -390,7 +542,11 @@ mod tests {
             }
             other => panic!("{env:?} gave {other:?}"),
         };
-        assert_eq!(err_key(&[], &no_files), "SERVER_SECRET_FILE", "missing");
+        assert_eq!(
+            err_key(&[], &no_files),
+            "SERVER_SECRET_FILE",
+            "not set, and no default file"
+        );
         assert_eq!(
             err_key(&[("SERVER_SECRET_FILE", "/nonexistent")], &no_files),
             "SERVER_SECRET_FILE"
@@ -423,7 +579,8 @@ mod tests {
         for (key, value) in [
             ("SERVER_PORT", "70000"),
             ("SERVER_PORT", ""),
-            ("SERVER_AGENCIES", "0"),
+            ("SERVER_AGENCIES", "100001"),
+            ("SERVER_AGENCIES", "-1"),
             ("SERVER_WORKERS", "many"),
             ("LOGGING_LEVEL", "LOUD"),
             ("STORAGE_SYNC", "sometimes"),
@@ -436,11 +593,81 @@ mod tests {
         ] {
             let mut s = ServerConfig::parse_ini(INI).unwrap();
             s.insert(key.into(), value.into());
-            let err = ServerConfig::from_settings(&s, &no_files).unwrap_err();
+            let err = ServerConfig::from_settings(&s, &no_files, &no_default).unwrap_err();
             assert!(
                 matches!(&err, ConfigError::Key { key: k, .. } if k == key),
                 "{key}={value:?} gave {err}"
             );
+        }
+        // No agencies at all: a server that answers ECHO only.
+        let mut s = ServerConfig::parse_ini(INI).unwrap();
+        s.insert("SERVER_AGENCIES".into(), "0".into());
+        let c = ServerConfig::from_settings(&s, &no_files, &no_default).unwrap();
+        assert_eq!(c.agencies, 0);
+    }
+
+    /// With neither `SERVER_SECRET` nor `SERVER_SECRET_FILE`, the secret is
+    /// the default file's, beside the bets file (the working directory for
+    /// a database); a configured secret never touches it, nor does
+    /// `SERVER_AUTH=off`.
+    #[test]
+    fn with_no_secret_set_the_secret_is_the_default_file_beside_the_storage() {
+        let with = |env: &[(&str, &str)], default: DefaultSecretFile<'_>| {
+            let mut s = ServerConfig::parse_ini("[DEFAULT]\n").unwrap();
+            apply_env(&mut s, &SERVER_KEYS, |k| k.to_owned(), pairs(env));
+            ServerConfig::from_settings(&s, &no_files, default)
+        };
+        let asked = std::cell::RefCell::new(Vec::new());
+        let created = |p: &Path| {
+            asked.borrow_mut().push(p.to_owned());
+            Ok((format!("{HEX}\n"), true))
+        };
+        let c = with(&[], &created).unwrap();
+        assert_eq!(c.auth, ServerAuth::Required(Secret::from_hex(HEX).unwrap()));
+        assert_eq!(
+            c.default_secret,
+            Some(DefaultSecret {
+                path: PathBuf::from("./lottery.secret"),
+                created: true
+            })
+        );
+        with(&[("STORAGE_FILEPATH", "/data/bets.csv")], &created).unwrap();
+        with(&[("STORAGE_FILEPATH", "bets.csv")], &created).unwrap();
+        assert_eq!(
+            asked.take(),
+            [
+                "./lottery.secret",
+                "/data/lottery.secret",
+                "./lottery.secret"
+            ]
+            .map(PathBuf::from)
+        );
+        let mut postgres = Settings::new();
+        postgres.insert("STORAGE_BACKEND".into(), "postgres".into());
+        postgres.insert("STORAGE_FILEPATH".into(), "/data/bets.csv".into());
+        assert_eq!(
+            default_secret_path(&postgres),
+            Path::new("./lottery.secret")
+        );
+
+        let untouched = |p: &Path| -> Result<(String, bool), String> {
+            panic!("{} read with a secret configured", p.display())
+        };
+        let c = with(&[("SERVER_SECRET", HEX)], &untouched).unwrap();
+        assert_eq!(c.default_secret, None);
+        let c = with(&[("SERVER_AUTH", "off")], &untouched).unwrap();
+        assert_eq!((c.auth, c.default_secret), (ServerAuth::Off, None));
+
+        // A default file that cannot be read or holds no secret stops the
+        // server, under the key that would name another file.
+        let bad = |_: &Path| Ok((HEX[..40].to_owned(), false));
+        match with(&[], &bad) {
+            Err(ConfigError::Key { key, reason }) => {
+                assert_eq!(key, "SERVER_SECRET_FILE");
+                assert!(reason.contains("./lottery.secret: must be 64"), "{reason}");
+                assert!(!reason.contains(&HEX[..20]), "{reason} shows the secret");
+            }
+            other => panic!("{other:?}"),
         }
     }
 
@@ -449,7 +676,7 @@ mod tests {
         let with = |env: &[(&str, &str)]| {
             let mut s = ServerConfig::parse_ini(INI).unwrap();
             apply_env(&mut s, &SERVER_KEYS, |k| k.to_owned(), pairs(env));
-            ServerConfig::from_settings(&s, &no_files)
+            ServerConfig::from_settings(&s, &no_files, &no_default)
         };
         let c = with(&[]).unwrap();
         assert_eq!(c.storage_backend, StorageBackend::File);
