@@ -96,6 +96,41 @@ fn secret_text(dir: &Path) -> String {
     std::fs::read_to_string(path).unwrap()
 }
 
+/// `server agency-key 1` in `dir`: the key it prints.
+fn key_of_agency_1(dir: &Path) -> String {
+    let out = print_agency_key(dir, "1");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+/// The README's agency: `cargo run --bin client` in `dir` with its id, key,
+/// server and one bet in the environment, run to its end; its log.
+fn send_one_bet(dir: &Path, key: &str, addr: SocketAddr) -> String {
+    let addr = addr.to_string();
+    let env = [
+        ("CLI_ID", "1"),
+        ("CLI_KEY", key),
+        ("CLI_SERVER_ADDRESS", addr.as_str()),
+        ("NOMBRE", "Ana"),
+        ("APELLIDO", "Paz"),
+        ("DOCUMENTO", "30904465"),
+        ("NACIMIENTO", "1999-03-17"),
+        ("NUMERO", "7574"),
+    ];
+    let out = command(CLIENT, dir, &env).output().expect("run client");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
 #[test]
 fn the_cards_commands_work_on_a_fresh_clone() {
     let dir = fresh_clone("card");
@@ -111,76 +146,41 @@ fn the_cards_commands_work_on_a_fresh_clone() {
         "{line}"
     );
     assert_course_grammar(&line);
-    let secret = secret_text(dir);
-    let secret = Secret::from_hex(&secret).expect("64 hex characters");
+    let secret = Secret::from_hex(&secret_text(dir)).expect("64 hex characters");
 
     // `cargo run --bin server -- agency-key 1`: the same secret's key.
-    let out = print_agency_key(dir, "1");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let key = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let key = key_of_agency_1(dir);
     assert_eq!(key, secret.agency_key(1).to_hex());
 
-    // `cargo run --bin client` with one bet in its environment.
-    let addr_text = addr.to_string();
-    let client_env = [
-        ("CLI_ID", "1"),
-        ("CLI_KEY", key.as_str()),
-        ("CLI_SERVER_ADDRESS", addr_text.as_str()),
-        ("NOMBRE", "Ana"),
-        ("APELLIDO", "Paz"),
-        ("DOCUMENTO", "30904465"),
-        ("NACIMIENTO", "1999-03-17"),
-        ("NUMERO", "7574"),
-    ];
-    let run = |what: &str| {
-        let out = command(CLIENT, dir, &client_env)
-            .output()
-            .expect("run client");
-        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        assert!(
-            out.status.success(),
-            "{what}: {stdout}{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        stdout
-    };
-    let first = run("first run");
-    assert!(first.contains("cant_ganadores: 1"), "{first}");
+    // `cargo run --bin client` with one bet in its environment: stored,
+    // and (the lottery's only agency) it wins.
+    let agency = send_one_bet(dir, &key, addr);
+    assert!(
+        agency.contains("action: apuesta_enviada | result: success | dni: 30904465 | numero: 7574"),
+        "{agency}"
+    );
+    assert!(agency.contains("cant_ganadores: 1"), "{agency}");
     let stored = stored_bets(&dir.join("bets.csv"));
-    assert_eq!(stored.len(), 1, "{stored:?}");
+    let fields =
+        |b: &lottery::bet::Bet| (b.agency, b.first_name.clone(), b.document.clone(), b.number);
     assert_eq!(
-        (
-            stored[0].agency,
-            stored[0].first_name.as_str(),
-            stored[0].document.as_str(),
-            stored[0].number
-        ),
-        (1, "Ana", "30904465", 7574)
+        stored.iter().map(fields).collect::<Vec<_>>(),
+        [(1, "Ana".into(), "30904465".into(), 7574)]
     );
     stop(server, &log);
 
     // A restart reads the same secret: the same key still works.
-    let before = std::fs::read_to_string(dir.join("lottery.secret")).unwrap();
-    let (server, log, restarted) = start_server(dir);
+    let before = secret_text(dir);
+    let (server, log, addr) = start_server(dir);
     let line = log.wait_for("action: secret", LONG);
     assert!(
         line.contains("path: ./lottery.secret | created: false"),
         "{line}"
     );
     assert_eq!(secret_text(dir), before, "the secret is never replaced");
-    let out = print_agency_key(dir, "1");
-    assert_eq!(String::from_utf8(out.stdout).unwrap().trim(), key);
-    let again = restarted.to_string();
-    let mut env = client_env;
-    env[2].1 = again.as_str();
-    let out = command(CLIENT, dir, &env).output().expect("run client");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}");
-    assert!(stdout.contains("cant_ganadores: 1"), "{stdout}");
+    assert_eq!(key_of_agency_1(dir), key);
+    let agency = send_one_bet(dir, &key, addr);
+    assert!(agency.contains("cant_ganadores: 1"), "{agency}");
     assert_eq!(stored_bets(&dir.join("bets.csv")).len(), 1, "stored once");
     stop(server, &log);
 }
