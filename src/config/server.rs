@@ -321,8 +321,7 @@ impl ServerConfig {
             return Err(key_err("STORAGE_FILEPATH", "is empty"));
         }
         let storage_backend = storage_backend(s)?;
-        let (auth, default_secret) = server_auth(s, read, default)?;
-        Ok(ServerConfig {
+        let mut config = ServerConfig {
             port: parse_num(s, "SERVER_PORT", "12345")?,
             ip,
             listen_backlog: in_range(
@@ -369,9 +368,12 @@ impl ServerConfig {
             )?,
             first_frame_timeout: timeout(s, "SERVER_FIRST_FRAME_TIMEOUT", "1s")?,
             progress_interval: parse_dur(s, "SERVER_PROGRESS_INTERVAL", "2s")?,
-            auth,
-            default_secret,
-        })
+            auth: ServerAuth::Off,
+            default_secret: None,
+        };
+        // Last, so that a config with a bad value creates no secret file.
+        (config.auth, config.default_secret) = server_auth(s, read, default)?;
+        Ok(config)
     }
 }
 
@@ -657,6 +659,12 @@ mod tests {
         assert_eq!(c.default_secret, None);
         let c = with(&[("SERVER_AUTH", "off")], &untouched).unwrap();
         assert_eq!((c.auth, c.default_secret), (ServerAuth::Off, None));
+        // A config with a bad value creates no secret file.
+        let err = with(&[("SERVER_PORT", "x")], &untouched).unwrap_err();
+        assert!(
+            matches!(&err, ConfigError::Key { key, .. } if key == "SERVER_PORT"),
+            "{err}"
+        );
 
         // A default file that cannot be read or holds no secret stops the
         // server, under the key that would name another file.
