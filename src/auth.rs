@@ -227,6 +227,73 @@ pub fn read_private_file(path: &Path) -> Result<String, String> {
     std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))
 }
 
+/// Reads the server's secret file at `path`, first creating it with a
+/// fresh secret (32 random bytes as 64 hex characters, mode 0600) if there
+/// is none. Returns its text and whether this call created it.
+///
+/// The file is written and synced under a temporary name and then linked
+/// into place, so `path` never holds a half-written secret (a crash leaves
+/// at most the temporary file), and of two servers starting at once one
+/// creates it and the other reads it.
+///
+/// # Errors
+/// As [`read_private_file`], or the file cannot be created, written or
+/// synced (a missing directory, no permission, no randomness).
+pub fn read_or_create_secret(path: &Path) -> Result<(String, bool), String> {
+    match std::fs::symlink_metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if let Some(text) = create_secret(path)? {
+                return Ok((text, true));
+            }
+        }
+        _ => {}
+    }
+    read_private_file(path).map(|text| (text, false))
+}
+
+/// Creates the secret file at `path`; `None` if another process created it
+/// first.
+fn create_secret(path: &Path) -> Result<Option<String>, String> {
+    use std::io::Write;
+    let shown = path.display();
+    let mut bytes = [0u8; LEN];
+    getrandom::fill(&mut bytes).map_err(|e| format!("no randomness for a secret: {e}"))?;
+    let text = format!("{}\n", to_hex(&bytes));
+    // The temporary name is this process's own: one a crashed process of
+    // the same id left (a container's server is always process 1) is
+    // stale, and removed.
+    let mut name = path.file_name().unwrap_or_default().to_owned();
+    name.push(format!(".tmp-{}", std::process::id()));
+    let tmp = path.with_file_name(name);
+    let _ = std::fs::remove_file(&tmp);
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let written = options.open(&tmp).and_then(|mut file| {
+        file.write_all(text.as_bytes())?;
+        file.sync_all()
+    });
+    let linked = written.and_then(|()| match std::fs::hard_link(&tmp, path) {
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+        other => other.map(|()| true),
+    });
+    let _ = std::fs::remove_file(&tmp);
+    match linked {
+        Ok(true) => {}
+        Ok(false) => return Ok(None),
+        Err(e) => return Err(format!("cannot create {shown}: {e}")),
+    }
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| format!("cannot sync the directory of {shown}: {e}"))?;
+    Ok(Some(text))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -317,6 +384,48 @@ mod tests {
         assert_eq!(read_private_file(&path).unwrap().trim(), SECRET);
         assert!(read_private_file(&dir.join("missing")).is_err());
         assert!(read_private_file(&dir).is_err(), "a directory");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// The default secret: created once, closed to others, random, whole
+    /// (no temporary file left), and read back unchanged afterwards.
+    #[cfg(unix)]
+    #[test]
+    fn the_default_secret_is_created_once_closed_to_others() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("lottery-secret-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("lottery.secret");
+        let (text, created) = read_or_create_secret(&path).unwrap();
+        assert!(created);
+        assert!(parse_hex32(&text).is_ok(), "64 hex characters");
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), text);
+        assert_eq!(read_or_create_secret(&path).unwrap(), (text.clone(), false));
+        let names: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["lottery.secret"], "no temporary file left");
+        // Another place, another secret: there is no fixed default.
+        let other = dir.join("other.secret");
+        assert_ne!(read_or_create_secret(&other).unwrap().0, text);
+        // A file open to others is refused, not replaced.
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let err = read_or_create_secret(&path).unwrap_err();
+        assert!(
+            err.contains("chmod 600") && !err.contains(text.trim()),
+            "{err}"
+        );
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), text);
+        // A directory that does not exist is an error naming the file.
+        let err = read_or_create_secret(&dir.join("none/lottery.secret")).unwrap_err();
+        assert!(
+            err.contains("cannot create") && err.contains("none/lottery.secret"),
+            "{err}"
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

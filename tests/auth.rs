@@ -271,7 +271,9 @@ fn a_missing_or_malformed_key_is_a_clear_error_at_start() {
             "{err}"
         );
     }
-    // The server without its secret.
+    // The server with its secret file missing: a configured secret is never
+    // replaced by a new one (with none configured, the server makes its
+    // own: tests/card.rs).
     let server_config = repo().join("config/server/config.ini");
     let out = run_binary(
         SERVER,
@@ -279,12 +281,13 @@ fn a_missing_or_malformed_key_is_a_clear_error_at_start() {
         &[
             ("SERVER_CONFIG", server_config.to_str().unwrap()),
             ("SERVER_PORT", "0"),
+            ("SERVER_SECRET_FILE", "/nonexistent/secret"),
         ],
     );
     assert!(!out.status.success());
     assert!(
         stderr_of(&out).contains(
-            "action: config | result: fail | error: config key SERVER_SECRET_FILE: missing"
+            "action: config | result: fail | error: config key SERVER_SECRET_FILE: /nonexistent/secret"
         ),
         "{}",
         stderr_of(&out)

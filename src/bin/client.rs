@@ -3,7 +3,7 @@
 //! bets (from `CLI_BETS_FILE`, `/agency.csv`, or one bet from `NOMBRE`,
 //! `APELLIDO`, `DOCUMENTO`, `NACIMIENTO`, `NUMERO`), and reports its winners.
 
-use log::{error, info, warn};
+use log::{error, info};
 use lottery::client::{self, ClientError};
 use lottery::config::ClientConfig;
 use lottery::logging;
@@ -27,15 +27,7 @@ fn main() -> ExitCode {
         }
     };
     logging::init(config.log_level);
-    info!(
-        "action: config | result: success | client_id: {} | server_address: {} | batch_max_amount: {} | log_level: {}",
-        config.id, config.server_address, config.batch_max_amount, config.log_level
-    );
-    if !config.auth.is_required() {
-        warn!(
-            "action: config | result: success | auth: off | warning: this agency accepts a server that does not ask for its key (CLI_AUTH=off): for a server run with SERVER_AUTH=off only"
-        );
-    }
+    config.log_start();
     let shutdown = Shutdown::new();
     let on_signal = shutdown.clone();
     if let Err(e) = ctrlc::set_handler(move || on_signal.trigger()) {

@@ -2,6 +2,8 @@
 //! `config/server/config.ini`, each key overridable by the environment
 //! variable of the same name), binds, and serves until SIGTERM/SIGINT.
 //!
+//! With no secret configured, the server creates one at its first start
+//! (`lottery.secret` beside the bets file; see `lottery::config`).
 //! `server agency-key N` prints agency N's key (64 hex characters) for the
 //! operator to hand to that agency, reading the secret as the server does.
 //!
@@ -11,9 +13,8 @@
 //! `check`, `truncate` and `rebuild_journal`); run them with the server
 //! stopped.
 
-use log::{error, info, warn};
-use lottery::auth::ServerAuth;
-use lottery::config::{ServerConfig, StorageBackend};
+use log::{error, info};
+use lottery::config::ServerConfig;
 use lottery::shutdown::Shutdown;
 use lottery::{logging, server, storage};
 use std::path::{Path, PathBuf};
@@ -95,30 +96,7 @@ fn serve(path: &Path) -> ExitCode {
         }
     };
     logging::init(config.logging_level);
-    // The database's address is logged when the server connects to it
-    // (without its password), not here.
-    let storage = match config.storage_backend {
-        StorageBackend::File => format!(
-            "{} | sync: {:?}",
-            logging::clean(config.storage_filepath.display()),
-            config.storage_sync
-        ),
-        StorageBackend::Postgres { .. } => "postgres".to_owned(),
-    };
-    info!(
-        "action: config | result: success | port: {} | listen_backlog: {} | logging_level: {} | agencies: {} | workers: {} | storage: {}",
-        config.port,
-        config.listen_backlog,
-        config.logging_level,
-        config.agencies,
-        config.workers,
-        storage,
-    );
-    if config.auth == ServerAuth::Off {
-        warn!(
-            "action: config | result: success | auth: off | warning: agencies are not authenticated (SERVER_AUTH=off): anyone who reaches the server can send bets, say DONE and read winners as any agency"
-        );
-    }
+    config.log_start();
     let shutdown = Shutdown::new();
     let on_signal = shutdown.clone();
     if let Err(e) = ctrlc::set_handler(move || {

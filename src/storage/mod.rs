@@ -309,9 +309,11 @@ pub struct FileBackend {
 }
 
 /// Whether every agency's DONE is recorded (asked after every commit: the
-/// count first, so the check is one comparison until the last DONEs).
+/// count first, so the check is one comparison until the last DONEs). A
+/// lottery of no agencies (`SERVER_AGENCIES=0`, an echo-only server) has
+/// no draw: there is nothing to draw from.
 fn all_done(done: &BTreeSet<u32>, agencies: u32) -> bool {
-    done.len() >= agencies as usize && (1..=agencies).all(|a| done.contains(&a))
+    agencies > 0 && done.len() >= agencies as usize && (1..=agencies).all(|a| done.contains(&a))
 }
 
 impl FileBackend {
@@ -637,6 +639,26 @@ mod tests {
             assert_eq!(backend.announce(&log).unwrap(), None);
         }
         assert_eq!(logged.take(), vec![3], "announced once over two opens");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// No agencies, nothing to draw: a lottery of none never has a draw,
+    /// nor announces one.
+    #[test]
+    fn a_lottery_of_no_agencies_has_no_draw() {
+        let dir = std::env::temp_dir().join(format!("lottery-no-agencies-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let location = Location::File {
+            path: dir.join("bets.csv"),
+            sync: SyncMode::Always,
+        };
+        for _ in 0..2 {
+            let mut backend = Backend::open(&location, 0).unwrap().backend;
+            assert!(backend.drawn_winners().is_none());
+            assert_eq!(backend.announce(&|_| panic!("announced")).unwrap(), None);
+        }
+        assert!(!announce::mark_path(&dir.join("bets.csv")).exists());
         std::fs::remove_dir_all(dir).unwrap();
     }
 
