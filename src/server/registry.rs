@@ -210,7 +210,13 @@ impl Connections {
         let mut ids = Vec::with_capacity(closing.len());
         for (conn, code, reason) in closing {
             ids.push(conn.id);
-            refuse_logged(conn.stream, conn.peer, conn.carried.session.agency, code, reason);
+            refuse_logged(
+                conn.stream,
+                conn.peer,
+                conn.carried.session.agency,
+                code,
+                reason,
+            );
         }
         let mut reg = self.lock();
         for id in ids {
