@@ -181,14 +181,14 @@ fn io_err<'a>(path: &'a Path, action: &'static str) -> impl FnOnce(io::Error) ->
 
 /// One request of a commit group, in the order it was handed in.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Entry {
+pub struct GroupRequest {
     pub agency: u32,
-    pub kind: EntryKind,
+    pub kind: RequestKind,
 }
 
 /// What a request asks to store.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum EntryKind {
+pub enum RequestKind {
     /// `count` bets at positions `first..first + count`, encoded in
     /// `rows` (a range of the group's row bytes).
     Batch {
@@ -210,7 +210,7 @@ pub struct GroupData<'a> {
     /// Agencies whose DONE the group holds.
     pub done: &'a [u32],
     /// The requests, in order (indexes of [`Committed::verdicts`]).
-    pub entries: &'a [Entry],
+    pub requests: &'a [GroupRequest],
 }
 
 /// Why a request of a committed group was not stored as asked.
@@ -231,7 +231,7 @@ pub enum Verdict {
 pub struct Committed {
     /// Each touched agency: (agency, durable position, DONE recorded).
     pub agencies: Vec<(u32, u64, bool)>,
-    /// Requests (by index in [`GroupData::entries`]) not stored as asked;
+    /// Requests (by index in [`GroupData::requests`]) not stored as asked;
     /// every other request of the group is stored.
     pub verdicts: BTreeMap<usize, Verdict>,
     /// `Some(winners)` when this commit recorded the draw: it recorded
@@ -434,7 +434,7 @@ impl Backend {
             Backend::File(file) => {
                 let storage = &mut file.storage;
                 storage.commit(group.rows, group.added, group.done)?;
-                let touched: BTreeSet<u32> = group.entries.iter().map(|e| e.agency).collect();
+                let touched: BTreeSet<u32> = group.requests.iter().map(|r| r.agency).collect();
                 let agencies = touched
                     .into_iter()
                     .map(|a| {
@@ -620,9 +620,9 @@ mod tests {
             rows: &[],
             added: &[],
             done: &[2],
-            entries: &[Entry {
+            requests: &[GroupRequest {
                 agency: 2,
-                kind: EntryKind::Done { total: 2 },
+                kind: RequestKind::Done { total: 2 },
             }],
         };
         assert_eq!(backend.commit(&group, &[]).unwrap().drew, Some(3));

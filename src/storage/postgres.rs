@@ -33,8 +33,8 @@
 //! why this backend is behind the cargo feature `postgres`.
 
 use super::{
-    AnnounceDraw, Backend, Committed, DrawState, Entry, EntryKind, GroupData, Lookup, OpenReport,
-    Opened, StorageError, Verdict, WinnersPage,
+    AnnounceDraw, Backend, Committed, DrawState, GroupData, GroupRequest, Lookup, OpenReport,
+    Opened, RequestKind, StorageError, Verdict, WinnersPage,
 };
 use crate::bet::WINNING_NUMBER;
 use ::postgres as pg;
@@ -802,9 +802,9 @@ impl PgStorage {
             .start()
             .map_err(db("begin a transaction on"))?;
         let touched: Vec<i64> = group
-            .entries
+            .requests
             .iter()
-            .map(|e| i64::from(e.agency))
+            .map(|r| i64::from(r.agency))
             .collect::<BTreeSet<i64>>()
             .into_iter()
             .collect();
@@ -970,7 +970,7 @@ fn decide(
 ) -> Result<(BTreeMap<usize, Verdict>, u64), StorageError> {
     let mut verdicts = BTreeMap::new();
     let mut newly_done = 0;
-    for (i, Entry { agency, kind }) in group.entries.iter().enumerate() {
+    for (i, GroupRequest { agency, kind }) in group.requests.iter().enumerate() {
         let Some(row) = rows.get_mut(agency) else {
             return Err(StorageError::Database {
                 action: "store bets in",
@@ -978,7 +978,7 @@ fn decide(
             });
         };
         let verdict = match kind {
-            EntryKind::Batch { first, count, rows } => {
+            RequestKind::Batch { first, count, rows } => {
                 if first.checked_add(*count).is_some_and(|end| end <= row.next) {
                     Some(Verdict::Duplicate)
                 } else if row.done {
@@ -998,7 +998,7 @@ fn decide(
                     Some(Verdict::Sequence { expected: row.next })
                 }
             }
-            EntryKind::Done { total } => {
+            RequestKind::Done { total } => {
                 // A repeated DONE is acknowledged only with the total that
                 // was recorded, as the file backend does: a different one
                 // means the agency and the database disagree.
@@ -1180,51 +1180,51 @@ impl PgLookup {
 mod tests {
     use super::*;
 
-    fn batch(agency: u32, first: u64, count: u64, rows: std::ops::Range<usize>) -> Entry {
-        Entry {
+    fn batch(agency: u32, first: u64, count: u64, rows: std::ops::Range<usize>) -> GroupRequest {
+        GroupRequest {
             agency,
-            kind: EntryKind::Batch { first, count, rows },
+            kind: RequestKind::Batch { first, count, rows },
         }
     }
 
     #[test]
     fn each_request_is_decided_against_the_locked_rows_in_order() {
         let bytes = b"a\nb\nc\nd\n";
-        let entries = vec![
+        let requests = vec![
             batch(1, 0, 1, 0..2), // stored elsewhere already
             batch(1, 1, 2, 2..6), // half stored: a gap now
             batch(2, 5, 1, 6..8), // continues agency 2
-            Entry {
+            GroupRequest {
                 agency: 2,
-                kind: EntryKind::Done { total: 6 },
+                kind: RequestKind::Done { total: 6 },
             },
             batch(2, 6, 1, 6..8), // after DONE
-            Entry {
+            GroupRequest {
                 agency: 3,
-                kind: EntryKind::Done { total: 1 },
+                kind: RequestKind::Done { total: 1 },
             },
-            Entry {
+            GroupRequest {
                 agency: 2,
-                kind: EntryKind::Done { total: 6 },
+                kind: RequestKind::Done { total: 6 },
             }, // repeated, same total
-            Entry {
+            GroupRequest {
                 agency: 2,
-                kind: EntryKind::Done { total: 7 },
+                kind: RequestKind::Done { total: 7 },
             }, // repeated, another total
-            Entry {
+            GroupRequest {
                 agency: 4,
-                kind: EntryKind::Done { total: 3 },
+                kind: RequestKind::Done { total: 3 },
             }, // done elsewhere, same total
-            Entry {
+            GroupRequest {
                 agency: 4,
-                kind: EntryKind::Done { total: 0 },
+                kind: RequestKind::Done { total: 0 },
             }, // done elsewhere, another total
         ];
         let group = GroupData {
             rows: bytes,
             added: &[],
             done: &[],
-            entries: &entries,
+            requests: &requests,
         };
         let row = |next, done| AgencyRow {
             next,
