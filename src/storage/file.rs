@@ -17,7 +17,10 @@
 //! byte offset, and nothing on disk is changed. So commits are atomic, and
 //! nothing acknowledged is dropped in silence.
 //!
-//! This type is single-threaded; `store::StoreManager` shares it.
+//! The winners' files and the draw's mark beside these two are kept by
+//! [`super::winners`] and [`super::announce`]. [`Storage`] is
+//! single-threaded: the committer thread owns it, inside the file backend
+//! (see [`super::Backend`]).
 
 use super::journal::JournalRecord;
 use super::recovery::{OnDamage, Recovery, inspect};
@@ -51,8 +54,9 @@ pub struct Storage {
     fail_next_sync: bool,
 }
 
-/// A long-lived thread that fsyncs one file when asked. A thread spawned
-/// per commit for the same job cost ~2% of the server's CPU at 10x.
+/// A long-lived thread that fsyncs one file when asked: spawning a thread
+/// per commit for the same job costs CPU on every commit (figures in
+/// docs/PERFORMANCE.md).
 #[derive(Debug)]
 struct SyncThread {
     ask: Option<mpsc::SyncSender<()>>,
@@ -594,14 +598,14 @@ pub(super) mod tests {
 
     /// Where one commit's rows and journal line lie.
     #[derive(Debug, Clone)]
-    pub(crate) struct Commit {
+    pub(crate) struct CommitSpan {
         pub rows: std::ops::Range<u64>,
         pub line: std::ops::Range<u64>,
     }
 
     /// A store of `n` commits of two plain bets each (commit `i` from
     /// agency `i % 3 + 1`), and where each commit lies.
-    pub(crate) fn store_of(path: &Path, n: usize) -> Vec<Commit> {
+    pub(crate) fn store_of(path: &Path, n: usize) -> Vec<CommitSpan> {
         let (mut s, _) = Storage::open(path, SyncMode::None).unwrap();
         let mut commits = Vec::new();
         for i in 0..n {
@@ -612,7 +616,7 @@ pub(super) mod tests {
                 bet(agency, "Bruno", "Gil", 7574),
             ])
             .unwrap();
-            commits.push(Commit {
+            commits.push(CommitSpan {
                 rows: rows_at..s.committed_len(),
                 line: line_at..s.journal_len,
             });
@@ -749,7 +753,7 @@ pub(super) mod tests {
     #[test]
     fn every_crash_shape_of_the_last_commit_is_cut_whole() {
         use super::super::Torn;
-        type Shape = fn(&Path, &Commit);
+        type Shape = fn(&Path, &CommitSpan);
         let rows_part: Shape = |p, c| set_len(p, c.rows.start + 9);
         let no_rows: Shape = |p, c| set_len(p, c.rows.start);
         let no_line: Shape = |p, c| set_len(&journal_path(p), c.line.start);
@@ -767,8 +771,8 @@ pub(super) mod tests {
             }
         };
         let keep: Shape = |_, _| {};
-        let line_at = |c: &Commit| c.line.start;
-        type Expect = fn(&Commit) -> Torn;
+        let line_at = |c: &CommitSpan| c.line.start;
+        type Expect = fn(&CommitSpan) -> Torn;
         let cases: Vec<(&str, Shape, Shape, Expect)> = vec![
             ("part of the rows, no line", rows_part, no_line, |c| {
                 Torn::RowsWithoutLine {
