@@ -23,7 +23,7 @@ enum RowsState {
 
 /// A journal line read, whose rows are checked but which is kept only once
 /// it is known not to be the last (or, being the last, its rows are whole).
-struct Pending {
+struct UnsettledCommit {
     rec: JournalRecord,
     line_at: u64,
     line_end: u64,
@@ -36,7 +36,7 @@ pub(super) struct Walk<'a> {
     journal_path: &'a Path,
     /// The commits kept so far (`keep_*` are their ends).
     kept: Plan,
-    pending: Option<Pending>,
+    pending: Option<UnsettledCommit>,
     on_damage: OnDamage,
 }
 
@@ -141,7 +141,7 @@ impl<'a> Walk<'a> {
             .data
             .check(rec.end, rec.data_crc)
             .map_err(io_err(self.data_path, "read"))?;
-        self.pending = Some(Pending {
+        self.pending = Some(UnsettledCommit {
             rec,
             line_at,
             line_end,
@@ -204,7 +204,7 @@ impl<'a> Walk<'a> {
 
     /// Keeps a commit that turned out not to be the last one, or refuses
     /// if its rows are not whole.
-    fn settle(&mut self, p: Pending) -> Option<StorageError> {
+    fn settle(&mut self, p: UnsettledCommit) -> Option<StorageError> {
         match p.rows {
             RowsState::Whole => {
                 self.keep(p);
@@ -216,7 +216,7 @@ impl<'a> Walk<'a> {
         }
     }
 
-    fn keep(&mut self, p: Pending) {
+    fn keep(&mut self, p: UnsettledCommit) {
         let kept = &mut self.kept;
         kept.keep_data = p.rec.end;
         kept.keep_journal = p.line_end;
@@ -225,7 +225,7 @@ impl<'a> Walk<'a> {
         kept.done.extend(p.rec.done.iter().copied());
     }
 
-    fn rows_damage(&self, p: &Pending, why_not_torn: &str) -> StorageError {
+    fn rows_damage(&self, p: &UnsettledCommit, why_not_torn: &str) -> StorageError {
         let start = self.kept.keep_data;
         let (offset, what) = match p.rows {
             RowsState::Short => (
