@@ -11,6 +11,8 @@
 
 #[cfg(feature = "postgres")]
 pub mod pg;
+#[cfg(feature = "postgres")]
+pub mod pg_proxy;
 
 use chrono::NaiveDate;
 use lottery::auth::{AgencyKey, Secret};
