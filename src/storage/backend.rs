@@ -168,7 +168,17 @@ impl Backend {
             Location::File { path, sync } => FileBackend::open(path, *sync, agencies),
             #[cfg(feature = "postgres")]
             Location::Postgres { url, auth_required } => {
-                super::postgres::open(url, agencies, *auth_required)
+                let db = super::postgres::open(url, agencies, *auth_required)?;
+                Ok(Opened {
+                    report: OpenReport::Postgres {
+                        target: db.storage.target().to_owned(),
+                        schema: db.schema,
+                    },
+                    backend: Backend::Postgres(Box::new(db.storage)),
+                    lookup: Lookup::Postgres(db.lookup),
+                    counts: db.counts,
+                    done: db.done,
+                })
             }
             #[cfg(not(feature = "postgres"))]
             Location::Postgres { .. } => {

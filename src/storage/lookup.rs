@@ -4,16 +4,7 @@
 //! positions and the draw's [`WinnersFile`](super::WinnersFile) the
 //! winners, so there is nothing to ask; a shared database is asked.
 
-use super::{AnnounceDraw, StorageError, WinnersPage};
-
-/// The draw as a [`Lookup`] finds it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum DrawState {
-    /// No draw yet: `finished` agencies have their DONE recorded.
-    NotReady { finished: u32 },
-    /// A page of the agency's winners.
-    Ready(WinnersPage),
-}
+use super::{AnnounceDraw, DrawState, StorageError};
 
 /// What workers ask the storage directly, outside the committer.
 #[derive(Debug, Clone)]

@@ -44,7 +44,7 @@ mod winners;
 pub use announce::mark_path;
 pub use backend::{Backend, FileBackend, OpenReport, Opened};
 pub use file::{Storage, journal_path};
-pub use lookup::{DrawState, Lookup};
+pub use lookup::Lookup;
 pub use recovery::{MAX_TORN_ROWS, Recovery, Torn};
 pub use repair::{Checked, Rebuilt, Truncated, check, rebuild_journal, truncate};
 pub(crate) use rows::push_csv_field;
@@ -277,6 +277,15 @@ impl WinnersPage {
         self.used += 1 + document.len();
         self.documents.push(document);
     }
+}
+
+/// The draw as a [`Lookup`] finds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DrawState {
+    /// No draw yet: `finished` agencies have their DONE recorded.
+    NotReady { finished: u32 },
+    /// A page of the agency's winners.
+    Ready(WinnersPage),
 }
 
 /// The file backend's draw as the store serves it: the winners file, or

@@ -32,7 +32,7 @@ mod schema;
 
 pub use lookup::PgLookup;
 
-use super::{AnnounceDraw, Backend, Lookup, OpenReport, Opened, StorageError};
+use super::{AnnounceDraw, StorageError};
 use ::postgres as pg;
 use commit::agency_row;
 use link::{Link, connect, settings, target};
@@ -68,6 +68,19 @@ fn out_of_range(what: &str) -> StorageError {
     }
 }
 
+/// A database just opened: the committer's connection, the workers' one,
+/// and what the store starts from.
+pub(super) struct PgOpened {
+    pub storage: PgStorage,
+    pub lookup: PgLookup,
+    /// Durable bets per agency.
+    pub counts: BTreeMap<u32, u64>,
+    /// Agencies whose DONE is recorded.
+    pub done: BTreeSet<u32>,
+    /// The schema's version.
+    pub schema: i32,
+}
+
 /// Connects, creates the schema if missing and reads where every agency
 /// is. `auth_required` is this server's `SERVER_AUTH`, which the database
 /// records for the lottery as it does `SERVER_AGENCIES`.
@@ -76,7 +89,11 @@ fn out_of_range(what: &str) -> StorageError {
 /// A database that does not answer within [`OPEN_PATIENCE`], one with a
 /// newer schema, or one set up for another number of agencies or another
 /// `SERVER_AUTH`.
-pub(super) fn open(url: &str, agencies: u32, auth_required: bool) -> Result<Opened, StorageError> {
+pub(super) fn open(
+    url: &str,
+    agencies: u32,
+    auth_required: bool,
+) -> Result<PgOpened, StorageError> {
     let config = settings(url)?;
     let target = target(&config);
     let server = server_id()?;
@@ -92,22 +109,19 @@ pub(super) fn open(url: &str, agencies: u32, auth_required: bool) -> Result<Open
     info!(
         "action: storage_schema | result: success | database: {target} | version: {SCHEMA_VERSION}"
     );
-    Ok(Opened {
-        backend: Backend::Postgres(Box::new(PgStorage {
+    Ok(PgOpened {
+        storage: PgStorage {
             link: Link::new(config.clone(), Some(client)),
             agencies,
             copy: Vec::new(),
-            target: target.clone(),
+            target,
             server,
             seq: 0,
-        })),
-        lookup: Lookup::Postgres(PgLookup::new(config)),
+        },
+        lookup: PgLookup::new(config),
         counts,
         done,
-        report: OpenReport::Postgres {
-            target,
-            schema: SCHEMA_VERSION,
-        },
+        schema: SCHEMA_VERSION,
     })
 }
 
