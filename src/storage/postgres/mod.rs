@@ -46,6 +46,8 @@ use std::time::{Duration, Instant};
 /// file may start the servers before the database is ready).
 const OPEN_PATIENCE: Duration = Duration::from_secs(15);
 
+/// Turns the error of a statement into the storage's error, saying what
+/// it was doing (`action`).
 fn db(action: &'static str) -> impl FnOnce(pg::Error) -> StorageError {
     move |e| StorageError::Database {
         action,
@@ -61,6 +63,7 @@ fn error_text(e: &pg::Error) -> String {
     }
 }
 
+/// A value read from the database that does not fit the server's type.
 fn out_of_range(what: &str) -> StorageError {
     StorageError::Database {
         action: "read",
