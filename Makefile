@@ -41,7 +41,7 @@ test: ## Unit, wire-level, fault-injection and end-to-end tests (cargo, release 
 	cargo test --release --lib --bins --tests
 
 test-postgres: ## The PostgreSQL backend's tests (--features postgres; needs Debian's postgresql package)
-	cargo test --release --features postgres --lib --test postgres
+	cargo test --release --features postgres --lib --test postgres --test postgres_schema --test postgres_commit
 
 run: ## Local demo without Docker (scripts/run-local.sh)
 	scripts/run-local.sh

@@ -7,8 +7,9 @@
 //! - [`message`]: frames ↔ typed requests and responses;
 //! - `client`'s connection module and `server`'s accept loop, registry
 //!   and connection modules: the only code that reads and writes sockets;
-//! - the domain: [`bet`] (a bet and its rules), [`storage`] (the CSV file
-//!   and its journal), [`store`] (shared state, group commit, the draw).
+//! - the domain: [`bet`] (a bet and its rules), [`storage`] (`bets.csv`
+//!   with its journal and winners, or PostgreSQL), [`store`] (shared
+//!   state, group commit, the draw).
 //!
 //! [`server`] and [`client`] put them together; [`auth`] (keys and the
 //! handshake's MAC), [`config`], [`logging`] and [`shutdown`] serve both

@@ -1,7 +1,7 @@
 //! The file backend's durable mark that the draw was announced: the
-//! `sorteo` line was logged. Without it, a server that died after the draw
-//! became durable but before it logged the line left a draw no server
-//! ever logged (a restart rebuilt it silently).
+//! `sorteo` line was logged. Without it, a server that dies after the draw
+//! became durable but before it logged the line would leave a draw no
+//! server ever logs (a restart rebuilds the draw silently).
 //!
 //! The mark is a small file beside `bets.csv` (`bets.csv.draw`) holding
 //! the draw it marks: `end=<committed bytes of bets.csv> ganadores=<N>`.

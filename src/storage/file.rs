@@ -17,7 +17,10 @@
 //! byte offset, and nothing on disk is changed. So commits are atomic, and
 //! nothing acknowledged is dropped in silence.
 //!
-//! This type is single-threaded; `store::StoreManager` shares it.
+//! The winners' files and the draw's mark beside these two are kept by
+//! [`super::winners`] and [`super::announce`]. [`Storage`] is
+//! single-threaded: the committer thread owns it, inside the file backend
+//! (see [`super::Backend`]).
 
 use super::journal::JournalRecord;
 use super::recovery::{OnDamage, Recovery, inspect};
@@ -51,8 +54,9 @@ pub struct Storage {
     fail_next_sync: bool,
 }
 
-/// A long-lived thread that fsyncs one file when asked. A thread spawned
-/// per commit for the same job cost ~2% of the server's CPU at 10x.
+/// A long-lived thread that fsyncs one file when asked: spawning a thread
+/// per commit for the same job costs CPU on every commit (figures in
+/// docs/PERFORMANCE.md).
 #[derive(Debug)]
 struct SyncThread {
     ask: Option<mpsc::SyncSender<()>>,
@@ -351,8 +355,8 @@ pub(super) fn sync_parent_dir(path: &Path) -> Result<(), StorageError> {
 
 #[cfg(test)]
 pub(super) mod tests {
-    use super::super::WinnersLog;
     use super::super::rows::load_bets;
+    use super::super::{Torn, WinnersLog};
     use super::*;
     use chrono::NaiveDate;
 
@@ -594,14 +598,14 @@ pub(super) mod tests {
 
     /// Where one commit's rows and journal line lie.
     #[derive(Debug, Clone)]
-    pub(crate) struct Commit {
+    pub(crate) struct CommitSpan {
         pub rows: std::ops::Range<u64>,
         pub line: std::ops::Range<u64>,
     }
 
     /// A store of `n` commits of two plain bets each (commit `i` from
     /// agency `i % 3 + 1`), and where each commit lies.
-    pub(crate) fn store_of(path: &Path, n: usize) -> Vec<Commit> {
+    pub(crate) fn store_of(path: &Path, n: usize) -> Vec<CommitSpan> {
         let (mut s, _) = Storage::open(path, SyncMode::None).unwrap();
         let mut commits = Vec::new();
         for i in 0..n {
@@ -612,7 +616,7 @@ pub(super) mod tests {
                 bet(agency, "Bruno", "Gil", 7574),
             ])
             .unwrap();
-            commits.push(Commit {
+            commits.push(CommitSpan {
                 rows: rows_at..s.committed_len(),
                 line: line_at..s.journal_len,
             });
@@ -743,13 +747,64 @@ pub(super) mod tests {
         assert_eq!(s.committed_len(), end);
     }
 
+    /// What a crash does to a commit's rows or to its journal line.
+    type Shape = fn(&Path, &CommitSpan);
+
+    /// The torn shape a start must report for a commit.
+    type Expect = fn(&CommitSpan) -> Torn;
+
+    /// Stores `n` commits, tears the last one (its rows, then its line, as
+    /// `shape` says) and checks that a start cuts it whole, reports it as
+    /// `torn`, and keeps every commit before it.
+    fn assert_cut_whole(name: &str, n: usize, shape: (Shape, Shape), torn: Expect) {
+        let dir = temp_dir("crash-shape");
+        let path = dir.join("bets.csv");
+        let commits = store_of(&path, n);
+        let last = commits.last().unwrap();
+        let before_last = {
+            let (d, j) = snapshot(&path);
+            (
+                d[..last.rows.start as usize].to_vec(),
+                j[..last.line.start as usize].to_vec(),
+            )
+        };
+        let counts_before = {
+            let mut c = BTreeMap::new();
+            for (i, _) in commits[..n - 1].iter().enumerate() {
+                *c.entry((i % 3 + 1) as u32).or_insert(0) += 2;
+            }
+            c
+        };
+        (shape.0)(&path, last);
+        (shape.1)(&path, last);
+        let (data_len, journal_len) = {
+            let (d, j) = snapshot(&path);
+            (d.len() as u64, j.len() as u64)
+        };
+        let (s, rec) = Storage::open(&path, SyncMode::Always)
+            .unwrap_or_else(|e| panic!("{name}, {n} commits: {e}"));
+        assert_eq!(rec.torn, Some(torn(last)), "{name}, {n} commits");
+        assert_eq!(rec.dropped_data_bytes, data_len - last.rows.start, "{name}");
+        assert_eq!(
+            rec.dropped_journal_bytes,
+            journal_len - last.line.start,
+            "{name}"
+        );
+        assert_eq!(
+            snapshot(&path),
+            before_last,
+            "{name}: cut back to the commit before"
+        );
+        assert_eq!(s.counts(), &counts_before, "{name}");
+        assert!(!rec.to_string().contains("nothing"), "{rec}");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
     /// Every shape a crash can leave the last commit in (rows and journal
     /// line are synced at once, so either may be missing or partial) is cut
     /// whole, and the start says which.
     #[test]
     fn every_crash_shape_of_the_last_commit_is_cut_whole() {
-        use super::super::Torn;
-        type Shape = fn(&Path, &Commit);
         let rows_part: Shape = |p, c| set_len(p, c.rows.start + 9);
         let no_rows: Shape = |p, c| set_len(p, c.rows.start);
         let no_line: Shape = |p, c| set_len(&journal_path(p), c.line.start);
@@ -767,116 +822,57 @@ pub(super) mod tests {
             }
         };
         let keep: Shape = |_, _| {};
-        let line_at = |c: &Commit| c.line.start;
-        type Expect = fn(&Commit) -> Torn;
+        let rows_without_line: Expect = |c| Torn::RowsWithoutLine {
+            line_at: c.line.start,
+            rows_at: c.rows.start,
+        };
+        let torn_line: Expect = |c| Torn::TornLine {
+            line_at: c.line.start,
+            rows_at: c.rows.start,
+        };
+        let line_without_rows: Expect = |c| Torn::LineWithoutRows {
+            line_at: c.line.start,
+            rows_at: c.rows.start,
+        };
         let cases: Vec<(&str, Shape, Shape, Expect)> = vec![
-            ("part of the rows, no line", rows_part, no_line, |c| {
-                Torn::RowsWithoutLine {
-                    line_at: c.line.start,
-                    rows_at: c.rows.start,
-                }
-            }),
-            ("all the rows, no line", keep, no_line, |c| {
-                Torn::RowsWithoutLine {
-                    line_at: c.line.start,
-                    rows_at: c.rows.start,
-                }
-            }),
+            (
+                "part of the rows, no line",
+                rows_part,
+                no_line,
+                rows_without_line,
+            ),
+            ("all the rows, no line", keep, no_line, rows_without_line),
             (
                 "part of the rows, part of the line",
                 rows_part,
                 line_part,
-                |c| Torn::TornLine {
-                    line_at: c.line.start,
-                    rows_at: c.rows.start,
-                },
+                torn_line,
             ),
-            ("all the rows, part of the line", keep, line_part, |c| {
-                Torn::TornLine {
-                    line_at: c.line.start,
-                    rows_at: c.rows.start,
-                }
-            }),
-            ("no rows, part of the line", no_rows, line_part, |c| {
-                Torn::TornLine {
-                    line_at: c.line.start,
-                    rows_at: c.rows.start,
-                }
-            }),
+            ("all the rows, part of the line", keep, line_part, torn_line),
+            ("no rows, part of the line", no_rows, line_part, torn_line),
             (
                 "all the rows, the line with a zeroed page",
                 keep,
                 line_zeroed,
-                |c| Torn::TornLine {
-                    line_at: c.line.start,
-                    rows_at: c.rows.start,
-                },
+                torn_line,
             ),
-            ("part of the rows, the whole line", rows_part, keep, |c| {
-                Torn::LineWithoutRows {
-                    line_at: c.line.start,
-                    rows_at: c.rows.start,
-                }
-            }),
-            ("no rows, the whole line", no_rows, keep, |c| {
-                Torn::LineWithoutRows {
-                    line_at: c.line.start,
-                    rows_at: c.rows.start,
-                }
-            }),
+            (
+                "part of the rows, the whole line",
+                rows_part,
+                keep,
+                line_without_rows,
+            ),
+            ("no rows, the whole line", no_rows, keep, line_without_rows),
             (
                 "rows with a zeroed page, the whole line",
                 rows_zeroed,
                 keep,
-                |c| Torn::LineWithoutRows {
-                    line_at: c.line.start,
-                    rows_at: c.rows.start,
-                },
+                line_without_rows,
             ),
         ];
         for (name, rows, line, torn) in cases {
             for n in [1, 4] {
-                let dir = temp_dir("crash-shape");
-                let path = dir.join("bets.csv");
-                let commits = store_of(&path, n);
-                let last = commits.last().unwrap();
-                let before_last = {
-                    let (d, j) = snapshot(&path);
-                    (
-                        d[..last.rows.start as usize].to_vec(),
-                        j[..last.line.start as usize].to_vec(),
-                    )
-                };
-                let counts_before = {
-                    let mut c = BTreeMap::new();
-                    for (i, _) in commits[..n - 1].iter().enumerate() {
-                        *c.entry((i % 3 + 1) as u32).or_insert(0) += 2;
-                    }
-                    c
-                };
-                rows(&path, last);
-                line(&path, last);
-                let (data_len, journal_len) = {
-                    let (d, j) = snapshot(&path);
-                    (d.len() as u64, j.len() as u64)
-                };
-                let (s, rec) = Storage::open(&path, SyncMode::Always)
-                    .unwrap_or_else(|e| panic!("{name}, {n} commits: {e}"));
-                assert_eq!(rec.torn, Some(torn(last)), "{name}, {n} commits");
-                assert_eq!(rec.dropped_data_bytes, data_len - last.rows.start, "{name}");
-                assert_eq!(
-                    rec.dropped_journal_bytes,
-                    journal_len - line_at(last),
-                    "{name}"
-                );
-                assert_eq!(
-                    snapshot(&path),
-                    before_last,
-                    "{name}: cut back to the commit before"
-                );
-                assert_eq!(s.counts(), &counts_before, "{name}");
-                assert!(!rec.to_string().contains("nothing"), "{rec}");
-                std::fs::remove_dir_all(dir).unwrap();
+                assert_cut_whole(name, n, (rows, line), torn);
             }
         }
     }

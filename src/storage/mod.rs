@@ -1,25 +1,28 @@
 //! Storage: where the bets live, behind one interface with two backends.
 //!
-//! - [`file`] (the default): `bets.csv` plus its commit journal on this
-//!   machine's disk ([`journal`] holds the journal's line format, [`rows`]
-//!   the CSV rows, [`recovery`] what a start keeps of them, [`repair`] the
-//!   operator's commands for files a start refuses). One server owns the
-//!   files.
+//! - The file backend (the default): `bets.csv` and its commit journal
+//!   `bets.csv.journal` on this machine's disk, which one server owns.
+//!   [`file`] appends and syncs commits, [`journal`] holds the journal's
+//!   line format, [`rows`] the CSV rows, [`recovery`] what a start keeps of
+//!   the files (only a torn last commit is cut; other damage refuses the
+//!   start), [`repair`] the operator's commands for files a start refuses.
+//!   Beside them, [`winners`] keeps the winners on disk
+//!   (`bets.csv.winners-log`, regrouped into `bets.csv.winners` at the
+//!   draw), and [`announce`] the mark that the draw was logged
+//!   (`bets.csv.draw`).
 //! - `postgres` (cargo feature `postgres`): a PostgreSQL database that
 //!   several servers share; each server is then stateless in front of it.
 //!
-//! The interface is the [`Backend`] enum rather than a trait object: the
-//! committer thread owns exactly one backend and calls [`Backend::commit`]
-//! with a whole commit group ([`GroupData`]); a `match` shows in one place
-//! what each backend does with it. A backend answers with [`Committed`]:
-//! the durable position of every agency the group touched, and a
-//! [`Verdict`] for each request it did not store as asked (only a shared
-//! database can find that another server stored it first).
+//! The committer thread owns exactly one [`Backend`] ([`backend`]) and
+//! hands it whole commit groups ([`GroupData`]). A backend answers with
+//! [`Committed`]: the durable position of every agency the group touched,
+//! and a [`Verdict`] for each request it did not store as asked (only a
+//! shared database can find that another server stored it first).
 //!
 //! Workers never touch the committer's backend. What they must ask the
 //! database directly (the position to resume from, the winners) goes
-//! through a [`Lookup`]: for the file backend the store's memory holds the
-//! positions, and the draw's [`WinnersFile`] the winners.
+//! through a [`Lookup`] ([`lookup`]): for the file backend the store's
+//! memory holds the positions, and the draw's [`WinnersFile`] the winners.
 //!
 //! The draw is announced (the `sorteo` line logged) exactly once per
 //! lottery, across crashes: [`Backend::announce`] logs a durable draw that
@@ -27,8 +30,10 @@
 //! file backend's mark and the order chosen).
 
 mod announce;
+mod backend;
 mod file;
 mod journal;
+mod lookup;
 #[cfg(feature = "postgres")]
 mod postgres;
 mod recovery;
@@ -37,15 +42,16 @@ mod rows;
 mod winners;
 
 pub use announce::mark_path;
+pub use backend::{Backend, FileBackend, OpenReport, Opened};
 pub use file::{Storage, journal_path};
+pub use lookup::Lookup;
 pub use recovery::{MAX_TORN_ROWS, Recovery, Torn};
 pub use repair::{Checked, Rebuilt, Truncated, check, rebuild_journal, truncate};
 pub(crate) use rows::push_csv_field;
 pub use rows::{LoadBets, encode_row, encode_row_at, load_bets};
-use winners::Winners;
 pub use winners::{CHECKPOINT, WinnersFile, WinnersLog, push_record};
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::io;
 use std::ops::Range;
@@ -181,14 +187,14 @@ fn io_err<'a>(path: &'a Path, action: &'static str) -> impl FnOnce(io::Error) ->
 
 /// One request of a commit group, in the order it was handed in.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Entry {
+pub struct GroupRequest {
     pub agency: u32,
-    pub kind: EntryKind,
+    pub kind: RequestKind,
 }
 
 /// What a request asks to store.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum EntryKind {
+pub enum RequestKind {
     /// `count` bets at positions `first..first + count`, encoded in
     /// `rows` (a range of the group's row bytes).
     Batch {
@@ -210,7 +216,7 @@ pub struct GroupData<'a> {
     /// Agencies whose DONE the group holds.
     pub done: &'a [u32],
     /// The requests, in order (indexes of [`Committed::verdicts`]).
-    pub entries: &'a [Entry],
+    pub requests: &'a [GroupRequest],
 }
 
 /// Why a request of a committed group was not stored as asked.
@@ -231,7 +237,7 @@ pub enum Verdict {
 pub struct Committed {
     /// Each touched agency: (agency, durable position, DONE recorded).
     pub agencies: Vec<(u32, u64, bool)>,
-    /// Requests (by index in [`GroupData::entries`]) not stored as asked;
+    /// Requests (by index in [`GroupData::requests`]) not stored as asked;
     /// every other request of the group is stored.
     pub verdicts: BTreeMap<usize, Verdict>,
     /// `Some(winners)` when this commit recorded the draw: it recorded
@@ -289,284 +295,6 @@ pub type DrawnWinners = Result<Arc<WinnersFile>, String>;
 /// Logs the draw's line (`sorteo`) with its number of winners.
 pub type AnnounceDraw<'a> = &'a dyn Fn(u64);
 
-/// The backend the committer writes through.
-#[derive(Debug)]
-pub enum Backend {
-    File(Box<FileBackend>),
-    #[cfg(feature = "postgres")]
-    Postgres(Box<postgres::PgStorage>),
-}
-
-/// The file backend: the bets file and its journal, the winners beside
-/// them, and how many agencies must finish (it decides the draw: the
-/// commit that records the last DONE regroups the winners).
-#[derive(Debug)]
-pub struct FileBackend {
-    storage: Storage,
-    agencies: u32,
-    sync: SyncMode,
-    winners: Winners,
-}
-
-/// Whether every agency's DONE is recorded (asked after every commit: the
-/// count first, so the check is one comparison until the last DONEs). A
-/// lottery of no agencies (`SERVER_AGENCIES=0`, an echo-only server) has
-/// no draw: there is nothing to draw from.
-fn all_done(done: &BTreeSet<u32>, agencies: u32) -> bool {
-    agencies > 0 && done.len() >= agencies as usize && (1..=agencies).all(|a| done.contains(&a))
-}
-
-impl FileBackend {
-    /// The winners of a durable commit go to the log; if it recorded the
-    /// last DONE, the log is regrouped and the draw's winners returned.
-    fn gather(&mut self, winners: &[u8]) -> Option<u64> {
-        let Winners::Gathering(log) = &mut self.winners else {
-            return None;
-        };
-        log.append(winners);
-        if !all_done(self.storage.done(), self.agencies) {
-            return None;
-        }
-        let logged = log.total();
-        let (total, file) = match log.finish(self.storage.committed_len()) {
-            Ok(file) => (file.total(), Ok(Arc::new(file))),
-            Err(e) => (logged, Err(e.to_string())),
-        };
-        self.winners = Winners::Drawn { total, file };
-        Some(total)
-    }
-}
-
-/// A backend just opened, and what the store starts from.
-#[derive(Debug)]
-pub struct Opened {
-    pub backend: Backend,
-    pub lookup: Lookup,
-    /// Durable bets per agency.
-    pub counts: BTreeMap<u32, u64>,
-    /// Agencies whose DONE is recorded.
-    pub done: BTreeSet<u32>,
-    /// What opening found, for the start-up log line.
-    pub report: OpenReport,
-}
-
-/// What opening a backend found.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum OpenReport {
-    /// The file backend's recovery.
-    File { path: PathBuf, recovery: Recovery },
-    /// The database (host and name, never the password) and its schema.
-    Postgres { target: String, schema: i32 },
-}
-
-impl Backend {
-    /// Opens the storage at `location` for a lottery of `agencies`
-    /// agencies: recovers the files, or connects to the database and
-    /// creates its schema if missing.
-    ///
-    /// # Errors
-    /// Files that cannot be opened or recovered; a database that cannot be
-    /// reached, has a newer schema, or was set up for another number of
-    /// agencies or another `SERVER_AUTH`; PostgreSQL asked of a build
-    /// without the `postgres` feature.
-    pub fn open(location: &Location, agencies: u32) -> Result<Opened, StorageError> {
-        match location {
-            Location::File { path, sync } => {
-                let (storage, recovery) = Storage::open(path, *sync)?;
-                // The winners are found again in the stored bets, with one
-                // streaming pass; if the draw had happened, it is rebuilt.
-                let len = storage.committed_len();
-                let mut log = WinnersLog::rebuild(storage.path(), len)?;
-                let winners = if all_done(storage.done(), agencies) {
-                    let file = log.finish(len)?;
-                    Winners::Drawn {
-                        total: file.total(),
-                        file: Ok(Arc::new(file)),
-                    }
-                } else {
-                    Winners::Gathering(log)
-                };
-                Ok(Opened {
-                    counts: storage.counts().clone(),
-                    done: storage.done().clone(),
-                    report: OpenReport::File {
-                        path: path.clone(),
-                        recovery,
-                    },
-                    backend: Backend::File(Box::new(FileBackend {
-                        storage,
-                        agencies,
-                        sync: *sync,
-                        winners,
-                    })),
-                    lookup: Lookup::InMemory,
-                })
-            }
-            #[cfg(feature = "postgres")]
-            Location::Postgres { url, auth_required } => {
-                postgres::open(url, agencies, *auth_required)
-            }
-            #[cfg(not(feature = "postgres"))]
-            Location::Postgres { .. } => {
-                let _ = agencies;
-                Err(StorageError::Database {
-                    action: "open",
-                    reason: "this server was built without PostgreSQL support (cargo feature `postgres`)".into(),
-                })
-            }
-        }
-    }
-
-    /// Makes the group durable as one unit, or nothing of it. `winners`:
-    /// the winning bets among the group's rows, as [`push_record`] writes
-    /// them (the file backend keeps them on disk for the draw; a database
-    /// finds them itself).
-    ///
-    /// # Errors
-    /// Any write, sync or database error; nothing of the group is stored
-    /// (a database whose COMMIT answer was lost is asked whether it
-    /// committed; only if it cannot say may the group be stored after all:
-    /// a resumed agency then learns its position from the database).
-    pub fn commit(
-        &mut self,
-        group: &GroupData<'_>,
-        winners: &[u8],
-    ) -> Result<Committed, StorageError> {
-        match self {
-            Backend::File(file) => {
-                let storage = &mut file.storage;
-                storage.commit(group.rows, group.added, group.done)?;
-                let touched: BTreeSet<u32> = group.entries.iter().map(|e| e.agency).collect();
-                let agencies = touched
-                    .into_iter()
-                    .map(|a| {
-                        let count = storage.counts().get(&a).copied().unwrap_or(0);
-                        (a, count, storage.done().contains(&a))
-                    })
-                    .collect();
-                let drew = file.gather(winners);
-                Ok(Committed {
-                    agencies,
-                    drew,
-                    ..Committed::default()
-                })
-            }
-            #[cfg(feature = "postgres")]
-            Backend::Postgres(db) => {
-                let _ = winners;
-                db.commit(group)
-            }
-        }
-    }
-
-    /// The file backend's draw, once it has happened (a database serves
-    /// winners through its [`Lookup`]).
-    pub fn drawn_winners(&self) -> Option<DrawnWinners> {
-        match self {
-            Backend::File(file) => match &file.winners {
-                Winners::Drawn { file, .. } => Some(file.clone()),
-                Winners::Gathering(_) => None,
-            },
-            #[cfg(feature = "postgres")]
-            Backend::Postgres(_) => None,
-        }
-    }
-
-    /// Announces the draw if it is durable and not yet marked as announced:
-    /// `log` writes the `sorteo` line, then the mark is made durable.
-    /// Returns the winners it announced, `None` if there was nothing to
-    /// announce (no draw, or already announced, here or by another server).
-    ///
-    /// # Errors
-    /// The mark cannot be read or written (the line may have been logged:
-    /// the next start logs it again), the database cannot be reached.
-    pub fn announce(&mut self, log: AnnounceDraw<'_>) -> Result<Option<u64>, StorageError> {
-        match self {
-            Backend::File(file) => {
-                let Winners::Drawn { total, .. } = file.winners else {
-                    return Ok(None);
-                };
-                let (data, end) = (file.storage.path(), file.storage.committed_len());
-                if announce::is_marked(data, end, total)? {
-                    return Ok(None);
-                }
-                log(total);
-                announce::mark(data, end, total, file.sync)?;
-                Ok(Some(total))
-            }
-            #[cfg(feature = "postgres")]
-            Backend::Postgres(db) => db.announce(log),
-        }
-    }
-
-    /// What the close log line names: the file's path or the database.
-    pub fn describe(&self) -> String {
-        match self {
-            Backend::File(file) => format!("path: {}", file.storage.path().display()),
-            #[cfg(feature = "postgres")]
-            Backend::Postgres(db) => format!("database: {}", db.target()),
-        }
-    }
-}
-
-/// What workers ask the storage directly, outside the committer.
-#[derive(Debug, Clone)]
-pub enum Lookup {
-    /// The store knows (file backend: one server owns the data, so its
-    /// memory is the truth for positions, and the draw's winners file,
-    /// which the store holds, for winners).
-    InMemory,
-    /// Several servers share the database: ask it.
-    #[cfg(feature = "postgres")]
-    Postgres(postgres::PgLookup),
-}
-
-impl Lookup {
-    /// Whether the truth lives in a database other servers also write.
-    pub fn is_shared(&self) -> bool {
-        !matches!(self, Lookup::InMemory)
-    }
-
-    /// The agency's durable position and whether its DONE is recorded;
-    /// `None`: the store's memory knows.
-    ///
-    /// # Errors
-    /// The database cannot be reached.
-    pub fn position(&self, agency: u32) -> Result<Option<(u64, bool)>, StorageError> {
-        match self {
-            Lookup::InMemory => {
-                let _ = agency;
-                Ok(None)
-            }
-            #[cfg(feature = "postgres")]
-            Lookup::Postgres(db) => db.position(agency).map(Some),
-        }
-    }
-
-    /// The draw and a page of the agency's winners from `offset`, as many
-    /// as fit in `room` bytes of documents; `None`: the store knows. A
-    /// server that finds a draw nobody announced announces it (`log`).
-    ///
-    /// # Errors
-    /// The database cannot be reached.
-    pub fn draw(
-        &self,
-        agency: u32,
-        offset: u32,
-        room: usize,
-        log: AnnounceDraw<'_>,
-    ) -> Result<Option<DrawState>, StorageError> {
-        match self {
-            Lookup::InMemory => {
-                let _ = (agency, offset, room, log);
-                Ok(None)
-            }
-            #[cfg(feature = "postgres")]
-            Lookup::Postgres(db) => db.draw(agency, offset, room, log).map(Some),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -576,106 +304,5 @@ mod tests {
         assert_eq!(SyncMode::parse("ALWAYS"), Some(SyncMode::Always));
         assert_eq!(SyncMode::parse(" none"), Some(SyncMode::None));
         assert_eq!(SyncMode::parse("sometimes"), None);
-    }
-
-    /// A draw made durable without being announced (the server died
-    /// between the two) is announced by the next backend opened on it,
-    /// once: the mark survives, and a later open announces nothing.
-    #[test]
-    fn a_durable_draw_is_announced_once_across_opens() {
-        use crate::bet::Bet;
-        use std::cell::Cell;
-        let dir = std::env::temp_dir().join(format!("lottery-announce-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("bets.csv");
-        let location = Location::File {
-            path: path.clone(),
-            sync: SyncMode::Always,
-        };
-        let bet = |agency, number| Bet {
-            agency,
-            first_name: "Ana".into(),
-            last_name: "Paz".into(),
-            document: "42".into(),
-            birthdate: chrono::NaiveDate::from_ymd_opt(1990, 1, 1).unwrap(),
-            number,
-        };
-        let (mut storage, _) = Storage::open(&path, SyncMode::Always).unwrap();
-        storage
-            .store_bets(&[bet(1, 7574), bet(2, 1), bet(2, 7574), bet(1, 7574)])
-            .unwrap();
-        storage.commit(&[], &[], &[1]).unwrap();
-        drop(storage);
-        let logged = Cell::new(Vec::new());
-        let log = |n: u64| {
-            let mut v = logged.take();
-            v.push(n);
-            logged.set(v);
-        };
-        // Not every agency is done: nothing to announce.
-        let mut backend = Backend::open(&location, 2).unwrap().backend;
-        assert_eq!(backend.announce(&log).unwrap(), None);
-        assert!(backend.drawn_winners().is_none());
-        // The last DONE commits: the draw is durable, and announced once.
-        let group = GroupData {
-            rows: &[],
-            added: &[],
-            done: &[2],
-            entries: &[Entry {
-                agency: 2,
-                kind: EntryKind::Done { total: 2 },
-            }],
-        };
-        assert_eq!(backend.commit(&group, &[]).unwrap().drew, Some(3));
-        drop(backend); // died before announcing
-        for _ in 0..2 {
-            let mut backend = Backend::open(&location, 2).unwrap().backend;
-            let Some(Ok(file)) = backend.drawn_winners() else {
-                panic!("the draw is rebuilt")
-            };
-            assert_eq!(file.page(1, 0, 100).unwrap().documents, ["42", "42"]);
-            backend.announce(&log).unwrap();
-            assert_eq!(backend.announce(&log).unwrap(), None);
-        }
-        assert_eq!(logged.take(), vec![3], "announced once over two opens");
-        std::fs::remove_dir_all(dir).unwrap();
-    }
-
-    /// No agencies, nothing to draw: a lottery of none never has a draw,
-    /// nor announces one.
-    #[test]
-    fn a_lottery_of_no_agencies_has_no_draw() {
-        let dir = std::env::temp_dir().join(format!("lottery-no-agencies-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let location = Location::File {
-            path: dir.join("bets.csv"),
-            sync: SyncMode::Always,
-        };
-        for _ in 0..2 {
-            let mut backend = Backend::open(&location, 0).unwrap().backend;
-            assert!(backend.drawn_winners().is_none());
-            assert_eq!(backend.announce(&|_| panic!("announced")).unwrap(), None);
-        }
-        assert!(!announce::mark_path(&dir.join("bets.csv")).exists());
-        std::fs::remove_dir_all(dir).unwrap();
-    }
-
-    #[cfg(not(feature = "postgres"))]
-    #[test]
-    fn postgres_in_a_build_without_it_is_a_clear_error() {
-        let err = Backend::open(
-            &Location::Postgres {
-                url: "postgresql://localhost/lottery".into(),
-                auth_required: true,
-            },
-            5,
-        )
-        .unwrap_err();
-        assert!(
-            err.to_string().contains("cargo feature `postgres`"),
-            "{err}"
-        );
     }
 }

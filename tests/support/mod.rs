@@ -15,6 +15,8 @@
 
 #[cfg(feature = "postgres")]
 pub mod pg;
+#[cfg(feature = "postgres")]
+pub mod pg_proxy;
 
 mod client;
 mod data;

@@ -18,8 +18,11 @@
 //! The cluster runs with `fsync=off`: these tests kill servers and restart
 //! the database, never the machine, so flushing to disk proves nothing
 //! here and only costs time (the benchmark uses a durable cluster).
+//!
+//! [`server`] and [`server_at`] start a lottery server on a cluster; the
+//! proxy that cuts COMMITs is `support::pg_proxy`.
 
-use super::TempDir;
+use super::{Server, TempDir};
 use lottery::bet::Bet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -299,204 +302,26 @@ fn path_str(p: &Path) -> &str {
     p.to_str().expect("a UTF-8 temp path")
 }
 
-/// Where a [`CommitCutter`] cuts a COMMIT.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Cut {
-    /// Closes both sides instead of passing the COMMIT on: the database
-    /// rolls the transaction back, and the server never hears why.
-    Before,
-    /// Passes the COMMIT on and drops the database's answer: the
-    /// transaction commits, and the server never hears it.
-    Answer,
+/// Starts a server of the lottery in `pg` (bets.csv unused: in `dir`).
+pub fn server(dir: &TempDir, pg: &Postgres, agencies: u32, name: &str) -> Server {
+    server_at(dir, &pg.url, agencies, name, &[])
 }
 
-/// A rule of a [`CommitCutter`]: the COMMIT of the first transaction that
-/// sent a statement containing `sql` is cut as `cut` says (once).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct CutRule {
-    pub sql: &'static str,
-    pub cut: Cut,
-}
-
-/// A loopback TCP proxy in front of a cluster that reads the client's
-/// side of the PostgreSQL protocol and cuts the connection at a COMMIT
-/// (`Query` message `COMMIT`, as rust-postgres sends `commit()`), per its
-/// rules; everything else passes as it is. [`CommitCutter::url`] is the
-/// cluster's URL through the proxy. Its threads end with its connections
-/// (and the accept loop with the test process).
-pub struct CommitCutter {
-    pub url: String,
-    fired: std::sync::mpsc::Receiver<CutRule>,
-}
-
-/// The codes of the startup-phase requests for TLS or GSSAPI encryption:
-/// the server answers one byte, and another startup message follows.
-const ENCRYPTION_REQUESTS: [u32; 2] = [80_877_103, 80_877_104];
-
-impl CommitCutter {
-    /// Starts the proxy in front of `pg` with `rules`, each applied once,
-    /// in order of the COMMITs that match them.
-    pub fn start(pg: &Postgres, rules: &[CutRule]) -> CommitCutter {
-        use std::net::{SocketAddr, TcpListener, TcpStream};
-        use std::sync::{Arc, Mutex, mpsc};
-        let upstream: SocketAddr = pg
-            .url
-            .split('@')
-            .nth(1)
-            .and_then(|rest| rest.split('/').next())
-            .and_then(|addr| addr.parse().ok())
-            .expect("the cluster's address in its URL");
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the proxy");
-        let addr = listener.local_addr().expect("the proxy's address");
-        let url = pg.url.replace(&upstream.to_string(), &addr.to_string());
-        let rules = Arc::new(Mutex::new(rules.to_vec()));
-        let (tx, fired) = mpsc::channel();
-        std::thread::spawn(move || {
-            for client in listener.incoming() {
-                let Ok(client) = client else { return };
-                let Ok(server) = TcpStream::connect(upstream) else {
-                    continue;
-                };
-                let (rules, tx) = (Arc::clone(&rules), tx.clone());
-                let cut = Arc::new(std::sync::atomic::AtomicBool::new(false));
-                let (c2, s2, cut2) = (
-                    client.try_clone().expect("clone"),
-                    server.try_clone().expect("clone"),
-                    Arc::clone(&cut),
-                );
-                std::thread::spawn(move || answers(s2, c2, &cut2));
-                std::thread::spawn(move || requests(client, server, &cut, &rules, &tx));
-            }
-        });
-        CommitCutter { url, fired }
-    }
-
-    /// Waits up to `timeout` for the next cut; the rule that made it.
-    pub fn next_cut(&self, timeout: std::time::Duration) -> Option<CutRule> {
-        self.fired.recv_timeout(timeout).ok()
-    }
-}
-
-/// The database's side to the client, unless the connection was cut:
-/// then the answer that comes is dropped and the database's side closed.
-fn answers(
-    mut server: std::net::TcpStream,
-    mut client: std::net::TcpStream,
-    cut: &std::sync::atomic::AtomicBool,
-) {
-    use std::io::{Read, Write};
-    use std::net::Shutdown;
-    use std::sync::atomic::Ordering;
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        let n = match server.read(&mut buf) {
-            Ok(0) | Err(_) => {
-                let _ = client.shutdown(Shutdown::Write);
-                return;
-            }
-            Ok(n) => n,
-        };
-        if cut.load(Ordering::SeqCst) || client.write_all(&buf[..n]).is_err() {
-            let _ = server.shutdown(Shutdown::Both);
-            return;
-        }
-    }
-}
-
-/// The client's side to the database, message by message, watching each
-/// transaction's statements and cutting at a COMMIT that a rule names.
-fn requests(
-    mut client: std::net::TcpStream,
-    mut server: std::net::TcpStream,
-    cut: &std::sync::atomic::AtomicBool,
-    rules: &std::sync::Mutex<Vec<CutRule>>,
-    fired: &std::sync::mpsc::Sender<CutRule>,
-) {
-    use std::io::{Read, Write};
-    use std::net::Shutdown;
-    use std::sync::atomic::Ordering;
-    let mut buf: Vec<u8> = Vec::new();
-    let mut chunk = vec![0u8; 64 * 1024];
-    let mut started = false;
-    // The statements of the transaction under way.
-    let mut statements: Vec<String> = Vec::new();
-    loop {
-        // Every whole message in the buffer.
-        loop {
-            let (start, tag) = if started {
-                (1, buf.first().copied())
-            } else {
-                (0, None)
-            };
-            if buf.len() < start + 4 {
-                break;
-            }
-            let len =
-                u32::from_be_bytes([buf[start], buf[start + 1], buf[start + 2], buf[start + 3]])
-                    as usize;
-            let total = start + len;
-            if buf.len() < total {
-                break;
-            }
-            let message: Vec<u8> = buf.drain(..total).collect();
-            match tag {
-                None => {
-                    let code = message
-                        .get(4..8)
-                        .map_or(0, |c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]));
-                    started = !ENCRYPTION_REQUESTS.contains(&code);
-                }
-                Some(b'P') => statements.push(String::from_utf8_lossy(&message[5..]).into_owned()),
-                Some(b'Q') => {
-                    let text = String::from_utf8_lossy(&message[5..]);
-                    let text = text.trim_end_matches('\0').trim();
-                    if text.eq_ignore_ascii_case("COMMIT") {
-                        let rule = {
-                            let mut rules = rules.lock().expect("rules");
-                            let i = rules
-                                .iter()
-                                .position(|r| statements.iter().any(|s| s.contains(r.sql)));
-                            i.map(|i| rules.remove(i))
-                        };
-                        if let Some(rule) = rule {
-                            // Cut before anything can answer: the client
-                            // side is closed first.
-                            cut.store(true, Ordering::SeqCst);
-                            let _ = client.shutdown(Shutdown::Both);
-                            if rule.cut == Cut::Answer {
-                                let _ = server.write_all(&message);
-                            } else {
-                                let _ = server.shutdown(Shutdown::Both);
-                            }
-                            let _ = fired.send(rule);
-                            return;
-                        }
-                    }
-                    // A simple query inside a transaction (`SET LOCAL`)
-                    // belongs to it; a new transaction starts afresh.
-                    let upper = text.to_ascii_uppercase();
-                    if upper.starts_with("BEGIN")
-                        || upper.starts_with("START")
-                        || upper.starts_with("ROLLBACK")
-                        || upper == "COMMIT"
-                    {
-                        statements.clear();
-                    }
-                    statements.push(text.to_owned());
-                }
-                Some(_) => {}
-            }
-            if server.write_all(&message).is_err() {
-                let _ = client.shutdown(Shutdown::Both);
-                return;
-            }
-        }
-        match client.read(&mut chunk) {
-            Ok(0) | Err(_) => {
-                let _ = server.shutdown(Shutdown::Write);
-                return;
-            }
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-        }
-    }
+/// Starts a server of the lottery at `url`, with `extra` settings.
+pub fn server_at(
+    dir: &TempDir,
+    url: &str,
+    agencies: u32,
+    name: &str,
+    extra: &[(&str, &str)],
+) -> Server {
+    let agencies = agencies.to_string();
+    let mut env = vec![
+        ("STORAGE_BACKEND", "postgres"),
+        ("STORAGE_URL", url),
+        ("SERVER_AGENCIES", agencies.as_str()),
+        ("SERVER_PROGRESS_INTERVAL", "0"),
+    ];
+    env.extend_from_slice(extra);
+    Server::start_with_storage(&dir.path().join(format!("{name}-unused.csv")), &env)
 }

@@ -14,20 +14,23 @@
 //! however the agencies' bets were interleaved in `bets.csv`.
 //!
 //! Memory: about 64 bytes per agency with winners, plus 8 bytes per
-//! [`CHECKPOINT`] winners (10 million winners: 0.3 MiB); while regrouping
-//! at the draw, at most [`REGROUP_BUDGET`] of write buffers (or 256 bytes
-//! per agency with winners, if more). Nothing per winner.
+//! [`CHECKPOINT`] winners; while regrouping at the draw ([`regroup`]), at
+//! most [`REGROUP_BUDGET`] of write buffers (or 256 bytes per agency with
+//! winners, if more). Nothing per winner.
 //!
 //! Both files are derived from `bets.csv`: they are never synced, and every
 //! start rebuilds them from it with one streaming pass, so a crash leaves
 //! nothing to repair and no format to keep compatible.
 
+mod regroup;
+
 use super::rows::for_each_winner;
 use super::{StorageError, WinnersPage, io_err};
 use crate::bet::MAX_DOCUMENT_DIGITS;
+use regroup::Regroup;
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
-use std::io::{BufReader, Read, Write};
+use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -40,10 +43,6 @@ pub const CHECKPOINT: u64 = 256;
 /// documents are gathered in its own buffer and written where its region
 /// goes when the buffer is full.
 pub const REGROUP_BUDGET: usize = 4 << 20;
-
-/// Smallest and largest write buffer of one agency while regrouping.
-const BUFFER_MIN: usize = 256;
-const BUFFER_MAX: usize = 64 << 10;
 
 /// Bytes of a record's head in the log: agency (u32 LE), document length.
 const RECORD_HEAD: usize = 5;
@@ -227,7 +226,6 @@ impl WinnersLog {
 
     fn regroup(&mut self) -> Result<WinnersFile, StorageError> {
         let tallies = std::mem::take(&mut self.tallies);
-        let log_path = self.path.clone();
         let path = grouped_path(&self.data);
         let out = OpenOptions::new()
             .create(true)
@@ -236,135 +234,13 @@ impl WinnersLog {
             .truncate(true)
             .open(&path)
             .map_err(io_err(&path, "create"))?;
-        // Each agency's region, in agency order, and where the regrouping
-        // writes next in it.
-        let mut regions: BTreeMap<u32, Region> = BTreeMap::new();
-        let mut index: BTreeMap<u32, usize> = BTreeMap::new();
-        let mut fills: Vec<Fill> = Vec::with_capacity(tallies.len());
-        let mut start = 0u64;
-        for (&agency, t) in &tallies {
-            index.insert(agency, fills.len());
-            fills.push(Fill {
-                agency,
-                cursor: start,
-                next: 0,
-                buf: Vec::new(),
-                checkpoints: Vec::with_capacity(t.count.div_ceil(CHECKPOINT) as usize),
-            });
-            regions.insert(
-                agency,
-                Region {
-                    start,
-                    count: t.count,
-                    bytes: t.bytes,
-                    checkpoints: Vec::new(),
-                },
-            );
-            start += t.bytes;
-        }
-        out.set_len(start).map_err(io_err(&path, "size"))?;
-        let cap = (REGROUP_BUDGET / fills.len().max(1)).clamp(BUFFER_MIN, BUFFER_MAX);
-        let write = |fill: &mut Fill| -> Result<(), StorageError> {
-            out.write_all_at(&fill.buf, fill.cursor)
-                .map_err(io_err(&path, "write"))?;
-            fill.cursor += fill.buf.len() as u64;
-            fill.buf.clear();
-            Ok(())
-        };
-
-        let reader = File::open(&log_path).map_err(io_err(&log_path, "open"))?;
-        let mut reader = BufReader::with_capacity(1 << 16, reader);
-        let corrupt = |reason: String| StorageError::Corrupt {
-            path: log_path.clone(),
-            reason,
-        };
-        let mut head = [0u8; RECORD_HEAD];
-        let mut doc = [0u8; u8::MAX as usize];
-        let mut last: Option<(u32, usize)> = None;
-        loop {
-            match read_full(&mut reader, &mut head).map_err(io_err(&log_path, "read"))? {
-                0 => break,
-                RECORD_HEAD => {}
-                _ => return Err(corrupt("a record is cut short".into())),
-            }
-            let agency = u32::from_le_bytes([head[0], head[1], head[2], head[3]]);
-            let doc = &mut doc[..usize::from(head[4])];
-            if read_full(&mut reader, doc).map_err(io_err(&log_path, "read"))? != doc.len() {
-                return Err(corrupt("a record is cut short".into()));
-            }
-            let i = match last {
-                Some((a, i)) if a == agency => i,
-                _ => {
-                    let Some(&i) = index.get(&agency) else {
-                        return Err(corrupt(format!("agency {agency} was not counted")));
-                    };
-                    last = Some((agency, i));
-                    i
-                }
-            };
-            let fill = &mut fills[i];
-            if fill.next.is_multiple_of(CHECKPOINT) {
-                fill.checkpoints.push(fill.cursor + fill.buf.len() as u64);
-            }
-            fill.next += 1;
-            if fill.buf.capacity() == 0 {
-                fill.buf.reserve_exact(cap);
-            }
-            fill.buf.push(head[4]);
-            fill.buf.extend_from_slice(doc);
-            if fill.buf.len() >= cap {
-                write(fill)?;
-            }
-        }
-        let mut total = 0;
-        for mut fill in fills {
-            write(&mut fill)?;
-            let Some(region) = regions.get_mut(&fill.agency) else {
-                continue;
-            };
-            if fill.next != region.count || fill.cursor != region.start + region.bytes {
-                return Err(corrupt(format!(
-                    "agency {} has {} winners in the log, {} counted",
-                    fill.agency, fill.next, region.count
-                )));
-            }
-            total += region.count;
-            region.checkpoints = fill.checkpoints;
-        }
+        let mut regroup = Regroup::lay_out(&tallies, out, path)?;
+        regroup.copy_log(&self.path)?;
+        let file = regroup.finish(&self.path)?;
         // The log has served its purpose; a restart rebuilds everything.
-        let _ = std::fs::remove_file(&log_path);
-        Ok(WinnersFile {
-            file: out,
-            path,
-            regions,
-            total,
-        })
+        let _ = std::fs::remove_file(&self.path);
+        Ok(file)
     }
-}
-
-/// Reads until `buf` is full or the end of the input; returns the bytes read.
-fn read_full(reader: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
-    let mut got = 0;
-    while got < buf.len() {
-        match reader.read(&mut buf[got..]) {
-            Ok(0) => break,
-            Ok(n) => got += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(got)
-}
-
-/// One agency's documents while they are regrouped.
-struct Fill {
-    agency: u32,
-    /// Where the buffer goes in the winners file.
-    cursor: u64,
-    /// Documents seen so far.
-    next: u64,
-    buf: Vec<u8>,
-    checkpoints: Vec<u64>,
 }
 
 /// Where one agency's documents are in the winners file.
