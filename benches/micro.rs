@@ -177,6 +177,56 @@ fn one_batch(bets: &[Bet], max: usize) -> Vec<Bet> {
     out
 }
 
+/// What every benchmark works on: agency 1's file at the course's size,
+/// one BATCH of it, and that batch as a frame and as CSV rows.
+struct Data {
+    rows: u64,
+    source: PathBuf,
+    source_bytes: u64,
+    bets: Vec<Bet>,
+    batch_bets: Vec<Bet>,
+    n: u64,
+    batch: Message,
+    frame: Vec<u8>,
+    frame_len: u64,
+    rows_csv: Vec<u8>,
+    rows_len: u64,
+}
+
+impl Data {
+    fn generate(tmp: &TempDir) -> Data {
+        let rows = lottery::dataset::course_rows(1, 1.0);
+        lottery::dataset::write_agency_file(&tmp.0, 1, rows, 1).expect("generate data");
+        let source = tmp.0.join("agency-1.csv");
+        let source_bytes = std::fs::metadata(&source).expect("stat").len();
+        let bets = read_bets(&source, 1);
+        let batch_bets = one_batch(&bets, 200);
+        let batch = Message::Batch(Batch {
+            agency: 1,
+            first_seq: 0,
+            bets: batch_bets.clone(),
+        });
+        let frame = batch.to_bytes().expect("encode batch");
+        let mut rows_csv = Vec::new();
+        for bet in &batch_bets {
+            storage::encode_row(&mut rows_csv, bet);
+        }
+        Data {
+            rows,
+            source,
+            source_bytes,
+            n: batch_bets.len() as u64,
+            frame_len: frame.len() as u64,
+            rows_len: rows_csv.len() as u64,
+            bets,
+            batch_bets,
+            batch,
+            frame,
+            rows_csv,
+        }
+    }
+}
+
 fn main() {
     let filters: Vec<String> = std::env::args()
         .skip(1)
@@ -187,44 +237,39 @@ fn main() {
         results: Vec::new(),
     };
     let tmp = TempDir::new();
-
-    // Data: agency 1 at the course's size (26,936 rows).
-    let rows = lottery::dataset::course_rows(1, 1.0);
-    lottery::dataset::write_agency_file(&tmp.0, 1, rows, 1).expect("generate data");
-    let source = tmp.0.join("agency-1.csv");
-    let source_bytes = std::fs::metadata(&source).expect("stat").len();
-    let bets = read_bets(&source, 1);
-    let batch_bets = one_batch(&bets, 200);
-    let n = batch_bets.len() as u64;
-    let batch = Message::Batch(Batch {
-        agency: 1,
-        first_seq: 0,
-        bets: batch_bets.clone(),
-    });
-    let frame = batch.to_bytes().expect("encode batch");
-    let frame_len = frame.len() as u64;
-    let mut rows_csv = Vec::new();
-    for bet in &batch_bets {
-        storage::encode_row(&mut rows_csv, bet);
-    }
-    let rows_len = rows_csv.len() as u64;
-
+    let data = Data::generate(&tmp);
     println!(
-        "lottery micro-benchmarks: a BATCH of {n} bets = {frame_len} bytes on the wire, \
-         {rows_len} bytes of CSV; source file {rows} rows, {source_bytes} bytes"
+        "lottery micro-benchmarks: a BATCH of {} bets = {} bytes on the wire, \
+         {} bytes of CSV; source file {} rows, {} bytes",
+        data.n, data.frame_len, data.rows_len, data.rows, data.source_bytes
     );
     print_header();
+    bench_frames(&mut h, &data);
+    bench_csv_append(&mut h, &data, &tmp);
+    bench_reading(&mut h, &data, &tmp);
+    print_results(&h);
+}
 
-    // ---- frames (client encodes, server decodes)
+/// Frames: the client encodes, the server decodes.
+fn bench_frames(h: &mut Harness, data: &Data) {
+    let Data {
+        n,
+        frame_len,
+        batch,
+        batch_bets,
+        frame,
+        ..
+    } = data;
+    let (n, frame_len) = (*n, *frame_len);
     let mut out = Vec::with_capacity(MAX_FRAME_LEN);
     h.bench("frame.encode_batch", n, "bet", frame_len, BUDGET, || {
         out.clear();
-        black_box(&batch).encode_into(&mut out).expect("encode");
+        black_box(batch).encode_into(&mut out).expect("encode");
         black_box(&out);
     });
     h.bench("frame.batch_encoder", n, "bet", frame_len, BUDGET, || {
         let mut enc = BatchEncoder::new(1, 0);
-        for bet in black_box(&batch_bets) {
+        for bet in black_box(batch_bets) {
             enc.push(bet).expect("encode");
         }
         out.clear();
@@ -232,7 +277,7 @@ fn main() {
         black_box(&out);
     });
     h.bench("frame.decode_batch", n, "bet", frame_len, BUDGET, || {
-        let f = framing::decode(black_box(&frame), MAX_FRAME_LEN)
+        let f = framing::decode(black_box(frame), MAX_FRAME_LEN)
             .expect("frame")
             .expect("whole frame");
         let msg = Message::decode(f.kind, f.payload).expect("decode");
@@ -245,7 +290,7 @@ fn main() {
         frame_len,
         BUDGET,
         || {
-            let f = framing::decode(black_box(&frame), MAX_FRAME_LEN)
+            let f = framing::decode(black_box(frame), MAX_FRAME_LEN)
                 .expect("frame")
                 .expect("whole frame");
             black_box(BatchView::decode(f.payload).expect("decode"));
@@ -255,7 +300,7 @@ fn main() {
     // encode the CSV rows.
     let mut rows_out = Vec::with_capacity(16 * 1024);
     h.bench("server.batch_path", n, "bet", frame_len, BUDGET, || {
-        let f = framing::decode(black_box(&frame), MAX_FRAME_LEN)
+        let f = framing::decode(black_box(frame), MAX_FRAME_LEN)
             .expect("frame")
             .expect("whole frame");
         let view = BatchView::decode(f.payload).expect("decode");
@@ -274,12 +319,22 @@ fn main() {
     h.bench("batch.validate", n, "bet", 0, BUDGET, || {
         black_box(&decoded).view().validate().expect("valid");
     });
+}
 
-    // ---- CSV append (server side)
+/// Appending CSV rows: the server's side of a commit.
+fn bench_csv_append(h: &mut Harness, data: &Data, tmp: &TempDir) {
+    let Data {
+        n,
+        rows_len,
+        batch_bets,
+        rows_csv,
+        ..
+    } = data;
+    let (n, rows_len) = (*n, *rows_len);
     let mut csv = Vec::with_capacity(16 * 1024);
     h.bench("csv.encode_row", n, "row", rows_len, BUDGET, || {
         csv.clear();
-        for bet in black_box(&batch_bets) {
+        for bet in black_box(batch_bets) {
             storage::encode_row(&mut csv, bet);
         }
         black_box(&csv);
@@ -294,7 +349,7 @@ fn main() {
             rows_len,
             BUDGET,
             || {
-                st.store_bets(black_box(&batch_bets)).expect("store");
+                st.store_bets(black_box(batch_bets)).expect("store");
             },
         );
         drop(st);
@@ -314,13 +369,23 @@ fn main() {
             rows_len,
             Duration::from_millis(1500),
             || {
-                st.commit(black_box(&rows_csv), &added, &[])
-                    .expect("commit");
+                st.commit(black_box(rows_csv), &added, &[]).expect("commit");
             },
         );
     }
+}
 
-    // ---- reading CSV (client source, and the draw's pass over bets.csv)
+/// Reading CSV: the agency's source file, and the winners found again in
+/// `bets.csv` at a start after the draw.
+fn bench_reading(h: &mut Harness, data: &Data, tmp: &TempDir) {
+    let Data {
+        rows,
+        source,
+        source_bytes,
+        bets,
+        ..
+    } = data;
+    let (rows, source_bytes) = (*rows, *source_bytes);
     h.bench(
         "source.parse_file",
         rows,
@@ -328,7 +393,7 @@ fn main() {
         source_bytes,
         Duration::from_millis(1500),
         || {
-            let mut f = BetsFile::open(&source, 1).expect("open");
+            let mut f = BetsFile::open(source, 1).expect("open");
             let mut count = 0u64;
             while let Some(row) = f.next_row().expect("read") {
                 count += u64::from(matches!(row, Row::Bet(_)));
@@ -339,7 +404,7 @@ fn main() {
     if h.wanted("draw.winners_rebuild") {
         let path = tmp.0.join("draw.csv");
         let (mut st, _) = Storage::open(&path, SyncMode::None).expect("open storage");
-        st.store_bets(&bets).expect("store");
+        st.store_bets(bets).expect("store");
         drop(st);
         let stored = std::fs::metadata(&path).expect("stat").len();
         // What a start after the draw does: the winners found again in
@@ -356,7 +421,10 @@ fn main() {
             },
         );
     }
+}
 
+/// The key=value lines scripts read.
+fn print_results(h: &Harness) {
     println!();
     for r in &h.results {
         println!("micro.{}.ns_per_op={:.1}", r.name, r.median_ns);
