@@ -6,7 +6,7 @@ use super::report::{Recovery, Torn};
 use crate::storage::error::StorageError;
 use std::collections::{BTreeMap, BTreeSet};
 
-/// What [`inspect`] does on damage.
+/// What [`inspect`](super::inspect) does on damage.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(in crate::storage) enum OnDamage {
     /// Refuse with [`StorageError::Damaged`] (a start; `storage-check`).

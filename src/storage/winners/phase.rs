@@ -14,7 +14,7 @@ pub enum Winners {
     /// (or why it could not be built: a restart builds it again).
     Drawn {
         total: u64,
-        file: Result<Arc<WinnersFile>, String>,
+        file: DrawnWinners,
     },
 }
 

@@ -9,7 +9,7 @@ pub(super) const RECORD_HEAD: usize = 5;
 
 /// Appends the record of one winning bet (agency, document) to `out`, the
 /// form the committer hands in and the log holds. A document is at most
-/// [`MAX_DOCUMENT_DIGITS`] digits (validated before it gets here).
+/// [`MAX_DOCUMENT_DIGITS`](crate::bet::MAX_DOCUMENT_DIGITS) digits (validated before it gets here).
 pub fn push_record(out: &mut Vec<u8>, agency: u32, document: &str) {
     let doc = &document.as_bytes()[..document.len().min(usize::from(u8::MAX))];
     out.extend_from_slice(&agency.to_le_bytes());
