@@ -4,9 +4,10 @@
 //! validated into a [`ClientConfig`]; with no bets file, the one bet of
 //! `NOMBRE`, `APELLIDO`, `DOCUMENTO`, `NACIMIENTO`, `NUMERO`.
 
-use super::{
-    ConfigError, ReadFile, Settings, apply_env, get, hex32_setting, in_range, key_err, parse_dur,
-    parse_level, parse_num, read_file,
+use super::error::{ConfigError, key_err};
+use super::layers::{
+    ReadFile, Settings, apply_env, get, hex32_setting, in_range, parse_dur, parse_level, parse_num,
+    read_file,
 };
 use crate::auth::{self, AgencyKey};
 use log::{LevelFilter, info, warn};

@@ -9,9 +9,10 @@
 //! at its first start and `agency-key` only reads. There is no fixed
 //! default secret: a clone of this repository shares none with another.
 
-use super::{
-    ConfigError, ReadFile, Settings, apply_env, get, hex32_setting, in_range, key_err, parse_dur,
-    parse_level, parse_num, read_file,
+use super::error::{ConfigError, key_err};
+use super::layers::{
+    ReadFile, Settings, apply_env, get, hex32_setting, in_range, parse_dur, parse_level, parse_num,
+    read_file,
 };
 use crate::auth::{self, AgencyKey, Secret, ServerAuth};
 use crate::logging::clean;

@@ -13,7 +13,8 @@
 //! start); the other order could lose it for ever, which is what this
 //! mark exists to prevent.
 
-use super::{StorageError, SyncMode, io_err};
+use super::error::{StorageError, io_err};
+use super::location::SyncMode;
 use std::fs::{File, OpenOptions};
 use std::io::{ErrorKind, Write};
 use std::path::{Path, PathBuf};

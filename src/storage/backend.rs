@@ -7,11 +7,14 @@
 //! `match` shows in one place what each backend does with it.
 
 use super::announce;
-use super::winners::Winners;
-use super::{
-    AnnounceDraw, Committed, DrawnWinners, GroupData, Location, Lookup, Recovery, Storage,
-    StorageError, SyncMode, WinnersLog,
-};
+use super::draw::AnnounceDraw;
+use super::error::StorageError;
+use super::file::Storage;
+use super::group::{Committed, GroupData};
+use super::location::{Location, SyncMode};
+use super::lookup::Lookup;
+use super::recovery::Recovery;
+use super::winners::{DrawnWinners, Winners, WinnersLog};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -22,10 +22,11 @@
 //! single-threaded: the committer thread owns it, inside the file backend
 //! (see [`super::Backend`]).
 
+use super::error::{StorageError, io_err};
 use super::journal::JournalRecord;
+use super::location::SyncMode;
 use super::recovery::{OnDamage, Recovery, inspect};
 use super::rows::encode_row;
-use super::{StorageError, SyncMode, io_err};
 use crate::bet::Bet;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{File, OpenOptions};

@@ -4,7 +4,8 @@
 //! positions and the draw's [`WinnersFile`](super::WinnersFile) the
 //! winners, so there is nothing to ask; a shared database is asked.
 
-use super::{AnnounceDraw, DrawState, StorageError};
+use super::draw::{AnnounceDraw, DrawState};
+use super::error::StorageError;
 
 /// What workers ask the storage directly, outside the committer.
 #[derive(Debug, Clone)]

@@ -16,11 +16,11 @@
 //!   many as when its DONE was recorded (as the intact lines tell), and
 //!   dropped otherwise: that agency must say DONE again.
 
+use super::error::{StorageError, io_err};
 use super::file::{journal_path, sync_parent_dir};
 use super::journal::JournalRecord;
 use super::recovery::{OnDamage, Plan, Recovery, inspect};
 use super::rows::LoadBets;
-use super::{StorageError, io_err};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::fs::{File, OpenOptions};

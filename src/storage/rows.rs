@@ -2,7 +2,7 @@
 //! position, the rows the PostgreSQL backend copies into its table), written
 //! minimally quoted so that any CSV tool reads them, and read back.
 
-use super::{StorageError, io_err};
+use super::error::{StorageError, io_err};
 use crate::bet::{self, Bet, BetRef, WINNING_NUMBER};
 use std::fs::File;
 use std::io::{self, BufReader, Read};

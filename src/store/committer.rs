@@ -10,7 +10,7 @@
 //! [`CommitterExit`] fails what it leaves unresolved, so no worker waits
 //! for ever.
 
-use super::StoreError;
+use super::error::StoreError;
 use super::manager::{Group, Signals, StoreManager, lock};
 use super::ticket::Commit;
 use crate::logging::clean;
@@ -167,8 +167,8 @@ fn write(
 
 #[cfg(test)]
 mod tests {
-    use super::super::Ticket;
-    use super::super::tests::{acked, bets, open, refs, temp_path};
+    use super::super::testing::{acked, bets, open, refs, temp_path};
+    use super::super::ticket::Ticket;
     use super::*;
     use crate::storage::SyncMode;
 

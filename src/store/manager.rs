@@ -14,7 +14,7 @@
 //! commit's transaction decides each request again, and what it reports
 //! as durable is taken here ([`StoreManager::catch_up`]).
 
-use super::StoreError;
+use super::error::StoreError;
 use super::ticket::{Commit, Ticket};
 use crate::storage::{Committed, DrawnWinners, GroupRequest, RequestKind};
 use std::collections::{BTreeMap, BTreeSet};

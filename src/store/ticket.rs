@@ -6,7 +6,7 @@
 //! thread-pool server that is the point, and the batches of every
 //! connection waiting at the same time share one commit and one `fsync`.
 
-use super::StoreError;
+use super::error::StoreError;
 use crate::storage::Verdict;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Condvar, Mutex};

@@ -12,10 +12,12 @@
 //! answer was lost asks the database, on a new connection, whether that id
 //! is there ([`landed`]).
 
+use super::error::{db, out_of_range};
 use super::link::{IDLE_IN_TRANSACTION_TIMEOUT, LOCK_TIMEOUT, STATEMENT_TIMEOUT};
-use super::{PgStorage, db, out_of_range};
+use super::storage::PgStorage;
 use crate::bet::WINNING_NUMBER;
-use crate::storage::{Committed, GroupData, GroupRequest, RequestKind, StorageError, Verdict};
+use crate::storage::error::StorageError;
+use crate::storage::group::{Committed, GroupData, GroupRequest, RequestKind, Verdict};
 use ::postgres as pg;
 use log::{info, warn};
 use pg::error::{DbError, Severity};

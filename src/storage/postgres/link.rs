@@ -4,8 +4,8 @@
 //! connection opened when needed ([`Link`]), the committer's and the
 //! workers' alike.
 
-use super::db;
-use crate::storage::StorageError;
+use super::error::db;
+use crate::storage::error::StorageError;
 use ::postgres as pg;
 use std::time::Duration;
 

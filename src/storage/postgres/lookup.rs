@@ -4,9 +4,11 @@
 //! page on `winners`' primary key, not a read of every winner). The first
 //! time a server sees the draw, it announces it if nobody has.
 
+use super::announce::announce;
+use super::error::{db, out_of_range};
 use super::link::Link;
-use super::{announce, db, out_of_range};
-use crate::storage::{AnnounceDraw, DrawState, StorageError, WinnersPage};
+use crate::storage::draw::{AnnounceDraw, DrawState, WinnersPage};
+use crate::storage::error::StorageError;
 use ::postgres as pg;
 use log::warn;
 use std::fmt;

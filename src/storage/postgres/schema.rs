@@ -7,9 +7,9 @@
 //! `SCHEMA_V3_WINNERS`), its version in `schema_version`. Every statement
 //! is idempotent, so servers starting at once may all run them.
 
-use super::db;
+use super::error::db;
 use crate::bet::WINNING_NUMBER;
-use crate::storage::StorageError;
+use crate::storage::error::StorageError;
 use ::postgres as pg;
 
 /// The schema version this server creates and understands.

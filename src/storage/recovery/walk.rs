@@ -3,13 +3,28 @@
 //! one sequential read of `bets.csv`, and a commit kept only once the next
 //! line shows it was not the last (or, being the last, its rows are
 //! whole). What does not add up becomes a torn last commit, or damage.
+//! Its limits say when bytes cannot be a torn commit: more past the last
+//! commit than one commit holds ([`MAX_TORN_ROWS`]), a journal line longer
+//! than any this program writes (`MAX_LINE`).
 
-use super::{MAX_LINE, MAX_TORN_ROWS, OnDamage, Plan, Torn};
+use super::plan::{OnDamage, Plan};
+use super::report::Torn;
+use crate::storage::error::{StorageError, io_err};
 use crate::storage::journal::JournalRecord;
-use crate::storage::{StorageError, io_err};
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read};
 use std::path::Path;
+
+/// More bytes than this past the last commit, with no journal line, cannot
+/// be one torn commit: the server's commits hold at most a few MiB of rows
+/// (the store's pending group is capped at 6 MiB, plus one batch), so such
+/// bytes mean a journal cut short or replaced by an older copy, and cutting
+/// them would drop acknowledged bets.
+pub const MAX_TORN_ROWS: u64 = 64 << 20;
+
+/// A journal line longer than this is damage, not a line this program wrote
+/// (a line names the agencies one commit touched).
+const MAX_LINE: usize = 8 << 20;
 
 /// Whether a commit's rows are on disk as its line says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -5,13 +5,19 @@
 //! nothing is moved twice). The buffers together stay within
 //! [`REGROUP_BUDGET`].
 
-use super::{CHECKPOINT, RECORD_HEAD, REGROUP_BUDGET, Region, Tally, WinnersFile};
-use crate::storage::{StorageError, io_err};
+use super::grouped::{CHECKPOINT, Region, WinnersFile};
+use super::record::{RECORD_HEAD, Tally};
+use crate::storage::error::{StorageError, io_err};
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{BufReader, Read};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+
+/// The regrouping's write buffers, all agencies together: each agency's
+/// documents are gathered in its own buffer and written where its region
+/// goes when the buffer is full.
+const REGROUP_BUDGET: usize = 4 << 20;
 
 /// Smallest and largest write buffer of one agency while regrouping.
 const BUFFER_MIN: usize = 256;

@@ -1,0 +1,144 @@
+//! Opening the database at start ([`open`]): connect, waiting for a
+//! database not ready yet; create or upgrade the schema, refusing one this
+//! server must not use; read where every agency is; prune the commit ids
+//! of servers long gone.
+
+use super::commit::agency_row;
+use super::error::db;
+use super::link::{Link, connect, settings, target};
+use super::lookup::PgLookup;
+use super::schema::{COMMITS_KEPT, SCHEMA_VERSION, auth_word, prepare, refuses_us};
+use super::storage::PgStorage;
+use crate::storage::error::StorageError;
+use ::postgres as pg;
+use log::{info, warn};
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+/// How long opening waits for the database to answer at start (a compose
+/// file may start the servers before the database is ready).
+const OPEN_PATIENCE: Duration = Duration::from_secs(15);
+
+/// A database just opened: the committer's connection, the workers' one,
+/// and what the store starts from.
+pub(in crate::storage) struct PgOpened {
+    pub storage: PgStorage,
+    pub lookup: PgLookup,
+    /// Durable bets per agency.
+    pub counts: BTreeMap<u32, u64>,
+    /// Agencies whose DONE is recorded.
+    pub done: BTreeSet<u32>,
+    /// The schema's version.
+    pub schema: i32,
+}
+
+/// Connects, creates the schema if missing and reads where every agency
+/// is. `auth_required` is this server's `SERVER_AUTH`, which the database
+/// records for the lottery as it does `SERVER_AGENCIES`.
+///
+/// # Errors
+/// A database that does not answer within [`OPEN_PATIENCE`], one with a
+/// newer schema, or one set up for another number of agencies or another
+/// `SERVER_AUTH`.
+pub(in crate::storage) fn open(
+    url: &str,
+    agencies: u32,
+    auth_required: bool,
+) -> Result<PgOpened, StorageError> {
+    let config = settings(url)?;
+    let target = target(&config);
+    let server = server_id()?;
+    let mut client = connect_prepared(&config, &target, agencies, auth_required)?;
+    let (counts, done) = positions(&mut client)?;
+    // The rows of servers long gone (see COMMITS_KEPT).
+    client
+        .execute(
+            &format!("DELETE FROM commits WHERE at < now() - interval '{COMMITS_KEPT}'"),
+            &[],
+        )
+        .map_err(db("prune the commits of"))?;
+    info!(
+        "action: storage_schema | result: success | database: {target} | version: {SCHEMA_VERSION}"
+    );
+    Ok(PgOpened {
+        storage: PgStorage {
+            link: Link::new(config.clone(), Some(client)),
+            agencies,
+            copy: Vec::new(),
+            target,
+            server,
+            seq: 0,
+        },
+        lookup: PgLookup::new(config),
+        counts,
+        done,
+        schema: SCHEMA_VERSION,
+    })
+}
+
+/// This server's id in `commits`: random, any 64 bits (the column is a
+/// BIGINT).
+fn server_id() -> Result<i64, StorageError> {
+    let server = getrandom::u64().map_err(|e| StorageError::Database {
+        action: "choose this server's commit id for",
+        reason: e.to_string(),
+    })?;
+    Ok(i64::from_ne_bytes(server.to_ne_bytes()))
+}
+
+/// Connects and prepares the schema ([`prepare`]), trying again for
+/// [`OPEN_PATIENCE`] while the database cannot be reached.
+fn connect_prepared(
+    config: &pg::Config,
+    target: &str,
+    agencies: u32,
+    auth_required: bool,
+) -> Result<pg::Client, StorageError> {
+    let started = Instant::now();
+    loop {
+        match connect(config)
+            .and_then(|mut c| prepare(&mut c, agencies, auth_required).map(|up| (c, up)))
+        {
+            Ok((client, upgraded)) => {
+                if upgraded {
+                    info!(
+                        "action: storage_upgrade | result: success | database: {target} | version: {SCHEMA_VERSION} | auth: {}",
+                        auth_word(auth_required)
+                    );
+                }
+                return Ok(client);
+            }
+            // A database that cannot be reached yet, or two servers
+            // creating the schema at once, is worth waiting for; a database
+            // this server must not use is not.
+            Err(e) if !refuses_us(&e) && started.elapsed() < OPEN_PATIENCE => {
+                warn!(
+                    "action: storage_open | result: in_progress | database: {target} | error: {}",
+                    crate::logging::clean(&e)
+                );
+                std::thread::sleep(Duration::from_millis(500));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Every agency's durable position (those with bets) and the agencies
+/// whose DONE is recorded.
+fn positions(client: &mut pg::Client) -> Result<(BTreeMap<u32, u64>, BTreeSet<u32>), StorageError> {
+    let mut counts = BTreeMap::new();
+    let mut done = BTreeSet::new();
+    for row in client
+        .query("SELECT agency, next_position, done FROM agencies", &[])
+        .map_err(db("read the agencies from"))?
+    {
+        let (agency, row) = agency_row(&row)?;
+        if row.next > 0 {
+            counts.insert(agency, row.next);
+        }
+        if row.done {
+            done.insert(agency);
+        }
+    }
+    Ok((counts, done))
+}
