@@ -277,7 +277,7 @@ pub fn birthdate_in_range(date: NaiveDate) -> bool {
 }
 
 /// Parses `YYYY-MM-DD` strictly: exactly ten characters, a real calendar
-/// day. (Whether it is in range is [`BetRef::validate_at`]'s business.)
+/// day. (Whether it is in range is [`BetRef::validate`]'s business.)
 pub fn parse_birthdate(text: &[u8]) -> Result<NaiveDate, InvalidBet> {
     let bad = || InvalidBet::BadBirthdate {
         value: String::from_utf8_lossy(text).into_owned(),
