@@ -373,8 +373,7 @@ mod tests {
     #[test]
     fn private_files_must_be_closed_to_others() {
         use std::os::unix::fs::PermissionsExt;
-        let dir = std::env::temp_dir().join(format!("lottery-auth-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = crate::testing::temp_dir("auth");
         let path = dir.join("secret");
         std::fs::write(&path, format!("{SECRET}\n")).unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
@@ -393,9 +392,7 @@ mod tests {
     #[test]
     fn the_default_secret_is_created_once_closed_to_others() {
         use std::os::unix::fs::PermissionsExt;
-        let dir = std::env::temp_dir().join(format!("lottery-secret-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = crate::testing::temp_dir("secret");
         let path = dir.join("lottery.secret");
         let (text, created) = read_or_create_secret(&path).unwrap();
         assert!(created);

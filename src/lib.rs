@@ -29,3 +29,5 @@ pub mod server;
 pub mod shutdown;
 pub mod storage;
 pub mod store;
+#[cfg(test)]
+mod testing;

@@ -21,9 +21,7 @@ use std::path::{Path, PathBuf};
 
 /// The mark's path for a bets file: `bets.csv.draw`.
 pub fn mark_path(data: &Path) -> PathBuf {
-    let mut name = data.as_os_str().to_owned();
-    name.push(".draw");
-    PathBuf::from(name)
+    super::location::beside(data, ".draw")
 }
 
 /// What the mark of the draw over `end` committed bytes with `winners`
@@ -85,8 +83,7 @@ mod tests {
 
     #[test]
     fn a_mark_names_the_draw_it_marks() {
-        let dir = std::env::temp_dir().join(format!("lottery-mark-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = crate::testing::temp_dir("mark");
         let data = dir.join("bets.csv");
         assert!(!is_marked(&data, 100, 3).unwrap());
         mark(&data, 100, 3, SyncMode::Always).unwrap();

@@ -272,9 +272,7 @@ mod tests {
     fn a_durable_draw_is_announced_once_across_opens() {
         use crate::bet::Bet;
         use std::cell::Cell;
-        let dir = std::env::temp_dir().join(format!("lottery-announce-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = crate::testing::temp_dir("announce");
         let path = dir.join("bets.csv");
         let location = Location::File {
             path: path.clone(),
@@ -350,9 +348,7 @@ mod tests {
     /// nor announces one.
     #[test]
     fn a_lottery_of_no_agencies_has_no_draw() {
-        let dir = std::env::temp_dir().join(format!("lottery-no-agencies-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = crate::testing::temp_dir("no-agencies");
         let location = Location::File {
             path: dir.join("bets.csv"),
             sync: SyncMode::Always,

@@ -109,9 +109,7 @@ impl Drop for SyncThread {
 
 /// The journal's path for a given bets file: the same name plus `.journal`.
 pub fn journal_path(data_path: &Path) -> PathBuf {
-    let mut name = data_path.as_os_str().to_owned();
-    name.push(".journal");
-    PathBuf::from(name)
+    super::location::beside(data_path, ".journal")
 }
 
 impl Storage {
@@ -408,18 +406,7 @@ pub(super) mod tests {
         std::fs::remove_dir_all(dir).unwrap();
     }
 
-    pub(crate) fn temp_dir(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!(
-            "lottery-{name}-{}-{}",
-            std::process::id(),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos())
-                .unwrap_or(0)
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        dir
-    }
+    pub(crate) use crate::testing::temp_dir;
 
     fn bet(agency: u32, first: &str, last: &str, number: u16) -> Bet {
         Bet {

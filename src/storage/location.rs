@@ -1,7 +1,15 @@
 //! Where the bets are kept ([`Location`], from `STORAGE_BACKEND` and its
 //! settings), and when the file backend syncs ([`SyncMode`]).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+/// The path of a file that lives beside the bets file and belongs to it:
+/// the bets file's name plus `suffix` (`bets.csv` → `bets.csv.journal`).
+pub(super) fn beside(data: &Path, suffix: &str) -> PathBuf {
+    let mut name = data.as_os_str().to_owned();
+    name.push(suffix);
+    PathBuf::from(name)
+}
 
 /// When the file backend calls `fsync`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -19,6 +19,7 @@
 use super::error::{StorageError, io_err};
 use super::file::{journal_path, sync_parent_dir};
 use super::journal::JournalRecord;
+use super::location::beside as with_suffix;
 use super::recovery::{OnDamage, Plan, Recovery, inspect};
 use super::rows::LoadBets;
 use std::collections::{BTreeMap, BTreeSet};
@@ -431,12 +432,6 @@ fn cut_to(path: &Path, len: u64) -> Result<(), StorageError> {
 
 fn cut_path(path: &Path) -> PathBuf {
     with_suffix(path, ".cut")
-}
-
-fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
-    let mut name = path.as_os_str().to_owned();
-    name.push(suffix);
-    PathBuf::from(name)
 }
 
 fn in_the_way(path: &Path) -> StorageError {

@@ -27,14 +27,7 @@ pub fn refs(bets: &[Bet]) -> Vec<BetRef<'_>> {
 }
 
 pub fn temp_path(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "lottery-store-{name}-{}-{:?}",
-        std::process::id(),
-        std::thread::current().id()
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir.join("bets.csv")
+    crate::testing::temp_dir(&format!("store-{name}")).join("bets.csv")
 }
 
 pub fn bets(agency: u32, n: usize, winner_every: usize) -> Vec<Bet> {

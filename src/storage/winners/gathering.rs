@@ -2,6 +2,7 @@
 //! (`bets.csv.winners-log`), appended by the committer, and each agency's
 //! tally in memory; at the draw it is regrouped into the winners file.
 
+use super::super::location::beside as with_suffix;
 use super::grouped::WinnersFile;
 use super::record::{Tally, push_record, tally};
 use super::regroup::Regroup;
@@ -20,12 +21,6 @@ fn log_path(data: &Path) -> PathBuf {
 /// The regrouped winners' path for a bets file: `bets.csv.winners`.
 fn grouped_path(data: &Path) -> PathBuf {
     with_suffix(data, ".winners")
-}
-
-fn with_suffix(data: &Path, suffix: &str) -> PathBuf {
-    let mut name = data.as_os_str().to_owned();
-    name.push(suffix);
-    PathBuf::from(name)
 }
 
 /// The winners of the stored bets while bets still arrive: the log on disk

@@ -9,14 +9,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "lottery-winners-{name}-{}-{:?}",
-        std::process::id(),
-        std::thread::current().id()
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+    crate::testing::temp_dir(&format!("winners-{name}"))
 }
 
 /// Agency `agency`'s `i`-th bet; every `win_every`-th wins. Documents

@@ -37,13 +37,7 @@ struct Said {
 
 impl Fixture {
     fn new(name: &str, agencies: u32, auth: ServerAuth) -> Fixture {
-        let dir = std::env::temp_dir().join(format!(
-            "lottery-handler-{name}-{}-{:?}",
-            std::process::id(),
-            std::thread::current().id()
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("create the test's directory");
+        let dir = crate::testing::temp_dir(&format!("handler-{name}"));
         let location = Location::File {
             path: dir.join("bets.csv"),
             sync: SyncMode::None,
