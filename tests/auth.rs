@@ -8,8 +8,6 @@ mod support;
 use lottery::dataset::course_rows;
 use lottery::message::{Batch, ErrorCode, Message, PROTOCOL_VERSION};
 use std::process::{Command, Output};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use support::*;
 
@@ -375,54 +373,26 @@ fn with_server_auth_off_the_old_handshake_still_works() {
 /// wait for the ERROR (as a guesser must, to learn the outcome), again.
 /// They claim the very agencies that are ingesting: a failed AUTH holds
 /// back only its own connection's answer, never the agency it claimed.
-struct Guessers {
-    stop: Arc<AtomicBool>,
-    tries: Arc<AtomicUsize>,
-    threads: Vec<std::thread::JoinHandle<()>>,
-}
-
-impl Guessers {
-    fn launch(addr: std::net::SocketAddr, n: u32) -> Guessers {
-        let stop = Arc::new(AtomicBool::new(false));
-        let tries = Arc::new(AtomicUsize::new(0));
-        let threads = (0..n)
-            .map(|i| {
-                let (stop, tries) = (Arc::clone(&stop), Arc::clone(&tries));
-                std::thread::spawn(move || {
-                    let agency = i % 5 + 1;
-                    let wrong = agency_key(agency + 100);
-                    while !stop.load(Ordering::SeqCst) {
-                        let mut raw = Raw::connect(addr);
-                        let answer = raw.hello_with(agency, &wrong);
-                        assert!(
-                            matches!(
-                                answer,
-                                Message::Error {
-                                    code: ErrorCode::Unauthorized,
-                                    ..
-                                }
-                            ),
-                            "{answer:?}"
-                        );
-                        tries.fetch_add(1, Ordering::SeqCst);
+fn key_guessers(addr: std::net::SocketAddr, n: usize) -> Swarm {
+    Swarm::new().spawn(n, move |i, control| {
+        let agency = i as u32 % 5 + 1;
+        let wrong = agency_key(agency + 100);
+        while !control.stopped() {
+            let mut raw = Raw::connect(addr);
+            let answer = raw.hello_with(agency, &wrong);
+            assert!(
+                matches!(
+                    answer,
+                    Message::Error {
+                        code: ErrorCode::Unauthorized,
+                        ..
                     }
-                })
-            })
-            .collect();
-        Guessers {
-            stop,
-            tries,
-            threads,
+                ),
+                "{answer:?}"
+            );
+            control.count();
         }
-    }
-
-    fn stop(self) -> usize {
-        self.stop.store(true, Ordering::SeqCst);
-        for t in self.threads {
-            t.join().expect("guesser thread");
-        }
-        self.tries.load(Ordering::SeqCst)
-    }
+    })
 }
 
 /// Wall time for 5 agencies against a fresh server, with `attackers`
@@ -435,7 +405,7 @@ fn timed_run(
 ) -> (Duration, usize) {
     let storage = dir.path().join(format!("bets-{attackers}-{round}.csv"));
     let server = Server::start_with_storage(&storage, &[("SERVER_AGENCIES", "5")]);
-    let guessers = (attackers > 0).then(|| Guessers::launch(server.addr, attackers));
+    let guessers = (attackers > 0).then(|| key_guessers(server.addr, attackers as usize));
     if attackers > 0 {
         // Every attacker has failed once before the agencies start.
         assert!(server.log.wait_count(AUTH_FAIL, attackers as usize, LONG));

@@ -53,18 +53,16 @@ fn more_agencies_than_workers_all_finish() {
 fn single_bet_from_environment() {
     let dir = TempDir::new("single");
     let server = Server::start(dir.path(), &[("SERVER_AGENCIES", "1")]);
-    let client = spawn_client(
-        server.addr,
-        1,
-        &[
-            ("NOMBRE", "Santiago Lionel"),
-            ("APELLIDO", "Lorca, \"el Tano\""),
-            ("DOCUMENTO", "30904465"),
-            ("NACIMIENTO", "1999-03-17"),
-            ("NUMERO", "7574"),
+    let run = env_bet(
+        &server,
+        [
+            "Santiago Lionel",
+            "Lorca, \"el Tano\"",
+            "30904465",
+            "1999-03-17",
+            "7574",
         ],
     );
-    let run = finish_client(client);
     assert!(run.status.success(), "{}", run.log.join("\n"));
     assert!(
         run.log.iter().any(|l| l
@@ -87,18 +85,7 @@ fn single_bet_from_environment() {
 fn an_invalid_single_bet_is_reported_and_exits_non_zero() {
     let dir = TempDir::new("badsingle");
     let server = Server::start(dir.path(), &[("SERVER_AGENCIES", "1")]);
-    let client = spawn_client(
-        server.addr,
-        1,
-        &[
-            ("NOMBRE", "Ana"),
-            ("APELLIDO", "Paz"),
-            ("DOCUMENTO", "12"),
-            ("NACIMIENTO", "1999-02-30"),
-            ("NUMERO", "1"),
-        ],
-    );
-    let run = finish_client(client);
+    let run = env_bet(&server, ["Ana", "Paz", "12", "1999-02-30", "1"]);
     assert!(!run.status.success());
     assert!(
         run.log
@@ -106,6 +93,14 @@ fn an_invalid_single_bet_is_reported_and_exits_non_zero() {
             .any(|l| l.contains("action: apuesta_enviada | result: fail"))
     );
     assert!(stored_bets(&server.storage).is_empty());
+}
+
+/// Agency 1 with one bet from the environment (`NOMBRE`, `APELLIDO`,
+/// `DOCUMENTO`, `NACIMIENTO`, `NUMERO`), run to its end.
+fn env_bet(server: &Server, fields: [&str; 5]) -> ClientRun {
+    let names = ["NOMBRE", "APELLIDO", "DOCUMENTO", "NACIMIENTO", "NUMERO"];
+    let env: Vec<(&str, &str)> = names.into_iter().zip(fields).collect();
+    finish_client(spawn_client(server.addr, 1, &env))
 }
 
 fn bet(agency: u32, first: &str, number: u16) -> Bet {

@@ -14,9 +14,6 @@ use lottery::framing::FrameReader;
 use lottery::message::{Message, PROTOCOL_VERSION};
 use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use support::*;
 
@@ -68,75 +65,45 @@ impl HogConnection {
 /// The hog: `sessions` threads each holding a session of agency 1 (alive
 /// with an ECHO every 300 ms), `parked` threads each holding a connection
 /// that said HELLO and nothing more; every one reopens its connection the
-/// moment the server ends it.
-struct Hog {
-    stop: Arc<AtomicBool>,
-    opened: Arc<AtomicUsize>,
-    threads: Vec<JoinHandle<()>>,
-}
-
-impl Hog {
-    fn launch(addr: SocketAddr, sessions: usize, parked: usize) -> Hog {
-        let stop = Arc::new(AtomicBool::new(false));
-        let opened = Arc::new(AtomicUsize::new(0));
-        let mut threads = Vec::new();
-        for _ in 0..sessions {
-            let (stop, opened) = (Arc::clone(&stop), Arc::clone(&opened));
-            threads.push(std::thread::spawn(move || {
-                let key = agency_key(1);
-                while !stop.load(Ordering::SeqCst) {
-                    let Some(mut conn) = HogConnection::session(addr, &key) else {
-                        std::thread::sleep(Duration::from_millis(5));
-                        continue;
-                    };
-                    opened.fetch_add(1, Ordering::SeqCst);
-                    while !stop.load(Ordering::SeqCst) {
-                        std::thread::sleep(Duration::from_millis(300));
-                        let echo = Message::Echo(b"still here".to_vec());
-                        if conn.send(&echo).is_none() || conn.recv() != Some(echo) {
-                            break;
-                        }
+/// moment the server ends it. It counts the connections it opened.
+fn hog(addr: SocketAddr, sessions: usize, parked: usize) -> Swarm {
+    Swarm::new()
+        .spawn(sessions, move |_, control| {
+            let key = agency_key(1);
+            while !control.stopped() {
+                let Some(mut conn) = HogConnection::session(addr, &key) else {
+                    std::thread::sleep(Duration::from_millis(5));
+                    continue;
+                };
+                control.count();
+                while !control.stopped() {
+                    std::thread::sleep(Duration::from_millis(300));
+                    let echo = Message::Echo(b"still here".to_vec());
+                    if conn.send(&echo).is_none() || conn.recv() != Some(echo) {
+                        break;
                     }
                 }
-            }));
-        }
-        for _ in 0..parked {
-            let (stop, opened) = (Arc::clone(&stop), Arc::clone(&opened));
-            threads.push(std::thread::spawn(move || {
-                while !stop.load(Ordering::SeqCst) {
-                    let Some(mut conn) = HogConnection::open(addr) else {
-                        std::thread::sleep(Duration::from_millis(5));
-                        continue;
-                    };
-                    let hello = Message::Hello {
-                        version: PROTOCOL_VERSION,
-                        agency: 1,
-                    };
-                    if conn.send(&hello).is_none() {
-                        continue;
-                    }
-                    opened.fetch_add(1, Ordering::SeqCst);
-                    // Read the CHALLENGE (or an ERROR) and never answer,
-                    // until the server gives up on it.
-                    while conn.recv().is_some() && !stop.load(Ordering::SeqCst) {}
+            }
+        })
+        .spawn(parked, move |_, control| {
+            while !control.stopped() {
+                let Some(mut conn) = HogConnection::open(addr) else {
+                    std::thread::sleep(Duration::from_millis(5));
+                    continue;
+                };
+                let hello = Message::Hello {
+                    version: PROTOCOL_VERSION,
+                    agency: 1,
+                };
+                if conn.send(&hello).is_none() {
+                    continue;
                 }
-            }));
-        }
-        Hog {
-            stop,
-            opened,
-            threads,
-        }
-    }
-
-    /// Stops the hog; returns how many connections it opened.
-    fn stop(self) -> usize {
-        self.stop.store(true, Ordering::SeqCst);
-        for t in self.threads {
-            let _ = t.join();
-        }
-        self.opened.load(Ordering::SeqCst)
-    }
+                control.count();
+                // Read the CHALLENGE (or an ERROR) and never answer, until
+                // the server gives up on it.
+                while conn.recv().is_some() && !control.stopped() {}
+            }
+        })
 }
 
 /// Agency 2 ingests while agency 1's key is abused; then the hog stops and
@@ -147,10 +114,10 @@ fn hogged_run(name: &str, settings: &[(&str, &str)], sessions: usize, parked: us
     let mut env = vec![("SERVER_AGENCIES", "2")];
     env.extend_from_slice(settings);
     let mut server = Server::start(dir.path(), &env);
-    let hog = Hog::launch(server.addr, sessions, parked);
+    let hog = hog(server.addr, sessions, parked);
     // The hog holds what it can before the honest agency starts.
     let deadline = Instant::now() + Duration::from_secs(30);
-    while hog.opened.load(Ordering::SeqCst) < sessions.min(4) {
+    while hog.control.counted() < sessions.min(4) {
         assert!(Instant::now() < deadline, "the hog never got going");
         std::thread::sleep(Duration::from_millis(10));
     }

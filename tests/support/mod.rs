@@ -23,6 +23,7 @@ mod data;
 mod raw;
 mod server;
 mod setup;
+mod swarm;
 
 #[allow(unused_imports)]
-pub use {client::*, data::*, raw::*, server::*, setup::*};
+pub use {client::*, data::*, raw::*, server::*, setup::*, swarm::*};
