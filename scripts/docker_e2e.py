@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import traceback
 import zipfile
 
 import docker_e2e_check as check
@@ -115,11 +116,15 @@ def save_logs(suffix, *containers):
             subprocess.run(["docker", "logs", c], stdout=out, stderr=subprocess.STDOUT)
 
 
-def copy_bets(name):
-    """bets.csv from the server's volume to artifacts/bets.NAME.csv."""
+def stored_rows_are(name, mode):
+    """bets.csv from the server's volume (to artifacts/bets.NAME.csv) against
+    the input rows: `equal` or a `subset`."""
     path = f"{ART}/bets.{name}.csv"
-    sh("docker", "cp", "server:/data/bets.csv", path)
-    return path
+    copied = sh("docker", "cp", "server:/data/bets.csv", path)
+    if copied.returncode:
+        print(f"  docker cp server:/data/bets.csv: {copied.stderr.strip()}")
+        return False
+    return check.check_rows(path, ".data", AGENCIES, mode)
 
 
 def container_env(container):
@@ -255,10 +260,10 @@ def demo():
 
 def stored_rows():
     say("stored rows")
-    T.record(check.check_rows(copy_bets("run1"), ".data", AGENCIES, "equal"), "bets.csv in the volume = the input rows")
+    T.record(stored_rows_are("run1", "equal"), "bets.csv in the volume = the input rows")
     sh("docker", "restart", "-t", "10", "server")
     time.sleep(2)
-    T.record(check.check_rows(copy_bets("restart"), ".data", AGENCIES, "equal"),
+    T.record(stored_rows_are("restart", "equal"),
              "bets.csv unchanged after a server restart (volume)")
     running = sh("docker", "inspect", "-f", "{{.State.Running}}", "server").stdout.strip()
     T.record(running == "true", "server running after the restart")
@@ -279,7 +284,7 @@ def impostor(work):
              "agency 2's key claiming agency 3: ERROR unauthorized, exit non-zero")
     server_log = merged("docker", "logs", "server").stdout
     T.record("action: auth | result: fail | agencia: 3 | peer: " in server_log, "the server logs the failed AUTH")
-    T.record(check.check_rows(copy_bets("impostor"), ".data", AGENCIES, "equal"), "nothing stored for the impostor")
+    T.record(stored_rows_are("impostor", "equal"), "nothing stored for the impostor")
 
 
 def echo_test():
@@ -344,7 +349,7 @@ def sigterm_mid_ingest():
                      f"{c} logs 'action: shutdown | result: success'")
     fails = [l for c in ["server", *CLIENTS] for l in open(f"{ART}/{c}.sigterm.log", errors="replace") if "result: fail" in l]
     print("".join(f"  (info) {l}" for l in fails[:10]), end="")
-    T.record(check.check_rows(copy_bets("sigterm"), ".data", AGENCIES, "subset"),
+    T.record(stored_rows_are("sigterm", "subset"),
              "after SIGTERM the stored rows are a subset of the input (no torn rows)")
     down_and_nothing_left("compose-down2.log")
 
@@ -363,7 +368,7 @@ def restart_mid_ingest():
     logs = [f"{ART}/{c}.restart-mid.log" for c in CLIENTS]
     T.record(check.check_logs(f"{ART}/server.restart-mid.log", ".data", *logs),
              "logs: sorteo once, 5 consulta_ganadores with the right counts, grammar, no fail")
-    T.record(check.check_rows(copy_bets("restart-mid"), ".data", AGENCIES, "equal"),
+    T.record(stored_rows_are("restart-mid", "equal"),
              "bets.csv = the input rows (nothing lost or duplicated by the restart)")
     down_and_nothing_left("compose-down3.log")
 
@@ -427,6 +432,8 @@ def main():
     os.chdir(work)
     os.makedirs(ART)
     signal.signal(signal.SIGTERM, interrupted)
+    signal.signal(signal.SIGINT, interrupted)
+    status = None
     try:
         static_checks()
         if images():
@@ -440,12 +447,13 @@ def main():
             sigterm_mid_ingest()
             restart_mid_ingest()
     except KeyboardInterrupt:
-        T.finish(work)
-        teardown(work)
-        return 130
+        status = 130
+    except Exception:  # a broken step must still clean up and say so
+        traceback.print_exc()
+        T.record(False, "the test itself failed (traceback above)")
     T.finish(work)
     teardown(work)
-    return 0 if T.all_passed() else 1
+    return status or (0 if T.all_passed() else 1)
 
 
 if __name__ == "__main__":
