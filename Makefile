@@ -20,6 +20,7 @@ KEEP_DATA ?=
 
 SERVER_IMAGE := lottery-server:latest
 CLIENT_IMAGE := lottery-client:latest
+GEN_DATA_IMAGE := lottery-gen-data:latest
 POSTGRES_IMAGE := lottery-postgres:latest
 COMPOSE := docker compose -f $(COMPOSE_FILE) --profile netcat
 
@@ -62,9 +63,10 @@ lint: ## cargo clippy --all-targets -- -D warnings
 
 # ---- Docker -------------------------------------------------------------------
 
-docker-image: ## Build the lottery-server and lottery-client images (and lottery-postgres with SERVERS=K)
+docker-image: ## Build the lottery-server, lottery-client and lottery-gen-data images (and lottery-postgres with SERVERS=K)
 	docker build --force-rm -f Dockerfile.server -t $(SERVER_IMAGE) .
 	docker build --force-rm -f Dockerfile.client -t $(CLIENT_IMAGE) .
+	docker build --force-rm -f Dockerfile.client --target gen-data -t $(GEN_DATA_IMAGE) .
 	$(if $(SERVERS),docker build --force-rm -f Dockerfile.postgres -t $(POSTGRES_IMAGE) .)
 
 compose: ## Write the compose file for N clients: make compose N=10 [SERVERS=3]
@@ -111,5 +113,5 @@ docker-e2e: ## Docker end-to-end test (scripts/docker-e2e.sh)
 	scripts/docker-e2e.sh
 
 docker-clean: ## Remove the lottery images and their build cache (keeps base images)
-	-docker rmi lottery-server:latest lottery-client:latest
+	-docker rmi $(SERVER_IMAGE) $(CLIENT_IMAGE) $(GEN_DATA_IMAGE)
 	-docker image prune -f --filter label=lottery.stage=builder

@@ -1,6 +1,7 @@
 //! `scripts/generar-compose.sh` is the single source of truth for the Compose
 //! layout: `docker-compose-dev.yaml` must be its output for 5 clients, and it
-//! must reject bad arguments. Needs `bash`, not Docker.
+//! must reject bad arguments. Needs `bash` and `python3` (the script runs
+//! scripts/generar_compose.py), not Docker.
 
 mod support;
 
