@@ -17,13 +17,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-prog=${0##*/}
-die() { echo "$prog: $*" >&2; exit 1; }
-
-if [ $# -ne 1 ] || ! [[ $1 =~ ^[0-9]{1,3}$ ]]; then
-  die "usage: $prog AGENCIES (0..999)"
-fi
-agencies=$((10#$1))
+# shellcheck source=scripts/args.sh
+. scripts/args.sh
 data_dir=${DATA_DIR:-.data}
 image=${SERVER_IMAGE:-lottery-server:latest}
 secret_in_container=/run/secrets/server-secret

@@ -11,7 +11,7 @@
 mod support;
 
 use lottery::auth::Secret;
-use lottery::message::{ErrorCode, Message, PROTOCOL_VERSION};
+use lottery::message::{ErrorCode, Message};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
@@ -249,15 +249,10 @@ fn a_server_with_no_agencies_answers_echo_and_stops_cleanly() {
     let warning = server.log.wait_for("agencies: 0 | warning:", LONG);
     assert!(warning.contains("[WARN]"), "{warning}");
 
-    let mut raw = Raw::connect(server.addr);
-    raw.send(&Message::Echo(b"test_echo_server".to_vec()));
-    assert_eq!(raw.recv(), Message::Echo(b"test_echo_server".to_vec()));
+    Raw::connect(server.addr).echo(b"test_echo_server");
 
     let mut raw = Raw::connect(server.addr);
-    raw.send(&Message::Hello {
-        version: PROTOCOL_VERSION,
-        agency: 1,
-    });
+    raw.say_hello(1);
     match raw.recv() {
         Message::Error { code, message } => {
             assert_eq!(code, ErrorCode::UnknownAgency, "{message}");

@@ -95,6 +95,19 @@ fn an_invalid_single_bet_is_reported_and_exits_non_zero() {
     assert!(stored_bets(&server.storage).is_empty());
 }
 
+/// A session of `agency`, which has stored nothing yet.
+fn fresh_session(server: &Server, agency: u32) -> Raw {
+    let mut raw = Raw::connect(server.addr);
+    assert_eq!(
+        raw.hello(agency),
+        Message::HelloOk {
+            next_seq: 0,
+            done: false
+        }
+    );
+    raw
+}
+
 /// Agency 1 with one bet from the environment (`NOMBRE`, `APELLIDO`,
 /// `DOCUMENTO`, `NACIMIENTO`, `NUMERO`), run to its end.
 fn env_bet(server: &Server, fields: [&str; 5]) -> ClientRun {
@@ -118,14 +131,7 @@ fn bet(agency: u32, first: &str, number: u16) -> Bet {
 fn a_batch_with_one_invalid_bet_is_rejected_whole() {
     let dir = TempDir::new("invalidbatch");
     let server = Server::start(dir.path(), &[("SERVER_AGENCIES", "2")]);
-    let mut raw = Raw::connect(server.addr);
-    assert_eq!(
-        raw.hello(1),
-        Message::HelloOk {
-            next_seq: 0,
-            done: false
-        }
-    );
+    let mut raw = fresh_session(&server, 1);
     raw.send(&Message::Batch(Batch {
         agency: 1,
         first_seq: 0,
@@ -144,14 +150,7 @@ fn a_batch_with_one_invalid_bet_is_rejected_whole() {
         LONG,
     );
     // Nothing of the batch is stored, and the agency may start over.
-    let mut raw = Raw::connect(server.addr);
-    assert_eq!(
-        raw.hello(1),
-        Message::HelloOk {
-            next_seq: 0,
-            done: false
-        }
-    );
+    let mut raw = fresh_session(&server, 1);
     raw.send(&Message::Batch(Batch {
         agency: 1,
         first_seq: 0,

@@ -353,13 +353,9 @@ fn peers_without_a_key_hold_a_worker_for_one_first_frame_timeout_at_most() {
         ],
     );
     let mut echoer = Raw::connect(server.addr);
-    echoer.send(&Message::Echo(b"hola".to_vec()));
-    assert_eq!(echoer.recv(), Message::Echo(b"hola".to_vec()));
+    echoer.echo(b"hola");
     let mut halfway = Raw::connect(server.addr);
-    halfway.send(&Message::Hello {
-        version: PROTOCOL_VERSION,
-        agency: 1,
-    });
+    halfway.say_hello(1);
     assert!(matches!(halfway.recv(), Message::Challenge { .. }));
     // Both workers are taken; the agency waits for one of them.
     let started = Instant::now();

@@ -29,6 +29,21 @@ impl Raw {
         std::io::Write::write_all(&mut self.stream, &bytes).expect("send");
     }
 
+    /// Sends ECHO with `bytes` and checks the server answers the same.
+    pub fn echo(&mut self, bytes: &[u8]) {
+        let echo = Message::Echo(bytes.to_vec());
+        self.send(&echo);
+        assert_eq!(self.recv(), echo);
+    }
+
+    /// Sends HELLO for `agency` (version 1) and nothing else.
+    pub fn say_hello(&mut self, agency: u32) {
+        self.send(&Message::Hello {
+            version: PROTOCOL_VERSION,
+            agency,
+        });
+    }
+
     pub fn send_frame(&mut self, kind: u8, payload: &[u8]) {
         write_frame(&mut self.stream, kind, payload).expect("send frame");
     }
