@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Docker end-to-end test of the packaged lottery (needs Docker with Compose v2
-# and python3; run `bash /work/shared/docker/offline-docker.sh` first on a
-# machine without an image registry).
+# Docker end-to-end test of the packaged lottery (needs Docker with Compose v2,
+# python3, and cargo for the log checker; run
+# `bash /work/shared/docker/offline-docker.sh` first on a machine without an
+# image registry).
 #
 #   scripts/docker-e2e.sh            # or: make docker-e2e
 #
@@ -15,7 +16,8 @@
 #      the secret (.data/secret, mode 0600) and keys were created on first use,
 #      each client's environment holds its own key and nothing else secret;
 #   4. logs: `sorteo` once, 5 `consulta_ganadores` with the right winner
-#      counts, every `action:` line in the course grammar, no `result: fail`;
+#      counts, every `action:` line in the course grammar (checked by the
+#      library's checker, `cargo run --example check-log`), no `result: fail`;
 #   5. stored rows (bets.csv in the volume) = the input rows (as multisets),
 #      also after a server restart;
 #      a client with agency 2's key claiming agency 3 is refused (unauthorized);
@@ -85,6 +87,13 @@ fi
 docker compose version >/dev/null 2>&1 ||
   { echo "docker-e2e: FAIL: Docker Compose v2 (docker compose) is missing" >&2; exit 1; }
 command -v python3 >/dev/null || { echo "docker-e2e: FAIL: python3 is missing" >&2; exit 1; }
+# The logs' grammar is checked by the library's own checker (the one the
+# Rust tests use): examples/check_log.rs, built here on the host.
+cargo build --release --quiet --manifest-path "$repo/Cargo.toml" --example check-log ||
+  { echo "docker-e2e: FAIL: cannot build the log checker (cargo build --example check-log)" >&2; exit 1; }
+CHECK_LOG=$(cargo metadata --format-version 1 --no-deps --manifest-path "$repo/Cargo.toml" |
+  python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')/release/examples/check-log
+export CHECK_LOG
 busy=$(docker ps -a --format '{{.Names}}' |
   grep -E '^(server|netcat|client[0-9]+)$|^tp0[-_]' | tr '\n' ' ')
 if [ -n "$busy" ] || [ -n "$(docker ps -aq --filter label=com.docker.compose.project=$project)" ]; then
@@ -123,12 +132,9 @@ trap 'record FAIL "interrupted"; finish; exit 130' INT TERM
 # ---- helpers ------------------------------------------------------------------
 cat >"$work/e2e_check.py" <<'PY'
 """Checks for scripts/docker-e2e.sh (stdlib only)."""
-import collections, csv, io, re, sys
+import collections, csv, io, os, re, subprocess, sys
 
 WINNING_NUMBER = 7574
-PREFIX = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \[(TRACE|DEBUG|INFO|WARN|ERROR)\] action: ")
-FIELD = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*: ")
-RESULTS = {"success", "fail", "in_progress"}
 
 
 def action_lines(path):
@@ -136,19 +142,12 @@ def action_lines(path):
         return [l.rstrip("\r\n") for l in f if "action:" in l]
 
 
-def grammar_errors(line):
-    """Errors of one line against the course grammar."""
-    if not PREFIX.match(line):
-        return ["no '<date> <time> <LEVEL> action: ' prefix"]
-    fields = line[line.index("action: "):].split(" | ")
-    errs = []
-    if not re.fullmatch(r"action: \S+", fields[0]):
-        errs.append("bad action name")
-    results = [f for f in fields[1:] if f.startswith("result: ")]
-    if len(results) != 1 or results[0][len("result: "):] not in RESULTS:
-        errs.append("needs exactly one result: success|fail|in_progress")
-    errs += [f"field {f!r} is not 'key: value'" for f in fields[1:] if not FIELD.match(f)]
-    return errs
+def grammar_error(path):
+    """The first line of the log at `path` that breaks the course grammar,
+    as the library's checker ($CHECK_LOG, examples/check_log.rs) names it;
+    None when every `action:` line keeps it."""
+    run = subprocess.run([os.environ["CHECK_LOG"], path], capture_output=True, text=True)
+    return None if run.returncode == 0 else (run.stderr or run.stdout).strip()
 
 
 def read_agency(path):
@@ -180,9 +179,10 @@ def cmd_logs(server_log, data_dir, *client_logs):
         print("  " + msg)
     all_logs = [server_log, *client_logs]
     for path in all_logs:
+        error = grammar_error(path)
+        if error:
+            bad(f"grammar: {error}")
         for line in action_lines(path):
-            for e in grammar_errors(line):
-                bad(f"{path}: {e}: {line}")
             if "result: fail" in line:
                 bad(f"{path}: failure logged: {line}")
     sorteos = [l for l in action_lines(server_log) if "action: sorteo | result: success" in l]
