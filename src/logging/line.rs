@@ -3,15 +3,15 @@
 //! writes the separators, so no line can get them wrong. Values are
 //! cleaned on the way ([`Clean`]): nothing from outside can add a field or
 //! a line. Writes straight into the logger's formatter, with no `String`
-//! in between: a line per batch costs what a `format_args!` did.
+//! in between: the line logged per batch allocates nothing.
 
 use super::action::{Action, Outcome};
 use log::Level;
 use std::fmt::{self, Display, Formatter, Write};
 
-/// A line of the vocabulary (the enums of [`super::event`]), logged at
+/// A line of the vocabulary (the enums of `logging/event/`), logged at
 /// the caller's level: `ServerEvent::Listening { address }.info()`. Only
-/// the vocabulary's types have it, so no other text reaches the log.
+/// the vocabulary's enums implement it.
 pub trait LogLine: Display {
     /// Logs the line at `level` (written only if that level is on).
     fn log(&self, level: Level) {
@@ -93,7 +93,7 @@ struct Cleaning<'a, 'f>(&'a mut Formatter<'f>);
 
 impl Write for Cleaning<'_, '_> {
     fn write_str(&mut self, mut s: &str) -> fmt::Result {
-        while let Some(at) = s.find(['|', '\n', '\r']) {
+        while let Some(at) = memchr::memchr3(b'|', b'\n', b'\r', s.as_bytes()) {
             self.0.write_str(&s[..at])?;
             self.0
                 .write_char(if s.as_bytes()[at] == b'|' { '/' } else { ' ' })?;

@@ -9,7 +9,8 @@
 //! `event/` name each line and its fields (`action.rs` the actions),
 //! `line.rs` writes them in the course's grammar (`action: <name> |
 //! result: <success|fail|in_progress> | key: value | ...`), and
-//! `grammar.rs` checks a line against it, for every test. A caller says what happened and at which level:
+//! `grammar.rs` checks a line against it, for every test. A caller says
+//! what happened and at which level:
 //! `RequestEvent::BatchStored { count, agency }.info()`.
 //!
 //! Only the time and the level come before the course's text; no thread,

@@ -1,5 +1,5 @@
 //! Every line the server, the agency and the operator's commands write,
-//! one variant each, grouped by subject:
+//! each a variant of one of these enums, grouped by subject:
 //!
 //! | enum | what it tells |
 //! | --- | --- |

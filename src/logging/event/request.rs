@@ -9,20 +9,11 @@ use std::fmt::{self, Display, Formatter};
 #[derive(Clone, Copy)]
 pub enum RequestEvent<'a> {
     /// A batch is durable.
-    BatchStored {
-        count: usize,
-        agency: u32,
-    },
+    BatchStored { count: usize, agency: u32 },
     /// A batch resent after a reconnect, stored before.
-    BatchDuplicate {
-        count: usize,
-        agency: u32,
-    },
+    BatchDuplicate { count: usize, agency: u32 },
     /// The bet of a one-bet batch (the course's exercise).
-    BetStored {
-        document: &'a str,
-        number: u16,
-    },
+    BetStored { document: &'a str, number: u16 },
     /// Bet number `bet` of the batch is not valid: nothing of it is stored.
     BatchInvalid {
         count: usize,
@@ -30,31 +21,24 @@ pub enum RequestEvent<'a> {
         bet: usize,
         error: &'a dyn Display,
     },
+    /// A batch the store refused, or whose commit failed.
     BatchFailed {
         count: usize,
         agency: u32,
         code: &'a str,
         error: &'a dyn Display,
     },
-    AgencyDone {
-        agency: u32,
-        bets: u64,
-    },
+    /// The agency's DONE is durable: `bets` in all.
+    AgencyDone { agency: u32, bets: u64 },
     DoneFailed {
         agency: u32,
         code: &'a str,
         error: &'a dyn Display,
     },
     /// WINNERS? before the draw.
-    WinnersNotReady {
-        agency: u32,
-        finished: u32,
-    },
+    WinnersNotReady { agency: u32, finished: u32 },
     /// The first page of an agency's winners.
-    WinnersSent {
-        agency: u32,
-        winners: u32,
-    },
+    WinnersSent { agency: u32, winners: u32 },
 }
 
 impl LogLine for RequestEvent<'_> {}
