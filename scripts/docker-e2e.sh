@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Docker end-to-end test of the packaged lottery (needs Docker with Compose v2
-# and python3; run `bash /work/shared/docker/offline-docker.sh` first on a
-# machine without an image registry).
+# Docker end-to-end test of the packaged lottery (needs Docker with Compose v2,
+# python3, and cargo to build the log checker; run
+# `bash /work/shared/docker/offline-docker.sh` first on a machine without an
+# image registry).
 #
 #   scripts/docker-e2e.sh            # or: make docker-e2e
 #
@@ -18,7 +19,8 @@
 #      the secret (.data/secret, mode 0600) and keys were created on first use,
 #      each client's environment holds its own key and nothing else secret;
 #   4. logs: `sorteo` once, 5 `consulta_ganadores` with the right winner
-#      counts, every `action:` line in the course grammar, no `result: fail`;
+#      counts, every `action:` line in the course grammar (the crate's own
+#      checker, examples/check_log.rs), no `result: fail`;
 #   5. stored rows (bets.csv in the volume) = the input rows (as multisets),
 #      also after a server restart;
 #      a client with agency 2's key claiming agency 3 is refused (unauthorized);
@@ -38,4 +40,12 @@
 #   E2E_KEEP=1 (keep the temporary copy and logs even on success).
 set -euo pipefail
 command -v python3 >/dev/null || { echo "docker-e2e: FAIL: python3 is missing" >&2; exit 1; }
+# The logs' grammar is checked by the library's own checker, the one the
+# Rust tests use: examples/check_log.rs, built here on the host.
+repo=$(cd "$(dirname "$0")/.." && pwd)
+cargo build --release --quiet --manifest-path "$repo/Cargo.toml" --example check-log ||
+  { echo "docker-e2e: FAIL: cannot build the log checker (cargo build --example check-log)" >&2; exit 1; }
+CHECK_LOG=$(cargo metadata --format-version 1 --no-deps --manifest-path "$repo/Cargo.toml" |
+  python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')/release/examples/check-log
+export CHECK_LOG
 exec python3 "$(dirname "$0")/docker_e2e.py" "$@"

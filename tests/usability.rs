@@ -4,6 +4,7 @@
 mod support;
 
 use lottery::framing::FrameReader;
+use lottery::logging::{CourseLine, Outcome};
 use lottery::message::Message;
 use std::io::Write;
 use std::net::{SocketAddr, TcpListener};
@@ -12,31 +13,6 @@ use std::process::Command;
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 use support::*;
-
-/// A log line in the course's grammar, after the timestamp and level:
-/// `action: <name> | result: <success|fail|in_progress> | key: value | ...`.
-struct CourseLine<'a> {
-    action: &'a str,
-    result: &'a str,
-    fields: Vec<(&'a str, &'a str)>,
-}
-
-/// `None` when the line breaks the course's grammar.
-fn course_line(line: &str) -> Option<CourseLine<'_>> {
-    let mut parts = line[line.find("action: ")?..].split(" | ");
-    let action = parts.next()?.strip_prefix("action: ")?;
-    let result = parts.next()?.strip_prefix("result: ")?;
-    let fields: Vec<(&str, &str)> = parts.map(|f| f.split_once(": ")).collect::<Option<_>>()?;
-    let word = |s: &str| !s.is_empty() && !s.contains(' ');
-    (word(action)
-        && ["success", "fail", "in_progress"].contains(&result)
-        && fields.iter().all(|(k, _)| word(k)))
-    .then_some(CourseLine {
-        action,
-        result,
-        fields,
-    })
-}
 
 /// A stand-in for the server that takes `delay` to acknowledge each batch,
 /// so an ingest lasts as long as the test needs on any machine. Returns the
@@ -105,11 +81,8 @@ fn ingest(name: &str, bets: u64, delay: Duration) -> (ClientRun, u64) {
         run.log.join("\n")
     );
     assert_eq!(stored, bets);
-    for line in run.log.iter().filter(|l| l.contains("action: ")) {
-        assert!(
-            course_line(line).is_some(),
-            "not the course's grammar: {line}"
-        );
+    for line in &run.log {
+        assert_course_grammar(line);
     }
     (run, stored)
 }
@@ -117,10 +90,10 @@ fn ingest(name: &str, bets: u64, delay: Duration) -> (ClientRun, u64) {
 /// (enviadas, confirmadas, por_segundo) of every `progreso` line.
 fn progress_lines(log: &[String]) -> Vec<(u64, u64, u64)> {
     log.iter()
-        .filter_map(|l| course_line(l))
+        .filter_map(|l| CourseLine::parse(l).ok())
         .filter(|line| line.action == "progreso")
         .map(|line| {
-            assert_eq!(line.result, "in_progress");
+            assert_eq!(line.result, Outcome::InProgress);
             let keys: Vec<&str> = line.fields.iter().map(|(k, _)| *k).collect();
             assert_eq!(keys, ["enviadas", "confirmadas", "por_segundo"]);
             let n = |i: usize| line.fields[i].1.parse::<u64>().expect("a whole number");

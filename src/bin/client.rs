@@ -3,10 +3,9 @@
 //! bets (from `CLI_BETS_FILE`, `/agency.csv`, or one bet from `NOMBRE`,
 //! `APELLIDO`, `DOCUMENTO`, `NACIMIENTO`, `NUMERO`), and reports its winners.
 
-use log::{error, info};
 use lottery::client::{self, ClientError};
 use lottery::config::ClientConfig;
-use lottery::logging;
+use lottery::logging::{self, Action, ActionEvent, AgencyEvent, LogLine};
 use lottery::shutdown::Shutdown;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -19,10 +18,11 @@ fn main() -> ExitCode {
     let config = match ClientConfig::load(&path, std::env::vars(), default_file) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!(
-                "action: config | result: fail | error: {}",
-                logging::clean(&e)
-            );
+            let line = ActionEvent::Failed {
+                action: Action::Config,
+                error: &e,
+            };
+            eprintln!("{line}");
             return ExitCode::from(2);
         }
     };
@@ -31,29 +31,35 @@ fn main() -> ExitCode {
     let shutdown = Shutdown::new();
     let on_signal = shutdown.clone();
     if let Err(e) = ctrlc::set_handler(move || on_signal.trigger()) {
-        error!(
-            "action: signal_handler | result: fail | error: {}",
-            logging::clean(e)
-        );
+        ActionEvent::Failed {
+            action: Action::SignalHandler,
+            error: &e,
+        }
+        .error();
         return ExitCode::FAILURE;
     }
     match client::run(&config, &shutdown) {
         Ok(summary) => {
-            info!(
-                "action: resumen | result: success | apuestas_enviadas: {} | apuestas_invalidas: {} | batches: {} | bytes_enviados: {} | segundos: {:.3}",
-                summary.sent, summary.skipped, summary.batches, summary.bytes_sent, summary.seconds
-            );
+            AgencyEvent::Summary {
+                sent: summary.sent,
+                invalid: summary.skipped,
+                batches: summary.batches,
+                bytes: summary.bytes_sent,
+                seconds: summary.seconds,
+            }
+            .info();
             ExitCode::SUCCESS
         }
         Err(ClientError::Shutdown) => {
-            info!("action: shutdown | result: success");
+            ActionEvent::Succeeded(Action::Shutdown).info();
             ExitCode::SUCCESS
         }
         Err(e) => {
-            error!(
-                "action: client | result: fail | error: {}",
-                logging::clean(&e)
-            );
+            ActionEvent::Failed {
+                action: Action::Client,
+                error: &e,
+            }
+            .error();
             ExitCode::FAILURE
         }
     }

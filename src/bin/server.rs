@@ -13,10 +13,10 @@
 //! `check`, `truncate` and `rebuild_journal`); run them with the server
 //! stopped.
 
-use log::{error, info};
 use lottery::config::ServerConfig;
+use lottery::logging::{self, Action, ActionEvent, LogLine, Outcome, ServerEvent};
 use lottery::shutdown::Shutdown;
-use lottery::{logging, server, storage};
+use lottery::{server, storage};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -34,13 +34,13 @@ fn main() -> ExitCode {
         [] => serve(&path),
         [cmd, agency] if cmd == "agency-key" => agency_key(&path, agency),
         [cmd, file] if cmd == "storage-check" => {
-            storage_command("storage_check", storage::check(Path::new(file)))
+            storage_command(Action::StorageCheck, storage::check(Path::new(file)))
         }
         [cmd, file] if cmd == "storage-truncate" => {
-            storage_command("storage_truncate", storage::truncate(Path::new(file)))
+            storage_command(Action::StorageTruncate, storage::truncate(Path::new(file)))
         }
         [cmd, file] if cmd == "storage-rebuild-journal" => storage_command(
-            "storage_rebuild_journal",
+            Action::StorageRebuildJournal,
             storage::rebuild_journal(Path::new(file)),
         ),
         _ => {
@@ -57,10 +57,11 @@ fn agency_key(path: &Path, agency: &str) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!(
-                "action: agency_key | result: fail | error: {}",
-                logging::clean(&e)
-            );
+            let line = ActionEvent::Failed {
+                action: Action::AgencyKey,
+                error: &e,
+            };
+            eprintln!("{line}");
             ExitCode::from(2)
         }
     }
@@ -68,16 +69,26 @@ fn agency_key(path: &Path, agency: &str) -> ExitCode {
 
 /// Prints an operator command's outcome as one log line; exit 1 if it failed.
 fn storage_command(
-    action: &str,
+    action: Action,
     outcome: Result<impl std::fmt::Display, storage::StorageError>,
 ) -> ExitCode {
     match outcome {
         Ok(report) => {
-            println!("action: {action} | result: success | {report}");
+            let line = ActionEvent::Fields {
+                action,
+                outcome: Outcome::Success,
+                fields: &report,
+            };
+            println!("{line}");
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("action: {action} | result: fail | {}", e.log_fields());
+            let line = ActionEvent::Fields {
+                action,
+                outcome: Outcome::Fail,
+                fields: &e.log_fields(),
+            };
+            eprintln!("{line}");
             ExitCode::FAILURE
         }
     }
@@ -88,10 +99,11 @@ fn serve(path: &Path) -> ExitCode {
         Ok(c) => c,
         Err(e) => {
             // The logger is not set up yet (its level is in the config).
-            eprintln!(
-                "action: config | result: fail | error: {}",
-                logging::clean(&e)
-            );
+            let line = ActionEvent::Failed {
+                action: Action::Config,
+                error: &e,
+            };
+            eprintln!("{line}");
             return ExitCode::from(2);
         }
     };
@@ -100,35 +112,38 @@ fn serve(path: &Path) -> ExitCode {
     let shutdown = Shutdown::new();
     let on_signal = shutdown.clone();
     if let Err(e) = ctrlc::set_handler(move || {
-        info!("action: signal | result: success | signal: SIGTERM/SIGINT");
+        ServerEvent::SignalReceived.info();
         on_signal.trigger();
     }) {
-        error!(
-            "action: signal_handler | result: fail | error: {}",
-            logging::clean(e)
-        );
+        ActionEvent::Failed {
+            action: Action::SignalHandler,
+            error: &e,
+        }
+        .error();
         return ExitCode::FAILURE;
     }
     let listener = match server::bind(&config) {
         Ok(l) => l,
         Err(e) => {
-            error!(
-                "action: bind | result: fail | error: {}",
-                logging::clean(&e)
-            );
+            ActionEvent::Failed {
+                action: Action::Bind,
+                error: &e,
+            }
+            .error();
             return ExitCode::FAILURE;
         }
     };
     match server::run(listener, &config, shutdown) {
         Ok(()) => {
-            info!("action: shutdown | result: success");
+            ActionEvent::Succeeded(Action::Shutdown).info();
             ExitCode::SUCCESS
         }
         Err(e) => {
-            error!(
-                "action: server | result: fail | error: {}",
-                logging::clean(&e)
-            );
+            ActionEvent::Failed {
+                action: Action::Server,
+                error: &e,
+            }
+            .error();
             ExitCode::FAILURE
         }
     }

@@ -40,10 +40,9 @@ pub use session::Summary;
 
 use crate::bet::Bet;
 use crate::config::{BetSource, ClientConfig};
-use crate::logging::clean;
+use crate::logging::{Action, ActionEvent, AgencyEvent, LogLine};
 use crate::shutdown::Shutdown;
 use connection::Connection;
-use log::{debug, info, warn};
 use reconnect::Failover;
 use session::Agency;
 use session_end::SessionEnd;
@@ -68,7 +67,7 @@ pub fn run(config: &ClientConfig, shutdown: &Shutdown) -> Result<Summary, Client
         let server = failover.server();
         let end = match Connection::connect(server, config.io_timeout) {
             Ok(conn) => {
-                debug!("action: connect | result: success | server_address: {server}");
+                AgencyEvent::Connected { server }.debug();
                 socket.set(&conn);
                 if shutdown.is_triggered() {
                     return Err(ClientError::Shutdown);
@@ -109,10 +108,11 @@ fn bet_to_send(config: &ClientConfig) -> Result<Option<Bet>, ClientError> {
         )
         .map(Some)
         .map_err(|e| {
-            warn!(
-                "action: apuesta_enviada | result: fail | error: {}",
-                clean(&e)
-            );
+            ActionEvent::Failed {
+                action: Action::ApuestaEnviada,
+                error: &e,
+            }
+            .warn();
             ClientError::InvalidBet(e)
         }),
         BetSource::File(path) => match std::fs::File::open(path) {
@@ -129,11 +129,11 @@ fn bet_to_send(config: &ClientConfig) -> Result<Option<Bet>, ClientError> {
 /// which is routine.
 fn log_close(config: &ClientConfig, end: &Result<Summary, SessionEnd>) {
     if let Err(SessionEnd::NotReady { .. }) = end {
-        debug!("action: close_socket | result: success");
+        ActionEvent::Succeeded(Action::CloseSocket).debug();
     } else {
-        info!("action: close_socket | result: success");
+        ActionEvent::Succeeded(Action::CloseSocket).info();
         if matches!(config.bets, BetSource::File(_)) {
-            info!("action: close_file | result: success");
+            ActionEvent::Succeeded(Action::CloseFile).info();
         }
     }
 }

@@ -2,6 +2,7 @@
 //! so far, and at what rate, so an operator watching a long ingest sees it
 //! move.
 
+use crate::logging::AgencyEvent;
 use std::time::{Duration, Instant};
 
 /// How often, at most, an ingest logs its `progreso` line.
@@ -29,7 +30,12 @@ impl ProgressLine {
     /// The line to log at `now`, if one is due: `sent` bets sent and
     /// `acked` acknowledged so far; the rate is acknowledged bets per second
     /// since the start.
-    pub(super) fn line(&mut self, now: Instant, sent: u64, acked: u64) -> Option<String> {
+    pub(super) fn line(
+        &mut self,
+        now: Instant,
+        sent: u64,
+        acked: u64,
+    ) -> Option<AgencyEvent<'static>> {
         if now < self.next {
             return None;
         }
@@ -40,9 +46,7 @@ impl ProgressLine {
         } else {
             0.0
         };
-        Some(format!(
-            "action: progreso | result: in_progress | enviadas: {sent} | confirmadas: {acked} | por_segundo: {rate:.0}"
-        ))
+        Some(AgencyEvent::Progress { sent, acked, rate })
     }
 }
 
@@ -55,19 +59,20 @@ mod tests {
         let t0 = Instant::now();
         let s = Duration::from_secs(1);
         let mut p = ProgressLine::new(t0, s);
-        assert_eq!(p.line(t0, 10, 5), None);
+        let mut line = |at, sent, acked| p.line(at, sent, acked).map(|l| l.to_string());
+        assert_eq!(line(t0, 10, 5), None);
         assert_eq!(
-            p.line(t0 + s / 2, 20, 10),
+            line(t0 + s / 2, 20, 10),
             None,
             "a short ingest says nothing"
         );
         assert_eq!(
-            p.line(t0 + s * 2, 4_000, 3_000).as_deref(),
+            line(t0 + s * 2, 4_000, 3_000).as_deref(),
             Some(
                 "action: progreso | result: in_progress | enviadas: 4000 | confirmadas: 3000 | por_segundo: 1500"
             )
         );
-        assert_eq!(p.line(t0 + s * 2 + s / 2, 5_000, 4_000), None);
-        assert!(p.line(t0 + s * 3, 6_000, 6_000).is_some());
+        assert_eq!(line(t0 + s * 2 + s / 2, 5_000, 4_000), None);
+        assert!(line(t0 + s * 3, 6_000, 6_000).is_some());
     }
 }

@@ -33,8 +33,7 @@
 use super::error::ClientError;
 use super::session_end::{Reason, SessionEnd};
 use crate::config::ClientConfig;
-use crate::logging::clean;
-use log::{debug, info, warn};
+use crate::logging::{AgencyEvent, LogLine};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
@@ -148,11 +147,11 @@ impl<'a> Failover<'a> {
         }
         self.failures += 1;
         if last_progress.elapsed() >= self.retry_timeout && self.failures >= self.servers.len() {
-            warn!(
-                "action: connect | result: fail | server_address: {} | error: {}",
-                self.configured,
-                clean(&reason.detail)
-            );
+            AgencyEvent::GaveUp {
+                server: self.configured,
+                error: &reason.detail,
+            }
+            .warn();
             return Err(ClientError::GaveUp {
                 last: reason.detail,
             });
@@ -185,15 +184,16 @@ impl<'a> Failover<'a> {
     /// [`REASON_EVERY`] per reason (with how often it came back in
     /// between); every time at DEBUG.
     fn report(&mut self, server: &str, reason: &Reason) {
-        let line = format!(
-            "action: reconnect | result: in_progress | error: {} | server_address: {server} | detail: {}",
-            reason.kind,
-            clean(&reason.detail)
-        );
+        let line = |repeated| AgencyEvent::Reconnecting {
+            reason: reason.kind,
+            server,
+            detail: &reason.detail,
+            repeated,
+        };
         match self.reasons.allow(reason.kind, Instant::now()) {
-            Some(0) => info!("{line}"),
-            Some(held) => info!("{line} | repeated: {held}"),
-            None => debug!("{line}"),
+            Some(0) => line(None).info(),
+            Some(held) => line(Some(held)).info(),
+            None => line(None).debug(),
         }
     }
 }

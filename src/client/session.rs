@@ -20,9 +20,8 @@ use super::session_end::{SessionEnd, unexpected};
 use super::source::{BetsFile, InvalidRow, Row, SourceError};
 use crate::bet::Bet;
 use crate::config::{BetSource, ClientConfig};
-use crate::logging::clean;
+use crate::logging::{AgencyEvent, LogLine};
 use crate::message::{self, BatchEncoder, Message, PROTOCOL_VERSION};
-use log::{debug, info, warn};
 use std::collections::VecDeque;
 use std::time::Instant;
 
@@ -139,10 +138,10 @@ impl<'a> Agency<'a> {
             total
         };
         let winners = self.winners(conn)?;
-        info!(
-            "action: consulta_ganadores | result: success | cant_ganadores: {}",
-            winners.len()
-        );
+        AgencyEvent::WinnersReceived {
+            winners: winners.len(),
+        }
+        .info();
         Ok(Summary {
             sent: total.saturating_sub(start),
             skipped: self.skipped,
@@ -193,7 +192,7 @@ impl<'a> Agency<'a> {
                 ));
             }
             Message::HelloOk { .. } => {
-                debug!("action: auth | result: success | mode: off (the server asked for no key)");
+                AgencyEvent::AuthSkipped.debug();
             }
             _ => {}
         }
@@ -298,7 +297,7 @@ impl<'a> Agency<'a> {
     /// began.
     fn acked(&mut self, seq: u64, next_seq: u64, start: u64) {
         self.progress();
-        debug!("action: batch_enviado | result: success | next_seq: {next_seq}");
+        AgencyEvent::BatchSent { next_seq }.debug();
         if let Some(line) = self.ingest.as_mut().and_then(|p| {
             // A server restarted after a crash may resume this agency
             // below where its first session began (what it had accepted
@@ -309,13 +308,14 @@ impl<'a> Agency<'a> {
                 next_seq.saturating_sub(start),
             )
         }) {
-            info!("{line}");
+            line.info();
         }
         if let Some(bet) = &self.single {
-            info!(
-                "action: apuesta_enviada | result: success | dni: {} | numero: {}",
-                bet.document, bet.number
-            );
+            AgencyEvent::BetSent {
+                document: &bet.document,
+                number: bet.number,
+            }
+            .info();
         }
     }
 
@@ -354,11 +354,11 @@ impl<'a> Agency<'a> {
         if row.line > self.logged_line {
             self.logged_line = row.line;
             self.skipped += 1;
-            warn!(
-                "action: apuesta_invalida | result: fail | linea: {} | error: {}",
-                row.line,
-                clean(&row.reason)
-            );
+            AgencyEvent::BetInvalid {
+                line: row.line,
+                error: &row.reason,
+            }
+            .warn();
         }
     }
 
@@ -372,9 +372,7 @@ impl<'a> Agency<'a> {
             conn.send(&Message::WinnersQuery { offset })?;
             match conn.recv()? {
                 Message::NotReady { finished, expected } => {
-                    debug!(
-                        "action: consulta_ganadores | result: in_progress | finalizadas: {finished} | esperadas: {expected}"
-                    );
+                    AgencyEvent::WinnersPending { finished, expected }.debug();
                     return Err(SessionEnd::NotReady { finished, expected });
                 }
                 Message::Winners {
@@ -423,9 +421,11 @@ impl Bets {
 /// handshake at WARN, every time (a server that skips authentication is
 /// either misconfigured or not the agency's server).
 fn refuse_server(kind: &'static str, server: &str, error: ClientError) -> SessionEnd {
-    warn!(
-        "action: auth | result: fail | error: {kind} | server_address: {server} | detail: {}",
-        clean(&error)
-    );
+    AgencyEvent::ServerRefused {
+        reason: kind,
+        server,
+        detail: &error,
+    }
+    .warn();
     SessionEnd::Refused { kind, error }
 }

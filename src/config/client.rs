@@ -10,7 +10,8 @@ use super::layers::{
     read_file,
 };
 use crate::auth::{self, AgencyKey};
-use log::{LevelFilter, info, warn};
+use crate::logging::{ConfigEvent, LogLine};
+use log::LevelFilter;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -98,14 +99,15 @@ impl ClientConfig {
     /// Logs the configuration at start: the `config` line, and a warning if
     /// the agency accepts a server that does not ask for its key.
     pub fn log_start(&self) {
-        info!(
-            "action: config | result: success | client_id: {} | server_address: {} | batch_max_amount: {} | log_level: {}",
-            self.id, self.server_address, self.batch_max_amount, self.log_level
-        );
+        ConfigEvent::Agency {
+            id: self.id,
+            server_address: &self.server_address,
+            batch_max_amount: self.batch_max_amount,
+            log_level: self.log_level,
+        }
+        .info();
         if !self.auth.is_required() {
-            warn!(
-                "action: config | result: success | auth: off | warning: this agency accepts a server that does not ask for its key (CLI_AUTH=off): for a server run with SERVER_AUTH=off only"
-            );
+            ConfigEvent::AgencyAuthOff.warn();
         }
     }
 }

@@ -15,9 +15,10 @@ use super::layers::{
     read_file,
 };
 use crate::auth::{self, AgencyKey, Secret, ServerAuth};
-use crate::logging::clean;
+use crate::logging::{ConfigEvent, LogLine};
 use crate::storage::{Location, SyncMode};
-use log::{LevelFilter, info, warn};
+use log::LevelFilter;
+use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -108,38 +109,34 @@ impl ServerConfig {
     pub fn log_start(&self) {
         // The database's address is logged when the server connects to it
         // (without its password), not here.
-        let storage = match self.storage_backend {
-            StorageBackend::File => format!(
-                "{} | sync: {:?}",
-                clean(self.storage_filepath.display()),
-                self.storage_sync
-            ),
-            StorageBackend::Postgres { .. } => "postgres".to_owned(),
-        };
-        info!(
-            "action: config | result: success | port: {} | listen_backlog: {} | logging_level: {} | agencies: {} | workers: {} | storage: {}",
-            self.port,
-            self.listen_backlog,
-            self.logging_level,
-            self.agencies,
-            self.workers,
+        let path = self.storage_filepath.display();
+        let (storage, sync): (&dyn fmt::Display, Option<&dyn fmt::Debug>) =
+            match self.storage_backend {
+                StorageBackend::File => (&path, Some(&self.storage_sync)),
+                StorageBackend::Postgres { .. } => (&"postgres", None),
+            };
+        ConfigEvent::Server {
+            port: self.port,
+            listen_backlog: self.listen_backlog,
+            logging_level: self.logging_level,
+            agencies: self.agencies,
+            workers: self.workers,
             storage,
-        );
+            sync,
+        }
+        .info();
         if let Some(DefaultSecret { path, created }) = &self.default_secret {
-            info!(
-                "action: secret | result: success | path: {} | created: {created} | keys: cargo run --bin server -- agency-key N",
-                clean(path.display())
-            );
+            ConfigEvent::SecretFile {
+                path: &path.display(),
+                created: *created,
+            }
+            .info();
         }
         if self.auth == ServerAuth::Off {
-            warn!(
-                "action: config | result: success | auth: off | warning: agencies are not authenticated (SERVER_AUTH=off): anyone who reaches the server can send bets, say DONE and read winners as any agency"
-            );
+            ConfigEvent::ServerAuthOff.warn();
         }
         if self.agencies == 0 {
-            warn!(
-                "action: config | result: success | agencies: 0 | warning: no agencies (SERVER_AGENCIES=0): every HELLO gets unknown_agency and there is no draw; the server answers ECHO only"
-            );
+            ConfigEvent::NoAgencies.warn();
         }
     }
 }

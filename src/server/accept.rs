@@ -6,8 +6,7 @@
 use super::close::{Close, log_close};
 use super::connection;
 use super::context::Context;
-use crate::logging::clean;
-use log::error;
+use crate::logging::{LogLine, ServerEvent};
 use std::io::ErrorKind;
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -41,10 +40,11 @@ pub(super) fn accept_loop(listener: &TcpListener, ctx: &Arc<Context>, pool: &Thr
                 // log and carry on; the listener itself is fine. A short
                 // pause keeps a persistent error from spinning.
                 if last_error_log.is_none_or(|at| at.elapsed() >= Duration::from_secs(1)) {
-                    error!(
-                        "action: accept | result: fail | error: {} | omitidos: {unlogged}",
-                        clean(e)
-                    );
+                    ServerEvent::ListenerFailed {
+                        error: &e,
+                        unlogged,
+                    }
+                    .error();
                     last_error_log = Some(Instant::now());
                     unlogged = 0;
                 } else {

@@ -3,9 +3,8 @@
 //! replaced sessions, the lobby's deadlines), the penalty box and the
 //! accept loop at teardown.
 
-use crate::logging::{PEER_FAULT, clean};
+use crate::logging::{ConnectionEvent, LogLine, PEER_FAULT};
 use crate::message::{ErrorCode, encode_error};
-use log::{debug, info, log};
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::time::Duration;
@@ -26,20 +25,21 @@ pub(super) enum Close {
 
 /// Logs a connection's close in the course's grammar.
 pub(super) fn log_close(peer: SocketAddr, agency: Option<u32>, how: &Close) {
-    let agency = agency.map_or_else(|| "-".to_owned(), |a| a.to_string());
     match how {
-        Close::Normal(why) => debug!(
-            "action: close_connection | result: success | peer: {peer} | agencia: {agency} | reason: {why}"
-        ),
-        Close::Shutdown => {
-            info!("action: close_connection | result: success | peer: {peer} | agencia: {agency}");
+        Close::Normal(reason) => ConnectionEvent::Closed {
+            peer,
+            agency,
+            reason,
         }
-        Close::Fault(code, reason) => log!(
-            PEER_FAULT,
-            "action: close_connection | result: fail | peer: {peer} | agencia: {agency} | code: {} | error: {}",
-            code.name(),
-            clean(reason)
-        ),
+        .debug(),
+        Close::Shutdown => ConnectionEvent::ClosedAtShutdown { peer, agency }.info(),
+        Close::Fault(code, reason) => ConnectionEvent::ClosedOnError {
+            peer,
+            agency,
+            code: code.name(),
+            error: reason,
+        }
+        .log(PEER_FAULT),
     }
 }
 

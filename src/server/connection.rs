@@ -35,8 +35,8 @@ use super::handler::Reply;
 use super::lobby::{Accepted, Carried, deadline};
 use super::penalty::HeldAnswer;
 use crate::framing::{self, FrameError};
+use crate::logging::{ConnectionEvent, LogLine};
 use crate::message::{ErrorCode, encode_error};
-use log::error;
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -73,9 +73,7 @@ pub(super) fn run_job(ctx: &Context) {
             // back to the lobby with it, and serve the better one.
             Ok(Some(silent)) => ctx.connections.requeue(silent),
             Err(_) => {
-                error!(
-                    "action: request | result: fail | peer: {peer} | error: internal error (panic)"
-                );
+                ConnectionEvent::RequestPanicked { peer }.error();
                 ctx.connections.remove(id);
                 return;
             }
@@ -390,9 +388,7 @@ impl ServedConnection<'_> {
         // it gets ERROR and the connection closes; the worker lives on.
         let reply = catch_unwind(AssertUnwindSafe(|| handler.handle(session, peer, frames)))
             .unwrap_or_else(|_| {
-                error!(
-                    "action: request | result: fail | peer: {peer} | error: internal error (panic)"
-                );
+                ConnectionEvent::RequestPanicked { peer }.error();
                 Reply::refusal(ErrorCode::Storage, "internal error")
             });
         self.buf.copy_within(used..self.filled, 0);

@@ -68,12 +68,12 @@ mod progress;
 pub use limits::Limits;
 
 use crate::config::ServerConfig;
+use crate::logging::{Action, ActionEvent, LogLine, Outcome, ServerEvent, StorageEvent};
 use crate::shutdown::Shutdown;
 use crate::storage::{Location, OpenReport};
 use crate::store::Store;
 use context::Context;
 use handler::Handler;
-use log::{error, info};
 use penalty::PenaltyBox;
 use registry::Connections;
 use std::fmt;
@@ -104,7 +104,7 @@ pub fn run(
     let running = start(&listener, config, store, shutdown)?;
     accept::accept_loop(&listener, &running.ctx, &running.pool);
     drop(listener);
-    info!("action: close_listener | result: success");
+    ActionEvent::Succeeded(Action::CloseListener).info();
     running.stop();
     Ok(())
 }
@@ -116,7 +116,12 @@ fn open_store(config: &ServerConfig) -> Result<Store, ServerError> {
         Ok(opened) => opened,
         Err(e) => {
             if matches!(location, Location::File { .. }) {
-                error!("action: recovery | result: fail | {}", e.log_fields());
+                ActionEvent::Fields {
+                    action: Action::Recovery,
+                    outcome: Outcome::Fail,
+                    fields: &e.log_fields(),
+                }
+                .error();
             }
             return Err(ServerError::Storage(e));
         }
@@ -130,18 +135,21 @@ fn open_store(config: &ServerConfig) -> Result<Store, ServerError> {
             } else {
                 log::Level::Info
             };
-            log::log!(
-                level,
-                "action: recovery | result: success | path: {} | dropped_bytes: {} | journal_dropped_bytes: {} | reason: {} | agencias_finalizadas: {finished}",
-                crate::logging::clean(path.display()),
-                recovery.dropped_data_bytes,
-                recovery.dropped_journal_bytes,
-                crate::logging::clean(&recovery),
-            )
+            StorageEvent::Recovered {
+                path: &path.display(),
+                dropped_bytes: recovery.dropped_data_bytes,
+                journal_dropped_bytes: recovery.dropped_journal_bytes,
+                reason: &recovery,
+                finished,
+            }
+            .log(level);
         }
-        OpenReport::Postgres { target, schema } => info!(
-            "action: storage_open | result: success | backend: postgres | database: {target} | schema_version: {schema} | agencias_finalizadas: {finished}"
-        ),
+        OpenReport::Postgres { target, schema } => StorageEvent::DatabaseOpened {
+            database: &target,
+            schema_version: schema,
+            finished,
+        }
+        .info(),
     }
     Ok(store)
 }
@@ -177,7 +185,7 @@ fn start(
     // Announced only now: connections queue in the backlog until storage
     // is recovered, and tests and scripts wait for this line.
     if let Ok(addr) = listener.local_addr() {
-        info!("action: listen | result: success | address: {addr}");
+        ServerEvent::Listening { address: addr }.info();
     }
     let pool = threadpool::Builder::new()
         .num_threads(config.workers)
@@ -223,11 +231,11 @@ impl Running {
         self.pool.join();
         ctx.penalty.close(); // a worker may have handed one in meanwhile
         let _ = self.penalty.join();
-        info!(
-            "action: close_thread_pool | result: success | workers: {}",
-            self.workers
-        );
-        info!("action: close_connections | result: success | count: {count}");
+        ServerEvent::PoolClosed {
+            workers: self.workers,
+        }
+        .info();
+        ServerEvent::ConnectionsClosed { count }.info();
         if let Some(reporter) = self.reporter {
             let _ = reporter.join();
         }

@@ -3,8 +3,8 @@
 //! server's start and the draw but one line per batch.
 
 use super::context::Context;
+use crate::logging::{LogLine, ServerEvent};
 use crate::store::Store;
-use log::info;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -37,12 +37,13 @@ fn report(store: &Store, ctx: &Context, interval: Duration) {
             continue;
         }
         let rate = (now.bets - last.bets) as f64 / since.elapsed().as_secs_f64();
-        info!(
-            "action: ingesta | result: in_progress | apuestas: {} | por_segundo: {rate:.0} | agencias_activas: {} | agencias_finalizadas: {}",
-            now.bets,
-            ctx.connections.active_agencies(),
-            now.finished,
-        );
+        ServerEvent::Ingest {
+            bets: now.bets,
+            rate,
+            active_agencies: ctx.connections.active_agencies(),
+            finished: now.finished,
+        }
+        .info();
         last = now;
         since = Instant::now();
     }

@@ -32,9 +32,8 @@
 use super::close::{Close, log_close, refuse, refuse_logged};
 use super::limits::Limits;
 use super::lobby::{Accepted, Readiness, overdue};
-use crate::logging::{PEER_FAULT, clean};
+use crate::logging::{Action, ConnectionEvent, LogLine, PEER_FAULT, ServerEvent};
 use crate::message::ErrorCode;
-use log::{error, log};
 use std::collections::{HashMap, VecDeque};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::{Condvar, Mutex, MutexGuard};
@@ -114,10 +113,7 @@ impl Connections {
         let handle = match prepared {
             Ok(handle) => handle,
             Err(e) => {
-                error!(
-                    "action: accept | result: fail | peer: {peer} | error: {}",
-                    clean(e)
-                );
+                ServerEvent::AcceptFailed { peer, error: &e }.error();
                 return false;
             }
         };
@@ -133,10 +129,13 @@ impl Connections {
                 "too many connections (limit {}); try again later",
                 limits.max_connections
             );
-            log!(
-                PEER_FAULT,
-                "action: accept | result: fail | peer: {peer} | code: busy | error: {reason}"
-            );
+            ConnectionEvent::Refused {
+                action: Action::Accept,
+                peer,
+                code: ErrorCode::Busy.name(),
+                error: &reason,
+            }
+            .log(PEER_FAULT);
             refuse(stream, ErrorCode::Busy, &reason);
             return false;
         }
@@ -156,7 +155,7 @@ impl Connections {
             },
         );
         reg.lobby.push_back(conn);
-        log::debug!("action: accept | result: success | peer: {peer}");
+        ServerEvent::Accepted { peer }.debug();
         true
     }
 

@@ -7,10 +7,9 @@
 use super::reply::{Awaiting, Part, Reply, Request, encode, store_error_code};
 use super::session::Session;
 use crate::auth::ServerAuth;
-use crate::logging::{PEER_FAULT, clean};
+use crate::logging::{Action, ConnectionEvent, LogLine, PEER_FAULT};
 use crate::message::{ErrorCode, Message};
 use crate::store::{Store, StoreError, Ticket};
-use log::{debug, log};
 use std::net::SocketAddr;
 
 /// See the module doc.
@@ -45,14 +44,14 @@ impl Exchange<'_> {
     }
 
     /// Answers ERROR, logs why, and closes the connection.
-    pub(super) fn refuse(&mut self, action: &str, code: ErrorCode, reason: &str) {
-        log!(
-            PEER_FAULT,
-            "action: {action} | result: fail | peer: {} | code: {} | error: {}",
-            self.peer,
-            code.name(),
-            clean(reason)
-        );
+    pub(super) fn refuse(&mut self, action: Action, code: ErrorCode, reason: &str) {
+        ConnectionEvent::Refused {
+            action,
+            peer: self.peer,
+            code: code.name(),
+            error: &reason,
+        }
+        .log(PEER_FAULT);
         self.fail(code, reason.to_owned());
     }
 
@@ -63,7 +62,7 @@ impl Exchange<'_> {
     }
 
     /// Answers a store's refusal with its ERROR, logs it, and closes.
-    pub(super) fn refuse_store(&mut self, action: &str, e: &StoreError) {
+    pub(super) fn refuse_store(&mut self, action: Action, e: &StoreError) {
         self.refuse(action, store_error_code(e), &e.to_string());
     }
 
@@ -73,12 +72,16 @@ impl Exchange<'_> {
         if self.session.agency.is_none() {
             if self.session.challenge.is_some() {
                 self.refuse(
-                    "request",
+                    Action::Request,
                     ErrorCode::Unauthorized,
                     "AUTH must succeed before any other request",
                 );
             } else {
-                self.refuse("request", ErrorCode::HelloRequired, "HELLO must come first");
+                self.refuse(
+                    Action::Request,
+                    ErrorCode::HelloRequired,
+                    "HELLO must come first",
+                );
             }
         }
         self.session.agency
@@ -90,7 +93,7 @@ impl Exchange<'_> {
         match msg {
             Message::Echo(bytes) => self.send(&Message::Echo(bytes)),
             Message::Bye => {
-                debug!("action: bye | result: success | peer: {}", self.peer);
+                ConnectionEvent::Bye { peer: self.peer }.debug();
                 self.reply.close = true;
             }
             Message::Hello { version, agency } => self.hello(version, agency),
@@ -108,7 +111,7 @@ impl Exchange<'_> {
                     "message type 0x{:02x} is only sent by the server",
                     msg.kind()
                 );
-                self.refuse("request", ErrorCode::UnexpectedMessage, &reason);
+                self.refuse(Action::Request, ErrorCode::UnexpectedMessage, &reason);
             }
         }
     }

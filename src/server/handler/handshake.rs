@@ -5,9 +5,8 @@
 use super::exchange::Exchange;
 use super::session::Challenge;
 use crate::auth::{self, ServerAuth};
-use crate::logging::{PEER_FAULT, clean};
+use crate::logging::{Action, ConnectionEvent, LogLine, PEER_FAULT};
 use crate::message::{ErrorCode, Message, PROTOCOL_VERSION};
-use log::{debug, error, info, log};
 use std::time::Duration;
 
 /// How long the answer to a failed AUTH is held back before it is sent and
@@ -27,18 +26,18 @@ impl Exchange<'_> {
             .or(self.session.challenge.map(|c| c.agency))
         {
             let reason = format!("this connection already said HELLO as agency {current}");
-            return self.refuse("hello", ErrorCode::DuplicateHello, &reason);
+            return self.refuse(Action::Hello, ErrorCode::DuplicateHello, &reason);
         }
         if version != PROTOCOL_VERSION {
             let reason = format!(
                 "protocol version {version} not supported (this server speaks {PROTOCOL_VERSION})"
             );
-            return self.refuse("hello", ErrorCode::UnsupportedVersion, &reason);
+            return self.refuse(Action::Hello, ErrorCode::UnsupportedVersion, &reason);
         }
         let agencies = self.store.agencies();
         if agency == 0 || agency > agencies {
             let reason = format!("agency {agency} is outside 1..={agencies}");
-            return self.refuse("hello", ErrorCode::UnknownAgency, &reason);
+            return self.refuse(Action::Hello, ErrorCode::UnknownAgency, &reason);
         }
         if *self.server_auth == ServerAuth::Off {
             return self.welcome(agency);
@@ -46,18 +45,20 @@ impl Exchange<'_> {
         match auth::nonce() {
             Ok(nonce) => {
                 self.session.challenge = Some(Challenge { agency, nonce });
-                debug!(
-                    "action: challenge | result: success | agencia: {agency} | peer: {}",
-                    self.peer
-                );
+                ConnectionEvent::Challenged {
+                    agency,
+                    peer: self.peer,
+                }
+                .debug();
                 self.send(&Message::Challenge { nonce });
             }
             Err(e) => {
-                error!(
-                    "action: challenge | result: fail | agencia: {agency} | peer: {} | error: {}",
-                    self.peer,
-                    clean(e)
-                );
+                ConnectionEvent::ChallengeFailed {
+                    agency,
+                    peer: self.peer,
+                    error: &e,
+                }
+                .error();
                 self.fail(
                     ErrorCode::Busy,
                     "no randomness for a challenge; try again".into(),
@@ -74,15 +75,19 @@ impl Exchange<'_> {
                     let reason = format!(
                         "this connection already speaks for agency {current}; no CHALLENGE to answer"
                     );
-                    self.refuse("auth", ErrorCode::DuplicateHello, &reason)
+                    self.refuse(Action::Auth, ErrorCode::DuplicateHello, &reason)
                 }
-                None => self.refuse("auth", ErrorCode::HelloRequired, "HELLO must come first"),
+                None => self.refuse(
+                    Action::Auth,
+                    ErrorCode::HelloRequired,
+                    "HELLO must come first",
+                ),
             };
         };
         let ServerAuth::Required(secret) = &self.server_auth else {
             // A challenge is only ever sent when authentication is required.
             return self.refuse(
-                "auth",
+                Action::Auth,
                 ErrorCode::UnexpectedMessage,
                 "no CHALLENGE to answer",
             );
@@ -93,11 +98,11 @@ impl Exchange<'_> {
         {
             return self.welcome(agency);
         }
-        log!(
-            PEER_FAULT,
-            "action: auth | result: fail | agencia: {agency} | peer: {} | error: the answer does not prove agency {agency}'s key",
-            self.peer
-        );
+        ConnectionEvent::AuthRefused {
+            agency,
+            peer: self.peer,
+        }
+        .log(PEER_FAULT);
         self.fail(
             ErrorCode::Unauthorized,
             format!("AUTH does not prove agency {agency}'s key"),
@@ -111,13 +116,16 @@ impl Exchange<'_> {
         match self.store.position(agency) {
             Ok((next_seq, done)) => {
                 self.session.agency = Some(agency);
-                info!(
-                    "action: hello | result: success | agencia: {agency} | peer: {} | next_seq: {next_seq} | done: {done}",
-                    self.peer
-                );
+                ConnectionEvent::Welcomed {
+                    agency,
+                    peer: self.peer,
+                    next_seq,
+                    done,
+                }
+                .info();
                 self.send(&Message::HelloOk { next_seq, done });
             }
-            Err(e) => self.refuse_store("hello", &e),
+            Err(e) => self.refuse_store(Action::Hello, &e),
         }
     }
 }

@@ -37,6 +37,7 @@ pub use session::{Challenge, Session};
 
 use crate::auth::ServerAuth;
 use crate::framing::{self, MAX_FRAME_LEN};
+use crate::logging::Action;
 use crate::message::{BatchView, Message, kind};
 use crate::store::Store;
 use exchange::Exchange;
@@ -79,7 +80,7 @@ impl Handler {
                 Message::decode(frame.kind, frame.payload).map(|msg| exchange.other(msg))
             };
             if let Err(e) = decoded {
-                exchange.refuse("decode", e.code(), &e.to_string());
+                exchange.refuse(Action::Decode, e.code(), &e.to_string());
             }
             if exchange.reply.close {
                 break;

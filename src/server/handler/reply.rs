@@ -3,10 +3,9 @@
 //! ([`Awaiting`]), and the worker waits once, for the last of them
 //! ([`Reply::finish`]).
 
-use crate::logging::clean;
+use crate::logging::{Action, ActionEvent, LogLine, RequestEvent};
 use crate::message::{ErrorCode, Message, encode_error};
 use crate::store::{Acked, StoreError, Ticket};
-use log::{error, info};
 use std::time::Duration;
 
 /// The answers to a run of requests, in order.
@@ -119,18 +118,17 @@ impl Awaiting {
                     duplicate,
                 }),
             ) => {
+                let count = *len;
                 if duplicate {
-                    info!(
-                        "action: apuesta_duplicada | result: success | cantidad: {len} | agencia: {agency}"
-                    );
+                    RequestEvent::BatchDuplicate { count, agency }.info();
                 } else {
-                    info!(
-                        "action: apuesta_recibida | result: success | cantidad: {len} | agencia: {agency}"
-                    );
-                    if let Some((dni, numero)) = single {
-                        info!(
-                            "action: apuesta_almacenada | result: success | dni: {dni} | numero: {numero}"
-                        );
+                    RequestEvent::BatchStored { count, agency }.info();
+                    if let Some((document, number)) = single {
+                        RequestEvent::BetStored {
+                            document,
+                            number: *number,
+                        }
+                        .info();
                     }
                 }
                 encode(out, &Message::Ack { next_seq });
@@ -143,25 +141,30 @@ impl Awaiting {
                     next_seq: total, ..
                 }),
             ) => {
-                info!(
-                    "action: agencia_finalizada | result: success | agencia: {agency} | apuestas: {total}"
-                );
+                RequestEvent::AgencyDone {
+                    agency,
+                    bets: total,
+                }
+                .info();
                 encode(out, &Message::Ack { next_seq: total });
                 false
             }
             (what, Err(e)) => {
                 let code = store_error_code(&e);
                 match what {
-                    Request::Batch { len, .. } => error!(
-                        "action: apuesta_recibida | result: fail | cantidad: {len} | agencia: {agency} | code: {} | error: {}",
-                        code.name(),
-                        clean(&e)
-                    ),
-                    Request::Done => error!(
-                        "action: agencia_finalizada | result: fail | agencia: {agency} | code: {} | error: {}",
-                        code.name(),
-                        clean(&e)
-                    ),
+                    Request::Batch { len, .. } => RequestEvent::BatchFailed {
+                        count: *len,
+                        agency,
+                        code: code.name(),
+                        error: &e,
+                    }
+                    .error(),
+                    Request::Done => RequestEvent::DoneFailed {
+                        agency,
+                        code: code.name(),
+                        error: &e,
+                    }
+                    .error(),
                 }
                 encode_error(out, code, &e.to_string());
                 true
@@ -173,7 +176,11 @@ impl Awaiting {
 /// Encodes an answer the server built itself (always encodable).
 pub(super) fn encode(out: &mut Vec<u8>, msg: &Message) {
     if let Err(e) = msg.encode_into(out) {
-        error!("action: encode | result: fail | error: {}", clean(e));
+        ActionEvent::Failed {
+            action: Action::Encode,
+            error: &e,
+        }
+        .error();
     }
 }
 

@@ -5,10 +5,9 @@
 use super::exchange::Exchange;
 use super::reply::{Request, store_error_code};
 use crate::framing::MAX_PAYLOAD_LEN;
-use crate::logging::{PEER_FAULT, clean};
+use crate::logging::{Action, LogLine, PEER_FAULT, RequestEvent};
 use crate::message::{BatchView, ErrorCode, Message, WINNERS_HEADER_LEN};
 use crate::store::{StoreError, WinnersAnswer};
-use log::{debug, info, log};
 
 /// Bytes of a WINNERS frame left for documents: a page holds as many of
 /// the agency's winners as fit (the agency asks again from where it ends).
@@ -28,10 +27,11 @@ fn winners_answer(agency: u32, offset: u32, answer: WinnersAnswer) -> Result<Mes
         return Err(format!("offset {offset} beyond {} winners", page.total));
     }
     if offset == 0 {
-        info!(
-            "action: ganadores_enviados | result: success | agencia: {agency} | cant_ganadores: {}",
-            page.total
-        );
+        RequestEvent::WinnersSent {
+            agency,
+            winners: page.total,
+        }
+        .info();
     }
     Ok(Message::Winners {
         total: page.total,
@@ -51,17 +51,19 @@ impl Exchange<'_> {
                 "batch for agency {} on agency {agency}'s connection",
                 batch.agency
             );
-            return self.refuse("apuesta_recibida", ErrorCode::AgencyMismatch, &reason);
+            return self.refuse(Action::ApuestaRecibida, ErrorCode::AgencyMismatch, &reason);
         }
         if self.session.done_sent {
-            return self.refuse_store("apuesta_recibida", &StoreError::AlreadyDone);
+            return self.refuse_store(Action::ApuestaRecibida, &StoreError::AlreadyDone);
         }
         if let Err((i, e)) = batch.validate() {
-            log!(
-                PEER_FAULT,
-                "action: apuesta_recibida | result: fail | cantidad: {n} | agencia: {agency} | error: bet {i}: {}",
-                clean(&e)
-            );
+            RequestEvent::BatchInvalid {
+                count: n,
+                agency,
+                bet: i,
+                error: &e,
+            }
+            .log(PEER_FAULT);
             let message = format!("bet {i} of the batch: {e}; nothing of the batch was stored");
             return self.fail(ErrorCode::InvalidBet, message);
         }
@@ -78,12 +80,13 @@ impl Exchange<'_> {
             }
             Err(e) => {
                 let code = store_error_code(&e);
-                log!(
-                    PEER_FAULT,
-                    "action: apuesta_recibida | result: fail | cantidad: {n} | agencia: {agency} | code: {} | error: {}",
-                    code.name(),
-                    clean(&e)
-                );
+                RequestEvent::BatchFailed {
+                    count: n,
+                    agency,
+                    code: code.name(),
+                    error: &e,
+                }
+                .log(PEER_FAULT);
                 self.fail(code, e.to_string());
             }
         }
@@ -95,7 +98,7 @@ impl Exchange<'_> {
         let Some(agency) = self.agency() else { return };
         if self.session.done_sent {
             return self.refuse(
-                "agencia_finalizada",
+                Action::AgenciaFinalizada,
                 ErrorCode::DoneTwice,
                 "DONE already sent on this connection",
             );
@@ -103,7 +106,7 @@ impl Exchange<'_> {
         self.session.done_sent = true;
         match self.store.submit_done(agency, total) {
             Ok(ticket) => self.wait_for(ticket, agency, Request::Done),
-            Err(e) => self.refuse_store("agencia_finalizada", &e),
+            Err(e) => self.refuse_store(Action::AgenciaFinalizada, &e),
         }
     }
 
@@ -113,9 +116,7 @@ impl Exchange<'_> {
         let Some(agency) = self.agency() else { return };
         match self.store.winners(agency, offset, WINNERS_ROOM) {
             Ok(answer @ WinnersAnswer::NotReady { finished, .. }) => {
-                debug!(
-                    "action: consulta_ganadores | result: in_progress | agencia: {agency} | finalizadas: {finished}"
-                );
+                RequestEvent::WinnersNotReady { agency, finished }.debug();
                 // The agency asks again later on a new connection: this
                 // worker and this connection are released now.
                 if let Ok(msg) = winners_answer(agency, offset, answer) {
@@ -125,9 +126,11 @@ impl Exchange<'_> {
             }
             Ok(answer) => match winners_answer(agency, offset, answer) {
                 Ok(msg) => self.send(&msg),
-                Err(reason) => self.refuse("consulta_ganadores", ErrorCode::BadOffset, &reason),
+                Err(reason) => {
+                    self.refuse(Action::ConsultaGanadores, ErrorCode::BadOffset, &reason);
+                }
             },
-            Err(e) => self.refuse_store("consulta_ganadores", &e),
+            Err(e) => self.refuse_store(Action::ConsultaGanadores, &e),
         }
     }
 }

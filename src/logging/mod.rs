@@ -5,11 +5,31 @@
 //! 2026-11-29 18:20:00 [INFO] action: sorteo | result: success | ganadores: 12
 //! ```
 //!
+//! Every `action:` line is built here, from one vocabulary: the enums in
+//! `event/` name each line and its fields (`action.rs` the actions),
+//! `line.rs` writes them in the course's grammar (`action: <name> |
+//! result: <success|fail|in_progress> | key: value | ...`), and
+//! `grammar.rs` checks a line against it, for every test. A caller says
+//! what happened and at which level:
+//! `RequestEvent::BatchStored { count, agency }.info()`.
+//!
 //! Only the time and the level come before the course's text; no thread,
 //! target or source location, so the course's parser (which reads from
 //! `action:` on) sees its lines unchanged. Lines go to stdout whole: each
 //! in one `write`, or several at once while a thread holds them (see
 //! [`hold`]); simplelog's lock keeps lines of different threads apart.
+
+mod action;
+mod event;
+mod grammar;
+mod line;
+
+pub use action::{Action, Outcome};
+pub use event::{
+    ActionEvent, AgencyEvent, ConfigEvent, ConnectionEvent, RequestEvent, ServerEvent, StorageEvent,
+};
+pub use grammar::{CourseLine, check_line};
+pub use line::{Clean, LogLine};
 
 use log::{Level, LevelFilter};
 use simplelog::{ConfigBuilder, WriteLogger, format_description};
@@ -123,17 +143,11 @@ pub fn parse_level(name: &str) -> Option<LevelFilter> {
 }
 
 /// Makes a value from outside (an error text, a name) safe inside a log
-/// line: the course's grammar splits on ` | ` and expects one line.
+/// line: the course's grammar splits on ` | ` and expects one line. The
+/// vocabulary cleans every value it writes ([`Clean`]); this is for text
+/// built outside it (a storage report's fields).
 pub fn clean(value: impl std::fmt::Display) -> String {
-    value
-        .to_string()
-        .chars()
-        .map(|c| match c {
-            '|' => '/',
-            '\n' | '\r' => ' ',
-            c => c,
-        })
-        .collect()
+    Clean(value).to_string()
 }
 
 /// The level used for a log line about a failure that the peer caused:
