@@ -13,9 +13,8 @@
 use super::error::StoreError;
 use super::manager::{Group, Signals, StoreManager, lock};
 use super::ticket::Commit;
-use crate::logging::clean;
+use crate::logging::{Action, ActionEvent, LogLine, StorageEvent};
 use crate::storage::{Backend, Committed, DrawnWinners, GroupData, StorageError};
-use log::{error, info};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
@@ -41,7 +40,7 @@ pub(super) fn start(
 
 /// The draw's line, in the course's grammar.
 pub(super) fn log_draw(winners: u64) {
-    info!("action: sorteo | result: success | ganadores: {winners}");
+    StorageEvent::Draw { winners }.info();
 }
 
 /// Announces the draw if it is durable and not yet marked as announced
@@ -49,7 +48,11 @@ pub(super) fn log_draw(winners: u64) {
 /// next start announces the draw again).
 pub(super) fn announce(backend: &mut Backend) {
     if let Err(e) = backend.announce(&log_draw) {
-        error!("action: sorteo | result: fail | error: {}", clean(&e));
+        ActionEvent::Failed {
+            action: Action::Sorteo,
+            error: &e,
+        }
+        .error();
     }
 }
 
@@ -110,7 +113,11 @@ fn run(manager: &Mutex<StoreManager>, signals: &Signals, mut backend: Backend) {
                 commit.resolve(Ok(Arc::new(committed.verdicts)));
             }
             Err(e) => {
-                error!("action: commit | result: fail | error: {}", clean(&e));
+                ActionEvent::Failed {
+                    action: Action::Commit,
+                    error: &e,
+                }
+                .error();
                 let later = state.failed();
                 drop(state);
                 signals.room.notify_all();
@@ -157,10 +164,7 @@ fn write(
         _ => None,
     };
     if let Some(Err(reason)) = &drawn {
-        error!(
-            "action: ganadores | result: fail | error: the draw's winners cannot be served until a restart: {}",
-            clean(reason)
-        );
+        StorageEvent::WinnersUnavailable { error: reason }.error();
     }
     (result, drawn)
 }

@@ -8,11 +8,11 @@ use super::error::StoreError;
 use super::manager::{Signals, StoreManager, lock};
 use super::ticket::Ticket;
 use crate::bet::BetRef;
+use crate::logging::{Action, ActionEvent, LogLine, Outcome};
 use crate::storage::{
     Backend, DrawState, Location, Lookup, OpenReport, StorageError, WinnersPage, encode_row,
     encode_row_at, push_record,
 };
-use log::{error, info};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
@@ -266,12 +266,18 @@ impl Store {
             .take();
         if let Some(handle) = handle {
             if handle.join().is_err() {
-                error!("action: close_storage | result: fail | error: committer thread panicked");
+                ActionEvent::Failed {
+                    action: Action::CloseStorage,
+                    error: &"committer thread panicked",
+                }
+                .error();
             } else {
-                info!(
-                    "action: close_storage | result: success | {}",
-                    self.describe
-                );
+                ActionEvent::Fields {
+                    action: Action::CloseStorage,
+                    outcome: Outcome::Success,
+                    fields: &self.describe,
+                }
+                .info();
             }
         }
     }

@@ -16,10 +16,10 @@ use super::error::{db, out_of_range};
 use super::link::{IDLE_IN_TRANSACTION_TIMEOUT, LOCK_TIMEOUT, STATEMENT_TIMEOUT};
 use super::storage::PgStorage;
 use crate::bet::WINNING_NUMBER;
+use crate::logging::{LogLine, StorageEvent};
 use crate::storage::error::StorageError;
 use crate::storage::group::{Committed, GroupData, GroupRequest, RequestKind, Verdict};
 use ::postgres as pg;
-use log::{info, warn};
 use pg::error::{DbError, Severity};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -153,17 +153,20 @@ impl PgStorage {
         lost: StorageError,
         outcome: Committed,
     ) -> Result<Committed, StorageError> {
-        warn!(
-            "action: commit_lookup | result: in_progress | commit: {id} | error: COMMIT was sent and its answer lost: {}",
-            crate::logging::clean(&lost)
-        );
+        StorageEvent::CommitAnswerLost {
+            commit: &id,
+            error: &lost,
+        }
+        .warn();
         let started = Instant::now();
         loop {
             match self.link.with(|client| landed(client, id)) {
                 Ok(committed) => {
-                    info!(
-                        "action: commit_lookup | result: success | commit: {id} | committed: {committed}"
-                    );
+                    StorageEvent::CommitFound {
+                        commit: &id,
+                        committed,
+                    }
+                    .info();
                     return if committed {
                         Ok(outcome)
                     } else {
@@ -177,10 +180,11 @@ impl PgStorage {
                     };
                 }
                 Err(e) if started.elapsed() < LOOKUP_PATIENCE => {
-                    warn!(
-                        "action: commit_lookup | result: in_progress | commit: {id} | error: {}",
-                        crate::logging::clean(&e)
-                    );
+                    StorageEvent::CommitLookupRetry {
+                        commit: &id,
+                        error: &e,
+                    }
+                    .warn();
                     std::thread::sleep(Duration::from_millis(500));
                 }
                 Err(e) => {

@@ -7,10 +7,10 @@
 use super::announce::announce;
 use super::error::{db, out_of_range};
 use super::link::Link;
+use crate::logging::{Action, ActionEvent, LogLine};
 use crate::storage::draw::{AnnounceDraw, DrawState, WinnersPage};
 use crate::storage::error::StorageError;
 use ::postgres as pg;
-use log::warn;
 use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -139,10 +139,11 @@ impl LookupConn {
         }
         self.drawn = true;
         if let Err(e) = self.link.with(|client| announce(client, log)) {
-            warn!(
-                "action: sorteo | result: fail | error: {}",
-                crate::logging::clean(&e)
-            );
+            ActionEvent::Failed {
+                action: Action::Sorteo,
+                error: &e,
+            }
+            .warn();
         }
         Ok(None)
     }

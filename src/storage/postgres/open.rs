@@ -9,9 +9,9 @@ use super::link::{Link, connect, settings, target};
 use super::lookup::PgLookup;
 use super::schema::{COMMITS_KEPT, SCHEMA_VERSION, auth_word, prepare, refuses_us};
 use super::storage::PgStorage;
+use crate::logging::{LogLine, StorageEvent};
 use crate::storage::error::StorageError;
 use ::postgres as pg;
-use log::{info, warn};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
@@ -57,9 +57,11 @@ pub(in crate::storage) fn open(
             &[],
         )
         .map_err(db("prune the commits of"))?;
-    info!(
-        "action: storage_schema | result: success | database: {target} | version: {SCHEMA_VERSION}"
-    );
+    StorageEvent::DatabaseReady {
+        database: &target,
+        version: SCHEMA_VERSION,
+    }
+    .info();
     Ok(PgOpened {
         storage: PgStorage {
             link: Link::new(config.clone(), Some(client)),
@@ -101,10 +103,12 @@ fn connect_prepared(
         {
             Ok((client, upgraded)) => {
                 if upgraded {
-                    info!(
-                        "action: storage_upgrade | result: success | database: {target} | version: {SCHEMA_VERSION} | auth: {}",
-                        auth_word(auth_required)
-                    );
+                    StorageEvent::DatabaseUpgraded {
+                        database: &target,
+                        version: SCHEMA_VERSION,
+                        auth: auth_word(auth_required),
+                    }
+                    .info();
                 }
                 return Ok(client);
             }
@@ -112,10 +116,11 @@ fn connect_prepared(
             // creating the schema at once, is worth waiting for; a database
             // this server must not use is not.
             Err(e) if !refuses_us(&e) && started.elapsed() < OPEN_PATIENCE => {
-                warn!(
-                    "action: storage_open | result: in_progress | database: {target} | error: {}",
-                    crate::logging::clean(&e)
-                );
+                StorageEvent::DatabaseWaiting {
+                    database: &target,
+                    error: &e,
+                }
+                .warn();
                 std::thread::sleep(Duration::from_millis(500));
             }
             Err(e) => return Err(e),
