@@ -71,12 +71,9 @@ impl<'a> Failover<'a> {
     /// Starts at the first server of `config`'s list; `last_progress` is
     /// the agency's (see [`Failover::after`]).
     pub(super) fn new(config: &'a ClientConfig, last_progress: Instant) -> Self {
-        let mut servers = config.server_addresses();
-        if servers.is_empty() {
-            servers.push(config.server_address.as_str());
-        }
         Failover {
-            servers,
+            // Never empty: the config refuses an address list without one.
+            servers: config.server_addresses(),
             configured: &config.server_address,
             retry_timeout: config.retry_timeout,
             winners_max_backoff: config.winners_max_backoff,

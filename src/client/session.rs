@@ -128,7 +128,7 @@ impl<'a> Agency<'a> {
         let total = if done {
             next_seq
         } else {
-            let total = self.send_bets(conn, base, next_seq)?;
+            let total = self.send_bets(conn, base, next_seq, start)?;
             conn.send(&Message::Done { total })?;
             match conn.recv()? {
                 Message::Ack { next_seq } if next_seq == total => {}
@@ -203,12 +203,15 @@ impl<'a> Agency<'a> {
     }
 
     /// Sends every bet from position `from`, keeping up to `batch.window`
-    /// batches in flight. Returns the agency's total.
+    /// batches in flight. Returns the agency's total. `start` is where this
+    /// run's first session began: progress is counted from there, so a
+    /// resumed run reports what it sent, not what an earlier run did.
     fn send_bets(
         &mut self,
         conn: &mut Connection,
         base: u64,
         from: u64,
+        start: u64,
     ) -> Result<u64, SessionEnd> {
         let mut window = Window {
             bets: self.open_at(from - base)?,
@@ -217,9 +220,6 @@ impl<'a> Agency<'a> {
             exhausted: false,
             in_flight: VecDeque::new(),
         };
-        // Counted from this run's first position, so a resumed run reports
-        // what it sent, not what an earlier run did.
-        let start = self.start.unwrap_or(from);
         self.ingest
             .get_or_insert_with(|| ProgressLine::new(Instant::now(), PROGRESS_EVERY));
         loop {
@@ -296,14 +296,15 @@ impl<'a> Agency<'a> {
     /// the bets sent so far end, `start` where this run's first session
     /// began.
     fn acked(&mut self, seq: u64, next_seq: u64, start: u64) {
-        self.progress();
+        let now = Instant::now();
+        self.last_progress = now;
         AgencyEvent::BatchSent { next_seq }.debug();
         if let Some(line) = self.ingest.as_mut().and_then(|p| {
             // A server restarted after a crash may resume this agency
             // below where its first session began (what it had accepted
             // was not yet durable): count from there, never below 0.
             p.line(
-                Instant::now(),
+                now,
                 seq.saturating_sub(start),
                 next_seq.saturating_sub(start),
             )

@@ -54,7 +54,7 @@ impl From<ConnectionError> for SessionEnd {
     fn from(e: ConnectionError) -> Self {
         match e {
             ConnectionError::Decode(d) => SessionEnd::Fatal(ClientError::Protocol(d.to_string())),
-            ConnectionError::Encode(d) => SessionEnd::Fatal(ClientError::Protocol(d.to_string())),
+            ConnectionError::Encode(e) => SessionEnd::from(e),
             other => SessionEnd::Retry(Reason::new(other.name(), other.to_string())),
         }
     }

@@ -416,8 +416,7 @@ mod tests {
     use super::*;
 
     fn write_temp(name: &str, bytes: &[u8]) -> PathBuf {
-        let path =
-            std::env::temp_dir().join(format!("lottery-src-{name}-{}.csv", std::process::id()));
+        let path = crate::testing::temp_dir("src").join(format!("{name}.csv"));
         std::fs::write(&path, bytes).unwrap();
         path
     }
