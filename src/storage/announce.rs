@@ -15,7 +15,7 @@
 
 use super::error::{StorageError, io_err};
 use super::location::SyncMode;
-use std::fs::{File, OpenOptions};
+use std::fs::OpenOptions;
 use std::io::{ErrorKind, Write};
 use std::path::{Path, PathBuf};
 
@@ -66,13 +66,7 @@ pub(super) fn mark(
         .map_err(io_err(&path, "write"))?;
     if sync == SyncMode::Always {
         file.sync_data().map_err(io_err(&path, "sync"))?;
-        let dir = match path.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p,
-            _ => Path::new("."),
-        };
-        File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(io_err(dir, "sync directory"))?;
+        super::file::sync_parent_dir(&path)?;
     }
     Ok(())
 }

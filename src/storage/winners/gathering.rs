@@ -94,11 +94,6 @@ impl WinnersLog {
         }
     }
 
-    /// Why the log is incomplete, if it is.
-    pub fn broken(&self) -> Option<&str> {
-        self.broken.as_deref()
-    }
-
     /// Winners logged so far, all agencies.
     pub fn total(&self) -> u64 {
         self.tallies.values().map(|t| t.count).sum()
