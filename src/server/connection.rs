@@ -32,7 +32,7 @@
 use super::close::{Close, LAST_WORDS, log_close};
 use super::context::Context;
 use super::handler::Reply;
-use super::lobby::{Accepted, Carried, deadline};
+use super::lobby::{Accepted, Carried, Expiry, deadline};
 use super::penalty::HeldAnswer;
 use crate::framing::{self, FrameError};
 use crate::logging::{ConnectionEvent, LogLine};
@@ -100,9 +100,8 @@ enum Turn {
 fn serve(mut conn: Accepted, ctx: &Context) -> Option<Accepted> {
     let mut agency = conn.carried.session.agency;
     // In the lobby the socket was non-blocking; a worker blocks on it.
-    let blocking = conn.stream.set_nonblocking(false);
-    let timeout = ctx.limits.write_timeout;
-    let turn = match blocking.and_then(|()| conn.stream.set_write_timeout(Some(timeout))) {
+    // (Every write sets its own timeout: one deadline per answer.)
+    let turn = match conn.stream.set_nonblocking(false) {
         Ok(()) => take_turn(ctx, &mut conn, &mut agency),
         Err(_) => Turn::Closed(Close::Normal("cannot set socket options")),
     };
@@ -224,7 +223,10 @@ impl ServedConnection<'_> {
             let timeout = match (left.is_zero(), overdue) {
                 (false, _) => left,
                 (true, false) => Duration::from_millis(1),
-                (true, true) => return Turn::Closed(Close::Fault(ErrorCode::Timeout, deadline.1)),
+                (true, true) => {
+                    let reason = deadline.1.reason(&self.ctx.limits);
+                    return Turn::Closed(Close::Fault(ErrorCode::Timeout, reason));
+                }
             };
             overdue = left.is_zero();
             // A connection with nothing to read gives its worker to one
@@ -301,7 +303,7 @@ impl ServedConnection<'_> {
     }
 
     /// The nearest deadline, and what passing it means (see [`deadline`]).
-    fn deadline(&self) -> (Instant, String) {
+    fn deadline(&self) -> (Instant, Expiry) {
         deadline(
             self.accepted,
             &self.state,

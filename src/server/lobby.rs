@@ -120,6 +120,42 @@ impl Readiness {
     }
 }
 
+/// What passing a connection's deadline means. Only its kind is kept: the
+/// text is written when the connection is closed for it, not on each of
+/// the reads the deadline bounds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Expiry {
+    /// Bytes of a frame arrived, not all of them, within the frame timeout.
+    FrameIncomplete,
+    /// Nothing arrived within the idle timeout.
+    Idle,
+    /// No whole first frame within the first-frame timeout of the accept.
+    NoFirstFrame,
+    /// No completed handshake within the first-frame timeout of the accept.
+    NoHandshake,
+}
+
+impl Expiry {
+    /// The reason a connection closed for it is given (ERROR `timeout`).
+    pub(super) fn reason(self, limits: &Limits) -> String {
+        match self {
+            Expiry::FrameIncomplete => {
+                format!("frame incomplete after {:?}", limits.frame_timeout)
+            }
+            Expiry::Idle => format!("idle for {:?}", limits.idle_timeout),
+            Expiry::NoFirstFrame => {
+                format!(
+                    "no whole first frame within {:?}",
+                    limits.first_frame_timeout
+                )
+            }
+            Expiry::NoHandshake => {
+                format!("no handshake within {:?}", limits.first_frame_timeout)
+            }
+        }
+    }
+}
+
 /// Why a connection accepted at `accepted` and waiting in the lobby must
 /// be closed at `now`, if it must: one first-frame timeout after its accept
 /// without a completed handshake, or an idle timeout without a word from
@@ -131,20 +167,21 @@ pub(super) fn overdue(
     limits: &Limits,
     now: Instant,
 ) -> Option<String> {
-    let fft = limits.first_frame_timeout;
-    if !carried.authenticated() {
-        let why = if carried.first_frame && readiness != Readiness::Whole {
-            "no whole first frame"
-        } else {
-            "no handshake"
-        };
-        return (now - accepted > fft).then(|| format!("{why} within {fft:?}"));
-    }
-    let idle = limits.idle_timeout;
-    (readiness == Readiness::Silent
-        && carried.partial.is_empty()
-        && now - carried.last_activity > idle)
-        .then(|| format!("idle for {idle:?}"))
+    let expired = if !carried.authenticated() {
+        (now - accepted > limits.first_frame_timeout).then_some(
+            if carried.first_frame && readiness != Readiness::Whole {
+                Expiry::NoFirstFrame
+            } else {
+                Expiry::NoHandshake
+            },
+        )
+    } else {
+        (readiness == Readiness::Silent
+            && carried.partial.is_empty()
+            && now - carried.last_activity > limits.idle_timeout)
+            .then_some(Expiry::Idle)
+    };
+    expired.map(|expiry| expiry.reason(limits))
 }
 
 /// The nearest deadline of a connection on a worker (`mid_frame`: bytes
@@ -160,37 +197,33 @@ pub(super) fn deadline(
     carried: &Carried,
     mid_frame: bool,
     limits: &Limits,
-) -> (Instant, String) {
+) -> (Instant, Expiry) {
     let activity = if mid_frame {
         let started = carried.frame_started.unwrap_or(carried.last_activity);
-        (
-            started + limits.frame_timeout,
-            format!("frame incomplete after {:?}", limits.frame_timeout),
-        )
+        (started + limits.frame_timeout, Expiry::FrameIncomplete)
     } else {
-        (
-            carried.last_activity + limits.idle_timeout,
-            format!("idle for {:?}", limits.idle_timeout),
-        )
+        (carried.last_activity + limits.idle_timeout, Expiry::Idle)
     };
     let handshake = accepted + limits.first_frame_timeout;
     if carried.authenticated() || activity.0 <= handshake {
         return activity;
     }
-    let why = if carried.first_frame {
-        "no whole first frame"
+    let expiry = if carried.first_frame {
+        Expiry::NoFirstFrame
     } else {
-        "no handshake"
+        Expiry::NoHandshake
     };
-    (
-        handshake,
-        format!("{why} within {:?}", limits.first_frame_timeout),
-    )
+    (handshake, expiry)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A deadline with its reason written out, as a close would give it.
+    fn described((at, expiry): (Instant, Expiry), limits: &Limits) -> (Instant, String) {
+        (at, expiry.reason(limits))
+    }
     use crate::message::{Message, kind};
     use std::time::Duration;
 
@@ -281,13 +314,13 @@ mod tests {
         let ms = Duration::from_millis;
         let mut carried = Carried::fresh(accepted);
         // A stranger: one first-frame timeout from its accept.
-        let stranger = deadline(accepted, &carried, false, &l);
+        let stranger = described(deadline(accepted, &carried, false, &l), &l);
         assert_eq!(
             stranger,
             (accepted + ms(1000), "no whole first frame within 1s".into())
         );
         carried.first_frame = false;
-        let stranger = deadline(accepted, &carried, false, &l);
+        let stranger = described(deadline(accepted, &carried, false, &l), &l);
         assert_eq!(
             stranger,
             (accepted + ms(1000), "no handshake within 1s".into())
@@ -295,7 +328,7 @@ mod tests {
         // ... unless a frame it started must be whole sooner.
         l.frame_timeout = ms(500);
         carried.frame_started = Some(accepted + ms(100));
-        let frame = deadline(accepted, &carried, true, &l);
+        let frame = described(deadline(accepted, &carried, true, &l), &l);
         assert_eq!(
             frame,
             (accepted + ms(600), "frame incomplete after 500ms".into())
@@ -304,10 +337,10 @@ mod tests {
         // first bytes of the frame it is sending.
         carried.session.agency = Some(1);
         carried.last_activity = accepted + ms(5000);
-        let idle = deadline(accepted, &carried, false, &l);
+        let idle = described(deadline(accepted, &carried, false, &l), &l);
         assert_eq!(idle, (accepted + ms(15_000), "idle for 10s".into()));
         carried.frame_started = Some(accepted + ms(4000));
-        let frame = deadline(accepted, &carried, true, &l);
+        let frame = described(deadline(accepted, &carried, true, &l), &l);
         assert_eq!(
             frame,
             (accepted + ms(4500), "frame incomplete after 500ms".into())
