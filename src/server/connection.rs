@@ -285,21 +285,42 @@ impl ServedConnection<'_> {
     /// writing one commit overlaps gathering the next. `Err`: the
     /// connection ended (what it sent before is answered first).
     fn read_ahead(&mut self, mut reply: Reply, agency: &mut Option<u32>) -> Result<Reply, Close> {
-        while reply.waits_for_commit()
-            && !reply.close
-            && self.too_large.is_none()
-            && reply.parts.len() < READ_AHEAD
-        {
-            match self.read_ready() {
-                Ok(used) if used > 0 => reply.append(self.handle(used, agency)),
+        let more = |reply: &Reply, this: &Self| {
+            reply.waits_for_commit()
+                && !reply.close
+                && this.too_large.is_none()
+                && reply.parts.len() < READ_AHEAD
+        };
+        if !more(&reply, self) {
+            return Ok(reply);
+        }
+        // Non-blocking for the whole read-ahead, not per read: reads that
+        // find nothing end it.
+        if self.stream.set_nonblocking(true).is_err() {
+            return Err(Close::Normal("cannot make the socket non-blocking"));
+        }
+        let mut ended = None;
+        while more(&reply, self) {
+            match self.read() {
+                Ok(Some(used)) if used > 0 => reply.append(self.handle(used, agency)),
                 Ok(_) => break,
                 Err(how) => {
-                    let _ = self.answer(reply);
-                    return Err(how);
+                    ended = Some(how);
+                    break;
                 }
             }
         }
-        Ok(reply)
+        if self.stream.set_nonblocking(false).is_err() {
+            return Err(Close::Normal("cannot make the socket blocking"));
+        }
+        match ended {
+            Some(how) => {
+                // Answer what was accepted before leaving.
+                let _ = self.answer(reply);
+                Err(how)
+            }
+            None => Ok(reply),
+        }
     }
 
     /// The nearest deadline, and what passing it means (see [`deadline`]).
@@ -366,19 +387,6 @@ impl ServedConnection<'_> {
             (false, _) => Some(self.state.last_activity),
         };
         Ok(Some(used))
-    }
-
-    /// A read that does not wait: whatever whole frames have arrived
-    /// (0 bytes if none).
-    fn read_ready(&mut self) -> Result<usize, Close> {
-        if self.stream.set_nonblocking(true).is_err() {
-            return Err(Close::Normal("cannot make the socket non-blocking"));
-        }
-        let result = self.read();
-        if self.stream.set_nonblocking(false).is_err() {
-            return Err(Close::Normal("cannot make the socket blocking"));
-        }
-        Ok(result?.unwrap_or(0))
     }
 
     /// Handles the first `used` bytes of the buffer (whole frames) and
