@@ -7,8 +7,6 @@ mod support;
 
 use lottery::bet::Bet;
 use lottery::message::{Batch, BatchEncoder, ErrorCode, Message, PROTOCOL_VERSION, kind};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use support::*;
 
@@ -411,51 +409,42 @@ fn a_flood_of_failed_auths_stays_within_the_connection_cap() {
     let fds = |pid: u32| std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count());
     let pid = server.child.id();
     let before = fds(pid);
-    let stop = Arc::new(AtomicBool::new(false));
     let addr = server.addr;
-    let flooders: Vec<_> = (0..20)
-        .map(|_| {
-            let stop = Arc::clone(&stop);
-            std::thread::spawn(move || {
-                let wrong = agency_key(999);
-                while !stop.load(Ordering::SeqCst) {
-                    let Ok(stream) = std::net::TcpStream::connect(addr) else {
-                        continue;
-                    };
-                    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
-                    let mut reader = lottery::framing::FrameReader::new(&stream);
-                    let mut writer = &stream;
-                    let hello = Message::Hello {
-                        version: PROTOCOL_VERSION,
-                        agency: 1,
-                    };
-                    if std::io::Write::write_all(&mut writer, &hello.to_bytes().unwrap()).is_err() {
-                        continue;
-                    }
-                    let Ok(Some(frame)) = reader.read_frame() else {
-                        continue;
-                    };
-                    if let Ok(Message::Challenge { nonce }) = Message::from_frame(&frame) {
-                        let auth = Message::Auth {
-                            tag: wrong.tag(&nonce, 1, PROTOCOL_VERSION),
-                        };
-                        let _ = std::io::Write::write_all(&mut writer, &auth.to_bytes().unwrap());
-                    }
-                    // Hang up without waiting for the answer.
-                }
-            })
-        })
-        .collect();
+    let flood = Swarm::new().spawn(20, move |_, control| {
+        let wrong = agency_key(999);
+        while !control.stopped() {
+            let Ok(stream) = std::net::TcpStream::connect(addr) else {
+                continue;
+            };
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+            let mut reader = lottery::framing::FrameReader::new(&stream);
+            let mut writer = &stream;
+            let hello = Message::Hello {
+                version: PROTOCOL_VERSION,
+                agency: 1,
+            };
+            if std::io::Write::write_all(&mut writer, &hello.to_bytes().unwrap()).is_err() {
+                continue;
+            }
+            let Ok(Some(frame)) = reader.read_frame() else {
+                continue;
+            };
+            if let Ok(Message::Challenge { nonce }) = Message::from_frame(&frame) {
+                let auth = Message::Auth {
+                    tag: wrong.tag(&nonce, 1, PROTOCOL_VERSION),
+                };
+                let _ = std::io::Write::write_all(&mut writer, &auth.to_bytes().unwrap());
+            }
+            // Hang up without waiting for the answer.
+        }
+    });
     let mut most = 0;
     let until = Instant::now() + Duration::from_secs(3);
     while Instant::now() < until {
         most = most.max(fds(pid));
         std::thread::sleep(Duration::from_millis(20));
     }
-    stop.store(true, Ordering::SeqCst);
-    for f in flooders {
-        f.join().expect("flooder");
-    }
+    flood.stop();
     let fails = server.log.count("action: auth | result: fail");
     assert!(fails > 20, "the flood got going: {fails} failed AUTHs");
     // Each connection is one socket plus its registry clone; the cap may
