@@ -117,11 +117,8 @@ fn human_ns(ns: f64) -> String {
 
 fn print_row(r: &Result) {
     let per_item = format!("{} /{}", human_ns(r.median_ns / r.items as f64), r.item);
-    let mbs = if r.bytes > 0 {
-        format!("{:.0}", r.bytes as f64 / r.median_ns * 1e3)
-    } else {
-        "-".into()
-    };
+    let mbs =
+        if r.bytes > 0 { format!("{:.0}", r.bytes as f64 / r.median_ns * 1e3) } else { "-".into() };
     println!(
         "{:<28} {:>12} {:>12} {:>14} {:>10}",
         r.name,
@@ -201,11 +198,7 @@ impl Data {
         let source_bytes = std::fs::metadata(&source).expect("stat").len();
         let bets = read_bets(&source, 1);
         let batch_bets = one_batch(&bets, 200);
-        let batch = Message::Batch(Batch {
-            agency: 1,
-            first_seq: 0,
-            bets: batch_bets.clone(),
-        });
+        let batch = Message::Batch(Batch { agency: 1, first_seq: 0, bets: batch_bets.clone() });
         let frame = batch.to_bytes().expect("encode batch");
         let mut rows_csv = Vec::new();
         for bet in &batch_bets {
@@ -228,14 +221,8 @@ impl Data {
 }
 
 fn main() {
-    let filters: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with("--"))
-        .collect();
-    let mut h = Harness {
-        filters,
-        results: Vec::new(),
-    };
+    let filters: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
+    let mut h = Harness { filters, results: Vec::new() };
     let tmp = TempDir::new();
     let data = Data::generate(&tmp);
     println!(
@@ -252,14 +239,7 @@ fn main() {
 
 /// Frames: the client encodes, the server decodes.
 fn bench_frames(h: &mut Harness, data: &Data) {
-    let Data {
-        n,
-        frame_len,
-        batch,
-        batch_bets,
-        frame,
-        ..
-    } = data;
+    let Data { n, frame_len, batch, batch_bets, frame, .. } = data;
     let (n, frame_len) = (*n, *frame_len);
     let mut out = Vec::with_capacity(MAX_FRAME_LEN);
     h.bench("frame.encode_batch", n, "bet", frame_len, BUDGET, || {
@@ -277,32 +257,22 @@ fn bench_frames(h: &mut Harness, data: &Data) {
         black_box(&out);
     });
     h.bench("frame.decode_batch", n, "bet", frame_len, BUDGET, || {
-        let f = framing::decode(black_box(frame), MAX_FRAME_LEN)
-            .expect("frame")
-            .expect("whole frame");
+        let f =
+            framing::decode(black_box(frame), MAX_FRAME_LEN).expect("frame").expect("whole frame");
         let msg = Message::decode(f.kind, f.payload).expect("decode");
         black_box(msg);
     });
-    h.bench(
-        "frame.decode_batch_view",
-        n,
-        "bet",
-        frame_len,
-        BUDGET,
-        || {
-            let f = framing::decode(black_box(frame), MAX_FRAME_LEN)
-                .expect("frame")
-                .expect("whole frame");
-            black_box(BatchView::decode(f.payload).expect("decode"));
-        },
-    );
+    h.bench("frame.decode_batch_view", n, "bet", frame_len, BUDGET, || {
+        let f =
+            framing::decode(black_box(frame), MAX_FRAME_LEN).expect("frame").expect("whole frame");
+        black_box(BatchView::decode(f.payload).expect("decode"));
+    });
     // What a server worker does with one BATCH: decode in place, validate,
     // encode the CSV rows.
     let mut rows_out = Vec::with_capacity(16 * 1024);
     h.bench("server.batch_path", n, "bet", frame_len, BUDGET, || {
-        let f = framing::decode(black_box(frame), MAX_FRAME_LEN)
-            .expect("frame")
-            .expect("whole frame");
+        let f =
+            framing::decode(black_box(frame), MAX_FRAME_LEN).expect("frame").expect("whole frame");
         let view = BatchView::decode(f.payload).expect("decode");
         view.validate().expect("valid");
         rows_out.clear();
@@ -323,13 +293,7 @@ fn bench_frames(h: &mut Harness, data: &Data) {
 
 /// Appending CSV rows: the server's side of a commit.
 fn bench_csv_append(h: &mut Harness, data: &Data, tmp: &TempDir) {
-    let Data {
-        n,
-        rows_len,
-        batch_bets,
-        rows_csv,
-        ..
-    } = data;
+    let Data { n, rows_len, batch_bets, rows_csv, .. } = data;
     let (n, rows_len) = (*n, *rows_len);
     let mut csv = Vec::with_capacity(16 * 1024);
     h.bench("csv.encode_row", n, "row", rows_len, BUDGET, || {
@@ -342,16 +306,9 @@ fn bench_csv_append(h: &mut Harness, data: &Data, tmp: &TempDir) {
     if h.wanted("storage.store_bets_none") {
         let path = tmp.0.join("store-none.csv");
         let (mut st, _) = Storage::open(&path, SyncMode::None).expect("open storage");
-        h.bench(
-            "storage.store_bets_none",
-            n,
-            "bet",
-            rows_len,
-            BUDGET,
-            || {
-                st.store_bets(black_box(batch_bets)).expect("store");
-            },
-        );
+        h.bench("storage.store_bets_none", n, "bet", rows_len, BUDGET, || {
+            st.store_bets(black_box(batch_bets)).expect("store");
+        });
         drop(st);
         let _ = std::fs::remove_file(&path);
         let _ = std::fs::remove_file(storage::journal_path(&path));
@@ -362,45 +319,25 @@ fn bench_csv_append(h: &mut Harness, data: &Data, tmp: &TempDir) {
         let path = tmp.0.join("store-always.csv");
         let (mut st, _) = Storage::open(&path, SyncMode::Always).expect("open storage");
         let added = [(1u32, n)];
-        h.bench(
-            "storage.commit_always",
-            n,
-            "bet",
-            rows_len,
-            Duration::from_millis(1500),
-            || {
-                st.commit(black_box(rows_csv), &added, &[]).expect("commit");
-            },
-        );
+        h.bench("storage.commit_always", n, "bet", rows_len, Duration::from_millis(1500), || {
+            st.commit(black_box(rows_csv), &added, &[]).expect("commit");
+        });
     }
 }
 
 /// Reading CSV: the agency's source file, and the winners found again in
 /// `bets.csv` at a start after the draw.
 fn bench_reading(h: &mut Harness, data: &Data, tmp: &TempDir) {
-    let Data {
-        rows,
-        source,
-        source_bytes,
-        bets,
-        ..
-    } = data;
+    let Data { rows, source, source_bytes, bets, .. } = data;
     let (rows, source_bytes) = (*rows, *source_bytes);
-    h.bench(
-        "source.parse_file",
-        rows,
-        "row",
-        source_bytes,
-        Duration::from_millis(1500),
-        || {
-            let mut f = BetsFile::open(source, 1).expect("open");
-            let mut count = 0u64;
-            while let Some(row) = f.next_row().expect("read") {
-                count += u64::from(matches!(row, Row::Bet(_)));
-            }
-            black_box(count);
-        },
-    );
+    h.bench("source.parse_file", rows, "row", source_bytes, Duration::from_millis(1500), || {
+        let mut f = BetsFile::open(source, 1).expect("open");
+        let mut count = 0u64;
+        while let Some(row) = f.next_row().expect("read") {
+            count += u64::from(matches!(row, Row::Bet(_)));
+        }
+        black_box(count);
+    });
     if h.wanted("draw.winners_rebuild") {
         let path = tmp.0.join("draw.csv");
         let (mut st, _) = Storage::open(&path, SyncMode::None).expect("open storage");
@@ -409,17 +346,10 @@ fn bench_reading(h: &mut Harness, data: &Data, tmp: &TempDir) {
         let stored = std::fs::metadata(&path).expect("stat").len();
         // What a start after the draw does: the winners found again in
         // bets.csv (one streaming pass) and regrouped by agency.
-        h.bench(
-            "draw.winners_rebuild",
-            rows,
-            "row",
-            stored,
-            Duration::from_millis(1500),
-            || {
-                let mut log = storage::WinnersLog::rebuild(&path, stored).expect("rebuild");
-                black_box(log.finish(stored).expect("regroup").total());
-            },
-        );
+        h.bench("draw.winners_rebuild", rows, "row", stored, Duration::from_millis(1500), || {
+            let mut log = storage::WinnersLog::rebuild(&path, stored).expect("rebuild");
+            black_box(log.finish(stored).expect("regroup").total());
+        });
     }
 }
 
@@ -428,18 +358,9 @@ fn print_results(h: &Harness) {
     println!();
     for r in &h.results {
         println!("micro.{}.ns_per_op={:.1}", r.name, r.median_ns);
-        println!(
-            "micro.{}.ns_per_{}={:.2}",
-            r.name,
-            r.item,
-            r.median_ns / r.items as f64
-        );
+        println!("micro.{}.ns_per_{}={:.2}", r.name, r.item, r.median_ns / r.items as f64);
         if r.bytes > 0 {
-            println!(
-                "micro.{}.mb_per_s={:.1}",
-                r.name,
-                r.bytes as f64 / r.median_ns * 1e3
-            );
+            println!("micro.{}.mb_per_s={:.1}", r.name, r.bytes as f64 / r.median_ns * 1e3);
         }
     }
 }

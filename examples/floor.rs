@@ -94,22 +94,16 @@ fn run(args: &Args) -> io::Result<()> {
     let started = Instant::now();
     let receiver = thread::spawn(move || receive(&listener, &out));
     let sent = send(addr, &args.files)?;
-    let (received, fsync) = receiver
-        .join()
-        .map_err(|_| io::Error::other("receiver thread panicked"))??;
+    let (received, fsync) =
+        receiver.join().map_err(|_| io::Error::other("receiver thread panicked"))??;
     let elapsed = started.elapsed().as_secs_f64();
     if sent != received {
-        return Err(io::Error::other(format!(
-            "sent {sent} bytes but received {received}"
-        )));
+        return Err(io::Error::other(format!("sent {sent} bytes but received {received}")));
     }
     println!("floor_s={elapsed:.6}");
     println!("fsync_s={:.6}", fsync.as_secs_f64());
     println!("bytes={received}");
-    println!(
-        "mib_per_s={:.1}",
-        received as f64 / (1024.0 * 1024.0) / elapsed.max(1e-9)
-    );
+    println!("mib_per_s={:.1}", received as f64 / (1024.0 * 1024.0) / elapsed.max(1e-9));
     Ok(())
 }
 

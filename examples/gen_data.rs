@@ -34,26 +34,18 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
         match flag.as_str() {
             "--out" => a.out = PathBuf::from(value("--out")?),
             "--agencies" => {
-                a.agencies = value("--agencies")?
-                    .parse()
-                    .map_err(|_| "--agencies takes a whole number")?
+                a.agencies =
+                    value("--agencies")?.parse().map_err(|_| "--agencies takes a whole number")?
             }
             "--scale" => {
-                a.scale = value("--scale")?
-                    .parse()
-                    .map_err(|_| "--scale takes a number")?
+                a.scale = value("--scale")?.parse().map_err(|_| "--scale takes a number")?
             }
             "--total" => {
-                a.total = Some(
-                    value("--total")?
-                        .parse()
-                        .map_err(|_| "--total takes a whole number")?,
-                )
+                a.total =
+                    Some(value("--total")?.parse().map_err(|_| "--total takes a whole number")?)
             }
             "--seed" => {
-                a.seed = value("--seed")?
-                    .parse()
-                    .map_err(|_| "--seed takes a whole number")?
+                a.seed = value("--seed")?.parse().map_err(|_| "--seed takes a whole number")?
             }
             "--keep-existing" => a.keep_existing = true,
             other => return Err(format!("unknown argument {other:?}")),

@@ -41,11 +41,9 @@ impl fmt::Display for HexError {
             HexError::Length(n) => {
                 write!(f, "must be 64 hexadecimal characters, found {n} characters")
             }
-            HexError::NotHex(at) => write!(
-                f,
-                "must be 64 hexadecimal characters; character {} is not one",
-                at + 1
-            ),
+            HexError::NotHex(at) => {
+                write!(f, "must be 64 hexadecimal characters; character {} is not one", at + 1)
+            }
         }
     }
 }
@@ -65,10 +63,7 @@ pub fn parse_hex32(text: &str) -> Result<[u8; LEN], HexError> {
     }
     let digit = |at: usize| -> Result<u8, HexError> {
         let c = text.as_bytes()[at];
-        (c as char)
-            .to_digit(16)
-            .map(|d| d as u8)
-            .ok_or(HexError::NotHex(at))
+        (c as char).to_digit(16).map(|d| d as u8).ok_or(HexError::NotHex(at))
     };
     let mut out = [0u8; LEN];
     for (i, byte) in out.iter_mut().enumerate() {
@@ -123,12 +118,7 @@ impl Secret {
     /// Agency `agency`'s key: HMAC-SHA256(secret, "agency:" + decimal).
     pub fn agency_key(&self, agency: u32) -> AgencyKey {
         let label = format!("agency:{agency}");
-        AgencyKey(
-            hmac(&self.0, &[label.as_bytes()])
-                .finalize()
-                .into_bytes()
-                .into(),
-        )
+        AgencyKey(hmac(&self.0, &[label.as_bytes()]).finalize().into_bytes().into())
     }
 }
 
@@ -168,10 +158,7 @@ impl AgencyKey {
     /// The answer to a CHALLENGE: HMAC-SHA256(key, nonce ‖ agency (u32,
     /// big-endian) ‖ version (u8)).
     pub fn tag(&self, nonce: &Nonce, agency: u32, version: u8) -> Tag {
-        self.keyed(nonce, agency, version)
-            .finalize()
-            .into_bytes()
-            .into()
+        self.keyed(nonce, agency, version).finalize().into_bytes().into()
     }
 
     /// Whether `tag` answers `nonce` for `agency` and `version`, compared
@@ -308,10 +295,7 @@ mod tests {
         assert_eq!(to_hex(&s), SECRET);
         assert_eq!(parse_hex32(""), Err(HexError::Length(0)));
         assert_eq!(parse_hex32(&SECRET[..62]), Err(HexError::Length(62)));
-        assert_eq!(
-            parse_hex32(&format!("{SECRET}00")),
-            Err(HexError::Length(66))
-        );
+        assert_eq!(parse_hex32(&format!("{SECRET}00")), Err(HexError::Length(66)));
         let bad = format!("{}g{}", &SECRET[..10], &SECRET[11..]);
         assert_eq!(parse_hex32(&bad), Err(HexError::NotHex(10)));
         // 64 characters but more bytes: no panic on a char boundary.
@@ -401,10 +385,8 @@ mod tests {
         assert_eq!(mode, 0o600);
         assert_eq!(std::fs::read_to_string(&path).unwrap(), text);
         assert_eq!(read_or_create_secret(&path).unwrap(), (text.clone(), false));
-        let names: Vec<_> = std::fs::read_dir(&dir)
-            .unwrap()
-            .map(|e| e.unwrap().file_name())
-            .collect();
+        let names: Vec<_> =
+            std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert_eq!(names, ["lottery.secret"], "no temporary file left");
         // Another place, another secret: there is no fixed default.
         let other = dir.join("other.secret");
@@ -412,17 +394,11 @@ mod tests {
         // A file open to others is refused, not replaced.
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
         let err = read_or_create_secret(&path).unwrap_err();
-        assert!(
-            err.contains("chmod 600") && !err.contains(text.trim()),
-            "{err}"
-        );
+        assert!(err.contains("chmod 600") && !err.contains(text.trim()), "{err}");
         assert_eq!(std::fs::read_to_string(&path).unwrap(), text);
         // A directory that does not exist is an error naming the file.
         let err = read_or_create_secret(&dir.join("none/lottery.secret")).unwrap_err();
-        assert!(
-            err.contains("cannot create") && err.contains("none/lottery.secret"),
-            "{err}"
-        );
+        assert!(err.contains("cannot create") && err.contains("none/lottery.secret"), "{err}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -55,14 +55,10 @@ impl BetRef<'_> {
         validate_name("last_name", self.last_name)?;
         validate_document(self.document)?;
         if !birthdate_in_range(self.birthdate) {
-            return Err(InvalidBet::BirthdateOutOfRange {
-                date: self.birthdate,
-            });
+            return Err(InvalidBet::BirthdateOutOfRange { date: self.birthdate });
         }
         if self.number > MAX_NUMBER {
-            return Err(InvalidBet::BadNumber {
-                value: self.number.to_string(),
-            });
+            return Err(InvalidBet::BadNumber { value: self.number.to_string() });
         }
         Ok(())
     }
@@ -116,17 +112,13 @@ impl fmt::Display for InvalidBet {
         match self {
             InvalidBet::EmptyName { field } => write!(f, "{field} is empty"),
             InvalidBet::NameTooLong { field, bytes } => {
-                write!(
-                    f,
-                    "{field} is {bytes} bytes long, at most {MAX_NAME_BYTES} allowed"
-                )
+                write!(f, "{field} is {bytes} bytes long, at most {MAX_NAME_BYTES} allowed")
             }
             InvalidBet::NameNotUtf8 { field } => write!(f, "{field} is not valid UTF-8"),
             InvalidBet::NameHasNul { field } => write!(f, "{field} contains a NUL character"),
-            InvalidBet::BadDocument { value } => write!(
-                f,
-                "document {value:?} must be 1 to {MAX_DOCUMENT_DIGITS} digits"
-            ),
+            InvalidBet::BadDocument { value } => {
+                write!(f, "document {value:?} must be 1 to {MAX_DOCUMENT_DIGITS} digits")
+            }
             InvalidBet::BadBirthdate { value } => {
                 write!(f, "birthdate {value:?} is not a calendar date YYYY-MM-DD")
             }
@@ -236,10 +228,7 @@ pub fn validate_name(field: &'static str, name: &str) -> Result<(), InvalidBet> 
         return Err(InvalidBet::EmptyName { field });
     }
     if name.len() > MAX_NAME_BYTES {
-        return Err(InvalidBet::NameTooLong {
-            field,
-            bytes: name.len(),
-        });
+        return Err(InvalidBet::NameTooLong { field, bytes: name.len() });
     }
     if memchr::memchr(0, name.as_bytes()).is_some() {
         return Err(InvalidBet::NameHasNul { field });
@@ -252,13 +241,7 @@ pub fn validate_document(document: &str) -> Result<(), InvalidBet> {
     let ok = !document.is_empty()
         && document.len() <= MAX_DOCUMENT_DIGITS
         && document.bytes().all(|b| b.is_ascii_digit());
-    if ok {
-        Ok(())
-    } else {
-        Err(InvalidBet::BadDocument {
-            value: document.to_owned(),
-        })
-    }
+    if ok { Ok(()) } else { Err(InvalidBet::BadDocument { value: document.to_owned() }) }
 }
 
 /// The birthdate rule: a calendar date from 1900-01-01 to 9999-12-31 (what
@@ -279,19 +262,15 @@ pub fn birthdate_in_range(date: NaiveDate) -> bool {
 /// Parses `YYYY-MM-DD` strictly: exactly ten characters, a real calendar
 /// day. (Whether it is in range is [`BetRef::validate`]'s business.)
 pub fn parse_birthdate(text: &[u8]) -> Result<NaiveDate, InvalidBet> {
-    let bad = || InvalidBet::BadBirthdate {
-        value: String::from_utf8_lossy(text).into_owned(),
-    };
+    let bad = || InvalidBet::BadBirthdate { value: String::from_utf8_lossy(text).into_owned() };
     // Fixed width, digits only, straight from the bytes (chrono's parser
     // would accept "1999-1-2" and is several times slower than this).
     if text.len() != 10 || text[4] != b'-' || text[7] != b'-' {
         return Err(bad());
     }
-    let (Some(y), Some(m), Some(d)) = (
-        digits(&text[0..4]),
-        digits(&text[5..7]),
-        digits(&text[8..10]),
-    ) else {
+    let (Some(y), Some(m), Some(d)) =
+        (digits(&text[0..4]), digits(&text[5..7]), digits(&text[8..10]))
+    else {
         return Err(bad());
     };
     NaiveDate::from_ymd_opt(y as i32, m, d).ok_or_else(bad)
@@ -300,23 +279,15 @@ pub fn parse_birthdate(text: &[u8]) -> Result<NaiveDate, InvalidBet> {
 /// Parses a bet number: 1 to 4 decimal digits (0..=9999).
 pub fn parse_number(text: &[u8]) -> Result<u16, InvalidBet> {
     // Length first: `digits` of a long field would overflow.
-    match (1..=4)
-        .contains(&text.len())
-        .then(|| digits(text))
-        .flatten()
-    {
+    match (1..=4).contains(&text.len()).then(|| digits(text)).flatten() {
         Some(n) => Ok(n as u16),
-        None => Err(InvalidBet::BadNumber {
-            value: String::from_utf8_lossy(text).into_owned(),
-        }),
+        None => Err(InvalidBet::BadNumber { value: String::from_utf8_lossy(text).into_owned() }),
     }
 }
 
 /// The value of a run of ASCII digits (`None` if any byte is not one).
 fn digits(bytes: &[u8]) -> Option<u32> {
-    bytes.iter().try_fold(0u32, |n, &c| {
-        c.is_ascii_digit().then(|| n * 10 + u32::from(c - b'0'))
-    })
+    bytes.iter().try_fold(0u32, |n, &c| c.is_ascii_digit().then(|| n * 10 + u32::from(c - b'0')))
 }
 
 #[cfg(test)]
@@ -347,19 +318,10 @@ mod tests {
         let cases = [
             (("", "P", "1", "2000-01-01", "1"), "first_name is empty"),
             (("A", "", "1", "2000-01-01", "1"), "last_name is empty"),
-            (
-                ("A\0B", "P", "1", "2000-01-01", "1"),
-                "first_name contains a NUL",
-            ),
-            (
-                ("A", "\0", "1", "2000-01-01", "1"),
-                "last_name contains a NUL",
-            ),
+            (("A\0B", "P", "1", "2000-01-01", "1"), "first_name contains a NUL"),
+            (("A", "\0", "1", "2000-01-01", "1"), "last_name contains a NUL"),
             (("A", "P", "", "2000-01-01", "1"), "document \"\" must be"),
-            (
-                ("A", "P", "12345678901", "2000-01-01", "1"),
-                "must be 1 to 10",
-            ),
+            (("A", "P", "12345678901", "2000-01-01", "1"), "must be 1 to 10"),
             (("A", "P", "12a", "2000-01-01", "1"), "document \"12a\""),
             (("A", "P", "1", "2000-02-30", "1"), "not a calendar date"),
             (("A", "P", "1", "2000-1-1", "1"), "not a calendar date"),
@@ -370,17 +332,11 @@ mod tests {
             (("A", "P", "1", "2000-01-01", "10000"), "number \"10000\""),
             (("A", "P", "1", "2000-01-01", "-1"), "number \"-1\""),
             (("A", "P", "1", "2000-01-01", ""), "number \"\""),
-            (
-                ("A", "P", "1", "2000-01-01", "99999999999999"),
-                "number \"99999999999999\"",
-            ),
+            (("A", "P", "1", "2000-01-01", "99999999999999"), "number \"99999999999999\""),
         ];
         for ((f, l, d, b, n), want) in cases {
             let err = Bet::parse(1, f, l, d, b, n).expect_err(want);
-            assert!(
-                err.to_string().contains(want),
-                "{err} should contain {want}"
-            );
+            assert!(err.to_string().contains(want), "{err} should contain {want}");
         }
     }
 
@@ -390,13 +346,7 @@ mod tests {
         assert!(Bet::parse(1, &exactly, "P", "1", "2000-01-01", "0").is_ok());
         let over = "ñ".repeat(128); // 256 bytes
         let err = Bet::parse(1, &over, "P", "1", "2000-01-01", "0").unwrap_err();
-        assert_eq!(
-            err,
-            InvalidBet::NameTooLong {
-                field: "first_name",
-                bytes: 256
-            }
-        );
+        assert_eq!(err, InvalidBet::NameTooLong { field: "first_name", bytes: 256 });
     }
 
     #[test]
@@ -422,11 +372,6 @@ mod tests {
             birthdate: NaiveDate::from_ymd_opt(10_000, 1, 1).unwrap(),
             number: 0,
         };
-        assert_eq!(
-            far.validate(),
-            Err(InvalidBet::BirthdateOutOfRange {
-                date: far.birthdate
-            })
-        );
+        assert_eq!(far.validate(), Err(InvalidBet::BirthdateOutOfRange { date: far.birthdate }));
     }
 }

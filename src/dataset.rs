@@ -97,12 +97,7 @@ const LAST: [&str; 24] = [
     "Giménez",
 ];
 /// Names that need CSV quoting.
-const TRICKY: [&str; 4] = [
-    "Pérez, Juan",
-    "Ana \"Anita\"",
-    "O'Brien",
-    "de la Peña, María",
-];
+const TRICKY: [&str; 4] = ["Pérez, Juan", "Ana \"Anita\"", "O'Brien", "de la Peña, María"];
 
 /// A small deterministic generator (SplitMix64): no dependency, same
 /// output on every machine.
@@ -152,15 +147,9 @@ pub fn write_bets<W: Write>(out: W, agency: u32, rows: u64, seed: u64) -> io::Re
         let year = 1940 + rng.below(66);
         let month = 1 + rng.below(12);
         let day = 1 + rng.below(28);
-        let number = if rng.below(2_000) == 0 {
-            u64::from(WINNING_NUMBER)
-        } else {
-            rng.below(10_000)
-        };
-        write!(
-            line,
-            ",{document},{year:04}-{month:02}-{day:02},{number}\r\n"
-        )?;
+        let number =
+            if rng.below(2_000) == 0 { u64::from(WINNING_NUMBER) } else { rng.below(10_000) };
+        write!(line, ",{document},{year:04}-{month:02}-{day:02},{number}\r\n")?;
         out.write_all(&line)?;
     }
     out.flush()
@@ -196,9 +185,7 @@ mod tests {
         let mut f = BetsFile::open(&dir.join("agency-3.csv"), 3).unwrap();
         let (mut valid, mut winners) = (0, 0);
         while let Some(row) = f.next_row().unwrap() {
-            let Row::Bet(bet) = row else {
-                panic!("invalid row {row:?}")
-            };
+            let Row::Bet(bet) = row else { panic!("invalid row {row:?}") };
             valid += 1;
             winners += u32::from(bet.has_won());
         }

@@ -92,19 +92,12 @@ pub fn decode(buf: &[u8], max_frame: usize) -> Result<Option<FrameRef<'_>>, Fram
     let len = usize::from(u16::from_be_bytes([buf[1], buf[2]]));
     let total = HEADER_LEN + len;
     if total > max_frame {
-        return Err(FrameError::TooLarge {
-            len: total,
-            max: max_frame,
-        });
+        return Err(FrameError::TooLarge { len: total, max: max_frame });
     }
     if buf.len() < total {
         return Ok(None);
     }
-    Ok(Some(FrameRef {
-        kind: buf[0],
-        payload: &buf[HEADER_LEN..total],
-        len: total,
-    }))
+    Ok(Some(FrameRef { kind: buf[0], payload: &buf[HEADER_LEN..total], len: total }))
 }
 
 /// Appends one encoded frame to `out`.
@@ -113,10 +106,7 @@ pub fn decode(buf: &[u8], max_frame: usize) -> Result<Option<FrameRef<'_>>, Fram
 /// [`FrameError::TooLarge`] when the payload does not fit in one frame.
 pub fn encode_into(out: &mut Vec<u8>, kind: u8, payload: &[u8]) -> Result<(), FrameError> {
     if payload.len() > MAX_PAYLOAD_LEN {
-        return Err(FrameError::TooLarge {
-            len: HEADER_LEN + payload.len(),
-            max: MAX_FRAME_LEN,
-        });
+        return Err(FrameError::TooLarge { len: HEADER_LEN + payload.len(), max: MAX_FRAME_LEN });
     }
     out.reserve(HEADER_LEN + payload.len());
     out.push(kind);
@@ -159,12 +149,7 @@ impl<R: Read> FrameReader<R> {
 
     /// A reader accepting frames up to `max_frame` bytes.
     pub fn with_limit(inner: R, max_frame: usize) -> Self {
-        FrameReader {
-            inner,
-            buf: Vec::with_capacity(2 * MAX_FRAME_LEN),
-            start: 0,
-            max_frame,
-        }
+        FrameReader { inner, buf: Vec::with_capacity(2 * MAX_FRAME_LEN), start: 0, max_frame }
     }
 
     /// The reader underneath, to adjust it between reads (the client sets
@@ -190,10 +175,7 @@ impl<R: Read> FrameReader<R> {
     pub fn read_frame(&mut self) -> Result<Option<Frame>, FrameError> {
         loop {
             if let Some(found) = decode(&self.buf[self.start..], self.max_frame)? {
-                let frame = Frame {
-                    kind: found.kind,
-                    payload: found.payload.to_vec(),
-                };
+                let frame = Frame { kind: found.kind, payload: found.payload.to_vec() };
                 self.start += found.len;
                 return Ok(Some(frame));
             }
@@ -223,9 +205,7 @@ impl<R: Read> FrameReader<R> {
                 return if self.buf.is_empty() {
                     Ok(None)
                 } else {
-                    Err(FrameError::Truncated {
-                        buffered: self.buf.len(),
-                    })
+                    Err(FrameError::Truncated { buffered: self.buf.len() })
                 };
             }
         }
@@ -272,11 +252,7 @@ pub(crate) mod tests {
                 self.failed = true;
                 return Err(io::Error::from(self.err));
             }
-            let n = if self.failed {
-                buf.len()
-            } else {
-                buf.len().min(self.budget)
-            };
+            let n = if self.failed { buf.len() } else { buf.len().min(self.budget) };
             let n = self.inner.read(&mut buf[..n])?;
             self.budget = self.budget.saturating_sub(n);
             Ok(n)
@@ -317,10 +293,7 @@ pub(crate) mod tests {
             let frame = reader.read_frame().unwrap().expect("a frame");
             assert_eq!((frame.kind, frame.payload), (kind, payload));
         }
-        assert!(
-            reader.read_frame().unwrap().is_none(),
-            "clean end of stream"
-        );
+        assert!(reader.read_frame().unwrap().is_none(), "clean end of stream");
     }
 
     #[test]
@@ -340,10 +313,7 @@ pub(crate) mod tests {
         encode_into(&mut wire, 2, b"hello").unwrap();
         wire.truncate(5);
         let err = FrameReader::new(&wire[..]).read_frame().unwrap_err();
-        assert!(
-            matches!(err, FrameError::Truncated { buffered: 5 }),
-            "{err}"
-        );
+        assert!(matches!(err, FrameError::Truncated { buffered: 5 }), "{err}");
     }
 
     #[test]
@@ -351,13 +321,7 @@ pub(crate) mod tests {
         // 0xFFFF announced, only the header sent: rejected at once.
         let wire = [7u8, 0xFF, 0xFF];
         let err = FrameReader::new(&wire[..]).read_frame().unwrap_err();
-        assert!(matches!(
-            err,
-            FrameError::TooLarge {
-                len: 65538,
-                max: 8192
-            }
-        ));
+        assert!(matches!(err, FrameError::TooLarge { len: 65538, max: 8192 }));
         // Exactly at the limit is fine; one more byte is not.
         let at = [7u8, 0x1F, 0xFD];
         assert!(decode(&at, MAX_FRAME_LEN).unwrap().is_none());
@@ -379,12 +343,8 @@ pub(crate) mod tests {
         let mut wire = Vec::new();
         encode_into(&mut wire, 5, b"payload").unwrap();
         encode_into(&mut wire, 6, b"next").unwrap();
-        let flaky = FailAfter {
-            inner: &wire[..],
-            budget: 4,
-            failed: false,
-            err: ErrorKind::WouldBlock,
-        };
+        let flaky =
+            FailAfter { inner: &wire[..], budget: 4, failed: false, err: ErrorKind::WouldBlock };
         let mut reader = FrameReader::new(flaky);
         let err = reader.read_frame().unwrap_err();
         assert!(matches!(err, FrameError::Io(ref e) if e.kind() == ErrorKind::WouldBlock));
@@ -401,10 +361,7 @@ pub(crate) mod tests {
         let mut r = FrameReader::new(OneByte(&bytes[..]));
         assert!(!r.has_frame(), "nothing read yet");
         assert_eq!(r.read_frame().unwrap().unwrap().kind, 7);
-        assert!(
-            !r.has_frame(),
-            "one byte at a time: the next is not buffered"
-        );
+        assert!(!r.has_frame(), "one byte at a time: the next is not buffered");
         let mut r = FrameReader::new(&bytes[..]);
         assert_eq!(r.read_frame().unwrap().unwrap().kind, 7);
         assert!(r.has_frame(), "read together with the first");

@@ -28,9 +28,7 @@ pub struct Shutdown {
 
 impl std::fmt::Debug for Shutdown {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Shutdown")
-            .field("triggered", &self.is_triggered())
-            .finish()
+        f.debug_struct("Shutdown").field("triggered", &self.is_triggered()).finish()
     }
 }
 
@@ -71,11 +69,7 @@ impl Shutdown {
 
     /// Sleeps up to `duration`; returns `false` if woken by shutdown.
     pub fn sleep(&self, duration: Duration) -> bool {
-        let guard = self
-            .inner
-            .sleep_lock
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+        let guard = self.inner.sleep_lock.lock().unwrap_or_else(|p| p.into_inner());
         if self.is_triggered() {
             return false;
         }

@@ -22,11 +22,7 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
 }
 
 fn batch(agency: u32, n: u16) -> Message {
-    Message::Batch(Batch {
-        agency,
-        first_seq: 0,
-        bets: (0..n).map(|i| bet(agency, i)).collect(),
-    })
+    Message::Batch(Batch { agency, first_seq: 0, bets: (0..n).map(|i| bet(agency, i)).collect() })
 }
 
 fn expect_error(raw: &mut Raw, want: ErrorCode) {
@@ -40,10 +36,7 @@ fn expect_error(raw: &mut Raw, want: ErrorCode) {
 }
 
 fn challenge(raw: &mut Raw, agency: u32) -> lottery::auth::Nonce {
-    raw.send(&Message::Hello {
-        version: PROTOCOL_VERSION,
-        agency,
-    });
+    raw.send(&Message::Hello { version: PROTOCOL_VERSION, agency });
     match raw.recv() {
         Message::Challenge { nonce } => nonce,
         other => panic!("expected CHALLENGE, got {other:?}"),
@@ -59,9 +52,7 @@ fn five_agencies_with_their_keys_store_everything_as_before() {
     let runs = run_agencies(server.addr, &files, &[]);
     assert_agencies_finished(&files, &runs);
     assert_stored_exactly(&server.storage, &files);
-    server
-        .log
-        .wait_for("action: sorteo | result: success", LONG);
+    server.log.wait_for("action: sorteo | result: success", LONG);
     // Every agency authenticated (more than once if it asked for its
     // winners before the draw: each poll is a new connection).
     for agency in 1..=5 {
@@ -82,11 +73,8 @@ fn another_agencys_key_is_refused_and_nothing_is_stored() {
     let mut raw = Raw::connect(server.addr);
     let nonce = challenge(&mut raw, 3);
     let asked = Instant::now();
-    let mut bytes = Message::Auth {
-        tag: agency_key(2).tag(&nonce, 3, PROTOCOL_VERSION),
-    }
-    .to_bytes()
-    .unwrap();
+    let mut bytes =
+        Message::Auth { tag: agency_key(2).tag(&nonce, 3, PROTOCOL_VERSION) }.to_bytes().unwrap();
     bytes.extend(batch(3, 2).to_bytes().unwrap());
     bytes.extend(Message::Done { total: 2 }.to_bytes().unwrap());
     raw.send_bytes(&bytes);
@@ -127,13 +115,7 @@ fn another_agencys_key_is_refused_and_nothing_is_stored() {
     // Nothing stored, no DONE recorded: agency 3 itself finds a clean slate.
     assert!(stored_bets(&server.storage).is_empty());
     let mut real = Raw::connect(server.addr);
-    assert_eq!(
-        real.hello(3),
-        Message::HelloOk {
-            next_seq: 0,
-            done: false
-        }
-    );
+    assert_eq!(real.hello(3), Message::HelloOk { next_seq: 0, done: false });
     assert_eq!(server.log.count("action: agencia_finalizada"), 0);
 }
 
@@ -145,9 +127,7 @@ fn a_replayed_auth_is_refused() {
     // An honest handshake, overheard.
     let mut honest = Raw::connect(server.addr);
     let first = challenge(&mut honest, 1);
-    let overheard = Message::Auth {
-        tag: agency_key(1).tag(&first, 1, PROTOCOL_VERSION),
-    };
+    let overheard = Message::Auth { tag: agency_key(1).tag(&first, 1, PROTOCOL_VERSION) };
     honest.send(&overheard);
     assert!(matches!(honest.recv(), Message::HelloOk { .. }));
     // Replayed on a new connection: a new nonce, so the answer is wrong.
@@ -196,10 +176,7 @@ fn only_echo_is_served_before_the_handshake_completes() {
     expect_error(&mut raw, ErrorCode::DuplicateHello);
     let mut raw = Raw::connect(server.addr);
     challenge(&mut raw, 1);
-    raw.send(&Message::Hello {
-        version: PROTOCOL_VERSION,
-        agency: 2,
-    });
+    raw.send(&Message::Hello { version: PROTOCOL_VERSION, agency: 2 });
     expect_error(&mut raw, ErrorCode::DuplicateHello);
     // A CHALLENGE is the server's to send.
     let mut raw = Raw::connect(server.addr);
@@ -208,9 +185,7 @@ fn only_echo_is_served_before_the_handshake_completes() {
 
     // A worker writes a round's log lines after its answers: wait for the
     // one HELLO line before counting.
-    server
-        .log
-        .wait_count("action: hello | result: success", 1, LONG);
+    server.log.wait_count("action: hello | result: success", 1, LONG);
     assert!(stored_bets(&server.storage).is_empty());
     assert_eq!(server.log.count("action: agencia_finalizada"), 0);
     assert_eq!(server.log.count("action: hello | result: success"), 1);
@@ -220,13 +195,7 @@ fn only_echo_is_served_before_the_handshake_completes() {
 fn run_binary(bin: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(bin);
     cmd.args(args);
-    for k in [
-        "SERVER_SECRET",
-        "SERVER_SECRET_FILE",
-        "SERVER_AUTH",
-        "CLI_KEY",
-        "CLI_KEY_FILE",
-    ] {
+    for k in ["SERVER_SECRET", "SERVER_SECRET_FILE", "SERVER_AUTH", "CLI_KEY", "CLI_KEY_FILE"] {
         cmd.env_remove(k);
     }
     cmd.envs(env.iter().copied());
@@ -244,14 +213,8 @@ fn a_missing_or_malformed_key_is_a_clear_error_at_start() {
     for (env, names) in [
         (vec![], "config key key: missing"),
         (vec![("CLI_KEY", "")], "config key key: missing"),
-        (
-            vec![("CLI_KEY", "0123")],
-            "config key key: must be 64 hexadecimal characters",
-        ),
-        (
-            vec![("CLI_KEY_FILE", "/nonexistent/key")],
-            "config key key.file: /nonexistent/key",
-        ),
+        (vec![("CLI_KEY", "0123")], "config key key: must be 64 hexadecimal characters"),
+        (vec![("CLI_KEY_FILE", "/nonexistent/key")], "config key key.file: /nonexistent/key"),
     ] {
         let mut all = vec![
             ("CLI_CONFIG", config),
@@ -297,16 +260,9 @@ fn agency_key_prints_the_key_the_server_expects() {
     let dir = TempDir::new("auth-agency-key");
     let server_config = repo().join("config/server/config.ini");
     let config = ("SERVER_CONFIG", server_config.to_str().unwrap());
-    let out = run_binary(
-        SERVER,
-        &["agency-key", "3"],
-        &[config, ("SERVER_SECRET", TEST_SECRET)],
-    );
+    let out = run_binary(SERVER, &["agency-key", "3"], &[config, ("SERVER_SECRET", TEST_SECRET)]);
     assert!(out.status.success(), "{}", stderr_of(&out));
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout),
-        format!("{}\n", agency_key(3).to_hex())
-    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), format!("{}\n", agency_key(3).to_hex()));
     // From a file, which must be closed to others.
     let file = dir.path().join("secret");
     std::fs::write(&file, format!("{TEST_SECRET}\n")).unwrap();
@@ -322,10 +278,7 @@ fn agency_key_prints_the_key_the_server_expects() {
     }
     let out = run_binary(SERVER, &["agency-key", "3"], &[config, secret_file]);
     assert!(out.status.success(), "{}", stderr_of(&out));
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout).trim(),
-        agency_key(3).to_hex()
-    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), agency_key(3).to_hex());
     let out = run_binary(SERVER, &["agency-key", "0"], &[config, secret_file]);
     assert!(!out.status.success());
 }
@@ -334,25 +287,13 @@ fn agency_key_prints_the_key_the_server_expects() {
 fn with_server_auth_off_the_old_handshake_still_works() {
     let _serial = serial();
     let dir = TempDir::new("auth-off");
-    let server = Server::start(
-        dir.path(),
-        &[("SERVER_AGENCIES", "2"), ("SERVER_AUTH", "off")],
-    );
+    let server = Server::start(dir.path(), &[("SERVER_AGENCIES", "2"), ("SERVER_AUTH", "off")]);
     let warning = server.log.wait_for("auth: off", LONG);
     assert!(warning.contains("WARN"), "{warning}");
     // HELLO → HELLO_OK, no CHALLENGE.
     let mut raw = Raw::connect(server.addr);
-    raw.send(&Message::Hello {
-        version: PROTOCOL_VERSION,
-        agency: 1,
-    });
-    assert_eq!(
-        raw.recv(),
-        Message::HelloOk {
-            next_seq: 0,
-            done: false
-        }
-    );
+    raw.send(&Message::Hello { version: PROTOCOL_VERSION, agency: 1 });
+    assert_eq!(raw.recv(), Message::HelloOk { next_seq: 0, done: false });
     raw.send(&batch(1, 2));
     assert_eq!(raw.recv(), Message::Ack { next_seq: 2 });
     raw.send(&Message::Done { total: 2 });
@@ -363,10 +304,7 @@ fn with_server_auth_off_the_old_handshake_still_works() {
     let files = vec![files[1].clone()];
     let runs = run_agencies(server.addr, &files, &[("CLI_AUTH", "off")]);
     assert!(runs[0].status.success(), "{}", runs[0].log.join("\n"));
-    assert_eq!(
-        stored_bets(&server.storage).len(),
-        2 + file_bets(2, &files[0].1).len()
-    );
+    assert_eq!(stored_bets(&server.storage).len(), 2 + file_bets(2, &files[0].1).len());
 }
 
 /// Attackers that guess agencies' keys in a loop: HELLO, a wrong AUTH,
@@ -381,13 +319,7 @@ fn key_guessers(addr: std::net::SocketAddr, n: usize) -> Swarm {
             let mut raw = Raw::connect(addr);
             let answer = raw.hello_with(agency, &wrong);
             assert!(
-                matches!(
-                    answer,
-                    Message::Error {
-                        code: ErrorCode::Unauthorized,
-                        ..
-                    }
-                ),
+                matches!(answer, Message::Error { code: ErrorCode::Unauthorized, .. }),
                 "{answer:?}"
             );
             control.count();

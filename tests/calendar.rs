@@ -21,9 +21,7 @@ const WAIT: Duration = Duration::from_secs(30);
 /// outside CI when it is missing.
 fn libfaketime(test: &str) -> Option<PathBuf> {
     let found = std::fs::read_dir("/usr/lib").ok().and_then(|dirs| {
-        dirs.flatten()
-            .map(|d| d.path().join("faketime/libfaketimeMT.so.1"))
-            .find(|p| p.exists())
+        dirs.flatten().map(|d| d.path().join("faketime/libfaketimeMT.so.1")).find(|p| p.exists())
     });
     if found.is_none() {
         let how = "install Debian's `faketime` package (apt-get install faketime)";
@@ -38,10 +36,7 @@ fn libfaketime(test: &str) -> Option<PathBuf> {
 /// The environment that runs a binary `offset` away from the real clock
 /// (libfaketime's syntax: `+2d`, `-1d`).
 fn clock<'a>(lib: &'a Path, offset: &'a str) -> [(&'a str, &'a str); 2] {
-    [
-        ("LD_PRELOAD", lib.to_str().expect("utf-8 path")),
-        ("FAKETIME", offset),
-    ]
+    [("LD_PRELOAD", lib.to_str().expect("utf-8 path")), ("FAKETIME", offset)]
 }
 
 /// Writes an agency file of `rows` rows, born on 1990-01-01 except the
@@ -71,18 +66,13 @@ fn today() -> NaiveDate {
 /// and asserts it was stopped mid-ingest.
 fn kill_mid_ingest(server: &Server, mut client: Child, rows: usize) {
     assert!(
-        server
-            .log
-            .wait_count("action: apuesta_recibida | result: success", 5, WAIT),
+        server.log.wait_count("action: apuesta_recibida | result: success", 5, WAIT),
         "the agency never got going"
     );
     client.kill().expect("SIGKILL the client");
     client.wait().expect("reaped");
     let stored = stored_bets(&server.storage).len();
-    assert!(
-        stored < rows,
-        "the agency finished ({stored} bets) before it could be stopped"
-    );
+    assert!(stored < rows, "the agency finished ({stored} bets) before it could be stopped");
 }
 
 /// The reproduction: rows born tomorrow, an ingest stopped today
@@ -97,17 +87,10 @@ fn an_ingest_stopped_today_and_resumed_two_days_later_stores_every_row_once() {
     let dir = TempDir::new("calendar");
     let tomorrow = today() + Days::new(1);
     let rows = 20_000;
-    let file = agency_file(
-        dir.path(),
-        rows,
-        &[(3, tomorrow), (7, tomorrow), (11, tomorrow)],
-    );
+    let file = agency_file(dir.path(), rows, &[(3, tomorrow), (7, tomorrow), (11, tomorrow)]);
     let file_arg = file.to_str().expect("utf-8 path");
-    let agency = [
-        ("CLI_BETS_FILE", file_arg),
-        ("CLI_BATCH_MAXAMOUNT", "10"),
-        ("CLI_BATCH_WINDOW", "1"),
-    ];
+    let agency =
+        [("CLI_BETS_FILE", file_arg), ("CLI_BATCH_MAXAMOUNT", "10"), ("CLI_BATCH_WINDOW", "1")];
     let settings = [("SERVER_AGENCIES", "1")];
 
     // Day 1: the real clock.
@@ -120,12 +103,8 @@ fn an_ingest_stopped_today_and_resumed_two_days_later_stores_every_row_once() {
 
     // Day 3: both clocks two days ahead.
     let ahead = clock(&lib, "+2d");
-    let server_env: Vec<(&str, &str)> = settings
-        .iter()
-        .copied()
-        .chain([("SERVER_PORT", port.as_str())])
-        .chain(ahead)
-        .collect();
+    let server_env: Vec<(&str, &str)> =
+        settings.iter().copied().chain([("SERVER_PORT", port.as_str())]).chain(ahead).collect();
     let mut server = Server::start_with_storage(&server.storage, &server_env);
     let client_env: Vec<(&str, &str)> = agency.iter().copied().chain(ahead).collect();
     let run = finish_client(spawn_client(server.addr, 1, &client_env));
@@ -141,9 +120,7 @@ fn an_ingest_stopped_today_and_resumed_two_days_later_stores_every_row_once() {
     let behind = clock(&lib, "-2d");
     let server_env: Vec<(&str, &str)> = settings.iter().copied().chain(behind).collect();
     let mut server = Server::start_with_storage(&server.storage, &server_env);
-    server
-        .log
-        .wait_for("action: recovery | result: success", WAIT);
+    server.log.wait_for("action: recovery | result: success", WAIT);
     let run = finish_client(spawn_client(server.addr, 1, &agency));
     assert!(run.status.success(), "{}", run.log.join("\n"));
     assert_eq!(run.winners(), rows / 10);
@@ -162,10 +139,8 @@ fn an_agency_a_day_ahead_of_the_server_is_never_refused_a_valid_bet() {
     let dir = TempDir::new("calendar-apart");
     let file = agency_file(dir.path(), 500, &[(0, today()), (250, today())]);
     let behind = clock(&lib, "-1d");
-    let server_env: Vec<(&str, &str)> = [("SERVER_AGENCIES", "1")]
-        .into_iter()
-        .chain(behind)
-        .collect();
+    let server_env: Vec<(&str, &str)> =
+        [("SERVER_AGENCIES", "1")].into_iter().chain(behind).collect();
     let mut server = Server::start(dir.path(), &server_env);
     let file_arg = file.to_str().expect("utf-8 path");
     let run = finish_client(spawn_client(server.addr, 1, &[("CLI_BETS_FILE", file_arg)]));

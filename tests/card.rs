@@ -41,11 +41,8 @@ fn command(bin: &str, dir: &Path, env: &[(&str, &str)]) -> Command {
 
 /// What the README's server command sets: where to listen. One agency,
 /// so that its bet completes the draw and the agency finishes.
-const SERVER_ENV: [(&str, &str); 3] = [
-    ("SERVER_IP", "127.0.0.1"),
-    ("SERVER_PORT", "0"),
-    ("SERVER_AGENCIES", "1"),
-];
+const SERVER_ENV: [(&str, &str); 3] =
+    [("SERVER_IP", "127.0.0.1"), ("SERVER_PORT", "0"), ("SERVER_AGENCIES", "1")];
 
 /// Starts the server binary in `dir`; returns it, its log and its address.
 fn start_server(dir: &Path) -> (std::process::Child, Log, SocketAddr) {
@@ -77,11 +74,7 @@ fn stop(mut child: std::process::Child, log: &Log) {
     let status = wait_child(&mut child, LONG).expect("server stops");
     let lines = log.lines();
     assert_eq!(status.code(), Some(0), "{}", lines.join("\n"));
-    assert!(
-        !lines.iter().any(|l| l.contains("result: fail")),
-        "{}",
-        lines.join("\n")
-    );
+    assert!(!lines.iter().any(|l| l.contains("result: fail")), "{}", lines.join("\n"));
 }
 
 /// The secret file's text, after checking it is closed to others.
@@ -99,11 +92,7 @@ fn secret_text(dir: &Path) -> String {
 /// `server agency-key 1` in `dir`: the key it prints.
 fn key_of_agency_1(dir: &Path) -> String {
     let out = print_agency_key(dir, "1");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8(out.stdout).unwrap().trim().to_owned()
 }
 
@@ -123,11 +112,7 @@ fn send_one_bet(dir: &Path, key: &str, addr: SocketAddr) -> String {
     ];
     let out = command(CLIENT, dir, &env).output().expect("run client");
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
     stdout
 }
 
@@ -173,10 +158,7 @@ fn the_cards_commands_work_on_a_fresh_clone() {
     let before = secret_text(dir);
     let (server, log, addr) = start_server(dir);
     let line = log.wait_for("action: secret", LONG);
-    assert!(
-        line.contains("path: ./lottery.secret | created: false"),
-        "{line}"
-    );
+    assert!(line.contains("path: ./lottery.secret | created: false"), "{line}");
     assert_eq!(secret_text(dir), before, "the secret is never replaced");
     assert_eq!(key_of_agency_1(dir), key);
     let agency = send_one_bet(dir, &key, addr);
@@ -207,11 +189,7 @@ fn a_bad_default_secret_stops_the_server_and_agency_key_never_creates_one() {
             0o644,
             "./lottery.secret has mode 0644: others than its owner may read it; chmod 600 it",
         ),
-        (
-            "not a secret\n",
-            0o600,
-            "./lottery.secret: must be 64 hexadecimal characters",
-        ),
+        ("not a secret\n", 0o600, "./lottery.secret: must be 64 hexadecimal characters"),
     ] {
         std::fs::write(&path, text).unwrap();
         #[cfg(unix)]
@@ -219,9 +197,7 @@ fn a_bad_default_secret_stops_the_server_and_agency_key_never_creates_one() {
             use std::os::unix::fs::PermissionsExt;
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
         }
-        let out = command(SERVER, dir, &SERVER_ENV)
-            .output()
-            .expect("run server");
+        let out = command(SERVER, dir, &SERVER_ENV).output().expect("run server");
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{err}");
         assert!(
@@ -230,11 +206,7 @@ fn a_bad_default_secret_stops_the_server_and_agency_key_never_creates_one() {
             )),
             "{err}"
         );
-        assert_eq!(
-            std::fs::read_to_string(&path).unwrap(),
-            text,
-            "left as it was"
-        );
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), text, "left as it was");
     }
 }
 
@@ -267,24 +239,14 @@ fn a_server_with_no_agencies_answers_echo_and_stops_cleanly() {
     let status = server.wait(LONG).expect("server stops");
     let lines = server.log.lines();
     assert_eq!(status.code(), Some(0), "{}", lines.join("\n"));
-    assert!(
-        lines
-            .iter()
-            .any(|l| l.contains("action: shutdown | result: success"))
-    );
-    let fails: Vec<&String> = lines
-        .iter()
-        .filter(|l| l.contains("result: fail"))
-        .collect();
+    assert!(lines.iter().any(|l| l.contains("action: shutdown | result: success")));
+    let fails: Vec<&String> = lines.iter().filter(|l| l.contains("result: fail")).collect();
     assert_eq!(fails.len(), 1, "{fails:?}");
     assert!(
         fails[0].contains("action: hello | result: fail") && fails[0].contains("unknown_agency"),
         "{fails:?}"
     );
-    assert!(
-        !lines.iter().any(|l| l.contains("action: sorteo")),
-        "no draw"
-    );
+    assert!(!lines.iter().any(|l| l.contains("action: sorteo")), "no draw");
     assert!(!lottery::storage::mark_path(&server.storage).exists());
     for line in &lines {
         assert_course_grammar(line);

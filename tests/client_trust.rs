@@ -57,12 +57,7 @@ impl Fake {
                 });
             }
         });
-        Fake {
-            addr,
-            accepted,
-            ended,
-            stop,
-        }
+        Fake { addr, accepted, ended, stop }
     }
 
     fn accepted(&self) -> usize {
@@ -95,9 +90,7 @@ struct Peer {
 
 impl Peer {
     fn new(stream: TcpStream) -> Peer {
-        stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .expect("read timeout");
+        stream.set_read_timeout(Some(Duration::from_secs(10))).expect("read timeout");
         let reader = FrameReader::new(stream.try_clone().expect("clone"));
         Peer { stream, reader }
     }
@@ -116,10 +109,7 @@ impl Peer {
 
 /// A client that gives up after one second without progress.
 fn impatient(file: &std::path::Path) -> Vec<(&'static str, String)> {
-    vec![
-        ("CLI_BETS_FILE", file.display().to_string()),
-        ("CLI_RETRY_TIMEOUT", "1s".into()),
-    ]
+    vec![("CLI_BETS_FILE", file.display().to_string()), ("CLI_RETRY_TIMEOUT", "1s".into())]
 }
 
 fn spawn(addr: SocketAddr, env: &[(&'static str, String)]) -> Child {
@@ -147,10 +137,7 @@ fn a_hello_ok_in_place_of_the_challenge_is_refused_and_nothing_more_is_sent() {
         while let Some(frame) = peer.frame() {
             record.lock().unwrap().push(frame.kind);
             if frame.kind == kind::HELLO {
-                peer.send(&Message::HelloOk {
-                    next_seq: 0,
-                    done: false,
-                });
+                peer.send(&Message::HelloOk { next_seq: 0, done: false });
             }
         }
     });
@@ -164,10 +151,7 @@ fn a_hello_ok_in_place_of_the_challenge_is_refused_and_nothing_more_is_sent() {
     assert!(!run.status.success(), "{}", run.log.join("\n"));
     assert_eq!(received, [kind::HELLO], "only HELLO, on one connection");
     assert_eq!(fake.accepted(), 1);
-    let refused = line_with(
-        &run.log,
-        "action: auth | result: fail | error: no_challenge",
-    );
+    let refused = line_with(&run.log, "action: auth | result: fail | error: no_challenge");
     assert!(refused.contains("WARN"), "{refused}");
     let fatal = line_with(&run.log, CLIENT_FAIL);
     assert!(
@@ -183,10 +167,7 @@ fn a_hello_ok_in_place_of_the_challenge_is_refused_and_nothing_more_is_sent() {
 fn an_open_server_is_used_only_by_an_agency_told_auth_off() {
     let dir = TempDir::new("trust-auth-off");
     let files = generate(dir.path(), 1, |_| 300);
-    let server = Server::start(
-        dir.path(),
-        &[("SERVER_AGENCIES", "1"), ("SERVER_AUTH", "off")],
-    );
+    let server = Server::start(dir.path(), &[("SERVER_AGENCIES", "1"), ("SERVER_AUTH", "off")]);
     let refused = finish_client(spawn(server.addr, &impatient(&files[0].1)));
     assert!(!refused.status.success(), "{}", refused.log.join("\n"));
     line_with(&refused.log, "error: no_challenge");
@@ -258,14 +239,8 @@ fn a_server_trickling_its_answer_cannot_hang_the_agency() {
         "the agency waited for the whole trickled answer ({took:?})"
     );
     assert!(!status.success());
-    let reason = log.wait_for(
-        "action: reconnect | result: in_progress | error: io_timeout",
-        LONG,
-    );
-    assert!(
-        reason.contains(&format!("server_address: {}", fake.addr)),
-        "{reason}"
-    );
+    let reason = log.wait_for("action: reconnect | result: in_progress | error: io_timeout", LONG);
+    assert!(reason.contains(&format!("server_address: {}", fake.addr)), "{reason}");
     log.wait_for(CLIENT_FAIL, LONG);
 }
 
@@ -275,10 +250,8 @@ fn a_server_trickling_its_answer_cannot_hang_the_agency() {
 #[test]
 fn unauthorized_from_one_server_of_the_list_moves_on_to_the_next() {
     let (dir_a, dir_b) = (TempDir::new("trust-rotated"), TempDir::new("trust-good"));
-    let rotated = Server::start(
-        dir_a.path(),
-        &[("SERVER_AGENCIES", "1"), ("SERVER_SECRET", ROTATED)],
-    );
+    let rotated =
+        Server::start(dir_a.path(), &[("SERVER_AGENCIES", "1"), ("SERVER_SECRET", ROTATED)]);
     let good = Server::start(dir_b.path(), &[("SERVER_AGENCIES", "1")]);
     let files = generate(dir_b.path(), 1, |_| 300);
     let list = format!("{},{}", rotated.addr, good.addr);
@@ -291,33 +264,20 @@ fn unauthorized_from_one_server_of_the_list_moves_on_to_the_next() {
     assert_stored_exactly(&good.storage, &files);
     assert!(stored_bets(&rotated.storage).is_empty());
     assert!(rotated.log.wait_count(AUTH_FAIL, 1, LONG));
-    let moved = line_with(
-        &runs[0].log,
-        "action: reconnect | result: in_progress | error: unauthorized",
-    );
+    let moved =
+        line_with(&runs[0].log, "action: reconnect | result: in_progress | error: unauthorized");
     assert!(moved.contains("INFO"), "{moved}");
-    assert!(
-        moved.contains(&format!("server_address: {}", rotated.addr)),
-        "{moved}"
-    );
+    assert!(moved.contains(&format!("server_address: {}", rotated.addr)), "{moved}");
 }
 
 /// When every server of the list refuses the key, one after the other,
 /// the agency stops with an error that names each of them.
 #[test]
 fn when_every_server_of_the_list_refuses_the_agency_stops_naming_them() {
-    let (dir_a, dir_b) = (
-        TempDir::new("trust-refuse-a"),
-        TempDir::new("trust-refuse-b"),
-    );
-    let a = Server::start(
-        dir_a.path(),
-        &[("SERVER_AGENCIES", "1"), ("SERVER_SECRET", ROTATED)],
-    );
-    let b = Server::start(
-        dir_b.path(),
-        &[("SERVER_AGENCIES", "1"), ("SERVER_SECRET", ROTATED_AGAIN)],
-    );
+    let (dir_a, dir_b) = (TempDir::new("trust-refuse-a"), TempDir::new("trust-refuse-b"));
+    let a = Server::start(dir_a.path(), &[("SERVER_AGENCIES", "1"), ("SERVER_SECRET", ROTATED)]);
+    let b =
+        Server::start(dir_b.path(), &[("SERVER_AGENCIES", "1"), ("SERVER_SECRET", ROTATED_AGAIN)]);
     let files = generate(dir_a.path(), 1, |_| 10);
     let list = format!("{},{}", a.addr, b.addr);
     let runs = run_agencies(
@@ -328,10 +288,7 @@ fn when_every_server_of_the_list_refuses_the_agency_stops_naming_them() {
     let run = &runs[0];
     assert!(!run.status.success(), "{}", run.log.join("\n"));
     let fatal = line_with(&run.log, CLIENT_FAIL);
-    assert!(
-        fatal.contains("every server of the list refused"),
-        "{fatal}"
-    );
+    assert!(fatal.contains("every server of the list refused"), "{fatal}");
     for server in [&a, &b] {
         assert!(
             fatal.contains(&format!("{}: server refused (unauthorized)", server.addr)),
@@ -358,10 +315,7 @@ fn every_retry_reason_is_logged_at_info_at_most_once_a_second() {
         }
     });
     let mut env = impatient(&files[0].1);
-    env.extend([
-        ("CLI_RETRY_MAXBACKOFF", "50ms".into()),
-        ("CLI_LOG_LEVEL", "info".into()),
-    ]);
+    env.extend([("CLI_RETRY_MAXBACKOFF", "50ms".into()), ("CLI_LOG_LEVEL", "info".into())]);
     let started = Instant::now();
     let mut child = spawn(fake.addr, &env);
     let log = follow_client(&mut child);
@@ -389,11 +343,7 @@ fn every_retry_reason_is_logged_at_info_at_most_once_a_second() {
         lines.join("\n")
     );
     assert!(tries >= 40, "only {tries} tries");
-    assert!(
-        !lines.is_empty(),
-        "no reason at INFO:\n{}",
-        log.lines().join("\n")
-    );
+    assert!(!lines.is_empty(), "no reason at INFO:\n{}", log.lines().join("\n"));
     for line in &lines {
         assert!(line.contains("INFO"), "{line}");
         assert!(
@@ -404,12 +354,6 @@ fn every_retry_reason_is_logged_at_info_at_most_once_a_second() {
             "{line}"
         );
     }
-    assert!(
-        lines.len() as u64 <= took.as_secs() + 1,
-        "more than one line a second for one reason"
-    );
-    assert!(
-        lines.iter().any(|l| l.contains("| repeated: ")),
-        "the tries held back are counted"
-    );
+    assert!(lines.len() as u64 <= took.as_secs() + 1, "more than one line a second for one reason");
+    assert!(lines.iter().any(|l| l.contains("| repeated: ")), "the tries held back are counted");
 }

@@ -39,11 +39,7 @@ fn count_lines(text: &str, pred: impl Fn(&str) -> bool) -> usize {
 /// Client service names (`  clientN:` at service indentation), in order.
 fn client_services(text: &str) -> Vec<String> {
     text.lines()
-        .filter_map(|l| {
-            l.strip_prefix("  client")?
-                .strip_suffix(':')
-                .map(str::to_owned)
-        })
+        .filter_map(|l| l.strip_prefix("  client")?.strip_suffix(':').map(str::to_owned))
         .filter(|n| n.chars().all(|c| c.is_ascii_digit()))
         .map(|n| format!("client{n}"))
         .collect()
@@ -54,14 +50,8 @@ fn assert_valid_layout(text: &str, n: usize) {
     assert!(text.contains("\nname: tp0\n"), "project name tp0");
     assert!(text.contains("\nservices:\n  server:\n"), "server service");
     assert!(text.contains("    container_name: server\n"));
-    assert!(
-        text.contains(&format!("      - SERVER_AGENCIES={n}\n")),
-        "SERVER_AGENCIES={n}"
-    );
-    assert!(
-        text.contains("  netcat:\n") && text.contains("      - netcat\n"),
-        "netcat profile"
-    );
+    assert!(text.contains(&format!("      - SERVER_AGENCIES={n}\n")), "SERVER_AGENCIES={n}");
+    assert!(text.contains("  netcat:\n") && text.contains("      - netcat\n"), "netcat profile");
     assert!(text.contains("\nnetworks:\n  testing_net:\n    driver: bridge\n"));
     assert!(text.contains("\nvolumes:\n  server-data:\n"));
     assert!(!text.contains('\t'), "YAML must not contain tabs");
@@ -72,10 +62,7 @@ fn assert_valid_layout(text: &str, n: usize) {
         "        source: ./.data/secret\n        target: /run/secrets/server-secret\n        read_only: true\n"
     ));
     assert_eq!(count_lines(text, |l| l.contains(".data/secret")), 1);
-    assert!(
-        !text.contains("SERVER_SECRET="),
-        "no secret in the compose file"
-    );
+    assert!(!text.contains("SERVER_SECRET="), "no secret in the compose file");
     assert!(!text.contains("CLI_KEY="), "no key in the compose file");
 
     let expected: Vec<String> = (1..=n).map(|i| format!("client{i}")).collect();
@@ -88,10 +75,7 @@ fn assert_valid_layout(text: &str, n: usize) {
             "      - CLI_ID={i}\n    # CLI_KEY: this agency's key and no other's (scripts/docker-keys.sh).\n    # Not required, so that `compose config` and `down` work before it\n    # exists; without it the client stops at start naming the missing key.\n    env_file:\n      - path: ./.data/keys/agency-{i}.env\n        required: false\n"
         )));
     }
-    assert_eq!(
-        count_lines(text, |l| l.starts_with("    container_name: ")),
-        n + 2
-    );
+    assert_eq!(count_lines(text, |l| l.starts_with("    container_name: ")), n + 2);
     assert_eq!(count_lines(text, |l| l == "      - testing_net"), n + 2);
     assert_eq!(count_lines(text, |l| l.starts_with("      - CLI_ID=")), n);
     assert_eq!(count_lines(text, |l| l.contains("/.data/keys/")), n);
@@ -153,10 +137,7 @@ fn bad_arguments_print_usage_and_fail() {
         let run = generate(args);
         let stderr = String::from_utf8_lossy(&run.stderr);
         assert!(!run.status.success(), "{args:?} must fail");
-        assert!(
-            stderr.contains("usage:"),
-            "{args:?}: usage on stderr, got {stderr:?}"
-        );
+        assert!(stderr.contains("usage:"), "{args:?}: usage on stderr, got {stderr:?}");
         assert!(run.stdout.is_empty(), "{args:?}: nothing on stdout");
         assert!(!Path::new(out).exists(), "{args:?}: no output file");
     }
@@ -183,16 +164,9 @@ fn servers_over_postgres_spread_the_agencies_with_failover_lists() {
     let tmp = TempDir::new("compose-servers");
     let out = tmp.0.join("compose.yaml");
     let run = generate(&[out.to_str().unwrap(), "5", "--servers", "3"]);
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
     let text = fs::read_to_string(&out).expect("read generated compose file");
-    assert!(
-        text.contains("\nservices:\n  postgres:\n"),
-        "a database service"
-    );
+    assert!(text.contains("\nservices:\n  postgres:\n"), "a database service");
     assert!(text.contains("    image: lottery-postgres:latest\n"));
     assert!(text.contains("        condition: service_healthy\n"));
     assert!(text.contains("\nvolumes:\n  postgres-data:\n"));
@@ -200,10 +174,7 @@ fn servers_over_postgres_spread_the_agencies_with_failover_lists() {
     for s in 1..=3 {
         assert!(text.contains(&format!("\n  server{s}:\n    container_name: server{s}\n")));
     }
-    assert_eq!(
-        count_lines(&text, |l| l == "      - STORAGE_BACKEND=postgres"),
-        3
-    );
+    assert_eq!(count_lines(&text, |l| l == "      - STORAGE_BACKEND=postgres"), 3);
     assert_eq!(client_services(&text).len(), 5);
     // Agency N starts on server ((N-1) mod 3)+1, then the others in turn.
     for (agency, list) in [
@@ -212,10 +183,7 @@ fn servers_over_postgres_spread_the_agencies_with_failover_lists() {
         (3, "server3:12345,server1:12345,server2:12345"),
         (4, "server1:12345,server2:12345,server3:12345"),
     ] {
-        let service = text
-            .split(&format!("\n  client{agency}:\n"))
-            .nth(1)
-            .expect("client service");
+        let service = text.split(&format!("\n  client{agency}:\n")).nth(1).expect("client service");
         let service = service.split("\n\n").next().unwrap_or(service);
         assert!(
             service.contains(&format!("      - CLI_SERVER_ADDRESS={list}\n")),

@@ -49,19 +49,14 @@ fn write_store(path: &Path) -> Vec<Commit> {
             .collect();
         let (rows_at, line_at) = (storage.committed_len(), journal_len());
         storage.store_bets(&bets).expect("store");
-        commits.push(Commit {
-            rows: rows_at..storage.committed_len(),
-            line: line_at..journal_len(),
-        });
+        commits
+            .push(Commit { rows: rows_at..storage.committed_len(), line: line_at..journal_len() });
     }
     commits
 }
 
 fn files(path: &Path) -> (Vec<u8>, Vec<u8>) {
-    (
-        std::fs::read(path).expect("bets.csv"),
-        std::fs::read(journal_path(path)).expect("journal"),
-    )
+    (std::fs::read(path).expect("bets.csv"), std::fs::read(journal_path(path)).expect("journal"))
 }
 
 fn change(path: &Path, at: u64, f: impl FnOnce(u8) -> u8) {
@@ -92,10 +87,7 @@ fn start_refused(storage: &Path) -> (std::process::ExitStatus, String) {
         );
     };
     let out = child.wait_with_output().expect("output");
-    (
-        out.status,
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-    )
+    (out.status, String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// `server <args>`, run to completion.
@@ -121,14 +113,8 @@ fn assert_start_refused(storage: &Path, file: &Path, offset: u64) {
     assert_course_grammar(line);
     let named = format!("| file: {} | offset: {offset} |", file.display());
     assert!(line.contains(&named), "{line:?} names {named:?}");
-    assert!(
-        !log.contains("action: listen | result: success"),
-        "it never served:\n{log}"
-    );
-    assert!(
-        files(storage) == before,
-        "both files byte for byte unchanged"
-    );
+    assert!(!log.contains("action: listen | result: success"), "it never served:\n{log}");
+    assert!(files(storage) == before, "both files byte for byte unchanged");
 }
 
 /// The reproduction: one digit changed in a journal line in the
@@ -142,9 +128,7 @@ fn a_digit_changed_in_a_middle_journal_line_stops_the_server_and_changes_nothing
     let journal = journal_path(&storage);
     let bad = &commits[COMMITS - 9];
     // `end=N…`: the first digit of N, one more.
-    change(&journal, bad.line.start + 4, |d| {
-        if d == b'9' { b'0' } else { d + 1 }
-    });
+    change(&journal, bad.line.start + 4, |d| if d == b'9' { b'0' } else { d + 1 });
     assert_start_refused(&storage, &journal, bad.line.start);
 
     // The operator: the check says the same and changes nothing ...
@@ -152,10 +136,7 @@ fn a_digit_changed_in_a_middle_journal_line_stops_the_server_and_changes_nothing
     let check = operator(&["storage-check", &storage.display().to_string()]);
     let said = String::from_utf8_lossy(&check.stderr);
     assert_eq!(check.status.code(), Some(1), "{said}");
-    assert!(
-        said.contains(&format!("| offset: {} |", bad.line.start)),
-        "{said}"
-    );
+    assert!(said.contains(&format!("| offset: {} |", bad.line.start)), "{said}");
     assert!(files(&storage) == before);
     // ... the rows are intact, so a new journal from them keeps every bet.
     let rebuild = operator(&["storage-rebuild-journal", &storage.display().to_string()]);
@@ -169,14 +150,8 @@ fn a_digit_changed_in_a_middle_journal_line_stops_the_server_and_changes_nothing
     assert_eq!(std::fs::read(&old).expect("old journal kept"), before.1);
 
     let mut server = Server::start_with_storage(&storage, &[]);
-    let line = server.log.wait_for(
-        "action: recovery | result: success",
-        Duration::from_secs(20),
-    );
-    assert!(
-        line.contains("| dropped_bytes: 0 | journal_dropped_bytes: 0 |"),
-        "{line}"
-    );
+    let line = server.log.wait_for("action: recovery | result: success", Duration::from_secs(20));
+    assert!(line.contains("| dropped_bytes: 0 | journal_dropped_bytes: 0 |"), "{line}");
     server.terminate();
     assert!(server.wait(Duration::from_secs(10)).is_some());
     assert_eq!(stored_bets(&storage).len(), COMMITS * PER_COMMIT);
@@ -207,10 +182,7 @@ fn a_byte_flipped_in_committed_rows_stops_the_server_and_changes_nothing() {
     let said = String::from_utf8_lossy(&cut.stdout);
     println!("{said}");
     assert!(cut.status.success(), "{said}");
-    assert_eq!(
-        std::fs::metadata(&storage).expect("bets.csv").len(),
-        bad.rows.start
-    );
+    assert_eq!(std::fs::metadata(&storage).expect("bets.csv").len(), bad.rows.start);
     let mut saved = storage.clone().into_os_string();
     saved.push(".cut");
     assert_eq!(
@@ -218,10 +190,7 @@ fn a_byte_flipped_in_committed_rows_stops_the_server_and_changes_nothing() {
         commits[COMMITS - 1].rows.end - bad.rows.start
     );
     let mut server = Server::start_with_storage(&storage, &[]);
-    server.log.wait_for(
-        "action: recovery | result: success",
-        Duration::from_secs(20),
-    );
+    server.log.wait_for("action: recovery | result: success", Duration::from_secs(20));
     server.terminate();
     assert!(server.wait(Duration::from_secs(10)).is_some());
 }
@@ -244,10 +213,7 @@ fn a_torn_last_commit_is_cut_and_the_start_says_why() {
     cut(&journal_path(&storage), last.line.start + 10);
     cut(&storage, last.rows.start + 1000);
     let mut server = Server::start_with_storage(&storage, &[]);
-    let line = server.log.wait_for(
-        "action: recovery | result: success",
-        Duration::from_secs(20),
-    );
+    let line = server.log.wait_for("action: recovery | result: success", Duration::from_secs(20));
     println!("{line}");
     assert_course_grammar(&line);
     assert!(

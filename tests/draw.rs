@@ -68,10 +68,7 @@ fn finished_lottery(
                 let bet = bet_of(agency, next[agency as usize], losers);
                 next[agency as usize] += 1;
                 if lottery::bet::has_won(&bet) {
-                    winners
-                        .entry(agency)
-                        .or_default()
-                        .push(bet.document.clone());
+                    winners.entry(agency).or_default().push(bet.document.clone());
                 }
                 commit.push(bet);
             }
@@ -91,10 +88,7 @@ fn finished_lottery(
 fn start(path: &Path, agencies: u32) -> Server {
     Server::start_with_storage(
         path,
-        &[
-            ("SERVER_AGENCIES", &agencies.to_string()),
-            ("SERVER_PROGRESS_INTERVAL", "0"),
-        ],
+        &[("SERVER_AGENCIES", &agencies.to_string()), ("SERVER_PROGRESS_INTERVAL", "0")],
     )
 }
 
@@ -129,15 +123,10 @@ fn a_draw_never_logged_is_logged_once_by_the_next_server_and_pages_stay_right() 
         let lines = stop(server);
         let sorteos: Vec<&String> = lines.iter().filter(|l| l.contains(SORTEO)).collect();
         if life == 1 {
-            assert_eq!(
-                sorteos.len(),
-                1,
-                "the first server logs the draw: {sorteos:?}"
-            );
+            assert_eq!(sorteos.len(), 1, "the first server logs the draw: {sorteos:?}");
             assert!(
-                sorteos[0].ends_with(&format!(
-                    "action: sorteo | result: success | ganadores: {total}"
-                )),
+                sorteos[0]
+                    .ends_with(&format!("action: sorteo | result: success | ganadores: {total}")),
                 "{}",
                 sorteos[0]
             );

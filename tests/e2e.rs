@@ -13,9 +13,7 @@ const LONG: Duration = Duration::from_secs(60);
 fn check_lottery(server: &Server, files: &[(u32, std::path::PathBuf)], runs: &[ClientRun]) {
     assert_agencies_finished(files, runs);
     assert_stored_exactly(&server.storage, files);
-    server
-        .log
-        .wait_for("action: sorteo | result: success", LONG);
+    server.log.wait_for("action: sorteo | result: success", LONG);
     assert_eq!(server.log.count("action: sorteo"), 1, "the draw runs once");
 }
 
@@ -27,12 +25,7 @@ fn five_agencies_store_every_bet_exactly_once_and_learn_their_winners() {
     let runs = run_agencies(server.addr, &files, &[]);
     check_lottery(&server, &files, &runs);
     // Every log line with an action keeps the course's grammar.
-    for line in server
-        .log
-        .lines()
-        .iter()
-        .chain(runs.iter().flat_map(|r| r.log.iter()))
-    {
+    for line in server.log.lines().iter().chain(runs.iter().flat_map(|r| r.log.iter())) {
         assert_course_grammar(line);
     }
 }
@@ -41,10 +34,7 @@ fn five_agencies_store_every_bet_exactly_once_and_learn_their_winners() {
 fn more_agencies_than_workers_all_finish() {
     let dir = TempDir::new("workers");
     let files = generate(dir.path(), 7, |a| 300 + u64::from(a) * 150);
-    let server = Server::start(
-        dir.path(),
-        &[("SERVER_AGENCIES", "7"), ("SERVER_WORKERS", "2")],
-    );
+    let server = Server::start(dir.path(), &[("SERVER_AGENCIES", "7"), ("SERVER_WORKERS", "2")]);
     let runs = run_agencies(server.addr, &files, &[("CLI_BATCH_MAXAMOUNT", "20")]);
     check_lottery(&server, &files, &runs);
 }
@@ -55,13 +45,7 @@ fn single_bet_from_environment() {
     let server = Server::start(dir.path(), &[("SERVER_AGENCIES", "1")]);
     let run = env_bet(
         &server,
-        [
-            "Santiago Lionel",
-            "Lorca, \"el Tano\"",
-            "30904465",
-            "1999-03-17",
-            "7574",
-        ],
+        ["Santiago Lionel", "Lorca, \"el Tano\"", "30904465", "1999-03-17", "7574"],
     );
     assert!(run.status.success(), "{}", run.log.join("\n"));
     assert!(
@@ -87,24 +71,14 @@ fn an_invalid_single_bet_is_reported_and_exits_non_zero() {
     let server = Server::start(dir.path(), &[("SERVER_AGENCIES", "1")]);
     let run = env_bet(&server, ["Ana", "Paz", "12", "1999-02-30", "1"]);
     assert!(!run.status.success());
-    assert!(
-        run.log
-            .iter()
-            .any(|l| l.contains("action: apuesta_enviada | result: fail"))
-    );
+    assert!(run.log.iter().any(|l| l.contains("action: apuesta_enviada | result: fail")));
     assert!(stored_bets(&server.storage).is_empty());
 }
 
 /// A session of `agency`, which has stored nothing yet.
 fn fresh_session(server: &Server, agency: u32) -> Raw {
     let mut raw = Raw::connect(server.addr);
-    assert_eq!(
-        raw.hello(agency),
-        Message::HelloOk {
-            next_seq: 0,
-            done: false
-        }
-    );
+    assert_eq!(raw.hello(agency), Message::HelloOk { next_seq: 0, done: false });
     raw
 }
 
@@ -145,17 +119,10 @@ fn a_batch_with_one_invalid_bet_is_rejected_whole() {
         other => panic!("expected ERROR, got {other:?}"),
     }
     assert!(raw.closed());
-    server.log.wait_for(
-        "action: apuesta_recibida | result: fail | cantidad: 3",
-        LONG,
-    );
+    server.log.wait_for("action: apuesta_recibida | result: fail | cantidad: 3", LONG);
     // Nothing of the batch is stored, and the agency may start over.
     let mut raw = fresh_session(&server, 1);
-    raw.send(&Message::Batch(Batch {
-        agency: 1,
-        first_seq: 0,
-        bets: vec![bet(1, "Ana", 1)],
-    }));
+    raw.send(&Message::Batch(Batch { agency: 1, first_seq: 0, bets: vec![bet(1, "Ana", 1)] }));
     assert_eq!(raw.recv(), Message::Ack { next_seq: 1 });
     assert_eq!(stored_bets(&server.storage), vec![bet(1, "Ana", 1)]);
 }
@@ -167,10 +134,7 @@ fn a_batch_with_one_invalid_bet_is_rejected_whole() {
 #[test]
 fn winners_asked_before_the_draw_get_not_ready_at_once_and_release_the_worker() {
     let dir = TempDir::new("notready");
-    let server = Server::start(
-        dir.path(),
-        &[("SERVER_AGENCIES", "2"), ("SERVER_WORKERS", "1")],
-    );
+    let server = Server::start(dir.path(), &[("SERVER_AGENCIES", "2"), ("SERVER_WORKERS", "1")]);
     let mut one = Raw::connect(server.addr);
     assert!(matches!(one.hello(1), Message::HelloOk { .. }));
     one.send(&Message::Batch(Batch {
@@ -184,18 +148,8 @@ fn winners_asked_before_the_draw_get_not_ready_at_once_and_release_the_worker() 
 
     let asked = Instant::now();
     one.send(&Message::WinnersQuery { offset: 0 });
-    assert_eq!(
-        one.recv(),
-        Message::NotReady {
-            finished: 1,
-            expected: 2
-        }
-    );
-    assert!(
-        asked.elapsed() < Duration::from_millis(300),
-        "NOT_READY after {:?}",
-        asked.elapsed()
-    );
+    assert_eq!(one.recv(), Message::NotReady { finished: 1, expected: 2 });
+    assert!(asked.elapsed() < Duration::from_millis(300), "NOT_READY after {:?}", asked.elapsed());
     assert!(one.closed(), "the server closes after NOT_READY");
 
     // The only worker is free again: agency 2 gets in and finishes.
@@ -205,27 +159,15 @@ fn winners_asked_before_the_draw_get_not_ready_at_once_and_release_the_worker() 
     assert_eq!(two.recv(), Message::Ack { next_seq: 0 });
     two.send(&Message::Bye);
     assert!(two.closed());
-    server
-        .log
-        .wait_for("action: sorteo | result: success", LONG);
+    server.log.wait_for("action: sorteo | result: success", LONG);
 
     // Agency 1 asks again on a new connection.
     let mut again = Raw::connect(server.addr);
-    assert_eq!(
-        again.hello(1),
-        Message::HelloOk {
-            next_seq: 2,
-            done: true
-        }
-    );
+    assert_eq!(again.hello(1), Message::HelloOk { next_seq: 2, done: true });
     again.send(&Message::WinnersQuery { offset: 0 });
     assert_eq!(
         again.recv(),
-        Message::Winners {
-            total: 1,
-            offset: 0,
-            documents: vec!["123".into()]
-        }
+        Message::Winners { total: 1, offset: 0, documents: vec!["123".into()] }
     );
 }
 
@@ -252,9 +194,7 @@ fn sigterm_with_idle_clients_exits_zero_within_a_second() {
         "close_thread_pool",
         "close_storage",
     ] {
-        server
-            .log
-            .wait_for(&format!("action: {close}"), Duration::from_secs(5));
+        server.log.wait_for(&format!("action: {close}"), Duration::from_secs(5));
     }
     assert!(hello.closed(), "idle agency connection closed");
 }
@@ -266,10 +206,9 @@ fn garbage_gets_an_error_and_the_server_keeps_serving() {
     let mut raw = Raw::connect(server.addr);
     raw.send_bytes(b"GET / HTTP/1.1\r\nHost: lottery\r\n\r\n");
     match raw.recv() {
-        Message::Error { code, .. } => assert!(
-            matches!(code, ErrorCode::UnknownType | ErrorCode::FrameTooLarge),
-            "{code:?}"
-        ),
+        Message::Error { code, .. } => {
+            assert!(matches!(code, ErrorCode::UnknownType | ErrorCode::FrameTooLarge), "{code:?}")
+        }
         other => panic!("expected ERROR, got {other:?}"),
     }
     assert!(raw.closed());
@@ -302,9 +241,7 @@ fn the_course_data_set_when_present() {
         println!("skipped: `unzip` not available to open {}", zip.display());
         return;
     }
-    let files: Vec<_> = (1..=5)
-        .map(|a| (a, dir.path().join(format!("agency-{a}.csv"))))
-        .collect();
+    let files: Vec<_> = (1..=5).map(|a| (a, dir.path().join(format!("agency-{a}.csv")))).collect();
     let server = Server::start(dir.path(), &[("SERVER_AGENCIES", "5")]);
     let runs = run_agencies(server.addr, &files, &[]);
     check_lottery(&server, &files, &runs);
@@ -323,10 +260,7 @@ fn a_long_ingest_logs_its_progress_and_a_short_one_does_not() {
     let files = generate(dir.path(), 1, |_| 40_000);
     let server = Server::start(
         dir.path(),
-        &[
-            ("SERVER_AGENCIES", "1"),
-            ("SERVER_PROGRESS_INTERVAL", "100ms"),
-        ],
+        &[("SERVER_AGENCIES", "1"), ("SERVER_PROGRESS_INTERVAL", "100ms")],
     );
     let runs = run_agencies(
         server.addr,
@@ -334,17 +268,9 @@ fn a_long_ingest_logs_its_progress_and_a_short_one_does_not() {
         &[("CLI_BATCH_MAXAMOUNT", "10"), ("CLI_BATCH_WINDOW", "1")],
     );
     check_lottery(&server, &files, &runs);
-    let progress: Vec<String> = server
-        .log
-        .lines()
-        .into_iter()
-        .filter(|l| l.contains("action: ingesta"))
-        .collect();
-    println!(
-        "{} progress lines, the last: {:?}",
-        progress.len(),
-        progress.last()
-    );
+    let progress: Vec<String> =
+        server.log.lines().into_iter().filter(|l| l.contains("action: ingesta")).collect();
+    println!("{} progress lines, the last: {:?}", progress.len(), progress.last());
     assert!(progress.len() >= 2, "progress lines: {progress:?}");
     let mut last = 0;
     for line in &progress {

@@ -48,16 +48,11 @@ impl HogConnection {
     /// HELLO and AUTH with the stolen key; `Some` once the session is open.
     fn session(addr: SocketAddr, key: &AgencyKey) -> Option<HogConnection> {
         let mut conn = HogConnection::open(addr)?;
-        conn.send(&Message::Hello {
-            version: PROTOCOL_VERSION,
-            agency: 1,
-        })?;
+        conn.send(&Message::Hello { version: PROTOCOL_VERSION, agency: 1 })?;
         let Message::Challenge { nonce } = conn.recv()? else {
             return None;
         };
-        conn.send(&Message::Auth {
-            tag: key.tag(&nonce, 1, PROTOCOL_VERSION),
-        })?;
+        conn.send(&Message::Auth { tag: key.tag(&nonce, 1, PROTOCOL_VERSION) })?;
         matches!(conn.recv()?, Message::HelloOk { .. }).then_some(conn)
     }
 }
@@ -91,10 +86,7 @@ fn hog(addr: SocketAddr, sessions: usize, parked: usize) -> Swarm {
                     std::thread::sleep(Duration::from_millis(5));
                     continue;
                 };
-                let hello = Message::Hello {
-                    version: PROTOCOL_VERSION,
-                    agency: 1,
-                };
+                let hello = Message::Hello { version: PROTOCOL_VERSION, agency: 1 };
                 if conn.send(&hello).is_none() {
                     continue;
                 }
@@ -147,12 +139,7 @@ fn hogged_run(name: &str, settings: &[(&str, &str)], sessions: usize, parked: us
 
 #[test]
 fn a_key_holder_hogging_sessions_on_a_small_pool_does_not_keep_another_agency_out() {
-    hogged_run(
-        "fair-small",
-        &[("SERVER_WORKERS", "4"), ("SERVER_MAX_CONNECTIONS", "8")],
-        8,
-        3,
-    );
+    hogged_run("fair-small", &[("SERVER_WORKERS", "4"), ("SERVER_MAX_CONNECTIONS", "8")], 8, 3);
 }
 
 #[test]

@@ -34,17 +34,11 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
 const RECEIVED: &str = "action: apuesta_recibida | result: success";
 
 /// Clients that keep reconnecting for as long as a test may take.
-const PATIENT: [(&str, &str); 3] = [
-    ("CLI_RETRY_TIMEOUT", "60s"),
-    ("CLI_RETRY_MAXBACKOFF", "100ms"),
-    ("CLI_IO_TIMEOUT", "10s"),
-];
+const PATIENT: [(&str, &str); 3] =
+    [("CLI_RETRY_TIMEOUT", "60s"), ("CLI_RETRY_MAXBACKOFF", "100ms"), ("CLI_IO_TIMEOUT", "10s")];
 
 fn seed() -> u64 {
-    std::env::var("FAULT_SEED")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(20_261_129)
+    std::env::var("FAULT_SEED").ok().and_then(|v| v.parse().ok()).unwrap_or(20_261_129)
 }
 
 /// Agencies that keep reconnecting ([`PATIENT`]), with `extra` settings.
@@ -60,10 +54,7 @@ fn check_outcome(servers: &[Server], files: &[(u32, PathBuf)], children: Vec<Chi
     // The draw is logged by the life that saw the last DONE, which is not
     // the last life when every agency finished before the last restart.
     let draws = || -> usize {
-        servers
-            .iter()
-            .map(|s| s.log.count("action: sorteo | result: success"))
-            .sum()
+        servers.iter().map(|s| s.log.count("action: sorteo | result: success")).sum()
     };
     let deadline = Instant::now() + WAIT;
     while draws() == 0 && Instant::now() < deadline {
@@ -92,10 +83,7 @@ fn interruptible_ingest(dir: &TempDir) -> (Vec<(u32, PathBuf)>, Vec<Server>, Vec
 /// A new life of the server on `first`'s storage and port.
 fn restart(first: &Server) -> Server {
     let port = first.addr.port().to_string();
-    Server::start_with_storage(
-        &first.storage,
-        &[("SERVER_AGENCIES", "5"), ("SERVER_PORT", &port)],
-    )
+    Server::start_with_storage(&first.storage, &[("SERVER_AGENCIES", "5"), ("SERVER_PORT", &port)])
 }
 
 #[test]
@@ -138,9 +126,7 @@ fn sigterm_mid_ingest_then_restart_loses_nothing() {
         let server = servers.last_mut().expect("a server");
         assert!(server.log.wait_count(RECEIVED, 10, WAIT), "ingest started");
         server.terminate();
-        let status = server
-            .wait(Duration::from_secs(5))
-            .expect("exited after SIGTERM");
+        let status = server.wait(Duration::from_secs(5)).expect("exited after SIGTERM");
         assert!(status.success(), "SIGTERM exit status {status}");
         println!(
             "SIGTERM #{stop}: exited 0 after {} batches acknowledged",
@@ -179,9 +165,7 @@ fn timed_run(
     attack: Option<&Attack>,
     round: usize,
 ) -> Duration {
-    let storage = dir
-        .path()
-        .join(format!("bets-{}-{round}.csv", attack.is_some()));
+    let storage = dir.path().join(format!("bets-{}-{round}.csv", attack.is_some()));
     let workers = attack.map_or_else(|| "128".to_owned(), |a| a.workers.to_string());
     let server = Server::start_with_storage(
         &storage,
@@ -221,13 +205,11 @@ impl Attack {
     /// second of a frame that never completes), and returns once all are
     /// connected.
     fn launch(&self, addr: SocketAddr) -> Attackers {
-        let silent: Vec<TcpStream> = (0..self.silent)
-            .filter_map(|_| TcpStream::connect(addr).ok())
-            .collect();
+        let silent: Vec<TcpStream> =
+            (0..self.silent).filter_map(|_| TcpStream::connect(addr).ok()).collect();
         let stop = Arc::new(AtomicBool::new(false));
-        let mut slow: Vec<TcpStream> = (0..self.slow)
-            .filter_map(|_| TcpStream::connect(addr).ok())
-            .collect();
+        let mut slow: Vec<TcpStream> =
+            (0..self.slow).filter_map(|_| TcpStream::connect(addr).ok()).collect();
         let s = Arc::clone(&stop);
         std::thread::spawn(move || {
             let frame = [0x0A_u8, 0x1F, 0xFD]; // ECHO announcing 8189 bytes
@@ -246,10 +228,7 @@ impl Attack {
             silent.len(),
             self.slow
         );
-        Attackers {
-            _silent: silent,
-            stop,
-        }
+        Attackers { _silent: silent, stop }
     }
 }
 
@@ -288,14 +267,7 @@ fn honest_agencies_keep_their_pace(name: &str, attack: &Attack) {
 #[test]
 fn slow_and_silent_attackers_do_not_hold_up_honest_agencies() {
     let _serial = serial();
-    honest_agencies_keep_their_pace(
-        "attack",
-        &Attack {
-            silent: 500,
-            slow: 20,
-            workers: 128,
-        },
-    );
+    honest_agencies_keep_their_pace("attack", &Attack { silent: 500, slow: 20, workers: 128 });
 }
 
 /// The blocking pool's worst case: far more attackers than workers, all
@@ -303,14 +275,7 @@ fn slow_and_silent_attackers_do_not_hold_up_honest_agencies() {
 #[test]
 fn silent_and_slow_attackers_on_four_workers_cost_at_most_one_deadline() {
     let _serial = serial();
-    honest_agencies_keep_their_pace(
-        "attack4",
-        &Attack {
-            silent: 300,
-            slow: 20,
-            workers: 4,
-        },
-    );
+    honest_agencies_keep_their_pace("attack4", &Attack { silent: 300, slow: 20, workers: 4 });
 }
 
 #[test]
@@ -349,10 +314,7 @@ fn a_full_disk_gets_errors_not_acks_and_keeps_what_was_stored() {
         ],
     );
     let run = finish_client(child);
-    assert!(
-        !run.status.success(),
-        "the agency cannot finish on a full disk"
-    );
+    assert!(!run.status.success(), "the agency cannot finish on a full disk");
     let failure = server.log.wait_for("action: commit | result: fail", WAIT);
     assert!(failure.contains("No space left"), "{failure}");
     println!("injected: storage on a 192 KiB tmpfs; server said: {failure}");
@@ -361,21 +323,13 @@ fn a_full_disk_gets_errors_not_acks_and_keeps_what_was_stored() {
     let stored = stored_bets(&storage);
     let input = file_bets(1, &files[0].1);
     assert!(!stored.is_empty() && stored.len() < input.len());
-    assert_eq!(
-        stored[..],
-        input[..stored.len()],
-        "stored rows are the file's first rows, whole"
-    );
+    assert_eq!(stored[..], input[..stored.len()], "stored rows are the file's first rows, whole");
     let mut raw = Raw::connect(server.addr);
     match raw.hello(1) {
         Message::HelloOk { next_seq, .. } => assert_eq!(next_seq, stored.len() as u64),
         other => panic!("{other:?}"),
     }
-    println!(
-        "stored {} of {} bets before the disk filled; all intact",
-        stored.len(),
-        input.len()
-    );
+    println!("stored {} of {} bets before the disk filled; all intact", stored.len(), input.len());
     // The server is alive and serving.
     let mut echo = Raw::connect(server.addr);
     echo.send(&Message::Echo(b"alive".to_vec()));

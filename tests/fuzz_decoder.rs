@@ -16,10 +16,7 @@ use lottery::framing::{self, FrameReader, MAX_FRAME_LEN};
 use lottery::message::{Batch, ErrorCode, Message};
 
 fn env_u64(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
 fn seeds() -> Vec<Vec<u8>> {
@@ -32,35 +29,19 @@ fn seeds() -> Vec<Vec<u8>> {
         number,
     };
     [
-        Message::Hello {
-            version: 1,
-            agency: 2,
-        },
-        Message::HelloOk {
-            next_seq: 7,
-            done: false,
-        },
+        Message::Hello { version: 1, agency: 2 },
+        Message::HelloOk { next_seq: 7, done: false },
         Message::Batch(Batch {
             agency: 2,
             first_seq: 5,
             bets: vec![bet("Ana", 7574), bet("José María", 1), bet("Ñ", 9999)],
         }),
         Message::Ack { next_seq: 8 },
-        Message::Error {
-            code: ErrorCode::Sequence,
-            message: "expected 5".into(),
-        },
+        Message::Error { code: ErrorCode::Sequence, message: "expected 5".into() },
         Message::Done { total: 8 },
         Message::WinnersQuery { offset: 0 },
-        Message::Winners {
-            total: 2,
-            offset: 0,
-            documents: vec!["1".into(), "22".into()],
-        },
-        Message::NotReady {
-            finished: 1,
-            expected: 5,
-        },
+        Message::Winners { total: 2, offset: 0, documents: vec!["1".into(), "22".into()] },
+        Message::NotReady { finished: 1, expected: 5 },
         Message::Echo(b"hola".to_vec()),
         Message::Bye,
     ]
@@ -152,10 +133,7 @@ impl std::io::Read for OneByte<'_> {
 fn random_and_mutated_frames_never_panic_and_round_trip() {
     let seed = env_u64("FUZZ_SEED", 0x5EED_2026);
     let (default, build) = if cfg!(debug_assertions) {
-        (
-            50_000,
-            "debug build: 50000 by default, 1000000 with --release",
-        )
+        (50_000, "debug build: 50000 by default, 1000000 with --release")
     } else {
         (1_000_000, "release build: 1000000 by default")
     };
@@ -181,8 +159,5 @@ fn random_and_mutated_frames_never_panic_and_round_trip() {
         "fuzz seed {seed:#x}, {iterations} inputs ({build}): {} messages decoded and round-tripped, {} payloads rejected, {} oversize headers",
         stats[0], stats[1], stats[2]
     );
-    assert!(
-        stats[0] > 0 && stats[1] > 0 && stats[2] > 0,
-        "every outcome was exercised: {stats:?}"
-    );
+    assert!(stats[0] > 0 && stats[1] > 0 && stats[2] > 0, "every outcome was exercised: {stats:?}");
 }

@@ -11,11 +11,7 @@ use std::time::{Duration, Instant};
 use support::*;
 
 fn batch(agency: u32, first_seq: u64, n: u16) -> Message {
-    Message::Batch(Batch {
-        agency,
-        first_seq,
-        bets: (0..n).map(|i| bet(agency, i)).collect(),
-    })
+    Message::Batch(Batch { agency, first_seq, bets: (0..n).map(|i| bet(agency, i)).collect() })
 }
 
 fn expect_error(raw: &mut Raw, want: ErrorCode) {
@@ -115,10 +111,7 @@ const CASES: &[Case] = &[
         code: ErrorCode::DuplicateHello,
         inject: |r| {
             hello_ok(r, 2);
-            r.send(&Message::Hello {
-                version: 1,
-                agency: 3,
-            });
+            r.send(&Message::Hello { version: 1, agency: 3 });
         },
     },
     Case {
@@ -134,32 +127,17 @@ const CASES: &[Case] = &[
     Case {
         name: "agency 0",
         code: ErrorCode::UnknownAgency,
-        inject: |r| {
-            r.send(&Message::Hello {
-                version: 1,
-                agency: 0,
-            })
-        },
+        inject: |r| r.send(&Message::Hello { version: 1, agency: 0 }),
     },
     Case {
         name: "agency above SERVER_AGENCIES",
         code: ErrorCode::UnknownAgency,
-        inject: |r| {
-            r.send(&Message::Hello {
-                version: 1,
-                agency: 4,
-            })
-        },
+        inject: |r| r.send(&Message::Hello { version: 1, agency: 4 }),
     },
     Case {
         name: "unsupported version",
         code: ErrorCode::UnsupportedVersion,
-        inject: |r| {
-            r.send(&Message::Hello {
-                version: 9,
-                agency: 1,
-            })
-        },
+        inject: |r| r.send(&Message::Hello { version: 9, agency: 1 }),
     },
     Case {
         name: "DONE twice on one connection",
@@ -220,24 +198,11 @@ fn each_kind_of_hostile_input_gets_its_own_error_code() {
         ok.send(&Message::Echo(b"still there?".to_vec()));
         assert_eq!(ok.recv(), Message::Echo(b"still there?".to_vec()));
     }
-    assert_eq!(
-        stored_bets(&server.storage),
-        stored,
-        "stored rows untouched"
-    );
-    println!(
-        "{} hostile inputs, each answered with its code and a close",
-        CASES.len()
-    );
+    assert_eq!(stored_bets(&server.storage), stored, "stored rows untouched");
+    println!("{} hostile inputs, each answered with its code and a close", CASES.len());
     // Agency 1 can still finish its work.
     let mut raw = Raw::connect(server.addr);
-    assert_eq!(
-        raw.hello(1),
-        Message::HelloOk {
-            next_seq: 3,
-            done: false
-        }
-    );
+    assert_eq!(raw.hello(1), Message::HelloOk { next_seq: 3, done: false });
     raw.send(&batch(1, 3, 2));
     assert_eq!(raw.recv(), Message::Ack { next_seq: 5 });
 }
@@ -263,34 +228,19 @@ fn the_corpus_of_nasty_frames_never_hurts_the_server() {
         while raw.try_recv().is_some() {
             answers += 1;
         }
-        println!(
-            "{}: {} bytes, {answers} answers",
-            path.display(),
-            bytes.len()
-        );
+        println!("{}: {} bytes, {answers} answers", path.display(), bytes.len());
         let mut ok = Raw::connect(server.addr);
         ok.send(&Message::Echo(vec![1, 2, 3]));
-        assert_eq!(
-            ok.recv(),
-            Message::Echo(vec![1, 2, 3]),
-            "after {}",
-            path.display()
-        );
+        assert_eq!(ok.recv(), Message::Echo(vec![1, 2, 3]), "after {}", path.display());
     }
-    assert_eq!(
-        stored_bets(&server.storage),
-        stored,
-        "stored rows untouched"
-    );
+    assert_eq!(stored_bets(&server.storage), stored, "stored rows untouched");
 }
 
 #[test]
 fn connections_over_the_limit_are_refused_and_silent_ones_evicted() {
     let dir = TempDir::new("limit");
-    let server = Server::start(
-        dir.path(),
-        &[("SERVER_AGENCIES", "10"), ("SERVER_MAX_CONNECTIONS", "4")],
-    );
+    let server =
+        Server::start(dir.path(), &[("SERVER_AGENCIES", "10"), ("SERVER_MAX_CONNECTIONS", "4")]);
     // Four agencies say HELLO: none of them can be evicted.
     let mut agencies: Vec<Raw> = (1..=4).map(|_| Raw::connect(server.addr)).collect();
     for (i, raw) in agencies.iter_mut().enumerate() {
@@ -298,9 +248,7 @@ fn connections_over_the_limit_are_refused_and_silent_ones_evicted() {
     }
     let mut refused = Raw::connect(server.addr);
     expect_error(&mut refused, ErrorCode::Busy);
-    server
-        .log
-        .wait_for("too many connections", Duration::from_secs(10));
+    server.log.wait_for("too many connections", Duration::from_secs(10));
     // One agency leaves; a silent connection takes its place...
     let mut leaving = agencies.pop().unwrap();
     leaving.send(&Message::Bye);
@@ -331,9 +279,7 @@ fn idle_and_slow_connections_time_out() {
     expect_error(&mut idle, ErrorCode::Timeout);
     expect_error(&mut slow, ErrorCode::Timeout);
     server.log.wait_for("idle for", Duration::from_secs(5));
-    server
-        .log
-        .wait_for("frame incomplete after", Duration::from_secs(5));
+    server.log.wait_for("frame incomplete after", Duration::from_secs(5));
 }
 
 /// Peers without a key cannot keep the workers from the agencies: one that
@@ -344,11 +290,7 @@ fn peers_without_a_key_hold_a_worker_for_one_first_frame_timeout_at_most() {
     let dir = TempDir::new("no-handshake");
     let server = Server::start(
         dir.path(),
-        &[
-            ("SERVER_AGENCIES", "1"),
-            ("SERVER_WORKERS", "2"),
-            ("SERVER_IDLE_TIMEOUT", "30s"),
-        ],
+        &[("SERVER_AGENCIES", "1"), ("SERVER_WORKERS", "2"), ("SERVER_IDLE_TIMEOUT", "30s")],
     );
     let mut echoer = Raw::connect(server.addr);
     echoer.echo(b"hola");
@@ -363,9 +305,7 @@ fn peers_without_a_key_hold_a_worker_for_one_first_frame_timeout_at_most() {
     assert!(took < Duration::from_secs(3), "the agency waited {took:?}");
     expect_error(&mut echoer, ErrorCode::Timeout);
     expect_error(&mut halfway, ErrorCode::Timeout);
-    server
-        .log
-        .wait_for("no handshake within", Duration::from_secs(5));
+    server.log.wait_for("no handshake within", Duration::from_secs(5));
 }
 
 /// An oversize frame header right behind a whole frame: the frame is
@@ -377,18 +317,7 @@ fn an_oversize_header_behind_a_whole_frame_is_refused_at_once() {
     let server = Server::start(dir.path(), &[("SERVER_AGENCIES", "1")]);
     let mut raw = Raw::connect(server.addr);
     let started = Instant::now();
-    raw.send_bytes(&[
-        kind::ECHO,
-        0,
-        4,
-        b'h',
-        b'o',
-        b'l',
-        b'a',
-        kind::ECHO,
-        0xFF,
-        0xFF,
-    ]);
+    raw.send_bytes(&[kind::ECHO, 0, 4, b'h', b'o', b'l', b'a', kind::ECHO, 0xFF, 0xFF]);
     assert_eq!(raw.recv(), Message::Echo(b"hola".to_vec()));
     expect_error(&mut raw, ErrorCode::FrameTooLarge);
     let took = started.elapsed();
@@ -402,10 +331,8 @@ fn an_oversize_header_behind_a_whole_frame_is_refused_at_once() {
 fn a_flood_of_failed_auths_stays_within_the_connection_cap() {
     let dir = TempDir::new("auth-flood");
     let cap = 8;
-    let server = Server::start(
-        dir.path(),
-        &[("SERVER_AGENCIES", "1"), ("SERVER_MAX_CONNECTIONS", "8")],
-    );
+    let server =
+        Server::start(dir.path(), &[("SERVER_AGENCIES", "1"), ("SERVER_MAX_CONNECTIONS", "8")]);
     let fds = |pid: u32| std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count());
     let pid = server.child.id();
     let before = fds(pid);
@@ -419,10 +346,7 @@ fn a_flood_of_failed_auths_stays_within_the_connection_cap() {
             let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
             let mut reader = lottery::framing::FrameReader::new(&stream);
             let mut writer = &stream;
-            let hello = Message::Hello {
-                version: PROTOCOL_VERSION,
-                agency: 1,
-            };
+            let hello = Message::Hello { version: PROTOCOL_VERSION, agency: 1 };
             if std::io::Write::write_all(&mut writer, &hello.to_bytes().unwrap()).is_err() {
                 continue;
             }
@@ -430,9 +354,7 @@ fn a_flood_of_failed_auths_stays_within_the_connection_cap() {
                 continue;
             };
             if let Ok(Message::Challenge { nonce }) = Message::from_frame(&frame) {
-                let auth = Message::Auth {
-                    tag: wrong.tag(&nonce, 1, PROTOCOL_VERSION),
-                };
+                let auth = Message::Auth { tag: wrong.tag(&nonce, 1, PROTOCOL_VERSION) };
                 let _ = std::io::Write::write_all(&mut writer, &auth.to_bytes().unwrap());
             }
             // Hang up without waiting for the answer.

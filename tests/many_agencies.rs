@@ -34,10 +34,7 @@ fn a_thousand_agencies_on_eight_workers_all_finish_with_their_winners() {
     let dir = TempDir::new("thousand");
     let server = Server::start(
         dir.path(),
-        &[
-            ("SERVER_AGENCIES", &AGENCIES.to_string()),
-            ("SERVER_WORKERS", "8"),
-        ],
+        &[("SERVER_AGENCIES", &AGENCIES.to_string()), ("SERVER_WORKERS", "8")],
     );
     let files: Vec<(u32, PathBuf)> = generate(dir.path(), AGENCIES, |_| 100);
     let shutdown = Shutdown::new();
@@ -63,16 +60,9 @@ fn a_thousand_agencies_on_eight_workers_all_finish_with_their_winners() {
                 .unwrap_or_else(|e| panic!("agency {agency} failed: {e}"))
         })
         .collect();
-    println!(
-        "{AGENCIES} agencies of 100 bets on 8 workers: all finished in {:?}",
-        start.elapsed()
-    );
+    println!("{AGENCIES} agencies of 100 bets on 8 workers: all finished in {:?}", start.elapsed());
     for ((agency, file), summary) in files.iter().zip(&summaries) {
-        assert_eq!(
-            summary.winners.len(),
-            file_winners(*agency, file),
-            "agency {agency}'s winners"
-        );
+        assert_eq!(summary.winners.len(), file_winners(*agency, file), "agency {agency}'s winners");
     }
     assert_stored_exactly(&server.storage, &files);
     assert_eq!(server.log.count("action: sorteo"), 1, "the draw runs once");

@@ -45,15 +45,8 @@ impl Lottery {
     fn on(pg: Postgres, name: &str, agencies: u32, rows: impl Fn(u32) -> u64, n: usize) -> Lottery {
         let dir = TempDir::new(&format!("pg-{name}"));
         let files = generate(dir.path(), agencies, rows);
-        let servers = (0..n)
-            .map(|i| server(&dir, &pg, agencies, &format!("s{i}")))
-            .collect();
-        Lottery {
-            servers,
-            files,
-            _dir: dir,
-            pg,
-        }
+        let servers = (0..n).map(|i| server(&dir, &pg, agencies, &format!("s{i}"))).collect();
+        Lottery { servers, files, _dir: dir, pg }
     }
 
     /// Starts every agency with [`spawn_spread`] over all the servers.
@@ -130,9 +123,7 @@ fn killing_two_servers_mid_ingest_loses_and_doubles_nothing() {
     for victim in [first, second] {
         let at = l.servers[victim].log.count(STORED) + somewhere(5, 60);
         assert!(
-            l.servers[victim]
-                .log
-                .wait_count(STORED, at, Duration::from_secs(30)),
+            l.servers[victim].log.wait_count(STORED, at, Duration::from_secs(30)),
             "server {victim} never stored {at} batches"
         );
         assert_eq!(l.sorteos(), 0, "killed after the draw");
@@ -153,26 +144,18 @@ fn a_database_restart_mid_ingest_is_retried_and_no_server_exits() {
     let clients = l.spawn_spread(&[("CLI_BATCH_MAXAMOUNT", "50")]);
     let at = somewhere(5, 60);
     assert!(
-        l.servers[0]
-            .log
-            .wait_count(STORED, at, Duration::from_secs(30)),
+        l.servers[0].log.wait_count(STORED, at, Duration::from_secs(30)),
         "never stored {at} batches"
     );
     l.pg.restart_fast();
     let runs: Vec<ClientRun> = clients.into_iter().map(finish_client).collect();
     assert_agencies_finished(&l.files, &runs);
     assert_bets_exactly(l.pg.stored_bets(), &l.files);
-    let failed: usize = l
-        .servers
-        .iter()
-        .map(|s| s.log.count("action: commit | result: fail"))
-        .sum();
+    let failed: usize =
+        l.servers.iter().map(|s| s.log.count("action: commit | result: fail")).sum();
     assert!(failed > 0, "no commit met the restart");
     for s in &mut l.servers {
-        assert!(
-            s.child.try_wait().expect("server status").is_none(),
-            "a server exited"
-        );
+        assert!(s.child.try_wait().expect("server status").is_none(), "a server exited");
     }
     assert_eq!(l.sorteos(), 1);
 }
@@ -188,11 +171,7 @@ fn one_agency_on_two_servers_at_once_is_stored_once() {
         .servers
         .iter()
         .map(|s| {
-            spawn_client(
-                s.addr,
-                1,
-                &[("CLI_BETS_FILE", file), ("CLI_BATCH_MAXAMOUNT", "100")],
-            )
+            spawn_client(s.addr, 1, &[("CLI_BETS_FILE", file), ("CLI_BATCH_MAXAMOUNT", "100")])
         })
         .collect();
     let runs: Vec<ClientRun> = clients.into_iter().map(finish_client).collect();
@@ -219,8 +198,7 @@ fn an_agency_row_locked_elsewhere_fails_the_commit_within_the_lock_timeout() {
     // ERROR storage well before the lock is released (which is only after
     // that failure is seen: without the timeout this waits for ever).
     assert!(
-        s.log
-            .wait_count("action: commit | result: fail", 1, Duration::from_secs(20)),
+        s.log.wait_count("action: commit | result: fail", 1, Duration::from_secs(20)),
         "the commit waited on the locked row for over 20 s"
     );
     let waited = since.elapsed();
@@ -237,10 +215,7 @@ fn an_agency_row_locked_elsewhere_fails_the_commit_within_the_lock_timeout() {
     let runs: Vec<ClientRun> = clients.into_iter().map(finish_client).collect();
     assert_agencies_finished(&l.files, &runs);
     assert_bets_exactly(l.pg.stored_bets(), &l.files);
-    assert!(
-        s.child.try_wait().expect("server status").is_none(),
-        "the server exited"
-    );
+    assert!(s.child.try_wait().expect("server status").is_none(), "the server exited");
     assert_eq!(l.sorteos(), 1);
 }
 
@@ -260,11 +235,8 @@ fn a_repeatable_read_default_still_draws_exactly_once() {
         )
         .expect("set the default isolation");
     let l = Lottery::on(pg, "isolation", 6, |_| 2_000, 3);
-    let runs: Vec<ClientRun> = l
-        .spawn_spread(&[("CLI_BATCH_MAXAMOUNT", "100")])
-        .into_iter()
-        .map(finish_client)
-        .collect();
+    let runs: Vec<ClientRun> =
+        l.spawn_spread(&[("CLI_BATCH_MAXAMOUNT", "100")]).into_iter().map(finish_client).collect();
     assert_agencies_finished(&l.files, &runs);
     assert_bets_exactly(l.pg.stored_bets(), &l.files);
     assert_eq!(l.sorteos(), 1);

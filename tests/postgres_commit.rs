@@ -25,14 +25,8 @@ fn a_lost_commit_answer_is_learned_from_the_database_on_reconnecting() {
     // Between the server and the database: the first COMMIT of a
     // transaction that stores bets never reaches the database, and the
     // answer to the COMMIT that records the draw never reaches the server.
-    let never_sent = CutRule {
-        sql: "COPY bets",
-        cut: Cut::Before,
-    };
-    let answer_lost = CutRule {
-        sql: "INSERT INTO draw",
-        cut: Cut::Answer,
-    };
+    let never_sent = CutRule { sql: "COPY bets", cut: Cut::Before };
+    let answer_lost = CutRule { sql: "INSERT INTO draw", cut: Cut::Answer };
     let cutter = CommitCutter::start(&pg, &[never_sent, answer_lost]);
     let dir = TempDir::new("pg-lost-commit");
     let files = generate(dir.path(), 1, |_| 2_000);
@@ -87,16 +81,11 @@ fn a_draw_recorded_but_never_announced_is_logged_once_and_winners_page_by_rank()
     first.log.wait_for(SORTEO, Duration::from_secs(30));
     assert_eq!(first.log.count(SORTEO), 1);
     drop(first);
-    pg.client()
-        .batch_execute("UPDATE draw SET announced = false")
-        .expect("undo the mark");
+    pg.client().batch_execute("UPDATE draw SET announced = false").expect("undo the mark");
     let (total, ranked): (i64, i64) = {
         let row = pg
             .client()
-            .query_one(
-                "SELECT (SELECT winners FROM draw), (SELECT count(*) FROM winners)",
-                &[],
-            )
+            .query_one("SELECT (SELECT winners FROM draw), (SELECT count(*) FROM winners)", &[])
             .expect("read the draw");
         (row.get(0), row.get(1))
     };

@@ -48,14 +48,8 @@ fn try_server(url: &str, agencies: u32, extra: &[(&str, &str)]) -> Start {
     let mut child = cmd.spawn().expect("start server");
     let (tx, lines) = mpsc::channel::<String>();
     let outputs: [Option<Box<dyn Read + Send>>; 2] = [
-        child
-            .stdout
-            .take()
-            .map(|o| Box::new(o) as Box<dyn Read + Send>),
-        child
-            .stderr
-            .take()
-            .map(|e| Box::new(e) as Box<dyn Read + Send>),
+        child.stdout.take().map(|o| Box::new(o) as Box<dyn Read + Send>),
+        child.stderr.take().map(|e| Box::new(e) as Box<dyn Read + Send>),
     ];
     for out in outputs.into_iter().flatten() {
         let tx = tx.clone();
@@ -114,10 +108,7 @@ fn a_server_with_another_number_of_agencies_refuses_the_database_at_start() {
     let dir = TempDir::new("pg-agencies");
     let first = server(&dir, &pg, 5, "s0");
     let text = refused(&pg.url, 3, &[]);
-    assert!(
-        text.contains("set up for 5 agencies and SERVER_AGENCIES is 3"),
-        "{text}"
-    );
+    assert!(text.contains("set up for 5 agencies and SERVER_AGENCIES is 3"), "{text}");
     drop(first);
 }
 
@@ -250,19 +241,14 @@ fn a_version_2_database_takes_the_auth_of_the_first_server_that_upgrades_it() {
     let Some(pg) = Postgres::start("upgrade") else {
         return;
     };
-    pg.client()
-        .batch_execute(SCHEMA_V2_FIXTURE)
-        .expect("create a version-2 database");
+    pg.client().batch_execute(SCHEMA_V2_FIXTURE).expect("create a version-2 database");
     // Two servers that disagree on SERVER_AUTH upgrade it at the same time:
     // one of them records its setting and serves, the other refuses.
     let url = pg.url.as_str();
     let (off, required) = std::thread::scope(|s| {
         let off = s.spawn(|| try_server(url, 2, &[("SERVER_AUTH", "off")]));
         let required = s.spawn(|| try_server(url, 2, &[]));
-        (
-            off.join().expect("the first start"),
-            required.join().expect("the second start"),
-        )
+        (off.join().expect("the first start"), required.join().expect("the second start"))
     });
     let (recorded, refusal) = match (&off, &required) {
         (Start::Serving(_), Start::Exited(status, text)) => ("off", (status, text)),

@@ -22,34 +22,26 @@ fn slow_server(delay: Duration) -> (SocketAddr, JoinHandle<u64>) {
     let addr = listener.local_addr().expect("address");
     let server = thread::spawn(move || {
         let (stream, _) = listener.accept().expect("accept");
-        stream
-            .set_read_timeout(Some(Duration::from_secs(60)))
-            .expect("timeout");
+        stream.set_read_timeout(Some(Duration::from_secs(60))).expect("timeout");
         let mut reader = FrameReader::new(stream.try_clone().expect("clone"));
         let mut out = stream;
         let mut stored = 0;
         while let Ok(Some(frame)) = reader.read_frame() {
             let answer = match Message::from_frame(&frame).expect("a valid message") {
-                Message::Hello { .. } => Message::HelloOk {
-                    next_seq: 0,
-                    done: false,
-                },
+                Message::Hello { .. } => Message::HelloOk { next_seq: 0, done: false },
                 Message::Batch(batch) => {
                     thread::sleep(delay);
                     stored = batch.first_seq + batch.bets.len() as u64;
                     Message::Ack { next_seq: stored }
                 }
                 Message::Done { total } => Message::Ack { next_seq: total },
-                Message::WinnersQuery { offset } => Message::Winners {
-                    total: 0,
-                    offset,
-                    documents: Vec::new(),
-                },
+                Message::WinnersQuery { offset } => {
+                    Message::Winners { total: 0, offset, documents: Vec::new() }
+                }
                 Message::Bye => break,
                 other => panic!("unexpected message {other:?}"),
             };
-            out.write_all(&answer.to_bytes().expect("encode"))
-                .expect("answer");
+            out.write_all(&answer.to_bytes().expect("encode")).expect("answer");
         }
         stored
     });
@@ -68,18 +60,10 @@ fn ingest(name: &str, bets: u64, delay: Duration) -> (ClientRun, u64) {
     let run = finish_client(spawn_client(
         addr,
         1,
-        &[
-            ("CLI_BETS_FILE", file),
-            ("CLI_BATCH_MAXAMOUNT", "10"),
-            ("CLI_AUTH", "off"),
-        ],
+        &[("CLI_BETS_FILE", file), ("CLI_BATCH_MAXAMOUNT", "10"), ("CLI_AUTH", "off")],
     ));
     let stored = server.join().expect("server thread");
-    assert!(
-        run.status.success(),
-        "client failed:\n{}",
-        run.log.join("\n")
-    );
+    assert!(run.status.success(), "client failed:\n{}", run.log.join("\n"));
     assert_eq!(stored, bets);
     for line in &run.log {
         assert_course_grammar(line);
@@ -156,10 +140,7 @@ fn make_run_uses_the_binaries_in_cargo_target_dir() {
         .expect("run make");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    println!(
-        "make run took {:.1} s:\n{stdout}",
-        started.elapsed().as_secs_f64()
-    );
+    println!("make run took {:.1} s:\n{stdout}", started.elapsed().as_secs_f64());
     assert!(out.status.success(), "make run failed:\n{stdout}\n{stderr}");
     // `agency 3: 2 winners (16014 bets sent)`: `?` stands for a missing count.
     for agency in 1..=5 {
@@ -172,24 +153,17 @@ fn make_run_uses_the_binaries_in_cargo_target_dir() {
     }
     assert!(stdout.contains("stored: "), "{stdout}");
     assert!(target.join("release/server").is_file());
-    assert!(
-        !copy.join("target").exists(),
-        "cargo built into target/ despite CARGO_TARGET_DIR"
-    );
+    assert!(!copy.join("target").exists(), "cargo built into target/ despite CARGO_TARGET_DIR");
 }
 
 /// The repository's files without `.git`, `.data` and build directories
 /// (`tar` keeps their times, so cargo sees unchanged sources as unchanged).
 fn copy_sources(from: &Path, to: &Path) {
-    let mut excludes: Vec<String> = ["./target", "./.git", "./.data"]
-        .iter()
-        .map(|e| format!("--exclude={e}"))
-        .collect();
+    let mut excludes: Vec<String> =
+        ["./target", "./.git", "./.data"].iter().map(|e| format!("--exclude={e}")).collect();
     // This test's own target directory, when CARGO_TARGET_DIR puts it inside.
-    let own_target: PathBuf = Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .parent()
-        .expect("target dir")
-        .to_owned();
+    let own_target: PathBuf =
+        Path::new(env!("CARGO_TARGET_TMPDIR")).parent().expect("target dir").to_owned();
     if let Ok(inside) = own_target.strip_prefix(from) {
         excludes.push(format!("--exclude=./{}", inside.display()));
     }

@@ -18,10 +18,7 @@ fn main() -> ExitCode {
     let config = match ClientConfig::load(&path, std::env::vars(), default_file) {
         Ok(c) => c,
         Err(e) => {
-            let line = ActionEvent::Failed {
-                action: Action::Config,
-                error: &e,
-            };
+            let line = ActionEvent::Failed { action: Action::Config, error: &e };
             eprintln!("{line}");
             return ExitCode::from(2);
         }
@@ -31,11 +28,7 @@ fn main() -> ExitCode {
     let shutdown = Shutdown::new();
     let on_signal = shutdown.clone();
     if let Err(e) = ctrlc::set_handler(move || on_signal.trigger()) {
-        ActionEvent::Failed {
-            action: Action::SignalHandler,
-            error: &e,
-        }
-        .error();
+        ActionEvent::Failed { action: Action::SignalHandler, error: &e }.error();
         return ExitCode::FAILURE;
     }
     match client::run(&config, &shutdown) {
@@ -55,11 +48,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            ActionEvent::Failed {
-                action: Action::Client,
-                error: &e,
-            }
-            .error();
+            ActionEvent::Failed { action: Action::Client, error: &e }.error();
             ExitCode::FAILURE
         }
     }

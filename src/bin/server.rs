@@ -57,10 +57,7 @@ fn agency_key(path: &Path, agency: &str) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            let line = ActionEvent::Failed {
-                action: Action::AgencyKey,
-                error: &e,
-            };
+            let line = ActionEvent::Failed { action: Action::AgencyKey, error: &e };
             eprintln!("{line}");
             ExitCode::from(2)
         }
@@ -74,20 +71,13 @@ fn storage_command(
 ) -> ExitCode {
     match outcome {
         Ok(report) => {
-            let line = ActionEvent::Fields {
-                action,
-                outcome: Outcome::Success,
-                fields: &report,
-            };
+            let line = ActionEvent::Fields { action, outcome: Outcome::Success, fields: &report };
             println!("{line}");
             ExitCode::SUCCESS
         }
         Err(e) => {
-            let line = ActionEvent::Fields {
-                action,
-                outcome: Outcome::Fail,
-                fields: &e.log_fields(),
-            };
+            let line =
+                ActionEvent::Fields { action, outcome: Outcome::Fail, fields: &e.log_fields() };
             eprintln!("{line}");
             ExitCode::FAILURE
         }
@@ -99,10 +89,7 @@ fn serve(path: &Path) -> ExitCode {
         Ok(c) => c,
         Err(e) => {
             // The logger is not set up yet (its level is in the config).
-            let line = ActionEvent::Failed {
-                action: Action::Config,
-                error: &e,
-            };
+            let line = ActionEvent::Failed { action: Action::Config, error: &e };
             eprintln!("{line}");
             return ExitCode::from(2);
         }
@@ -115,21 +102,13 @@ fn serve(path: &Path) -> ExitCode {
         ServerEvent::SignalReceived.info();
         on_signal.trigger();
     }) {
-        ActionEvent::Failed {
-            action: Action::SignalHandler,
-            error: &e,
-        }
-        .error();
+        ActionEvent::Failed { action: Action::SignalHandler, error: &e }.error();
         return ExitCode::FAILURE;
     }
     let listener = match server::bind(&config) {
         Ok(l) => l,
         Err(e) => {
-            ActionEvent::Failed {
-                action: Action::Bind,
-                error: &e,
-            }
-            .error();
+            ActionEvent::Failed { action: Action::Bind, error: &e }.error();
             return ExitCode::FAILURE;
         }
     };
@@ -139,11 +118,7 @@ fn serve(path: &Path) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            ActionEvent::Failed {
-                action: Action::Server,
-                error: &e,
-            }
-            .error();
+            ActionEvent::Failed { action: Action::Server, error: &e }.error();
             ExitCode::FAILURE
         }
     }

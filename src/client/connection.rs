@@ -47,14 +47,12 @@ impl fmt::Display for ConnectionError {
             ConnectionError::Decode(e) => write!(f, "bad answer from server: {e}"),
             ConnectionError::Encode(e) => write!(f, "cannot encode request: {e}"),
             ConnectionError::Closed => write!(f, "server closed the connection"),
-            ConnectionError::TimedOut {
-                limit,
-                reading: true,
-            } => write!(f, "no whole answer from the server within {limit:?}"),
-            ConnectionError::TimedOut {
-                limit,
-                reading: false,
-            } => write!(f, "the server did not take the request within {limit:?}"),
+            ConnectionError::TimedOut { limit, reading: true } => {
+                write!(f, "no whole answer from the server within {limit:?}")
+            }
+            ConnectionError::TimedOut { limit, reading: false } => {
+                write!(f, "the server did not take the request within {limit:?}")
+            }
         }
     }
 }
@@ -164,10 +162,7 @@ impl Connection {
     /// # Errors
     /// Resolution failure, or the last connect error.
     pub fn connect(address: &str, io_timeout: Duration) -> Result<Connection, ConnectionError> {
-        let err = |source| ConnectionError::Connect {
-            address: address.to_owned(),
-            source,
-        };
+        let err = |source| ConnectionError::Connect { address: address.to_owned(), source };
         let mut last = io::Error::new(io::ErrorKind::NotFound, "address resolved to nothing");
         for addr in address.to_socket_addrs().map_err(err)? {
             // `connect_timeout` refuses a zero timeout; 0 means none.
@@ -196,11 +191,7 @@ impl Connection {
         stream.set_write_timeout(timeout)?;
         stream.set_nodelay(true)?;
         let writer = stream.try_clone()?;
-        let direction = |stream| Deadlined {
-            stream,
-            deadline: None,
-            timeout,
-        };
+        let direction = |stream| Deadlined { stream, deadline: None, timeout };
         Ok(Connection {
             reader: FrameReader::new(direction(stream)),
             writer: direction(writer),
@@ -219,10 +210,9 @@ impl Connection {
     /// as such.
     fn failure(&self, e: FrameError, reading: bool) -> ConnectionError {
         match e {
-            FrameError::Io(io) if is_timeout(&io) => ConnectionError::TimedOut {
-                limit: self.io_timeout,
-                reading,
-            },
+            FrameError::Io(io) if is_timeout(&io) => {
+                ConnectionError::TimedOut { limit: self.io_timeout, reading }
+            }
             other => ConnectionError::Frame(other),
         }
     }
@@ -243,8 +233,7 @@ impl Connection {
     /// Encoding or write failures (the connection is then unusable).
     pub fn send(&mut self, msg: &Message) -> Result<(), ConnectionError> {
         let before = self.out.len();
-        msg.encode_into(&mut self.out)
-            .map_err(ConnectionError::Encode)?;
+        msg.encode_into(&mut self.out).map_err(ConnectionError::Encode)?;
         self.queued(before)
     }
 
@@ -398,21 +387,12 @@ mod tests {
         let small = 4096;
         let listener = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
         listener.set_recv_buffer_size(small).unwrap();
-        listener
-            .bind(
-                &"127.0.0.1:0"
-                    .parse::<std::net::SocketAddr>()
-                    .unwrap()
-                    .into(),
-            )
-            .unwrap();
+        listener.bind(&"127.0.0.1:0".parse::<std::net::SocketAddr>().unwrap().into()).unwrap();
         listener.listen(1).unwrap();
         let listener: TcpListener = listener.into();
         let client = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
         client.set_send_buffer_size(small).unwrap();
-        client
-            .connect(&listener.local_addr().unwrap().into())
-            .unwrap();
+        client.connect(&listener.local_addr().unwrap().into()).unwrap();
         let timeout = Duration::from_millis(600);
         let mut conn = Connection::from_stream(client.into(), timeout).unwrap();
         let (mut peer, _) = listener.accept().unwrap();
@@ -427,10 +407,7 @@ mod tests {
         });
         let started = Instant::now();
         let err = loop {
-            assert!(
-                started.elapsed() < Duration::from_secs(20),
-                "20 s of writes and no timeout"
-            );
+            assert!(started.elapsed() < Duration::from_secs(20), "20 s of writes and no timeout");
             if let Err(e) = conn.send(&Message::Echo(vec![1; 8000])) {
                 break e;
             }
@@ -468,9 +445,6 @@ mod tests {
         assert_eq!(conn.recv().unwrap(), Message::Bye);
         let got = answer.join().unwrap();
         assert_eq!(got.len(), 2);
-        assert_eq!(
-            conn.bytes_sent(),
-            2 * (crate::framing::HEADER_LEN as u64 + 3)
-        );
+        assert_eq!(conn.bytes_sent(), 2 * (crate::framing::HEADER_LEN as u64 + 3));
     }
 }

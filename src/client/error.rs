@@ -61,11 +61,9 @@ impl fmt::Display for ClientError {
                 f,
                 "server {server} asks for this agency's key and none is set (CLI_AUTH=off): set CLI_KEY or CLI_KEY_FILE"
             ),
-            ClientError::AllRefused { refusals } => write!(
-                f,
-                "every server of the list refused: {}",
-                refusals.join("; ")
-            ),
+            ClientError::AllRefused { refusals } => {
+                write!(f, "every server of the list refused: {}", refusals.join("; "))
+            }
             ClientError::Shutdown => write!(f, "stopped by a signal"),
         }
     }

@@ -108,19 +108,12 @@ fn bet_to_send(config: &ClientConfig) -> Result<Option<Bet>, ClientError> {
         )
         .map(Some)
         .map_err(|e| {
-            ActionEvent::Failed {
-                action: Action::ApuestaEnviada,
-                error: &e,
-            }
-            .warn();
+            ActionEvent::Failed { action: Action::ApuestaEnviada, error: &e }.warn();
             ClientError::InvalidBet(e)
         }),
         BetSource::File(path) => match std::fs::File::open(path) {
             Ok(_) => Ok(None),
-            Err(source) => Err(ClientError::Source(SourceError {
-                path: path.clone(),
-                source,
-            })),
+            Err(source) => Err(ClientError::Source(SourceError { path: path.clone(), source })),
         },
     }
 }

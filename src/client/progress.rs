@@ -20,11 +20,7 @@ pub(super) struct ProgressLine {
 
 impl ProgressLine {
     pub(super) fn new(started: Instant, every: Duration) -> Self {
-        ProgressLine {
-            started,
-            every,
-            next: started + every,
-        }
+        ProgressLine { started, every, next: started + every }
     }
 
     /// The line to log at `now`, if one is due: `sent` bets sent and
@@ -41,11 +37,7 @@ impl ProgressLine {
         }
         self.next = now + self.every;
         let seconds = now.duration_since(self.started).as_secs_f64();
-        let rate = if seconds > 0.0 {
-            acked as f64 / seconds
-        } else {
-            0.0
-        };
+        let rate = if seconds > 0.0 { acked as f64 / seconds } else { 0.0 };
         Some(AgencyEvent::Progress { sent, acked, rate })
     }
 }
@@ -61,11 +53,7 @@ mod tests {
         let mut p = ProgressLine::new(t0, s);
         let mut line = |at, sent, acked| p.line(at, sent, acked).map(|l| l.to_string());
         assert_eq!(line(t0, 10, 5), None);
-        assert_eq!(
-            line(t0 + s / 2, 20, 10),
-            None,
-            "a short ingest says nothing"
-        );
+        assert_eq!(line(t0 + s / 2, 20, 10), None, "a short ingest says nothing");
         assert_eq!(
             line(t0 + s * 2, 4_000, 3_000).as_deref(),
             Some(

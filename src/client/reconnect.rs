@@ -144,14 +144,8 @@ impl<'a> Failover<'a> {
         }
         self.failures += 1;
         if last_progress.elapsed() >= self.retry_timeout && self.failures >= self.servers.len() {
-            AgencyEvent::GaveUp {
-                server: self.configured,
-                error: &reason.detail,
-            }
-            .warn();
-            return Err(ClientError::GaveUp {
-                last: reason.detail,
-            });
+            AgencyEvent::GaveUp { server: self.configured, error: &reason.detail }.warn();
+            return Err(ClientError::GaveUp { last: reason.detail });
         }
         Ok(self.backoff.next_delay())
     }
@@ -170,9 +164,7 @@ impl<'a> Failover<'a> {
         }
         self.refusals.push(format!("{server}: {error}"));
         if self.refusals.len() >= self.servers.len() {
-            return Err(ClientError::AllRefused {
-                refusals: std::mem::take(&mut self.refusals),
-            });
+            return Err(ClientError::AllRefused { refusals: std::mem::take(&mut self.refusals) });
         }
         Ok(Reason::new(kind, error.to_string()))
     }
@@ -202,9 +194,7 @@ impl<'a> Failover<'a> {
 /// that long after the draw (1 ms with 5 agencies, 25 ms with 100); at
 /// least 1 ms, at most `max` (`winners.maxBackoff`).
 fn poll_pause(finished: u32, max: Duration) -> Duration {
-    (Duration::from_micros(250) * finished)
-        .max(Duration::from_millis(1))
-        .min(max)
+    (Duration::from_micros(250) * finished).max(Duration::from_millis(1)).min(max)
 }
 
 /// Exponential backoff between `first` and `max`.
@@ -217,11 +207,7 @@ struct Backoff {
 
 impl Backoff {
     fn new(first: Duration, max: Duration) -> Self {
-        Backoff {
-            next: first.min(max),
-            first,
-            max,
-        }
+        Backoff { next: first.min(max), first, max }
     }
 
     fn next_delay(&mut self) -> Duration {
@@ -247,10 +233,7 @@ struct RateLimit {
 
 impl RateLimit {
     fn new(every: Duration) -> Self {
-        RateLimit {
-            every,
-            last: BTreeMap::new(),
-        }
+        RateLimit { every, last: BTreeMap::new() }
     }
 
     /// Whether a line for `reason` may be logged at `now`: `Some(n)` with
@@ -300,10 +283,7 @@ mod tests {
     fn refused() -> SessionEnd {
         SessionEnd::Refused {
             kind: "unauthorized",
-            error: ClientError::Server {
-                code: ErrorCode::Unauthorized,
-                message: "bad key".into(),
-            },
+            error: ClientError::Server { code: ErrorCode::Unauthorized, message: "bad key".into() },
         }
     }
 
@@ -330,9 +310,7 @@ mod tests {
         }
         tried.push(failover.server());
         let stop = failover.after(refused(), "c:3", &mut progress);
-        let Err(ClientError::AllRefused { refusals }) = stop else {
-            panic!("{stop:?}")
-        };
+        let Err(ClientError::AllRefused { refusals }) = stop else { panic!("{stop:?}") };
         assert_eq!(refusals.len(), 3, "{refusals:?}");
         assert_eq!(tried, ["a:1", "b:2", "c:3", "a:1", "b:2", "c:3"]);
     }
@@ -380,10 +358,7 @@ mod tests {
             assert!(failover.after(busy(), server, &mut progress).is_ok());
         }
         assert_eq!(tried, ["a:1", "b:2", "a:1", "b:2"]);
-        let not_ready = SessionEnd::NotReady {
-            finished: 100,
-            expected: 200,
-        };
+        let not_ready = SessionEnd::NotReady { finished: 100, expected: 200 };
         let pause = failover.after(not_ready, "a:1", &mut progress).unwrap();
         assert_eq!(pause, poll_pause(100, Duration::from_secs(1)));
         assert_eq!(failover.server(), "a:1", "the draw is awaited where it is");
@@ -402,10 +377,7 @@ mod tests {
         assert_eq!(poll_pause(100, max), Duration::from_millis(25));
         assert_eq!(poll_pause(999, max), Duration::from_micros(249_750));
         assert_eq!(poll_pause(5000, max), max);
-        assert_eq!(
-            poll_pause(500, Duration::from_millis(25)),
-            Duration::from_millis(25)
-        );
+        assert_eq!(poll_pause(500, Duration::from_millis(25)), Duration::from_millis(25));
     }
 
     #[test]
@@ -446,9 +418,7 @@ mod tests {
         let logged = (0..100)
             .filter(|i| {
                 let reason = if i % 2 == 0 { "busy" } else { "io_timeout" };
-                limit
-                    .allow(reason, t0 + Duration::from_millis(i * 10))
-                    .is_some()
+                limit.allow(reason, t0 + Duration::from_millis(i * 10)).is_some()
             })
             .count();
         assert_eq!(logged, 2, "one line for each of the two reasons");

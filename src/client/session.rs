@@ -138,10 +138,7 @@ impl<'a> Agency<'a> {
             total
         };
         let winners = self.winners(conn)?;
-        AgencyEvent::WinnersReceived {
-            winners: winners.len(),
-        }
-        .info();
+        AgencyEvent::WinnersReceived { winners: winners.len() }.info();
         Ok(Summary {
             sent: total.saturating_sub(start),
             skipped: self.skipped,
@@ -162,10 +159,7 @@ impl<'a> Agency<'a> {
         server: &str,
     ) -> Result<(u64, bool), SessionEnd> {
         let agency = self.config.id;
-        conn.send(&Message::Hello {
-            version: PROTOCOL_VERSION,
-            agency,
-        })?;
+        conn.send(&Message::Hello { version: PROTOCOL_VERSION, agency })?;
         let mut answer = conn.recv()?;
         match answer {
             Message::Challenge { nonce } => {
@@ -173,9 +167,7 @@ impl<'a> Agency<'a> {
                     return Err(refuse_server(
                         "no_key",
                         server,
-                        ClientError::NoKey {
-                            server: server.to_owned(),
-                        },
+                        ClientError::NoKey { server: server.to_owned() },
                     ));
                 };
                 let tag = key.tag(&nonce, agency, PROTOCOL_VERSION);
@@ -186,9 +178,7 @@ impl<'a> Agency<'a> {
                 return Err(refuse_server(
                     "no_challenge",
                     server,
-                    ClientError::Unauthenticated {
-                        server: server.to_owned(),
-                    },
+                    ClientError::Unauthenticated { server: server.to_owned() },
                 ));
             }
             Message::HelloOk { .. } => {
@@ -220,8 +210,7 @@ impl<'a> Agency<'a> {
             exhausted: false,
             in_flight: VecDeque::new(),
         };
-        self.ingest
-            .get_or_insert_with(|| ProgressLine::new(Instant::now(), PROGRESS_EVERY));
+        self.ingest.get_or_insert_with(|| ProgressLine::new(Instant::now(), PROGRESS_EVERY));
         loop {
             while !window.exhausted && window.in_flight.len() < self.config.batch_window {
                 let Some(batch) = self.next_batch(&mut window)? else {
@@ -283,11 +272,7 @@ impl<'a> Agency<'a> {
                 }
                 other => return Err(unexpected(other, "ACK")),
             }
-            next = if conn.has_message() {
-                window.in_flight.pop_front()
-            } else {
-                None
-            };
+            next = if conn.has_message() { window.in_flight.pop_front() } else { None };
         }
         Ok(())
     }
@@ -303,30 +288,19 @@ impl<'a> Agency<'a> {
             // A server restarted after a crash may resume this agency
             // below where its first session began (what it had accepted
             // was not yet durable): count from there, never below 0.
-            p.line(
-                now,
-                seq.saturating_sub(start),
-                next_seq.saturating_sub(start),
-            )
+            p.line(now, seq.saturating_sub(start), next_seq.saturating_sub(start))
         }) {
             line.info();
         }
         if let Some(bet) = &self.single {
-            AgencyEvent::BetSent {
-                document: &bet.document,
-                number: bet.number,
-            }
-            .info();
+            AgencyEvent::BetSent { document: &bet.document, number: bet.number }.info();
         }
     }
 
     /// The agency's bets, skipping the first `skip` (already stored).
     fn open_at(&mut self, skip: u64) -> Result<Bets, SessionEnd> {
         match (&self.single, &self.config.bets) {
-            (Some(bet), _) => Ok(Bets::Single {
-                bet: bet.clone(),
-                sent: skip > 0,
-            }),
+            (Some(bet), _) => Ok(Bets::Single { bet: bet.clone(), sent: skip > 0 }),
             (None, BetSource::File(path)) => {
                 let mut bets = Bets::File(BetsFile::open(path, self.config.id)?);
                 let mut skipped = 0;
@@ -343,9 +317,9 @@ impl<'a> Agency<'a> {
                 }
                 Ok(bets)
             }
-            (None, BetSource::Single(_)) => Err(SessionEnd::Fatal(ClientError::Protocol(
-                "no bet to send".into(),
-            ))),
+            (None, BetSource::Single(_)) => {
+                Err(SessionEnd::Fatal(ClientError::Protocol("no bet to send".into())))
+            }
         }
     }
 
@@ -355,11 +329,7 @@ impl<'a> Agency<'a> {
         if row.line > self.logged_line {
             self.logged_line = row.line;
             self.skipped += 1;
-            AgencyEvent::BetInvalid {
-                line: row.line,
-                error: &row.reason,
-            }
-            .warn();
+            AgencyEvent::BetInvalid { line: row.line, error: &row.reason }.warn();
         }
     }
 
@@ -376,11 +346,7 @@ impl<'a> Agency<'a> {
                     AgencyEvent::WinnersPending { finished, expected }.debug();
                     return Err(SessionEnd::NotReady { finished, expected });
                 }
-                Message::Winners {
-                    total,
-                    offset: got,
-                    documents,
-                } if got == offset => {
+                Message::Winners { total, offset: got, documents } if got == offset => {
                     self.progress();
                     let empty_page = documents.is_empty();
                     docs.extend(documents);
@@ -422,11 +388,6 @@ impl Bets {
 /// handshake at WARN, every time (a server that skips authentication is
 /// either misconfigured or not the agency's server).
 fn refuse_server(kind: &'static str, server: &str, error: ClientError) -> SessionEnd {
-    AgencyEvent::ServerRefused {
-        reason: kind,
-        server,
-        detail: &error,
-    }
-    .warn();
+    AgencyEvent::ServerRefused { reason: kind, server, detail: &error }.warn();
     SessionEnd::Refused { kind, error }
 }

@@ -20,10 +20,7 @@ pub(super) struct Reason {
 
 impl Reason {
     pub fn new(kind: &'static str, detail: impl Into<String>) -> Self {
-        Reason {
-            kind,
-            detail: detail.into(),
-        }
+        Reason { kind, detail: detail.into() }
     }
 }
 
@@ -77,23 +74,16 @@ impl From<SourceError> for SessionEnd {
 /// ends, anything else stops the agency.
 pub(super) fn unexpected(msg: Message, wanted: &str) -> SessionEnd {
     match msg {
-        Message::Error {
-            code: ErrorCode::Busy,
-            message,
-        } => SessionEnd::Busy(Reason::new("busy", format!("server: busy ({message})"))),
+        Message::Error { code: ErrorCode::Busy, message } => {
+            SessionEnd::Busy(Reason::new("busy", format!("server: busy ({message})")))
+        }
         Message::Error { code, message } if code.is_retryable() => SessionEnd::Retry(Reason::new(
             code.name(),
             format!("server: {} ({message})", code.name()),
         )),
-        Message::Error {
-            code: ErrorCode::Unauthorized,
-            message,
-        } => SessionEnd::Refused {
+        Message::Error { code: ErrorCode::Unauthorized, message } => SessionEnd::Refused {
             kind: "unauthorized",
-            error: ClientError::Server {
-                code: ErrorCode::Unauthorized,
-                message,
-            },
+            error: ClientError::Server { code: ErrorCode::Unauthorized, message },
         },
         Message::Error { code, message } => {
             SessionEnd::Fatal(ClientError::Server { code, message })
@@ -116,24 +106,15 @@ mod tests {
     #[test]
     fn retryable_server_errors_reconnect_and_others_stop() {
         let retry = unexpected(
-            Message::Error {
-                code: ErrorCode::Storage,
-                message: "disk full".into(),
-            },
+            Message::Error { code: ErrorCode::Storage, message: "disk full".into() },
             "ACK",
         );
         assert!(matches!(retry, SessionEnd::Retry(_)));
         let fatal = unexpected(
-            Message::Error {
-                code: ErrorCode::UnknownAgency,
-                message: "no".into(),
-            },
+            Message::Error { code: ErrorCode::UnknownAgency, message: "no".into() },
             "ACK",
         );
-        assert!(matches!(
-            fatal,
-            SessionEnd::Fatal(ClientError::Server { .. })
-        ));
+        assert!(matches!(fatal, SessionEnd::Fatal(ClientError::Server { .. })));
         assert!(matches!(
             unexpected(Message::Bye, "ACK"),
             SessionEnd::Fatal(ClientError::Protocol(_))
@@ -145,27 +126,16 @@ mod tests {
     #[test]
     fn unauthorized_is_a_refusal_and_busy_a_reason_named_busy() {
         let refused = unexpected(
-            Message::Error {
-                code: ErrorCode::Unauthorized,
-                message: "bad key".into(),
-            },
+            Message::Error { code: ErrorCode::Unauthorized, message: "bad key".into() },
             "HELLO_OK",
         );
-        let SessionEnd::Refused { kind, error } = refused else {
-            panic!("not a refusal")
-        };
+        let SessionEnd::Refused { kind, error } = refused else { panic!("not a refusal") };
         assert_eq!(kind, "unauthorized");
         assert!(error.to_string().contains("unauthorized"), "{error}");
         let busy = unexpected(
-            Message::Error {
-                code: ErrorCode::Busy,
-                message: "full".into(),
-            },
+            Message::Error { code: ErrorCode::Busy, message: "full".into() },
             "HELLO_OK",
         );
-        assert!(matches!(
-            busy,
-            SessionEnd::Busy(Reason { kind: "busy", .. })
-        ));
+        assert!(matches!(busy, SessionEnd::Busy(Reason { kind: "busy", .. })));
     }
 }

@@ -43,12 +43,7 @@ pub struct SourceError {
 
 impl fmt::Display for SourceError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "cannot read bets file {}: {}",
-            self.path.display(),
-            self.source
-        )
+        write!(f, "cannot read bets file {}: {}", self.path.display(), self.source)
     }
 }
 
@@ -121,10 +116,8 @@ impl BetsFile {
     /// # Errors
     /// The file cannot be opened.
     pub fn open(path: &Path, agency: u32) -> Result<BetsFile, SourceError> {
-        let file = File::open(path).map_err(|source| SourceError {
-            path: path.to_owned(),
-            source,
-        })?;
+        let file =
+            File::open(path).map_err(|source| SourceError { path: path.to_owned(), source })?;
         let mut bets = BetsFile {
             file,
             path: path.to_owned(),
@@ -193,11 +186,7 @@ impl BetsFile {
             let texts = match &self.block {
                 Block::Text(text) => {
                     let [a, b, c] = &names;
-                    match (
-                        text.get(a.clone()),
-                        text.get(b.clone()),
-                        text.get(c.clone()),
-                    ) {
+                    match (text.get(a.clone()), text.get(b.clone()), text.get(c.clone())) {
                         (Some(a), Some(b), Some(c)) => Ok([a, b, c]),
                         _ => texts_at(bytes, names),
                     }
@@ -216,8 +205,7 @@ impl BetsFile {
         loop {
             let input = &self.block.bytes()[self.pos..];
             let (result, nin, out, end) =
-                self.quoted
-                    .read_record(input, &mut self.fields[nout..], &mut self.ends[nend..]);
+                self.quoted.read_record(input, &mut self.fields[nout..], &mut self.ends[nend..]);
             self.line += memchr::memchr_iter(b'\n', &input[..nin]).count() as u64;
             self.pos += nin;
             nout += out;
@@ -271,10 +259,7 @@ impl BetsFile {
             let got = (&mut self.file)
                 .take(want)
                 .read_to_end(&mut raw)
-                .map_err(|source| SourceError {
-                    path: self.path.clone(),
-                    source,
-                })?;
+                .map_err(|source| SourceError { path: self.path.clone(), source })?;
             self.eof = (got as u64) < want;
         }
         let cut = match memchr::memrchr(b'\n', &raw) {
@@ -317,13 +302,8 @@ impl Scan {
 /// (see `swar.rs`): on lines this short, one pass over words costs less
 /// than a `memchr` call per field.
 fn scan_line(bytes: &[u8], start: usize) -> Scan {
-    let mut scan = Scan {
-        end: bytes.len(),
-        text_end: bytes.len(),
-        commas: [0; 4],
-        count: 0,
-        odd: false,
-    };
+    let mut scan =
+        Scan { end: bytes.len(), text_end: bytes.len(), commas: [0; 4], count: 0, odd: false };
     let (mut cr_count, mut last_cr) = (0, 0);
     let mut i = start;
     while i < bytes.len() {
@@ -401,9 +381,7 @@ fn texts(run: &[u8], ranges: [Range<usize>; 3]) -> Result<[&str; 3], String> {
     }
     let mut out = [""; 3];
     for ((slot, range), field) in
-        out.iter_mut()
-            .zip(ranges)
-            .zip(["first_name", "last_name", "document"])
+        out.iter_mut().zip(ranges).zip(["first_name", "last_name", "document"])
     {
         *slot = std::str::from_utf8(&run[range])
             .map_err(|_| InvalidBet::NameNotUtf8 { field }.to_string())?;
@@ -444,24 +422,17 @@ mod tests {
         let path = write_temp("mixed", text.as_bytes());
         let rows = read_all(&path);
         assert_eq!(rows.len(), 5);
-        let Ok(first) = &rows[0] else {
-            panic!("{:?}", rows[0])
-        };
+        let Ok(first) = &rows[0] else { panic!("{:?}", rows[0]) };
         assert_eq!(first.first_name, "Ana", "BOM stripped");
         assert_eq!(first.agency, 2);
-        let Ok(second) = &rows[1] else {
-            panic!("{:?}", rows[1])
-        };
+        let Ok(second) = &rows[1] else { panic!("{:?}", rows[1]) };
         assert_eq!(
             (second.first_name.as_str(), second.last_name.as_str()),
             ("Gómez, José", "O\"Neil")
         );
         assert_eq!(
             rows[2],
-            Err(InvalidRow {
-                line: 3,
-                reason: "expected 5 fields, found 2".into()
-            })
+            Err(InvalidRow { line: 3, reason: "expected 5 fields, found 2".into() })
         );
         let Err(bad) = &rows[3] else { panic!() };
         assert_eq!(bad.line, 4);
@@ -486,14 +457,9 @@ mod tests {
         assert!(rows[0].is_ok());
         assert_eq!(
             rows[1],
-            Err(InvalidRow {
-                line: 5,
-                reason: "expected 5 fields, found 1".into()
-            })
+            Err(InvalidRow { line: 5, reason: "expected 5 fields, found 1".into() })
         );
-        let Ok(multi) = &rows[2] else {
-            panic!("{:?}", rows[2])
-        };
+        let Ok(multi) = &rows[2] else { panic!("{:?}", rows[2]) };
         assert_eq!(multi.first_name, "C\nD", "newline inside quotes");
         assert!(matches!(&rows[3], Err(r) if r.line == 8), "{:?}", rows[3]);
     }
@@ -508,11 +474,7 @@ mod tests {
         let rows = read_all(&path);
         let docs: Vec<_> = rows
             .iter()
-            .map(|r| {
-                r.as_ref()
-                    .map(|b| b.document.clone())
-                    .map_err(|e| e.reason.clone())
-            })
+            .map(|r| r.as_ref().map(|b| b.document.clone()).map_err(|e| e.reason.clone()))
             .collect();
         assert_eq!(
             docs,
@@ -545,35 +507,24 @@ mod tests {
         let n = 2 * BLOCK_LEN / 280;
         assert_eq!(rows.len(), n + 3);
         for (i, row) in rows[..n].iter().enumerate() {
-            let Ok(bet) = row else {
-                panic!("row {i}: {row:?}")
-            };
+            let Ok(bet) = row else { panic!("row {i}: {row:?}") };
             assert_eq!(
                 (bet.first_name.as_str(), bet.document.clone()),
                 (long_name.as_str(), i.to_string())
             );
         }
         for row in &rows[n..n + 2] {
-            assert!(
-                matches!(row, Err(r) if r.reason.contains("longer than")),
-                "{row:?}"
-            );
+            assert!(matches!(row, Err(r) if r.reason.contains("longer than")), "{row:?}");
         }
         assert!(matches!(&rows[n + 2], Ok(b) if b.document == "7"));
     }
 
     #[test]
     fn invalid_utf8_is_named_by_field_on_both_paths() {
-        let path = write_temp(
-            "utf8b",
-            b"A,B\xff,1,2000-01-01,1\n\"A\",\"\xc3\",1,2000-01-01,1\n",
-        );
+        let path = write_temp("utf8b", b"A,B\xff,1,2000-01-01,1\n\"A\",\"\xc3\",1,2000-01-01,1\n");
         let rows = read_all(&path);
         for row in &rows {
-            assert!(
-                matches!(row, Err(r) if r.reason == "last_name is not valid UTF-8"),
-                "{row:?}"
-            );
+            assert!(matches!(row, Err(r) if r.reason == "last_name is not valid UTF-8"), "{row:?}");
         }
     }
 
@@ -599,11 +550,7 @@ mod tests {
         ];
         let mut text = Vec::new();
         for _ in 0..20_000 {
-            let fields = if rng.below(10) == 0 {
-                4 + rng.below(3)
-            } else {
-                5
-            };
+            let fields = if rng.below(10) == 0 { 4 + rng.below(3) } else { 5 };
             for f in 0..fields {
                 if f > 0 {
                     text.push(b',');
@@ -634,19 +581,15 @@ mod tests {
         }
         let path = write_temp("random", &text);
         let mine: Vec<_> = read_all(&path).into_iter().filter_map(Result::ok).collect();
-        let mut reader = csv::ReaderBuilder::new()
-            .has_headers(false)
-            .flexible(true)
-            .from_reader(&text[..]);
+        let mut reader =
+            csv::ReaderBuilder::new().has_headers(false).flexible(true).from_reader(&text[..]);
         let theirs: Vec<_> = reader
             .byte_records()
             .map(|r| r.expect("csv reads it"))
             .filter(|r| r.len() == 5)
             .filter_map(|r| {
                 let t = |i: usize| std::str::from_utf8(&r[i]).ok();
-                BetRef::parse_fields(2, t(0)?, t(1)?, t(2)?, &r[3], &r[4])
-                    .ok()
-                    .map(|b| b.to_bet())
+                BetRef::parse_fields(2, t(0)?, t(1)?, t(2)?, &r[3], &r[4]).ok().map(|b| b.to_bet())
             })
             .collect();
         assert!(theirs.len() > 10_000, "enough valid rows: {}", theirs.len());

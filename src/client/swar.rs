@@ -59,11 +59,7 @@ mod tests {
                 if needle == 0xFF {
                     want |= 1 << 31;
                 }
-                assert_eq!(
-                    bytes_equal(word, needle),
-                    want,
-                    "needle {needle:#x}, other {other:#x}"
-                );
+                assert_eq!(bytes_equal(word, needle), want, "needle {needle:#x}, other {other:#x}");
             }
         }
     }

@@ -114,10 +114,7 @@ impl ClientConfig {
 
 /// The non-empty, trimmed entries of a comma-separated address list.
 fn split_addresses(list: &str) -> Vec<&str> {
-    list.split(',')
-        .map(str::trim)
-        .filter(|a| !a.is_empty())
-        .collect()
+    list.split(',').map(str::trim).filter(|a| !a.is_empty()).collect()
 }
 
 /// Client setting keys (YAML paths); the variables are `CLI_` + upper case
@@ -158,18 +155,10 @@ impl ClientConfig {
     where
         I: IntoIterator<Item = (String, String)>,
     {
-        let mut settings =
-            Self::parse_yaml(&read_file(path)?).map_err(|reason| ConfigError::File {
-                path: path.to_owned(),
-                reason,
-            })?;
+        let mut settings = Self::parse_yaml(&read_file(path)?)
+            .map_err(|reason| ConfigError::File { path: path.to_owned(), reason })?;
         let env: Vec<(String, String)> = env.into_iter().collect();
-        apply_env(
-            &mut settings,
-            &CLIENT_KEYS,
-            client_env_name,
-            env.iter().cloned(),
-        );
+        apply_env(&mut settings, &CLIENT_KEYS, client_env_name, env.iter().cloned());
         Self::from_settings(&settings, &env, default_bets_file, &auth::read_private_file)
     }
 
@@ -236,12 +225,7 @@ impl ClientConfig {
                 1,
                 65535,
             )?,
-            batch_window: in_range(
-                "batch.window",
-                parse_num(s, "batch.window", "128")?,
-                1,
-                1024,
-            )?,
+            batch_window: in_range("batch.window", parse_num(s, "batch.window", "128")?, 1, 1024)?,
             bets,
             retry_timeout: parse_dur(s, "retry.timeout", "30s")?,
             retry_max_backoff: parse_dur(s, "retry.maxBackoff", "2s")?,
@@ -276,10 +260,9 @@ fn client_auth(s: &Settings, read: ReadFile<'_>) -> Result<ClientAuth, ConfigErr
             "missing: set CLI_KEY to this agency's key, 64 hex characters (the operator prints it with `server agency-key N`), or CLI_KEY_FILE to a file holding it (only CLI_AUTH=off, for a server with SERVER_AUTH=off, runs without one)",
         )),
         ("off", key) => Ok(ClientAuth::Off(key)),
-        (other, _) => Err(key_err(
-            "auth",
-            format!("{other:?} is neither \"required\" nor \"off\""),
-        )),
+        (other, _) => {
+            Err(key_err("auth", format!("{other:?} is neither \"required\" nor \"off\"")))
+        }
     }
 }
 
@@ -292,11 +275,7 @@ fn flatten(prefix: &str, value: &serde_yaml::Value, out: &mut Settings) {
                     Value::String(s) => s.clone(),
                     other => scalar_text(other),
                 };
-                let path = if prefix.is_empty() {
-                    key
-                } else {
-                    format!("{prefix}.{key}")
-                };
+                let path = if prefix.is_empty() { key } else { format!("{prefix}.{key}") };
                 flatten(&path, v, out);
             }
         }
@@ -313,10 +292,7 @@ fn scalar_text(v: &serde_yaml::Value) -> String {
         Value::String(s) => s.clone(),
         Value::Bool(b) => b.to_string(),
         Value::Number(n) => n.to_string(),
-        other => serde_yaml::to_string(other)
-            .unwrap_or_default()
-            .trim()
-            .to_owned(),
+        other => serde_yaml::to_string(other).unwrap_or_default().trim().to_owned(),
     }
 }
 
@@ -348,10 +324,7 @@ mod tests {
         assert_eq!(c.retry_timeout, Duration::from_secs(90));
         assert_eq!(c.bets, BetSource::File(PathBuf::from("/agency.csv")));
         assert_eq!(c.log_level, LevelFilter::Info);
-        assert_eq!(
-            c.auth,
-            ClientAuth::Required(AgencyKey::from_hex(HEX).unwrap())
-        );
+        assert_eq!(c.auth, ClientAuth::Required(AgencyKey::from_hex(HEX).unwrap()));
         assert_eq!(c.server_addresses(), ["localhost:9"]);
     }
 
@@ -383,18 +356,10 @@ mod tests {
             assert_eq!(p, Path::new("/run/key"));
             Ok(format!("{}\n", HEX.to_uppercase()))
         };
-        assert_eq!(
-            with(&[("CLI_KEY_FILE", "/run/key")], &file).unwrap().auth,
-            required
-        );
+        assert_eq!(with(&[("CLI_KEY_FILE", "/run/key")], &file).unwrap().auth, required);
         // The YAML's `key` too.
         let s = ClientConfig::parse_yaml(&format!("id: 2\nkey: \"{HEX}\"\n")).unwrap();
-        assert_eq!(
-            ClientConfig::from_settings(&s, &[], None, &no_files)
-                .unwrap()
-                .auth,
-            required
-        );
+        assert_eq!(ClientConfig::from_settings(&s, &[], None, &no_files).unwrap().auth, required);
 
         let err = |env: &[(&str, &str)], read: ReadFile<'_>| match with(env, read) {
             Err(e @ ConfigError::Key { .. }) => e.to_string(),
@@ -403,18 +368,9 @@ mod tests {
         for (env, names) in [
             (&[][..], "config key key: missing: set CLI_KEY"),
             (&[("CLI_KEY", "")][..], "config key key: missing"),
-            (
-                &[("CLI_KEY", "abc")][..],
-                "config key key: must be 64 hexadecimal",
-            ),
-            (
-                &[("CLI_KEY_FILE", "/none")][..],
-                "config key key.file: /none",
-            ),
-            (
-                &[("CLI_KEY", HEX), ("CLI_KEY_FILE", "/run/key")][..],
-                "both key and key.file",
-            ),
+            (&[("CLI_KEY", "abc")][..], "config key key: must be 64 hexadecimal"),
+            (&[("CLI_KEY_FILE", "/none")][..], "config key key.file: /none"),
+            (&[("CLI_KEY", HEX), ("CLI_KEY_FILE", "/run/key")][..], "both key and key.file"),
         ] {
             let e = err(env, &file_or_none);
             assert!(e.contains(names), "{env:?}: {e}");
@@ -434,19 +390,12 @@ mod tests {
             ClientConfig::from_settings(&s, &env, None, &no_files)
         };
         let key = AgencyKey::from_hex(HEX).unwrap();
-        assert_eq!(
-            with(&[("CLI_AUTH", "off")]).unwrap().auth,
-            ClientAuth::Off(None)
-        );
-        let off = with(&[("CLI_AUTH", " off "), ("CLI_KEY", HEX)])
-            .unwrap()
-            .auth;
+        assert_eq!(with(&[("CLI_AUTH", "off")]).unwrap().auth, ClientAuth::Off(None));
+        let off = with(&[("CLI_AUTH", " off "), ("CLI_KEY", HEX)]).unwrap().auth;
         assert_eq!(off, ClientAuth::Off(Some(key.clone())));
         assert!(!off.is_required());
         assert_eq!(off.key(), Some(&key));
-        let required = with(&[("CLI_AUTH", "required"), ("CLI_KEY", HEX)])
-            .unwrap()
-            .auth;
+        let required = with(&[("CLI_AUTH", "required"), ("CLI_KEY", HEX)]).unwrap().auth;
         assert!(required.is_required());
         assert_eq!(required.key(), Some(&key));
         let e = with(&[("CLI_AUTH", "required")]).unwrap_err().to_string();
@@ -461,11 +410,7 @@ mod tests {
     }
 
     fn file_or_none(p: &Path) -> Result<String, String> {
-        if p == Path::new("/run/key") {
-            Ok(HEX.into())
-        } else {
-            no_files(p)
-        }
+        if p == Path::new("/run/key") { Ok(HEX.into()) } else { no_files(p) }
     }
 
     #[test]
@@ -479,9 +424,7 @@ mod tests {
             ("NUMERO", "7574"),
         ]);
         let c = ClientConfig::from_settings(&s, &env, None, &no_files).unwrap();
-        let BetSource::Single(bet) = c.bets else {
-            panic!("expected a single bet")
-        };
+        let BetSource::Single(bet) = c.bets else { panic!("expected a single bet") };
         assert_eq!(bet.first_name, "Ana");
         assert_eq!(bet.number, "7574");
         // An explicit bets.file beats the default.

@@ -25,8 +25,5 @@ impl fmt::Display for ConfigError {
 impl std::error::Error for ConfigError {}
 
 pub(super) fn key_err(key: &str, reason: impl Into<String>) -> ConfigError {
-    ConfigError::Key {
-        key: key.to_owned(),
-        reason: reason.into(),
-    }
+    ConfigError::Key { key: key.to_owned(), reason: reason.into() }
 }

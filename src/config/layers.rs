@@ -13,10 +13,8 @@ use std::path::Path;
 use std::time::Duration;
 
 pub(super) fn read_file(path: &Path) -> Result<String, ConfigError> {
-    std::fs::read_to_string(path).map_err(|e| ConfigError::File {
-        path: path.to_owned(),
-        reason: e.to_string(),
-    })
+    std::fs::read_to_string(path)
+        .map_err(|e| ConfigError::File { path: path.to_owned(), reason: e.to_string() })
 }
 
 /// Settings as text, keyed by their canonical name.
@@ -52,18 +50,13 @@ pub(super) fn parse_num<T: std::str::FromStr>(
     default: &str,
 ) -> Result<T, ConfigError> {
     let v = get(s, key, default).trim();
-    v.parse()
-        .map_err(|_| key_err(key, format!("{v:?} is not a valid number")))
+    v.parse().map_err(|_| key_err(key, format!("{v:?} is not a valid number")))
 }
 
 pub(super) fn parse_dur(s: &Settings, key: &str, default: &str) -> Result<Duration, ConfigError> {
     let v = get(s, key, default);
-    parse_duration(v).ok_or_else(|| {
-        key_err(
-            key,
-            format!("{v:?} is not a duration like \"5s\" or \"100ms\""),
-        )
-    })
+    parse_duration(v)
+        .ok_or_else(|| key_err(key, format!("{v:?} is not a duration like \"5s\" or \"100ms\"")))
 }
 
 pub(super) fn parse_level(
@@ -92,13 +85,12 @@ pub(super) fn hex32_setting(
     let file = get(s, file_key, "").trim();
     match (value.is_empty(), file.is_empty()) {
         (true, true) => Ok(None),
-        (false, false) => Err(key_err(
-            value_key,
-            format!("both {value_key} and {file_key} are set; keep one"),
-        )),
-        (false, true) => auth::parse_hex32(value)
-            .map(Some)
-            .map_err(|e| key_err(value_key, e.to_string())),
+        (false, false) => {
+            Err(key_err(value_key, format!("both {value_key} and {file_key} are set; keep one")))
+        }
+        (false, true) => {
+            auth::parse_hex32(value).map(Some).map_err(|e| key_err(value_key, e.to_string()))
+        }
         (true, false) => {
             let text = read(Path::new(file)).map_err(|reason| key_err(file_key, reason))?;
             auth::parse_hex32(&text)

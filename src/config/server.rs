@@ -96,10 +96,9 @@ impl ServerConfig {
                 url: url.clone(),
                 auth_required: matches!(self.auth, ServerAuth::Required(_)),
             },
-            StorageBackend::File => Location::File {
-                path: self.storage_filepath.clone(),
-                sync: self.storage_sync,
-            },
+            StorageBackend::File => {
+                Location::File { path: self.storage_filepath.clone(), sync: self.storage_sync }
+            }
         }
     }
 
@@ -126,11 +125,7 @@ impl ServerConfig {
         }
         .info();
         if let Some(DefaultSecret { path, created }) = &self.default_secret {
-            ConfigEvent::SecretFile {
-                path: &path.display(),
-                created: *created,
-            }
-            .info();
+            ConfigEvent::SecretFile { path: &path.display(), created: *created }.info();
         }
         if self.auth == ServerAuth::Off {
             ConfigEvent::ServerAuthOff.warn();
@@ -166,9 +161,7 @@ fn storage_backend(s: &Settings) -> Result<StorageBackend, ConfigError> {
             "missing: STORAGE_BACKEND=postgres needs the database, e.g. postgresql://user:password@host:5432/lottery",
         ));
     }
-    Ok(StorageBackend::Postgres {
-        url: url.to_owned(),
-    })
+    Ok(StorageBackend::Postgres { url: url.to_owned() })
 }
 
 /// Default of `SERVER_WORKERS`: enough for every agency of a large ingest
@@ -247,17 +240,9 @@ impl ServerConfig {
         K: AsRef<str>,
         V: Into<String>,
     {
-        let n = agency
-            .trim()
-            .parse::<u32>()
-            .ok()
-            .filter(|n| *n >= 1)
-            .ok_or_else(|| {
-                key_err(
-                    "agency",
-                    format!("{agency:?} is not an agency number (1..={})", u32::MAX),
-                )
-            })?;
+        let n = agency.trim().parse::<u32>().ok().filter(|n| *n >= 1).ok_or_else(|| {
+            key_err("agency", format!("{agency:?} is not an agency number (1..={})", u32::MAX))
+        })?;
         Ok(Self::load_secret(path, env)?.agency_key(n))
     }
 
@@ -267,11 +252,8 @@ impl ServerConfig {
         K: AsRef<str>,
         V: Into<String>,
     {
-        let mut settings =
-            Self::parse_ini(&read_file(path)?).map_err(|reason| ConfigError::File {
-                path: path.to_owned(),
-                reason,
-            })?;
+        let mut settings = Self::parse_ini(&read_file(path)?)
+            .map_err(|reason| ConfigError::File { path: path.to_owned(), reason })?;
         apply_env(&mut settings, &SERVER_KEYS, |k| k.to_owned(), env);
         Ok(settings)
     }
@@ -344,10 +326,7 @@ impl ServerConfig {
             storage_backend,
             storage_filepath: PathBuf::from(path),
             storage_sync: SyncMode::parse(sync_text).ok_or_else(|| {
-                key_err(
-                    "STORAGE_SYNC",
-                    format!("{sync_text:?} is neither \"always\" nor \"none\""),
-                )
+                key_err("STORAGE_SYNC", format!("{sync_text:?} is neither \"always\" nor \"none\""))
             })?,
             max_connections: in_range(
                 "SERVER_MAX_CONNECTIONS",
@@ -407,10 +386,9 @@ fn server_auth(
             Ok((ServerAuth::Required(secret), default_secret))
         }
         "off" => Ok((ServerAuth::Off, None)),
-        other => Err(key_err(
-            "SERVER_AUTH",
-            format!("{other:?} is neither \"required\" nor \"off\""),
-        )),
+        other => {
+            Err(key_err("SERVER_AUTH", format!("{other:?} is neither \"required\" nor \"off\"")))
+        }
     }
 }
 
@@ -429,18 +407,12 @@ fn secret(
     }
     let path = default_secret_path(s);
     let not_set = |reason: String| {
-        key_err(
-            "SERVER_SECRET_FILE",
-            format!("not set, so the default: {reason}"),
-        )
+        key_err("SERVER_SECRET_FILE", format!("not set, so the default: {reason}"))
     };
     let (text, created) = default(&path).map_err(not_set)?;
     let bytes =
         auth::parse_hex32(&text).map_err(|e| not_set(format!("{}: {e}", path.display())))?;
-    Ok((
-        Secret::from_bytes(bytes),
-        Some(DefaultSecret { path, created }),
-    ))
+    Ok((Secret::from_bytes(bytes), Some(DefaultSecret { path, created })))
 }
 
 /// Where the server keeps its secret when none is configured: beside the
@@ -491,11 +463,7 @@ mod tests {
             &mut s,
             &SERVER_KEYS,
             |k| k.to_owned(),
-            pairs(&[
-                ("SERVER_PORT", "7000"),
-                ("UNRELATED", "x"),
-                ("STORAGE_SYNC", "none"),
-            ]),
+            pairs(&[("SERVER_PORT", "7000"), ("UNRELATED", "x"), ("STORAGE_SYNC", "none")]),
         );
         let c = ServerConfig::from_settings(&s, &no_files, &no_default).unwrap();
         assert_eq!(c.port, 7000, "env beats file");
@@ -522,10 +490,7 @@ mod tests {
             ServerConfig::from_settings(&s, read, &no_default)
         };
         let secret = ServerAuth::Required(Secret::from_hex(HEX).unwrap());
-        assert_eq!(
-            with(&[("SERVER_SECRET", HEX)], &no_files).unwrap().auth,
-            secret
-        );
+        assert_eq!(with(&[("SERVER_SECRET", HEX)], &no_files).unwrap().auth, secret);
         let file = |p: &Path| {
             assert_eq!(p, Path::new("/run/secret"));
             Ok(format!("{HEX}\n"))
@@ -542,34 +507,18 @@ mod tests {
             }
             other => panic!("{env:?} gave {other:?}"),
         };
-        assert_eq!(
-            err_key(&[], &no_files),
-            "SERVER_SECRET_FILE",
-            "not set, and no default file"
-        );
+        assert_eq!(err_key(&[], &no_files), "SERVER_SECRET_FILE", "not set, and no default file");
         assert_eq!(
             err_key(&[("SERVER_SECRET_FILE", "/nonexistent")], &no_files),
             "SERVER_SECRET_FILE"
         );
         let short = |_: &Path| Ok(HEX[..40].to_owned());
-        assert_eq!(
-            err_key(&[("SERVER_SECRET_FILE", "/run/secret")], &short),
-            "SERVER_SECRET_FILE"
-        );
-        assert_eq!(
-            err_key(&[("SERVER_SECRET", &HEX[1..])], &no_files),
-            "SERVER_SECRET"
-        );
-        let both = [
-            ("SERVER_SECRET", HEX),
-            ("SERVER_SECRET_FILE", "/run/secret"),
-        ];
+        assert_eq!(err_key(&[("SERVER_SECRET_FILE", "/run/secret")], &short), "SERVER_SECRET_FILE");
+        assert_eq!(err_key(&[("SERVER_SECRET", &HEX[1..])], &no_files), "SERVER_SECRET");
+        let both = [("SERVER_SECRET", HEX), ("SERVER_SECRET_FILE", "/run/secret")];
         assert_eq!(err_key(&both, &file), "SERVER_SECRET");
         assert_eq!(
-            err_key(
-                &[("SERVER_AUTH", "maybe"), ("SERVER_SECRET", HEX)],
-                &no_files
-            ),
+            err_key(&[("SERVER_AUTH", "maybe"), ("SERVER_SECRET", HEX)], &no_files),
             "SERVER_AUTH"
         );
     }
@@ -626,29 +575,18 @@ mod tests {
         assert_eq!(c.auth, ServerAuth::Required(Secret::from_hex(HEX).unwrap()));
         assert_eq!(
             c.default_secret,
-            Some(DefaultSecret {
-                path: PathBuf::from("./lottery.secret"),
-                created: true
-            })
+            Some(DefaultSecret { path: PathBuf::from("./lottery.secret"), created: true })
         );
         with(&[("STORAGE_FILEPATH", "/data/bets.csv")], &created).unwrap();
         with(&[("STORAGE_FILEPATH", "bets.csv")], &created).unwrap();
         assert_eq!(
             asked.take(),
-            [
-                "./lottery.secret",
-                "/data/lottery.secret",
-                "./lottery.secret"
-            ]
-            .map(PathBuf::from)
+            ["./lottery.secret", "/data/lottery.secret", "./lottery.secret"].map(PathBuf::from)
         );
         let mut postgres = Settings::new();
         postgres.insert("STORAGE_BACKEND".into(), "postgres".into());
         postgres.insert("STORAGE_FILEPATH".into(), "/data/bets.csv".into());
-        assert_eq!(
-            default_secret_path(&postgres),
-            Path::new("./lottery.secret")
-        );
+        assert_eq!(default_secret_path(&postgres), Path::new("./lottery.secret"));
 
         let untouched = |p: &Path| -> Result<(String, bool), String> {
             panic!("{} read with a secret configured", p.display())
@@ -659,10 +597,7 @@ mod tests {
         assert_eq!((c.auth, c.default_secret), (ServerAuth::Off, None));
         // A config with a bad value creates no secret file.
         let err = with(&[("SERVER_PORT", "x")], &untouched).unwrap_err();
-        assert!(
-            matches!(&err, ConfigError::Key { key, .. } if key == "SERVER_PORT"),
-            "{err}"
-        );
+        assert!(matches!(&err, ConfigError::Key { key, .. } if key == "SERVER_PORT"), "{err}");
 
         // A default file that cannot be read or holds no secret stops the
         // server, under the key that would name another file.
@@ -698,19 +633,13 @@ mod tests {
             let c = with(&postgres).unwrap();
             assert_eq!(
                 c.storage_location(),
-                Location::Postgres {
-                    url: url.into(),
-                    auth_required: true
-                }
+                Location::Postgres { url: url.into(), auth_required: true }
             );
             // The database is told SERVER_AUTH, which it records.
             let off = [postgres[0], postgres[1], ("SERVER_AUTH", "off")];
             assert_eq!(
                 with(&off).unwrap().storage_location(),
-                Location::Postgres {
-                    url: url.into(),
-                    auth_required: false
-                }
+                Location::Postgres { url: url.into(), auth_required: false }
             );
             assert_eq!(
                 key_of(&[("STORAGE_BACKEND", "postgres")]).0,

@@ -51,12 +51,7 @@ impl<'a> CourseLine<'a> {
         if fields.iter().any(|(key, _)| *key == "result") {
             return Err("a second `result` field".into());
         }
-        Ok(CourseLine {
-            level,
-            action,
-            result,
-            fields,
-        })
+        Ok(CourseLine { level, action, result, fields })
     }
 }
 
@@ -72,13 +67,10 @@ pub fn check_line(line: &str) -> Result<(), String> {
 fn split_prefix(line: &str) -> Result<(Level, &str), String> {
     const NO_PREFIX: &str = "no `YYYY-MM-DD HH:MM:SS [LEVEL] ` before the text";
     let time = line.get(..19).ok_or(NO_PREFIX)?;
-    let time_ok = time
-        .bytes()
-        .zip(b"dddd-dd-dd dd:dd:dd")
-        .all(|(b, p)| match p {
-            b'd' => b.is_ascii_digit(),
-            p => b == *p,
-        });
+    let time_ok = time.bytes().zip(b"dddd-dd-dd dd:dd:dd").all(|(b, p)| match p {
+        b'd' => b.is_ascii_digit(),
+        p => b == *p,
+    });
     let rest = line[19..].strip_prefix(" [").filter(|_| time_ok);
     let (level, text) = rest.and_then(|r| r.split_once("] ")).ok_or(NO_PREFIX)?;
     let level = Level::iter()
@@ -89,9 +81,8 @@ fn split_prefix(line: &str) -> Result<(Level, &str), String> {
 
 /// One ` | `-separated field: `key: value`.
 fn field(part: &str) -> Result<(&str, &str), String> {
-    let (key, value) = part
-        .split_once(": ")
-        .ok_or_else(|| format!("field {part:?} is not `key: value`"))?;
+    let (key, value) =
+        part.split_once(": ").ok_or_else(|| format!("field {part:?} is not `key: value`"))?;
     if !is_word(key) {
         return Err(format!("key {key:?} is not a snake_case word"));
     }
@@ -104,8 +95,7 @@ fn field(part: &str) -> Result<(&str, &str), String> {
 /// A lowercase `snake_case` word: what names and keys are.
 fn is_word(s: &str) -> bool {
     s.bytes().next().is_some_and(|b| b.is_ascii_lowercase())
-        && s.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
 }
 
 #[cfg(test)]
@@ -137,43 +127,19 @@ mod tests {
     fn every_break_of_the_grammar_is_named() {
         let cases = [
             ("action: sorteo | result: success", "no `YYYY"),
-            (
-                "2026-11-29 18:20 [INFO] action: sorteo | result: success",
-                "no `YYYY",
-            ),
-            (
-                "2026-11-29 18:20:00 INFO action: sorteo | result: success",
-                "no `YYYY",
-            ),
-            (
-                "2026-11-29 18:20:00 [NOTE] action: sorteo | result: success",
-                "level \"NOTE\"",
-            ),
-            (
-                "2026-11-29 18:20:00 [INFO] sorteo | result: success",
-                "does not start",
-            ),
+            ("2026-11-29 18:20 [INFO] action: sorteo | result: success", "no `YYYY"),
+            ("2026-11-29 18:20:00 INFO action: sorteo | result: success", "no `YYYY"),
+            ("2026-11-29 18:20:00 [NOTE] action: sorteo | result: success", "level \"NOTE\""),
+            ("2026-11-29 18:20:00 [INFO] sorteo | result: success", "does not start"),
             (
                 "2026-11-29 18:20:00 [INFO] action: el sorteo | result: success",
                 "action \"el sorteo\"",
             ),
-            (
-                "2026-11-29 18:20:00 [INFO] action: Sorteo | result: success",
-                "action \"Sorteo\"",
-            ),
+            ("2026-11-29 18:20:00 [INFO] action: Sorteo | result: success", "action \"Sorteo\""),
             ("2026-11-29 18:20:00 [INFO] action: sorteo", "no `result: `"),
-            (
-                "2026-11-29 18:20:00 [INFO] action: sorteo | ganadores: 3",
-                "no `result: `",
-            ),
-            (
-                "2026-11-29 18:20:00 [INFO] action: sorteo | result: ok",
-                "result \"ok\"",
-            ),
-            (
-                "2026-11-29 18:20:00 [INFO] action: sorteo | result: success | 3",
-                "field \"3\"",
-            ),
+            ("2026-11-29 18:20:00 [INFO] action: sorteo | ganadores: 3", "no `result: `"),
+            ("2026-11-29 18:20:00 [INFO] action: sorteo | result: ok", "result \"ok\""),
+            ("2026-11-29 18:20:00 [INFO] action: sorteo | result: success | 3", "field \"3\""),
             (
                 "2026-11-29 18:20:00 [INFO] action: sorteo | result: success | los ganadores: 3",
                 "key \"los ganadores\"",

@@ -95,8 +95,7 @@ impl Write for Cleaning<'_, '_> {
     fn write_str(&mut self, mut s: &str) -> fmt::Result {
         while let Some(at) = memchr::memchr3(b'|', b'\n', b'\r', s.as_bytes()) {
             self.0.write_str(&s[..at])?;
-            self.0
-                .write_char(if s.as_bytes()[at] == b'|' { '/' } else { ' ' })?;
+            self.0.write_char(if s.as_bytes()[at] == b'|' { '/' } else { ' ' })?;
             s = &s[at + 1..];
         }
         self.0.write_str(s)

@@ -61,18 +61,12 @@ impl Message {
     pub fn decode(frame_kind: u8, payload: &[u8]) -> Result<Message, DecodeError> {
         let mut r = Cursor { buf: payload };
         let msg = match frame_kind {
-            kind::HELLO => Message::Hello {
-                version: r.u8("version")?,
-                agency: r.u32("agency")?,
-            },
-            kind::HELLO_OK => Message::HelloOk {
-                next_seq: r.u64("next_seq")?,
-                done: r.u8("done")? != 0,
-            },
+            kind::HELLO => Message::Hello { version: r.u8("version")?, agency: r.u32("agency")? },
+            kind::HELLO_OK => {
+                Message::HelloOk { next_seq: r.u64("next_seq")?, done: r.u8("done")? != 0 }
+            }
             kind::BATCH => Message::Batch(decode_batch(&mut r)?),
-            kind::ACK => Message::Ack {
-                next_seq: r.u64("next_seq")?,
-            },
+            kind::ACK => Message::Ack { next_seq: r.u64("next_seq")? },
             kind::ERROR => {
                 let n = r.u16("code")?;
                 let code = ErrorCode::from_u16(n).ok_or(DecodeError::UnknownErrorCode(n))?;
@@ -80,12 +74,8 @@ impl Message {
                 let message = r.str(len, "message")?.to_owned();
                 Message::Error { code, message }
             }
-            kind::DONE => Message::Done {
-                total: r.u64("total")?,
-            },
-            kind::WINNERS_QUERY => Message::WinnersQuery {
-                offset: r.u32("offset")?,
-            },
+            kind::DONE => Message::Done { total: r.u64("total")? },
+            kind::WINNERS_QUERY => Message::WinnersQuery { offset: r.u32("offset")? },
             kind::WINNERS => {
                 let total = r.u32("total")?;
                 let offset = r.u32("offset")?;
@@ -94,24 +84,15 @@ impl Message {
                 for _ in 0..count {
                     documents.push(r.str8("document")?.to_owned());
                 }
-                Message::Winners {
-                    total,
-                    offset,
-                    documents,
-                }
+                Message::Winners { total, offset, documents }
             }
-            kind::NOT_READY => Message::NotReady {
-                finished: r.u32("finished")?,
-                expected: r.u32("expected")?,
-            },
+            kind::NOT_READY => {
+                Message::NotReady { finished: r.u32("finished")?, expected: r.u32("expected")? }
+            }
             kind::ECHO => Message::Echo(r.take(r.buf.len(), "bytes")?.to_vec()),
             kind::BYE => Message::Bye,
-            kind::CHALLENGE => Message::Challenge {
-                nonce: r.array::<{ auth::LEN }>("nonce")?,
-            },
-            kind::AUTH => Message::Auth {
-                tag: r.array::<{ auth::LEN }>("tag")?,
-            },
+            kind::CHALLENGE => Message::Challenge { nonce: r.array::<{ auth::LEN }>("nonce")? },
+            kind::AUTH => Message::Auth { tag: r.array::<{ auth::LEN }>("tag")? },
             other => return Err(DecodeError::UnknownType(other)),
         };
         if !r.buf.is_empty() {
@@ -166,20 +147,9 @@ fn decode_batch_view<'a>(r: &mut Cursor<'a>) -> Result<BatchView<'a>, DecodeErro
                     value: format!("{year:04}-{month:02}-{day:02}"),
                 })
             })?;
-        bets.push(BetRef {
-            agency,
-            first_name,
-            last_name,
-            document,
-            birthdate,
-            number,
-        });
+        bets.push(BetRef { agency, first_name, last_name, document, birthdate, number });
     }
-    Ok(BatchView {
-        agency,
-        first_seq,
-        bets,
-    })
+    Ok(BatchView { agency, first_seq, bets })
 }
 
 /// Reads fields off the front of a payload.
@@ -245,19 +215,12 @@ impl<'a> Cursor<'a> {
             && l2 < 0x80
             && l3 < 0x80
             && let Ok(run) = std::str::from_utf8(&b[..end])
-            && let (Some(first), Some(last), Some(doc)) = (
-                run.get(1..1 + l1),
-                run.get(2 + l1..end2),
-                run.get(end2 + 1..end),
-            )
+            && let (Some(first), Some(last), Some(doc)) =
+                (run.get(1..1 + l1), run.get(2 + l1..end2), run.get(end2 + 1..end))
         {
             self.buf = &b[end..];
             return Ok((first, last, doc));
         }
-        Ok((
-            self.str8("first_name")?,
-            self.str8("last_name")?,
-            self.str8("document")?,
-        ))
+        Ok((self.str8("first_name")?, self.str8("last_name")?, self.str8("document")?))
     }
 }

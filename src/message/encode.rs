@@ -70,18 +70,12 @@ impl Message {
             Message::Error { code, message } => put_error(&mut p, *code, message),
             Message::Done { total } => p.extend_from_slice(&total.to_be_bytes()),
             Message::WinnersQuery { offset } => p.extend_from_slice(&offset.to_be_bytes()),
-            Message::Winners {
-                total,
-                offset,
-                documents,
-            } => {
+            Message::Winners { total, offset, documents } => {
                 p.extend_from_slice(&total.to_be_bytes());
                 p.extend_from_slice(&offset.to_be_bytes());
-                let count =
-                    u16::try_from(documents.len()).map_err(|_| EncodeError::FieldTooLong {
-                        field: "documents",
-                        len: documents.len(),
-                    })?;
+                let count = u16::try_from(documents.len()).map_err(|_| {
+                    EncodeError::FieldTooLong { field: "documents", len: documents.len() }
+                })?;
                 p.extend_from_slice(&count.to_be_bytes());
                 for doc in documents {
                     put_str8(&mut p, "document", doc)?;
@@ -209,10 +203,8 @@ impl BatchEncoder {
 }
 
 fn put_str8(out: &mut Vec<u8>, field: &'static str, s: &str) -> Result<(), EncodeError> {
-    let len = u8::try_from(s.len()).map_err(|_| EncodeError::FieldTooLong {
-        field,
-        len: s.len(),
-    })?;
+    let len =
+        u8::try_from(s.len()).map_err(|_| EncodeError::FieldTooLong { field, len: s.len() })?;
     out.push(len);
     out.extend_from_slice(s.as_bytes());
     Ok(())

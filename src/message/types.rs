@@ -49,11 +49,7 @@ pub enum Message {
     /// Client → server: the agency's winners, from position `offset`.
     WinnersQuery { offset: u32 },
     /// Server → client: `documents` are winners `offset..offset+len` of `total`.
-    Winners {
-        total: u32,
-        offset: u32,
-        documents: Vec<String>,
-    },
+    Winners { total: u32, offset: u32, documents: Vec<String> },
     /// Server → client: the draw has not happened yet.
     NotReady { finished: u32, expected: u32 },
     /// Either way: the server answers with the same bytes (smoke test).

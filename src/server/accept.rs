@@ -40,11 +40,7 @@ pub(super) fn accept_loop(listener: &TcpListener, ctx: &Arc<Context>, pool: &Thr
                 // log and carry on; the listener itself is fine. A short
                 // pause keeps a persistent error from spinning.
                 if last_error_log.is_none_or(|at| at.elapsed() >= Duration::from_secs(1)) {
-                    ServerEvent::ListenerFailed {
-                        error: &e,
-                        unlogged,
-                    }
-                    .error();
+                    ServerEvent::ListenerFailed { error: &e, unlogged }.error();
                     last_error_log = Some(Instant::now());
                     unlogged = 0;
                 } else {

@@ -26,20 +26,12 @@ pub(super) enum Close {
 /// Logs a connection's close in the course's grammar.
 pub(super) fn log_close(peer: SocketAddr, agency: Option<u32>, how: &Close) {
     match how {
-        Close::Normal(reason) => ConnectionEvent::Closed {
-            peer,
-            agency,
-            reason,
-        }
-        .debug(),
+        Close::Normal(reason) => ConnectionEvent::Closed { peer, agency, reason }.debug(),
         Close::Shutdown => ConnectionEvent::ClosedAtShutdown { peer, agency }.info(),
-        Close::Fault(code, reason) => ConnectionEvent::ClosedOnError {
-            peer,
-            agency,
-            code: code.name(),
-            error: reason,
+        Close::Fault(code, reason) => {
+            ConnectionEvent::ClosedOnError { peer, agency, code: code.name(), error: reason }
+                .log(PEER_FAULT)
         }
-        .log(PEER_FAULT),
     }
 }
 

@@ -163,12 +163,7 @@ fn take_turn(ctx: &Context, conn: &mut Accepted, agency: &mut Option<u32>) -> Tu
 /// Closes a connection whose turn ended it: logs why, sends its last
 /// ERROR if it has one, and forgets it.
 fn close(ctx: &Context, conn: Accepted, agency: Option<u32>, how: Close) {
-    let Accepted {
-        id,
-        mut stream,
-        peer,
-        ..
-    } = conn;
+    let Accepted { id, mut stream, peer, .. } = conn;
     log_close(peer, agency, &how);
     if let Close::Fault(code, reason) = how {
         let mut out = Vec::new();
@@ -233,11 +228,7 @@ impl ServedConnection<'_> {
             // with a whole frame waiting: it is asked every YIELD_SLICE, so
             // connections holding every worker without a word delay an
             // agency by that much, not by a deadline.
-            if self
-                .stream
-                .set_read_timeout(Some(timeout.min(YIELD_SLICE)))
-                .is_err()
-            {
+            if self.stream.set_read_timeout(Some(timeout.min(YIELD_SLICE))).is_err() {
                 return Turn::Closed(Close::Normal("cannot set a read timeout"));
             }
             let used = match self.read() {
@@ -325,20 +316,12 @@ impl ServedConnection<'_> {
 
     /// The nearest deadline, and what passing it means (see [`deadline`]).
     fn deadline(&self) -> (Instant, Expiry) {
-        deadline(
-            self.accepted,
-            &self.state,
-            self.filled > 0,
-            &self.ctx.limits,
-        )
+        deadline(self.accepted, &self.state, self.filled > 0, &self.ctx.limits)
     }
 
     /// What the connection takes back to the lobby.
     fn carried(&self) -> Carried {
-        Carried {
-            partial: self.buf[..self.filled].to_vec(),
-            ..self.state.clone()
-        }
+        Carried { partial: self.buf[..self.filled].to_vec(), ..self.state.clone() }
     }
 
     /// One blocking read (the caller set its timeout); then the whole
@@ -419,18 +402,12 @@ impl ServedConnection<'_> {
         let close = reply.finish(&mut self.out);
         let deadline = Instant::now() + self.ctx.limits.write_timeout;
         if let Err(e) = write_all_by(self.stream, &self.out, deadline) {
-            return Some(
-                if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) {
-                    let limit = self.ctx.limits.write_timeout;
-                    Close::Fault(
-                        ErrorCode::Timeout,
-                        format!("peer read nothing for {limit:?}"),
-                    )
-                } else {
-                    self.stopped()
-                        .unwrap_or(Close::Normal("peer reset while we wrote"))
-                },
-            );
+            return Some(if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) {
+                let limit = self.ctx.limits.write_timeout;
+                Close::Fault(ErrorCode::Timeout, format!("peer read nothing for {limit:?}"))
+            } else {
+                self.stopped().unwrap_or(Close::Normal("peer reset while we wrote"))
+            });
         }
         close.then_some(Close::Normal("closed after answer"))
     }

@@ -61,13 +61,7 @@ impl Accepted {
     /// A connection just accepted.
     pub(super) fn new(id: u64, stream: TcpStream, peer: SocketAddr) -> Accepted {
         let now = Instant::now();
-        Accepted {
-            id,
-            stream,
-            peer,
-            accepted: now,
-            carried: Carried::fresh(now),
-        }
+        Accepted { id, stream, peer, accepted: now, carried: Carried::fresh(now) }
     }
 
     /// Whether it completed its handshake (it speaks for an agency).
@@ -144,10 +138,7 @@ impl Expiry {
             }
             Expiry::Idle => format!("idle for {:?}", limits.idle_timeout),
             Expiry::NoFirstFrame => {
-                format!(
-                    "no whole first frame within {:?}",
-                    limits.first_frame_timeout
-                )
+                format!("no whole first frame within {:?}", limits.first_frame_timeout)
             }
             Expiry::NoHandshake => {
                 format!("no handshake within {:?}", limits.first_frame_timeout)
@@ -208,11 +199,7 @@ pub(super) fn deadline(
     if carried.authenticated() || activity.0 <= handshake {
         return activity;
     }
-    let expiry = if carried.first_frame {
-        Expiry::NoFirstFrame
-    } else {
-        Expiry::NoHandshake
-    };
+    let expiry = if carried.first_frame { Expiry::NoFirstFrame } else { Expiry::NoHandshake };
     (handshake, expiry)
 }
 
@@ -256,10 +243,7 @@ mod tests {
         let mut carried = Carried::fresh(accepted);
         let soon = accepted + Duration::from_millis(900);
         let late = accepted + Duration::from_millis(1100);
-        assert_eq!(
-            overdue(accepted, &carried, Readiness::Silent, &l, soon),
-            None
-        );
+        assert_eq!(overdue(accepted, &carried, Readiness::Silent, &l, soon), None);
         assert_eq!(
             overdue(accepted, &carried, Readiness::Partial, &l, late).as_deref(),
             Some("no whole first frame within 1s")
@@ -290,22 +274,13 @@ mod tests {
         let idle = overdue(accepted, &carried, Readiness::Silent, &l, later);
         assert_eq!(idle.as_deref(), Some("idle for 10s"));
         carried.last_activity = accepted + Duration::from_secs(5);
-        assert_eq!(
-            overdue(accepted, &carried, Readiness::Silent, &l, later),
-            None
-        );
+        assert_eq!(overdue(accepted, &carried, Readiness::Silent, &l, later), None);
         // Bytes are waiting (in the socket or carried): it is served, not
         // closed, and its worker applies the frame timeout.
         carried.last_activity = accepted;
-        assert_eq!(
-            overdue(accepted, &carried, Readiness::Partial, &l, later),
-            None
-        );
+        assert_eq!(overdue(accepted, &carried, Readiness::Partial, &l, later), None);
         carried.partial = vec![kind::ECHO];
-        assert_eq!(
-            overdue(accepted, &carried, Readiness::Silent, &l, later),
-            None
-        );
+        assert_eq!(overdue(accepted, &carried, Readiness::Silent, &l, later), None);
     }
 
     #[test]
@@ -315,24 +290,15 @@ mod tests {
         let mut carried = Carried::fresh(accepted);
         // A stranger: one first-frame timeout from its accept.
         let stranger = described(deadline(accepted, &carried, false, &l), &l);
-        assert_eq!(
-            stranger,
-            (accepted + ms(1000), "no whole first frame within 1s".into())
-        );
+        assert_eq!(stranger, (accepted + ms(1000), "no whole first frame within 1s".into()));
         carried.first_frame = false;
         let stranger = described(deadline(accepted, &carried, false, &l), &l);
-        assert_eq!(
-            stranger,
-            (accepted + ms(1000), "no handshake within 1s".into())
-        );
+        assert_eq!(stranger, (accepted + ms(1000), "no handshake within 1s".into()));
         // ... unless a frame it started must be whole sooner.
         l.frame_timeout = ms(500);
         carried.frame_started = Some(accepted + ms(100));
         let frame = described(deadline(accepted, &carried, true, &l), &l);
-        assert_eq!(
-            frame,
-            (accepted + ms(600), "frame incomplete after 500ms".into())
-        );
+        assert_eq!(frame, (accepted + ms(600), "frame incomplete after 500ms".into()));
         // An agency: idle from its last word, or a frame timeout from the
         // first bytes of the frame it is sending.
         carried.session.agency = Some(1);
@@ -341,9 +307,6 @@ mod tests {
         assert_eq!(idle, (accepted + ms(15_000), "idle for 10s".into()));
         carried.frame_started = Some(accepted + ms(4000));
         let frame = described(deadline(accepted, &carried, true, &l), &l);
-        assert_eq!(
-            frame,
-            (accepted + ms(4500), "frame incomplete after 500ms".into())
-        );
+        assert_eq!(frame, (accepted + ms(4500), "frame incomplete after 500ms".into()));
     }
 }

@@ -130,11 +130,7 @@ fn open_store(config: &ServerConfig) -> Result<Store, ServerError> {
     match report {
         OpenReport::File { path, recovery } => {
             // A cut is logged as a warning: the operator should know.
-            let level = if recovery.torn.is_some() {
-                log::Level::Warn
-            } else {
-                log::Level::Info
-            };
+            let level = if recovery.torn.is_some() { log::Level::Warn } else { log::Level::Info };
             StorageEvent::Recovered {
                 path: &path.display(),
                 dropped_bytes: recovery.dropped_data_bytes,
@@ -144,12 +140,10 @@ fn open_store(config: &ServerConfig) -> Result<Store, ServerError> {
             }
             .log(level);
         }
-        OpenReport::Postgres { target, schema } => StorageEvent::DatabaseOpened {
-            database: &target,
-            schema_version: schema,
-            finished,
+        OpenReport::Postgres { target, schema } => {
+            StorageEvent::DatabaseOpened { database: &target, schema_version: schema, finished }
+                .info()
         }
-        .info(),
     }
     Ok(store)
 }
@@ -175,10 +169,9 @@ fn start(
 ) -> Result<Running, ServerError> {
     // The signal wakes the blocking accept by shutting the listening
     // socket down (accept then fails at once).
-    let waker = listener.try_clone().map_err(|source| ServerError::Io {
-        action: "clone the listener",
-        source,
-    })?;
+    let waker = listener
+        .try_clone()
+        .map_err(|source| ServerError::Io { action: "clone the listener", source })?;
     shutdown.on_trigger(move || {
         let _ = socket2::SockRef::from(&waker).shutdown(std::net::Shutdown::Both);
     });
@@ -187,10 +180,8 @@ fn start(
     if let Ok(addr) = listener.local_addr() {
         ServerEvent::Listening { address: addr }.info();
     }
-    let pool = threadpool::Builder::new()
-        .num_threads(config.workers)
-        .thread_name("worker".into())
-        .build();
+    let pool =
+        threadpool::Builder::new().num_threads(config.workers).thread_name("worker".into()).build();
     let ctx = Arc::new(Context {
         handler: Handler::new(store.clone(), config.auth.clone()),
         limits: Limits::from_config(config),
@@ -203,20 +194,10 @@ fn start(
         std::thread::Builder::new()
             .name("penalty".into())
             .spawn(move || ctx.penalty.run(&ctx.connections))
-            .map_err(|source| ServerError::Io {
-                action: "start the penalty box",
-                source,
-            })?
+            .map_err(|source| ServerError::Io { action: "start the penalty box", source })?
     };
     let reporter = progress::start(&store, &ctx, config.progress_interval);
-    Ok(Running {
-        ctx,
-        pool,
-        workers: config.workers,
-        penalty,
-        reporter,
-        store,
-    })
+    Ok(Running { ctx, pool, workers: config.workers, penalty, reporter, store })
 }
 
 impl Running {
@@ -231,10 +212,7 @@ impl Running {
         self.pool.join();
         ctx.penalty.close(); // a worker may have handed one in meanwhile
         let _ = self.penalty.join();
-        ServerEvent::PoolClosed {
-            workers: self.workers,
-        }
-        .info();
+        ServerEvent::PoolClosed { workers: self.workers }.info();
         ServerEvent::ConnectionsClosed { count }.info();
         if let Some(reporter) = self.reporter {
             let _ = reporter.join();
@@ -263,9 +241,7 @@ pub fn bind(config: &ServerConfig) -> Result<TcpListener, ServerError> {
     let socket =
         Socket::new(Domain::for_address(addr), Type::STREAM, None).map_err(io("create socket"))?;
     // A restarted server must not wait for old connections' TIME_WAIT.
-    socket
-        .set_reuse_address(true)
-        .map_err(io("set SO_REUSEADDR"))?;
+    socket.set_reuse_address(true).map_err(io("set SO_REUSEADDR"))?;
     socket.bind(&addr.into()).map_err(io("bind"))?;
     socket.listen(config.listen_backlog).map_err(io("listen"))?;
     Ok(socket.into())
@@ -275,10 +251,7 @@ pub fn bind(config: &ServerConfig) -> Result<TcpListener, ServerError> {
 #[derive(Debug)]
 pub enum ServerError {
     Storage(crate::storage::StorageError),
-    Io {
-        action: &'static str,
-        source: io::Error,
-    },
+    Io { action: &'static str, source: io::Error },
 }
 
 impl fmt::Display for ServerError {

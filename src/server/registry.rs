@@ -125,10 +125,8 @@ impl Connections {
         }
         if reg.live.len() >= limits.max_connections && !reg.evict_one() {
             drop(reg);
-            let reason = format!(
-                "too many connections (limit {}); try again later",
-                limits.max_connections
-            );
+            let reason =
+                format!("too many connections (limit {}); try again later", limits.max_connections);
             ConnectionEvent::Refused {
                 action: Action::Accept,
                 peer,
@@ -209,13 +207,7 @@ impl Connections {
         let mut ids = Vec::with_capacity(closing.len());
         for (conn, code, reason) in closing {
             ids.push(conn.id);
-            refuse_logged(
-                conn.stream,
-                conn.peer,
-                conn.carried.session.agency,
-                code,
-                reason,
-            );
+            refuse_logged(conn.stream, conn.peer, conn.carried.session.agency, code, reason);
         }
         let mut reg = self.lock();
         for id in ids {
@@ -311,10 +303,7 @@ impl Connections {
         let reg = self.lock();
         let entry = reg.live.get(&id)?;
         if entry.replaced {
-            Some(Close::Fault(
-                ErrorCode::SessionReplaced,
-                replaced(entry.agency),
-            ))
+            Some(Close::Fault(ErrorCode::SessionReplaced, replaced(entry.agency)))
         } else if entry.evicted {
             Some(Close::Fault(ErrorCode::Busy, EVICTED.into()))
         } else {
@@ -376,10 +365,8 @@ impl Connections {
                 }
                 return;
             }
-            reg = self
-                .removed
-                .wait_timeout(reg, left)
-                .map_or_else(|p| p.into_inner().0, |(g, _)| g);
+            reg =
+                self.removed.wait_timeout(reg, left).map_or_else(|p| p.into_inner().0, |(g, _)| g);
         }
     }
 }
@@ -398,13 +385,7 @@ impl Registry {
             .map(|(i, _)| i);
         if let Some(conn) = waiting.and_then(|i| self.lobby.remove(i)) {
             self.live.remove(&conn.id);
-            refuse_logged(
-                conn.stream,
-                conn.peer,
-                None,
-                ErrorCode::Busy,
-                EVICTED.into(),
-            );
+            refuse_logged(conn.stream, conn.peer, None, ErrorCode::Busy, EVICTED.into());
             return true;
         }
         // A served connection whose handshake is not complete: silent,
@@ -494,12 +475,8 @@ mod tests {
     fn lobby_shows(connections: &Connections, want: &[Readiness]) {
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
-            let shows: Vec<Readiness> = connections
-                .lock()
-                .lobby
-                .iter()
-                .map(Accepted::readiness)
-                .collect();
+            let shows: Vec<Readiness> =
+                connections.lock().lobby.iter().map(Accepted::readiness).collect();
             if shows == want {
                 return;
             }
@@ -520,9 +497,7 @@ mod tests {
         assert_eq!(connections.lock().live.len(), 2);
         // Both complete their handshakes: nobody left to evict.
         for agency in [1, 2] {
-            let mut conn = connections
-                .take_next(&limits)
-                .expect("a waiting connection");
+            let mut conn = connections.take_next(&limits).expect("a waiting connection");
             conn.carried.session.agency = Some(agency);
             connections.set_agency(conn.id, agency);
             connections.requeue(conn);
@@ -537,9 +512,7 @@ mod tests {
     fn a_served_stranger_is_evicted_through_its_worker() {
         let (peers, connections, limits) = (Peers::new(), Connections::default(), limits(1));
         let (_first, _) = peers.admit(&connections, &limits);
-        let served = connections
-            .take_next(&limits)
-            .expect("a waiting connection");
+        let served = connections.take_next(&limits).expect("a waiting connection");
         let (_second, admitted) = peers.admit(&connections, &limits);
         assert!(admitted);
         // Its worker learns it from its socket and from the registry.
@@ -586,9 +559,8 @@ mod tests {
         use Readiness::{Partial, Silent, Whole};
         lobby_shows(&connections, &[Silent, Partial, Whole]);
         assert!(connections.whole_waiting());
-        let order: Vec<u64> = std::iter::from_fn(|| connections.take_next(&limits))
-            .map(|c| c.id)
-            .collect();
+        let order: Vec<u64> =
+            std::iter::from_fn(|| connections.take_next(&limits)).map(|c| c.id).collect();
         assert_eq!(order, [2, 0, 1]);
     }
 

@@ -62,8 +62,7 @@ pub(super) fn mark(
         .truncate(true)
         .open(&path)
         .map_err(io_err(&path, "create"))?;
-    file.write_all(mark_line(end, winners).as_bytes())
-        .map_err(io_err(&path, "write"))?;
+    file.write_all(mark_line(end, winners).as_bytes()).map_err(io_err(&path, "write"))?;
     if sync == SyncMode::Always {
         file.sync_data().map_err(io_err(&path, "sync"))?;
         super::file::sync_parent_dir(&path)?;

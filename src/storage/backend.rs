@@ -78,26 +78,15 @@ impl FileBackend {
         let mut log = WinnersLog::rebuild(storage.path(), len)?;
         let winners = if all_done(storage.done(), agencies) {
             let file = log.finish(len)?;
-            Winners::Drawn {
-                total: file.total(),
-                file: Ok(Arc::new(file)),
-            }
+            Winners::Drawn { total: file.total(), file: Ok(Arc::new(file)) }
         } else {
             Winners::Gathering(log)
         };
         Ok(Opened {
             counts: storage.counts().clone(),
             done: storage.done().clone(),
-            report: OpenReport::File {
-                path: path.to_owned(),
-                recovery,
-            },
-            backend: Backend::File(Box::new(FileBackend {
-                storage,
-                agencies,
-                sync,
-                winners,
-            })),
+            report: OpenReport::File { path: path.to_owned(), recovery },
+            backend: Backend::File(Box::new(FileBackend { storage, agencies, sync, winners })),
             lookup: Lookup::InMemory,
         })
     }
@@ -116,11 +105,7 @@ impl FileBackend {
             })
             .collect();
         let drew = self.gather(winners);
-        Ok(Committed {
-            agencies,
-            drew,
-            ..Committed::default()
-        })
+        Ok(Committed { agencies, drew, ..Committed::default() })
     }
 
     /// The winners of a durable commit go to the log; if it recorded the
@@ -274,10 +259,7 @@ mod tests {
         use std::cell::Cell;
         let dir = crate::testing::temp_dir("announce");
         let path = dir.join("bets.csv");
-        let location = Location::File {
-            path: path.clone(),
-            sync: SyncMode::Always,
-        };
+        let location = Location::File { path: path.clone(), sync: SyncMode::Always };
         let bet = |agency, number| Bet {
             agency,
             first_name: "Ana".into(),
@@ -287,9 +269,7 @@ mod tests {
             number,
         };
         let (mut storage, _) = Storage::open(&path, SyncMode::Always).unwrap();
-        storage
-            .store_bets(&[bet(1, 7574), bet(2, 1), bet(2, 7574), bet(1, 7574)])
-            .unwrap();
+        storage.store_bets(&[bet(1, 7574), bet(2, 1), bet(2, 7574), bet(1, 7574)]).unwrap();
         storage.commit(&[], &[], &[1]).unwrap();
         drop(storage);
         let logged = Cell::new(Vec::new());
@@ -307,18 +287,13 @@ mod tests {
             rows: &[],
             added: &[],
             done: &[2],
-            requests: &[GroupRequest {
-                agency: 2,
-                kind: RequestKind::Done { total: 2 },
-            }],
+            requests: &[GroupRequest { agency: 2, kind: RequestKind::Done { total: 2 } }],
         };
         assert_eq!(backend.commit(&group, &[]).unwrap().drew, Some(3));
         drop(backend); // died before announcing
         for _ in 0..2 {
             let mut backend = Backend::open(&location, 2).unwrap().backend;
-            let Some(Ok(file)) = backend.drawn_winners() else {
-                panic!("the draw is rebuilt")
-            };
+            let Some(Ok(file)) = backend.drawn_winners() else { panic!("the draw is rebuilt") };
             assert_eq!(file.page(1, 0, 100).unwrap().documents, ["42", "42"]);
             backend.announce(&log).unwrap();
             assert_eq!(backend.announce(&log).unwrap(), None);
@@ -338,10 +313,7 @@ mod tests {
             5,
         )
         .unwrap_err();
-        assert!(
-            err.to_string().contains("cargo feature `postgres`"),
-            "{err}"
-        );
+        assert!(err.to_string().contains("cargo feature `postgres`"), "{err}");
     }
 
     /// No agencies, nothing to draw: a lottery of none never has a draw,
@@ -349,10 +321,7 @@ mod tests {
     #[test]
     fn a_lottery_of_no_agencies_has_no_draw() {
         let dir = crate::testing::temp_dir("no-agencies");
-        let location = Location::File {
-            path: dir.join("bets.csv"),
-            sync: SyncMode::Always,
-        };
+        let location = Location::File { path: dir.join("bets.csv"), sync: SyncMode::Always };
         for _ in 0..2 {
             let mut backend = Backend::open(&location, 0).unwrap().backend;
             assert!(backend.drawn_winners().is_none());

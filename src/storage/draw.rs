@@ -16,11 +16,7 @@ pub struct WinnersPage {
 impl WinnersPage {
     /// An empty page of an agency with `total` winners.
     pub fn new(total: u32) -> WinnersPage {
-        WinnersPage {
-            total,
-            documents: Vec::new(),
-            used: 0,
-        }
+        WinnersPage { total, documents: Vec::new(), used: 0 }
     }
 
     /// Whether one more document of `len` bytes fits in `room` bytes of

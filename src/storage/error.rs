@@ -14,7 +14,10 @@ pub enum StorageError {
         source: io::Error,
     },
     /// The file's content cannot be what this program wrote.
-    Corrupt { path: PathBuf, reason: String },
+    Corrupt {
+        path: PathBuf,
+        reason: String,
+    },
     /// Damage no crash explains, at byte `offset` of `path` (a damaged
     /// journal line with more after it, committed rows that do not match
     /// their checksum): a start refuses and changes nothing.
@@ -25,7 +28,9 @@ pub enum StorageError {
     },
     /// An earlier failure left the files in a state this process cannot
     /// repair; a restart recovers them.
-    Broken { reason: String },
+    Broken {
+        reason: String,
+    },
     /// The database refused or could not be reached; the next commit
     /// connects again.
     Database {
@@ -37,19 +42,13 @@ pub enum StorageError {
 impl fmt::Display for StorageError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            StorageError::Io {
-                path,
-                action,
-                source,
-            } => write!(f, "cannot {action} {}: {source}", path.display()),
+            StorageError::Io { path, action, source } => {
+                write!(f, "cannot {action} {}: {source}", path.display())
+            }
             StorageError::Corrupt { path, reason } => {
                 write!(f, "{} is corrupt: {reason}", path.display())
             }
-            StorageError::Damaged {
-                path,
-                offset,
-                reason,
-            } => write!(
+            StorageError::Damaged { path, offset, reason } => write!(
                 f,
                 "{} is damaged at byte {offset}: {reason}; refusing to start, nothing was changed",
                 path.display()
@@ -72,11 +71,7 @@ impl StorageError {
     pub fn log_fields(&self) -> String {
         use crate::logging::clean;
         match self {
-            StorageError::Damaged {
-                path,
-                offset,
-                reason,
-            } => format!(
+            StorageError::Damaged { path, offset, reason } => format!(
                 "file: {} | offset: {offset} | error: {}; refusing to start, nothing was changed",
                 clean(path.display()),
                 clean(reason)
@@ -95,9 +90,5 @@ pub(super) fn io_err<'a>(
     path: &'a Path,
     action: &'static str,
 ) -> impl FnOnce(io::Error) -> StorageError + 'a {
-    move |source| StorageError::Io {
-        path: path.to_owned(),
-        action,
-        source,
-    }
+    move |source| StorageError::Io { path: path.to_owned(), action, source }
 }

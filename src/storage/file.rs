@@ -69,20 +69,14 @@ impl SyncThread {
     fn start(file: File) -> io::Result<SyncThread> {
         let (ask, asked) = mpsc::sync_channel::<()>(1);
         let (answer, answers) = mpsc::sync_channel(1);
-        let thread = std::thread::Builder::new()
-            .name("journal-sync".into())
-            .spawn(move || {
-                for () in asked {
-                    if answer.send(file.sync_data()).is_err() {
-                        break;
-                    }
+        let thread = std::thread::Builder::new().name("journal-sync".into()).spawn(move || {
+            for () in asked {
+                if answer.send(file.sync_data()).is_err() {
+                    break;
                 }
-            })?;
-        Ok(SyncThread {
-            ask: Some(ask),
-            answers,
-            thread: Some(thread),
-        })
+            }
+        })?;
+        Ok(SyncThread { ask: Some(ask), answers, thread: Some(thread) })
     }
 
     /// Starts a sync; `false` if the thread is gone (sync inline then).
@@ -92,9 +86,7 @@ impl SyncThread {
 
     /// The result of the sync started by `ask`.
     fn answer(&self) -> io::Result<()> {
-        self.answers
-            .recv()
-            .unwrap_or_else(|_| Err(io::Error::other("journal sync thread ended")))
+        self.answers.recv().unwrap_or_else(|_| Err(io::Error::other("journal sync thread ended")))
     }
 }
 
@@ -144,13 +136,7 @@ impl Storage {
             // Rows first: a crash between the two cuts leaves a last
             // journal line without its rows, which the next start cuts.
             cut(&data, &data_path, plan.data_len, plan.keep_data, sync)?;
-            cut(
-                &journal,
-                &journal_path,
-                plan.journal_len,
-                plan.keep_journal,
-                sync,
-            )?;
+            cut(&journal, &journal_path, plan.journal_len, plan.keep_journal, sync)?;
         }
         let journal_sync = match sync {
             SyncMode::Always => Some(
@@ -232,9 +218,7 @@ impl Storage {
         done: &[u32],
     ) -> Result<(), StorageError> {
         if let Some(reason) = &self.broken {
-            return Err(StorageError::Broken {
-                reason: reason.clone(),
-            });
+            return Err(StorageError::Broken { reason: reason.clone() });
         }
         let end = self.committed_len + rows.len() as u64;
         let totals: Vec<(u32, u64)> = added
@@ -263,9 +247,7 @@ impl Storage {
     }
 
     fn append_data(&mut self, rows: &[u8]) -> Result<(), StorageError> {
-        self.data
-            .write_all(rows)
-            .map_err(io_err(&self.data_path, "append to"))
+        self.data.write_all(rows).map_err(io_err(&self.data_path, "append to"))
     }
 
     /// Appends one journal line and returns its length; the caller counts
@@ -277,16 +259,9 @@ impl Storage {
         totals: &[(u32, u64)],
         done: &[u32],
     ) -> Result<u64, StorageError> {
-        let line = JournalRecord {
-            end,
-            data_crc,
-            counts: totals.to_vec(),
-            done: done.to_vec(),
-        }
-        .to_line();
-        self.journal
-            .write_all(line.as_bytes())
-            .map_err(io_err(&self.journal_path, "append to"))?;
+        let line =
+            JournalRecord { end, data_crc, counts: totals.to_vec(), done: done.to_vec() }.to_line();
+        self.journal.write_all(line.as_bytes()).map_err(io_err(&self.journal_path, "append to"))?;
         Ok(line.len() as u64)
     }
 
@@ -298,24 +273,14 @@ impl Storage {
     fn sync(&mut self, data_too: bool) -> Result<(), StorageError> {
         #[cfg(test)]
         if std::mem::take(&mut self.fail_next_sync) {
-            return Err(io_err(&self.data_path, "sync")(io::Error::other(
-                "injected EIO",
-            )));
+            return Err(io_err(&self.data_path, "sync")(io::Error::other("injected EIO")));
         }
         let Some(journal_sync) = &self.journal_sync else {
             return Ok(());
         };
         let asked = journal_sync.ask();
-        let data_result = if data_too {
-            self.data.sync_data()
-        } else {
-            Ok(())
-        };
-        let journal_result = if asked {
-            journal_sync.answer()
-        } else {
-            self.journal.sync_data()
-        };
+        let data_result = if data_too { self.data.sync_data() } else { Ok(()) };
+        let journal_result = if asked { journal_sync.answer() } else { self.journal.sync_data() };
         data_result.map_err(io_err(&self.data_path, "sync"))?;
         journal_result.map_err(io_err(&self.journal_path, "sync"))
     }
@@ -347,9 +312,7 @@ pub(super) fn sync_parent_dir(path: &Path) -> Result<(), StorageError> {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io_err(dir, "sync directory"))
+    File::open(dir).and_then(|d| d.sync_all()).map_err(io_err(dir, "sync directory"))
 }
 
 #[cfg(test)]
@@ -373,19 +336,12 @@ pub(super) mod tests {
             out
         };
         let a = rows(&[bet(1, "Ana", "Paz", 1), bet(1, "Bea", "Paz", 2)]);
-        let b = rows(&[
-            bet(2, "Ciro", "Gil", 3),
-            bet(2, "Dora", "Gil", 4),
-            bet(2, "Eva", "Gil", 5),
-        ]);
-        let long: Vec<Bet> = (0..6)
-            .map(|i| bet(3, "Fermín Ezequiel", "Rodríguez Peña", i))
-            .collect();
+        let b =
+            rows(&[bet(2, "Ciro", "Gil", 3), bet(2, "Dora", "Gil", 4), bet(2, "Eva", "Gil", 5)]);
+        let long: Vec<Bet> =
+            (0..6).map(|i| bet(3, "Fermín Ezequiel", "Rodríguez Peña", i)).collect();
         let c = rows(&long);
-        assert!(
-            c.len() > b.len(),
-            "the bug showed when the next commit is longer"
-        );
+        assert!(c.len() > b.len(), "the bug showed when the next commit is longer");
         {
             let (mut s, _) = Storage::open(&path, SyncMode::Always).unwrap();
             s.commit(&a, &[(1, 2)], &[]).unwrap();
@@ -398,10 +354,7 @@ pub(super) mod tests {
         let (s, recovery) = Storage::open(&path, SyncMode::Always).unwrap();
         assert_eq!(recovery, Recovery::default());
         assert_eq!(s.counts(), &BTreeMap::from([(1, 2), (3, 6)]));
-        assert!(
-            s.done().is_empty(),
-            "agency 2's DONE was never acknowledged"
-        );
+        assert!(s.done().is_empty(), "agency 2's DONE was never acknowledged");
         assert_eq!(std::fs::read(&path).unwrap(), [a, c].concat());
         std::fs::remove_dir_all(dir).unwrap();
     }
@@ -438,10 +391,7 @@ pub(super) mod tests {
         let back: Vec<Bet> = load_bets(&path).unwrap().map(Result::unwrap).collect();
         assert_eq!(back, hostile());
         // And the csv crate (any CSV tool) reads the same six fields.
-        let mut r = csv::ReaderBuilder::new()
-            .has_headers(false)
-            .from_path(&path)
-            .unwrap();
+        let mut r = csv::ReaderBuilder::new().has_headers(false).from_path(&path).unwrap();
         let first = r.records().next().unwrap().unwrap();
         assert_eq!(
             first.iter().collect::<Vec<_>>(),
@@ -482,10 +432,7 @@ pub(super) mod tests {
         let mut f = OpenOptions::new().append(true).open(&path).unwrap();
         f.write_all(&extra).unwrap();
         // ... and a torn journal line.
-        let mut j = OpenOptions::new()
-            .append(true)
-            .open(journal_path(&path))
-            .unwrap();
+        let mut j = OpenOptions::new().append(true).open(journal_path(&path)).unwrap();
         j.write_all(b"end=99999 counts=1:9").unwrap();
         drop((f, j));
 
@@ -599,11 +546,8 @@ pub(super) mod tests {
         for i in 0..n {
             let agency = (i % 3 + 1) as u32;
             let (rows_at, line_at) = (s.committed_len(), s.journal_len);
-            s.store_bets(&[
-                bet(agency, "Ana", "Paz", i as u16),
-                bet(agency, "Bruno", "Gil", 7574),
-            ])
-            .unwrap();
+            s.store_bets(&[bet(agency, "Ana", "Paz", i as u16), bet(agency, "Bruno", "Gil", 7574)])
+                .unwrap();
             commits.push(CommitSpan {
                 rows: rows_at..s.committed_len(),
                 line: line_at..s.journal_len,
@@ -613,10 +557,7 @@ pub(super) mod tests {
     }
 
     pub(crate) fn snapshot(path: &Path) -> (Vec<u8>, Vec<u8>) {
-        (
-            std::fs::read(path).unwrap(),
-            std::fs::read(journal_path(path)).unwrap(),
-        )
+        (std::fs::read(path).unwrap(), std::fs::read(journal_path(path)).unwrap())
     }
 
     pub(crate) fn change(path: &Path, at: u64, f: impl FnOnce(u8) -> u8) {
@@ -626,12 +567,7 @@ pub(super) mod tests {
     }
 
     pub(crate) fn set_len(path: &Path, len: u64) {
-        OpenOptions::new()
-            .write(true)
-            .open(path)
-            .unwrap()
-            .set_len(len)
-            .unwrap();
+        OpenOptions::new().write(true).open(path).unwrap().set_len(len).unwrap();
     }
 
     /// Opens (both sync modes) and expects a refusal naming `file` and
@@ -751,10 +687,7 @@ pub(super) mod tests {
         let last = commits.last().unwrap();
         let before_last = {
             let (d, j) = snapshot(&path);
-            (
-                d[..last.rows.start as usize].to_vec(),
-                j[..last.line.start as usize].to_vec(),
-            )
+            (d[..last.rows.start as usize].to_vec(), j[..last.line.start as usize].to_vec())
         };
         let counts_before = {
             let mut c = BTreeMap::new();
@@ -773,16 +706,8 @@ pub(super) mod tests {
             .unwrap_or_else(|e| panic!("{name}, {n} commits: {e}"));
         assert_eq!(rec.torn, Some(torn(last)), "{name}, {n} commits");
         assert_eq!(rec.dropped_data_bytes, data_len - last.rows.start, "{name}");
-        assert_eq!(
-            rec.dropped_journal_bytes,
-            journal_len - last.line.start,
-            "{name}"
-        );
-        assert_eq!(
-            snapshot(&path),
-            before_last,
-            "{name}: cut back to the commit before"
-        );
+        assert_eq!(rec.dropped_journal_bytes, journal_len - last.line.start, "{name}");
+        assert_eq!(snapshot(&path), before_last, "{name}: cut back to the commit before");
         assert_eq!(s.counts(), &counts_before, "{name}");
         assert!(!rec.to_string().contains("nothing"), "{rec}");
         std::fs::remove_dir_all(dir).unwrap();
@@ -810,53 +735,21 @@ pub(super) mod tests {
             }
         };
         let keep: Shape = |_, _| {};
-        let rows_without_line: Expect = |c| Torn::RowsWithoutLine {
-            line_at: c.line.start,
-            rows_at: c.rows.start,
-        };
-        let torn_line: Expect = |c| Torn::TornLine {
-            line_at: c.line.start,
-            rows_at: c.rows.start,
-        };
-        let line_without_rows: Expect = |c| Torn::LineWithoutRows {
-            line_at: c.line.start,
-            rows_at: c.rows.start,
-        };
+        let rows_without_line: Expect =
+            |c| Torn::RowsWithoutLine { line_at: c.line.start, rows_at: c.rows.start };
+        let torn_line: Expect = |c| Torn::TornLine { line_at: c.line.start, rows_at: c.rows.start };
+        let line_without_rows: Expect =
+            |c| Torn::LineWithoutRows { line_at: c.line.start, rows_at: c.rows.start };
         let cases: Vec<(&str, Shape, Shape, Expect)> = vec![
-            (
-                "part of the rows, no line",
-                rows_part,
-                no_line,
-                rows_without_line,
-            ),
+            ("part of the rows, no line", rows_part, no_line, rows_without_line),
             ("all the rows, no line", keep, no_line, rows_without_line),
-            (
-                "part of the rows, part of the line",
-                rows_part,
-                line_part,
-                torn_line,
-            ),
+            ("part of the rows, part of the line", rows_part, line_part, torn_line),
             ("all the rows, part of the line", keep, line_part, torn_line),
             ("no rows, part of the line", no_rows, line_part, torn_line),
-            (
-                "all the rows, the line with a zeroed page",
-                keep,
-                line_zeroed,
-                torn_line,
-            ),
-            (
-                "part of the rows, the whole line",
-                rows_part,
-                keep,
-                line_without_rows,
-            ),
+            ("all the rows, the line with a zeroed page", keep, line_zeroed, torn_line),
+            ("part of the rows, the whole line", rows_part, keep, line_without_rows),
             ("no rows, the whole line", no_rows, keep, line_without_rows),
-            (
-                "rows with a zeroed page, the whole line",
-                rows_zeroed,
-                keep,
-                line_without_rows,
-            ),
+            ("rows with a zeroed page, the whole line", rows_zeroed, keep, line_without_rows),
         ];
         for (name, rows, line, torn) in cases {
             for n in [1, 4] {
@@ -874,20 +767,15 @@ pub(super) mod tests {
         type Tear = fn(&Path, u64);
         let cases: [(&str, Tear); 3] = [
             ("empty journal", |p, _| set_len(&journal_path(p), 0)),
-            ("its only line torn", |p, line| {
-                set_len(&journal_path(p), line - 5)
-            }),
+            ("its only line torn", |p, line| set_len(&journal_path(p), line - 5)),
             ("its only line whole", |_, _| {}),
         ];
         for (name, tear) in cases {
             let dir = temp_dir("torn-first");
             let path = dir.join("bets.csv");
             let (mut s, _) = Storage::open(&path, SyncMode::None).unwrap();
-            let three = [
-                bet(1, "Ana", "Paz", 1),
-                bet(1, "Bea", "Paz", 2),
-                bet(2, "Ciro", "Gil", 3),
-            ];
+            let three =
+                [bet(1, "Ana", "Paz", 1), bet(1, "Bea", "Paz", 2), bet(2, "Ciro", "Gil", 3)];
             s.store_bets(&three).unwrap();
             drop(s);
             // Two whole rows of the three and part of the third made it.
@@ -904,10 +792,7 @@ pub(super) mod tests {
                 (data_len, journal_len),
                 "{name}"
             );
-            assert!(
-                rec.to_string().contains("torn first commit"),
-                "{name}: {rec}"
-            );
+            assert!(rec.to_string().contains("torn first commit"), "{name}: {rec}");
             assert!(s.counts().is_empty(), "{name}");
             assert_eq!(snapshot(&path), (Vec::new(), Vec::new()), "{name}");
             std::fs::remove_dir_all(dir).unwrap();

@@ -18,11 +18,7 @@ pub struct GroupRequest {
 pub enum RequestKind {
     /// `count` bets at positions `first..first + count`, encoded in
     /// `rows` (a range of the group's row bytes).
-    Batch {
-        first: u64,
-        count: u64,
-        rows: Range<usize>,
-    },
+    Batch { first: u64, count: u64, rows: Range<usize> },
     /// The agency says it sent `total` bets.
     Done { total: u64 },
 }

@@ -23,28 +23,13 @@ pub(super) struct JournalRecord {
 
 impl JournalRecord {
     fn body(&self) -> String {
-        let counts: Vec<String> = self
-            .counts
-            .iter()
-            .map(|(a, n)| format!("{a}:{n}"))
-            .collect();
+        let counts: Vec<String> = self.counts.iter().map(|(a, n)| format!("{a}:{n}")).collect();
         let done: Vec<String> = self.done.iter().map(u32::to_string).collect();
         let or_dash = |v: Vec<String>| {
-            if v.is_empty() {
-                "-".to_owned()
-            } else {
-                v.join(",")
-            }
+            if v.is_empty() { "-".to_owned() } else { v.join(",") }
         };
-        let data = self
-            .data_crc
-            .map_or_else(|| "-".to_owned(), |c| format!("{c:08x}"));
-        format!(
-            "end={} data={data} counts={} done={}",
-            self.end,
-            or_dash(counts),
-            or_dash(done)
-        )
+        let data = self.data_crc.map_or_else(|| "-".to_owned(), |c| format!("{c:08x}"));
+        format!("end={} data={data} counts={} done={}", self.end, or_dash(counts), or_dash(done))
     }
 
     pub fn to_line(&self) -> String {
@@ -72,11 +57,7 @@ impl JournalRecord {
             return None;
         }
         let list = |t: &str| -> Vec<String> {
-            if t == "-" {
-                Vec::new()
-            } else {
-                t.split(',').map(str::to_owned).collect()
-            }
+            if t == "-" { Vec::new() } else { t.split(',').map(str::to_owned).collect() }
         };
         let mut counts = Vec::new();
         for item in list(counts_text) {
@@ -87,12 +68,7 @@ impl JournalRecord {
         for item in list(done_text) {
             done.push(item.parse().ok()?);
         }
-        Some(JournalRecord {
-            end,
-            data_crc,
-            counts,
-            done,
-        })
+        Some(JournalRecord { end, data_crc, counts, done })
     }
 }
 

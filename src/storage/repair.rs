@@ -98,28 +98,16 @@ pub struct Truncated {
 impl fmt::Display for Truncated {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let saved: Vec<String> = self.saved.iter().map(|p| p.display().to_string()).collect();
-        let positions: Vec<String> = self
-            .counts
-            .iter()
-            .map(|(a, n)| format!("{a}:{n}"))
-            .collect();
+        let positions: Vec<String> = self.counts.iter().map(|(a, n)| format!("{a}:{n}")).collect();
         write!(
             f,
             "path: {} | cut_bytes: {} | journal_cut_bytes: {} | saved: {} | why: {} | positions: {} | agencias_finalizadas: {}",
             clean(self.path.display()),
             self.data_cut,
             self.journal_cut,
-            clean(if saved.is_empty() {
-                "-".to_owned()
-            } else {
-                saved.join(", ")
-            }),
+            clean(if saved.is_empty() { "-".to_owned() } else { saved.join(", ") }),
             clean(&self.why),
-            if positions.is_empty() {
-                "-".to_owned()
-            } else {
-                positions.join(",")
-            },
+            if positions.is_empty() { "-".to_owned() } else { positions.join(",") },
             self.done.len()
         )
     }
@@ -136,11 +124,9 @@ pub fn truncate(path: &Path) -> Result<Truncated, StorageError> {
     let journal = journal_path(path);
     let plan = inspect(path, &journal, OnDamage::CutBefore)?;
     let why = match &plan.damage {
-        Some(StorageError::Damaged {
-            path,
-            offset,
-            reason,
-        }) => format!("{} is damaged at byte {offset}: {reason}", path.display()),
+        Some(StorageError::Damaged { path, offset, reason }) => {
+            format!("{} is damaged at byte {offset}: {reason}", path.display())
+        }
         Some(other) => other.to_string(),
         None => plan.recovery().to_string(),
     };
@@ -173,15 +159,7 @@ pub fn truncate(path: &Path) -> Result<Truncated, StorageError> {
             cut_to(file, keep)?;
         }
     }
-    let Plan {
-        data_len,
-        journal_len,
-        keep_data,
-        keep_journal,
-        counts,
-        done,
-        ..
-    } = plan;
+    let Plan { data_len, journal_len, keep_data, keep_journal, counts, done, .. } = plan;
     Ok(Truncated {
         path: path.to_owned(),
         data_cut: data_len - keep_data,
@@ -214,27 +192,16 @@ pub struct Rebuilt {
 impl fmt::Display for Rebuilt {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let list = |items: Vec<String>| {
-            if items.is_empty() {
-                "-".to_owned()
-            } else {
-                items.join(",")
-            }
+            if items.is_empty() { "-".to_owned() } else { items.join(",") }
         };
-        let path_or_dash = |p: &Option<PathBuf>| {
-            p.as_ref()
-                .map_or_else(|| "-".to_owned(), |p| clean(p.display()))
-        };
+        let path_or_dash =
+            |p: &Option<PathBuf>| p.as_ref().map_or_else(|| "-".to_owned(), |p| clean(p.display()));
         write!(
             f,
             "path: {} | apuestas: {} | positions: {} | done: {} | done_dropped: {} | cut_bytes: {} | saved: {} | old_journal: {}",
             clean(self.path.display()),
             self.counts.values().sum::<u64>(),
-            list(
-                self.counts
-                    .iter()
-                    .map(|(a, n)| format!("{a}:{n}"))
-                    .collect()
-            ),
+            list(self.counts.iter().map(|(a, n)| format!("{a}:{n}")).collect()),
             list(self.done.iter().map(u32::to_string).collect()),
             list(self.done_dropped.iter().map(u32::to_string).collect()),
             self.data_cut,
@@ -399,8 +366,7 @@ fn last_byte(path: &Path, len: u64) -> Result<Option<u8>, StorageError> {
         return Ok(None);
     }
     let mut f = File::open(path).map_err(io_err(path, "open"))?;
-    f.seek(SeekFrom::Start(len - 1))
-        .map_err(io_err(path, "seek"))?;
+    f.seek(SeekFrom::Start(len - 1)).map_err(io_err(path, "seek"))?;
     let mut last = [0u8];
     f.read_exact(&mut last).map_err(io_err(path, "read"))?;
     Ok(Some(last[0]))
@@ -409,23 +375,16 @@ fn last_byte(path: &Path, len: u64) -> Result<Option<u8>, StorageError> {
 /// Copies the bytes of `from` past `at` to a new file `to`, durably.
 fn save_tail(from: &Path, at: u64, to: &Path) -> Result<(), StorageError> {
     let mut src = File::open(from).map_err(io_err(from, "open"))?;
-    src.seek(SeekFrom::Start(at))
-        .map_err(io_err(from, "seek"))?;
-    let mut dst = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(to)
-        .map_err(io_err(to, "create"))?;
+    src.seek(SeekFrom::Start(at)).map_err(io_err(from, "seek"))?;
+    let mut dst =
+        OpenOptions::new().write(true).create_new(true).open(to).map_err(io_err(to, "create"))?;
     io::copy(&mut src, &mut dst).map_err(io_err(to, "write"))?;
     dst.sync_all().map_err(io_err(to, "sync"))
 }
 
 /// Cuts the file at `path` to `len` bytes, durably.
 fn cut_to(path: &Path, len: u64) -> Result<(), StorageError> {
-    let file = OpenOptions::new()
-        .write(true)
-        .open(path)
-        .map_err(io_err(path, "open"))?;
+    let file = OpenOptions::new().write(true).open(path).map_err(io_err(path, "open"))?;
     file.set_len(len).map_err(io_err(path, "truncate"))?;
     file.sync_all().map_err(io_err(path, "sync"))
 }
@@ -485,27 +444,16 @@ mod tests {
         assert_eq!(rebuilt.old_journal.as_ref(), Some(&kept));
         assert_eq!(std::fs::read(&kept).unwrap(), damaged);
         assert_ne!(damaged, old);
-        assert!(
-            rebuilt.to_string().contains("done_dropped: 1,3"),
-            "{rebuilt}"
-        );
+        assert!(rebuilt.to_string().contains("done_dropped: 1,3"), "{rebuilt}");
 
         let checked = check(&path).unwrap();
-        assert_eq!(
-            (checked.commits, checked.bets, checked.finished),
-            (1, 11, 1)
-        );
+        assert_eq!((checked.commits, checked.bets, checked.finished), (1, 11, 1));
         let (s, rec) = Storage::open(&path, SyncMode::Always).unwrap();
         assert_eq!(rec, Recovery::default());
         assert_eq!(s.counts(), &rebuilt.counts);
         assert_eq!(s.done(), &BTreeSet::from([2]));
         // A second rebuild would overwrite the kept journal: refused.
-        assert!(
-            rebuild_journal(&path)
-                .unwrap_err()
-                .to_string()
-                .contains(".old")
-        );
+        assert!(rebuild_journal(&path).unwrap_err().to_string().contains(".old"));
     }
 
     /// The other way out: back to the last whole commit before the damage,
@@ -521,8 +469,7 @@ mod tests {
         change(&path, commits[3].rows.start + 2, |b| b ^ 0x20);
         let err = check(&path).unwrap_err();
         assert!(
-            err.log_fields()
-                .contains(&format!("offset: {}", commits[3].rows.start)),
+            err.log_fields().contains(&format!("offset: {}", commits[3].rows.start)),
             "{}",
             err.log_fields()
         );
@@ -564,8 +511,7 @@ mod tests {
         let before = snapshot(&path);
         let err = rebuild_journal(&path).unwrap_err();
         assert!(
-            err.log_fields()
-                .contains(&format!("offset: {}", commits[1].rows.start)),
+            err.log_fields().contains(&format!("offset: {}", commits[1].rows.start)),
             "{}",
             err.log_fields()
         );

@@ -84,10 +84,7 @@ fn format_u64(buf: &mut [u8; 24], mut n: u64) -> &[u8] {
 /// as part of the field, and neither the `csv` crate nor PostgreSQL trims
 /// them.)
 pub(crate) fn push_csv_field(out: &mut Vec<u8>, field: &[u8]) {
-    let needs = field.is_empty()
-        || field
-            .iter()
-            .any(|&b| matches!(b, b',' | b'"' | b'\n' | b'\r'));
+    let needs = field.is_empty() || field.iter().any(|&b| matches!(b, b',' | b'"' | b'\n' | b'\r'));
     if !needs {
         out.extend_from_slice(field);
         return;
@@ -125,11 +122,7 @@ impl LoadBets {
             .has_headers(false)
             .flexible(true)
             .from_reader(BufReader::with_capacity(1 << 16, file).take(limit));
-        LoadBets {
-            reader,
-            record: csv::ByteRecord::new(),
-            path: path.to_owned(),
-        }
+        LoadBets { reader, record: csv::ByteRecord::new(), path: path.to_owned() }
     }
 
     /// Byte offset just past the last row returned.
@@ -142,10 +135,8 @@ impl Iterator for LoadBets {
     type Item = Result<Bet, StorageError>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        let corrupt = |path: &Path, reason: String| StorageError::Corrupt {
-            path: path.to_owned(),
-            reason,
-        };
+        let corrupt =
+            |path: &Path, reason: String| StorageError::Corrupt { path: path.to_owned(), reason };
         match self.reader.read_byte_record(&mut self.record) {
             Ok(false) => None,
             Ok(true) => {
@@ -166,9 +157,8 @@ fn row_to_bet(r: &csv::ByteRecord) -> Result<Bet, String> {
         return Err(format!("{} fields, expected 6", r.len()));
     }
     let text = |i: usize| std::str::from_utf8(&r[i]).map_err(|_| format!("field {i} is not UTF-8"));
-    let agency: u32 = text(0)?
-        .parse()
-        .map_err(|_| format!("agency {:?} is not a number", text(0)))?;
+    let agency: u32 =
+        text(0)?.parse().map_err(|_| format!("agency {:?} is not a number", text(0)))?;
     Bet::parse(agency, text(1)?, text(2)?, text(3)?, text(4)?, text(5)?).map_err(|e| e.to_string())
 }
 
@@ -194,9 +184,8 @@ pub(super) fn for_each_winner(
         .from_reader(BufReader::with_capacity(1 << 16, file).take(len));
     let mut record = csv::ByteRecord::new();
     loop {
-        let more = reader
-            .read_byte_record(&mut record)
-            .map_err(|e| corrupt(path, e.to_string()))?;
+        let more =
+            reader.read_byte_record(&mut record).map_err(|e| corrupt(path, e.to_string()))?;
         if !more {
             return Ok(());
         }
@@ -221,10 +210,7 @@ pub(super) fn for_each_winner(
 }
 
 fn corrupt(path: &Path, reason: String) -> StorageError {
-    StorageError::Corrupt {
-        path: path.to_owned(),
-        reason,
-    }
+    StorageError::Corrupt { path: path.to_owned(), reason }
 }
 
 #[cfg(test)]
@@ -258,9 +244,7 @@ mod tests {
         encode_row(&mut out, &b);
         assert_eq!(out, "12, Ana\t,\tPérez ,0123,1980-02-29,42\n".as_bytes());
         // Any CSV reader keeps the blanks: they are part of the field.
-        let mut r = csv::ReaderBuilder::new()
-            .has_headers(false)
-            .from_reader(&out[..]);
+        let mut r = csv::ReaderBuilder::new().has_headers(false).from_reader(&out[..]);
         let row = r.records().next().unwrap().unwrap();
         assert_eq!(&row[1], " Ana\t");
         assert_eq!(&row[2], "\tPérez ");

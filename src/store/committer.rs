@@ -48,11 +48,7 @@ pub(super) fn log_draw(winners: u64) {
 /// next start announces the draw again).
 pub(super) fn announce(backend: &mut Backend) {
     if let Err(e) = backend.announce(&log_draw) {
-        ActionEvent::Failed {
-            action: Action::Sorteo,
-            error: &e,
-        }
-        .error();
+        ActionEvent::Failed { action: Action::Sorteo, error: &e }.error();
     }
 }
 
@@ -85,22 +81,13 @@ impl Drop for CommitterExit<'_> {
 /// The committer's loop. The group is taken under the lock; the write and
 /// the sync happen outside.
 fn run(manager: &Mutex<StoreManager>, signals: &Signals, mut backend: Backend) {
-    let mut exit = CommitterExit {
-        manager,
-        signals,
-        writing: None,
-    };
+    let mut exit = CommitterExit { manager, signals, writing: None };
     while let Some(group) = next_group(manager, signals) {
         exit.writing = Some(Arc::clone(&group.commit));
         // The next group has room again.
         signals.room.notify_all();
         let (result, drawn) = write(&mut backend, &group);
-        let Group {
-            rows,
-            winners,
-            commit,
-            ..
-        } = group;
+        let Group { rows, winners, commit, .. } = group;
         let Ok(mut state) = lock(manager) else { return };
         state.written(rows, winners);
         match result {
@@ -113,11 +100,7 @@ fn run(manager: &Mutex<StoreManager>, signals: &Signals, mut backend: Backend) {
                 commit.resolve(Ok(Arc::new(committed.verdicts)));
             }
             Err(e) => {
-                ActionEvent::Failed {
-                    action: Action::Commit,
-                    error: &e,
-                }
-                .error();
+                ActionEvent::Failed { action: Action::Commit, error: &e }.error();
                 let later = state.failed();
                 drop(state);
                 signals.room.notify_all();

@@ -70,12 +70,8 @@ impl Store {
         // A draw that is durable but was never announced (the server that
         // recorded it died before logging it) is announced now.
         committer::announce(&mut opened.backend);
-        let manager = Arc::new(Mutex::new(StoreManager::new(
-            agencies,
-            opened.counts,
-            opened.done,
-            winners,
-        )));
+        let manager =
+            Arc::new(Mutex::new(StoreManager::new(agencies, opened.counts, opened.done, winners)));
         let describe = opened.backend.describe();
         let signals = Arc::new(Signals::default());
         let committer = committer::start(&manager, &signals, opened.backend)?;
@@ -113,10 +109,7 @@ impl Store {
         if let Some(next) = self.lock()?.finished_at(agency) {
             return Ok((next, true));
         }
-        let read = self
-            .lookup
-            .position(agency)
-            .map_err(|e| StoreError::Storage(e.to_string()))?;
+        let read = self.lookup.position(agency).map_err(|e| StoreError::Storage(e.to_string()))?;
         let mut state = self.lock()?;
         if let Some(durable) = read {
             state.catch_up(agency, durable);
@@ -227,16 +220,12 @@ impl Store {
         room: usize,
     ) -> Result<WinnersAnswer, StoreError> {
         let storage = |e: StorageError| StoreError::Storage(e.to_string());
-        let read = self
-            .lookup
-            .draw(agency, offset, room, &committer::log_draw)
-            .map_err(storage)?;
+        let read = self.lookup.draw(agency, offset, room, &committer::log_draw).map_err(storage)?;
         if let Some(state) = read {
             return Ok(match state {
-                DrawState::NotReady { finished } => WinnersAnswer::NotReady {
-                    finished,
-                    expected: self.agencies,
-                },
+                DrawState::NotReady { finished } => {
+                    WinnersAnswer::NotReady { finished, expected: self.agencies }
+                }
                 DrawState::Ready(page) => WinnersAnswer::Ready(page),
             });
         }
@@ -259,11 +248,7 @@ impl Store {
         }
         self.signals.work.notify_all();
         self.signals.room.notify_all();
-        let handle = self
-            .committer
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
+        let handle = self.committer.lock().unwrap_or_else(|p| p.into_inner()).take();
         if let Some(handle) = handle {
             if handle.join().is_err() {
                 ActionEvent::Failed {
@@ -296,37 +281,20 @@ mod tests {
         let path = temp_path("seq");
         let store = open(&path, SyncMode::None, 2);
         let b = bets(1, 10, 3);
-        assert_eq!(
-            acked(store.submit_batch(1, 0, &refs(&b[..4])).unwrap()),
-            Ok(4)
-        );
+        assert_eq!(acked(store.submit_batch(1, 0, &refs(&b[..4])).unwrap()), Ok(4));
         // A resend of the same batch is acknowledged, not stored again.
-        assert_eq!(
-            acked(store.submit_batch(1, 0, &refs(&b[..4])).unwrap()),
-            Ok(4)
-        );
+        assert_eq!(acked(store.submit_batch(1, 0, &refs(&b[..4])).unwrap()), Ok(4));
         // A gap is refused with the expected position.
         assert_eq!(
             store.submit_batch(1, 6, &refs(&b[6..])).unwrap_err(),
-            StoreError::Sequence {
-                expected: 4,
-                got: 6
-            }
+            StoreError::Sequence { expected: 4, got: 6 }
         );
         // A position at the end of the range is a gap, not an overflow.
         assert_eq!(
-            store
-                .submit_batch(1, u64::MAX, &refs(&b[4..5]))
-                .unwrap_err(),
-            StoreError::Sequence {
-                expected: 4,
-                got: u64::MAX
-            }
+            store.submit_batch(1, u64::MAX, &refs(&b[4..5])).unwrap_err(),
+            StoreError::Sequence { expected: 4, got: u64::MAX }
         );
-        assert_eq!(
-            acked(store.submit_batch(1, 4, &refs(&b[4..])).unwrap()),
-            Ok(10)
-        );
+        assert_eq!(acked(store.submit_batch(1, 4, &refs(&b[4..])).unwrap()), Ok(10));
         assert_eq!(store.position(1).unwrap(), (10, false));
         store.close();
         let stored: Vec<Bet> = load_bets(&path).unwrap().map(Result::unwrap).collect();
@@ -337,22 +305,11 @@ mod tests {
     fn the_draw_happens_when_every_agency_is_done_and_survives_restart() {
         let path = temp_path("draw");
         let store = open(&path, SyncMode::Always, 2);
-        store
-            .submit_batch(1, 0, &refs(&bets(1, 7, 3)))
-            .unwrap()
-            .wait()
-            .unwrap();
-        store
-            .submit_batch(2, 0, &refs(&bets(2, 2, 5)))
-            .unwrap()
-            .wait()
-            .unwrap();
+        store.submit_batch(1, 0, &refs(&bets(1, 7, 3))).unwrap().wait().unwrap();
+        store.submit_batch(2, 0, &refs(&bets(2, 2, 5))).unwrap().wait().unwrap();
         assert_eq!(
             store.submit_done(1, 3).unwrap_err(),
-            StoreError::DoneMismatch {
-                total: 3,
-                stored: 7
-            }
+            StoreError::DoneMismatch { total: 3, stored: 7 }
         );
         store.submit_done(1, 7).unwrap().wait().unwrap();
         store.submit_done(1, 7).unwrap().wait().unwrap(); // repeat: fine
@@ -362,10 +319,7 @@ mod tests {
         );
         assert_eq!(
             store.winners(1, 0, ROOM).unwrap(),
-            WinnersAnswer::NotReady {
-                finished: 1,
-                expected: 2
-            }
+            WinnersAnswer::NotReady { finished: 1, expected: 2 }
         );
         store.submit_done(2, 2).unwrap().wait().unwrap();
         // The draw is served as soon as the last DONE is durable...
@@ -406,11 +360,7 @@ mod tests {
     fn the_draw_is_marked_as_announced_by_whoever_announces_it() {
         let path = temp_path("announce");
         let store = open(&path, SyncMode::Always, 1);
-        store
-            .submit_batch(1, 0, &refs(&bets(1, 10, 2)))
-            .unwrap()
-            .wait()
-            .unwrap();
+        store.submit_batch(1, 0, &refs(&bets(1, 10, 2))).unwrap().wait().unwrap();
         assert!(!crate::storage::mark_path(&path).exists());
         store.submit_done(1, 10).unwrap().wait().unwrap();
         store.close();
@@ -440,18 +390,12 @@ mod tests {
         for agency in 1..=2 {
             let all = bets(agency, 20_000, 1);
             for (i, chunk) in all.chunks(500).enumerate() {
-                store
-                    .submit_batch(agency, i as u64 * 500, &refs(chunk))
-                    .unwrap()
-                    .wait()
-                    .unwrap();
+                store.submit_batch(agency, i as u64 * 500, &refs(chunk)).unwrap().wait().unwrap();
             }
             store.submit_done(agency, 20_000).unwrap().wait().unwrap();
         }
         let index = {
-            let Ok(Ok(file)) = store.lock().unwrap().drawn() else {
-                panic!("no draw")
-            };
+            let Ok(Ok(file)) = store.lock().unwrap().drawn() else { panic!("no draw") };
             assert_eq!(file.total(), 40_000);
             file.index_bytes()
         };
@@ -471,9 +415,7 @@ mod tests {
                 std::thread::spawn(move || {
                     let all = bets(agency, 500, 7);
                     for (i, chunk) in all.chunks(25).enumerate() {
-                        let t = store
-                            .submit_batch(agency, i as u64 * 25, &refs(chunk))
-                            .unwrap();
+                        let t = store.submit_batch(agency, i as u64 * 25, &refs(chunk)).unwrap();
                         t.wait().unwrap();
                     }
                     store.submit_done(agency, 500).unwrap().wait().unwrap();
@@ -488,9 +430,6 @@ mod tests {
         for bet in load_bets(&path).unwrap() {
             *counts.entry(bet.unwrap().agency).or_insert(0) += 1;
         }
-        assert_eq!(
-            counts,
-            BTreeMap::from([(1, 500), (2, 500), (3, 500), (4, 500)])
-        );
+        assert_eq!(counts, BTreeMap::from([(1, 500), (2, 500), (3, 500), (4, 500)]));
     }
 }

@@ -54,11 +54,7 @@ pub(super) struct Group {
 impl Group {
     /// An empty group gathering rows and winners into reused buffers.
     fn with_rows(rows: Vec<u8>, winners: Vec<u8>) -> Group {
-        Group {
-            rows,
-            winners,
-            ..Group::default()
-        }
+        Group { rows, winners, ..Group::default() }
     }
 
     fn is_empty(&self) -> bool {
@@ -94,13 +90,10 @@ fn covering(
 
 /// Batch requests of a group as `(index, agency, positions)`.
 fn batch_ranges(requests: &[GroupRequest]) -> impl Iterator<Item = (usize, u32, Range<u64>)> + '_ {
-    requests
-        .iter()
-        .enumerate()
-        .filter_map(|(i, r)| match r.kind {
-            RequestKind::Batch { first, count, .. } => Some((i, r.agency, first..first + count)),
-            RequestKind::Done { .. } => None,
-        })
+    requests.iter().enumerate().filter_map(|(i, r)| match r.kind {
+        RequestKind::Batch { first, count, .. } => Some((i, r.agency, first..first + count)),
+        RequestKind::Done { .. } => None,
+    })
 }
 
 /// How the mutex's users wake each other.
@@ -117,9 +110,7 @@ pub(super) struct Signals {
 pub(super) fn lock(
     manager: &Mutex<StoreManager>,
 ) -> Result<MutexGuard<'_, StoreManager>, StoreError> {
-    manager
-        .lock()
-        .map_err(|_| StoreError::Storage("internal state poisoned".into()))
+    manager.lock().map_err(|_| StoreError::Storage("internal state poisoned".into()))
 }
 
 /// The lottery's state, guarded by one mutex (see [`super::Store`]):
@@ -186,18 +177,12 @@ impl StoreManager {
     /// Where the agency resumes (counting what is on its way to the disk)
     /// and whether its DONE is accepted.
     pub(super) fn position(&self, agency: u32) -> (u64, bool) {
-        (
-            self.next_seq.get(&agency).copied().unwrap_or(0),
-            self.done.contains(&agency),
-        )
+        (self.next_seq.get(&agency).copied().unwrap_or(0), self.done.contains(&agency))
     }
 
     /// Durable bets, all agencies, and agencies whose DONE is durable.
     pub(super) fn durable_totals(&self) -> (u64, u32) {
-        (
-            self.durable_seq.values().sum(),
-            self.durable_done.len() as u32,
-        )
+        (self.durable_seq.values().sum(), self.durable_done.len() as u32)
     }
 
     /// The draw's winners (file backend) once drawn; until then, how many
@@ -287,10 +272,7 @@ impl StoreManager {
         if let Some(end) = first_seq.checked_add(n).filter(|end| *end <= next) {
             return Ok(self.resend_ticket(agency, first_seq, end));
         }
-        Err(StoreError::Sequence {
-            expected: next,
-            got: first_seq,
-        })
+        Err(StoreError::Sequence { expected: next, got: first_seq })
     }
 
     /// Adds the agency's DONE to the pending group.
@@ -366,22 +348,13 @@ impl StoreManager {
                 _ => None,
             }
         };
-        Ticket {
-            commit,
-            request: None,
-            first: next_seq,
-            next_seq,
-            duplicate,
-        }
+        Ticket { commit, request: None, first: next_seq, next_seq, duplicate }
     }
 
     /// Whether a commit not yet resolved holds some of the agency's requests.
     fn busy(&self, agency: u32) -> bool {
         self.pending.touches(agency)
-            || self
-                .in_flight
-                .as_ref()
-                .is_some_and(|flight| flight.agencies.contains(&agency))
+            || self.in_flight.as_ref().is_some_and(|flight| flight.agencies.contains(&agency))
     }
 
     /// Takes what the storage says is durable for `agency` (its position
@@ -474,10 +447,7 @@ mod tests {
         for ticket in [original, pending_resend, flight_resend] {
             assert_eq!(
                 ticket.wait().map(|a| a.next_seq),
-                Err(StoreError::Sequence {
-                    expected: 5,
-                    got: 0
-                })
+                Err(StoreError::Sequence { expected: 5, got: 0 })
             );
         }
     }

@@ -10,10 +10,7 @@ use chrono::NaiveDate;
 use std::path::{Path, PathBuf};
 
 pub fn open(path: &Path, sync: SyncMode, agencies: u32) -> Store {
-    let location = Location::File {
-        path: path.to_owned(),
-        sync,
-    };
+    let location = Location::File { path: path.to_owned(), sync };
     Store::open(&location, agencies).unwrap().0
 }
 

@@ -70,12 +70,9 @@ impl Ticket {
     /// Whether the commit holding this request is resolved (durable or
     /// failed), without waiting.
     pub fn is_resolved(&self) -> bool {
-        self.commit.as_ref().is_none_or(|c| {
-            c.outcome
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .is_some()
-        })
+        self.commit
+            .as_ref()
+            .is_none_or(|c| c.outcome.lock().unwrap_or_else(|p| p.into_inner()).is_some())
     }
 
     /// Blocks until the commit holding this request is durable (at once if
@@ -95,19 +92,13 @@ impl Ticket {
                 let verdicts = outcome.clone()?;
                 return self.answer(self.request.and_then(|i| verdicts.get(&i)));
             }
-            slot = commit
-                .resolved
-                .wait(slot)
-                .unwrap_or_else(|p| p.into_inner());
+            slot = commit.resolved.wait(slot).unwrap_or_else(|p| p.into_inner());
         }
     }
 
     /// The answer of a request stored as asked.
     fn acked(&self) -> Acked {
-        Acked {
-            next_seq: self.next_seq,
-            duplicate: self.duplicate,
-        }
+        Acked { next_seq: self.next_seq, duplicate: self.duplicate }
     }
 
     /// The answer of a durable commit to this request: stored as asked
@@ -115,19 +106,14 @@ impl Ticket {
     fn answer(&self, verdict: Option<&Verdict>) -> Result<Acked, StoreError> {
         match verdict {
             None => Ok(self.acked()),
-            Some(Verdict::Duplicate) => Ok(Acked {
-                duplicate: true,
-                ..self.acked()
-            }),
-            Some(Verdict::Sequence { expected }) => Err(StoreError::Sequence {
-                expected: *expected,
-                got: self.first,
-            }),
+            Some(Verdict::Duplicate) => Ok(Acked { duplicate: true, ..self.acked() }),
+            Some(Verdict::Sequence { expected }) => {
+                Err(StoreError::Sequence { expected: *expected, got: self.first })
+            }
             Some(Verdict::AlreadyDone) => Err(StoreError::AlreadyDone),
-            Some(Verdict::DoneMismatch { stored }) => Err(StoreError::DoneMismatch {
-                total: self.next_seq,
-                stored: *stored,
-            }),
+            Some(Verdict::DoneMismatch { stored }) => {
+                Err(StoreError::DoneMismatch { total: self.next_seq, stored: *stored })
+            }
         }
     }
 }

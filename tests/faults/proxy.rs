@@ -42,11 +42,8 @@ impl CuttingProxy {
                 } else {
                     None
                 };
-                let down = if cut_now && up.is_none() {
-                    Some(rng.below(120) as usize)
-                } else {
-                    None
-                };
+                let down =
+                    if cut_now && up.is_none() { Some(rng.below(120) as usize) } else { None };
                 let reset = rng.below(2) == 0;
                 pipe(
                     client.try_clone().unwrap(),

@@ -63,16 +63,10 @@ pub fn finish_client(child: Child) -> ClientRun {
     });
     let out = child.wait_with_output().expect("client output");
     let _ = finished.send(());
-    assert!(
-        !watchdog.join().unwrap_or(false),
-        "client {pid} did not finish within 60 s: killed"
-    );
+    assert!(!watchdog.join().unwrap_or(false), "client {pid} did not finish within 60 s: killed");
     ClientRun {
         status: out.status,
-        log: String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .map(str::to_owned)
-            .collect(),
+        log: String::from_utf8_lossy(&out.stdout).lines().map(str::to_owned).collect(),
     }
 }
 
@@ -82,10 +76,7 @@ pub fn run_agencies(
     files: &[(u32, PathBuf)],
     env: &[(&str, &str)],
 ) -> Vec<ClientRun> {
-    spawn_agencies(addr, files, env)
-        .into_iter()
-        .map(finish_client)
-        .collect()
+    spawn_agencies(addr, files, env).into_iter().map(finish_client).collect()
 }
 
 /// Starts one client per `(agency, bets file)`; see [`finish_client`].

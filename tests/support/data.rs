@@ -72,25 +72,14 @@ pub fn assert_bets_exactly(stored: Vec<Bet>, files: &[(u32, PathBuf)]) {
 /// winners its file holds.
 pub fn assert_agencies_finished(files: &[(u32, PathBuf)], runs: &[ClientRun]) {
     for ((agency, file), run) in files.iter().zip(runs) {
-        assert!(
-            run.status.success(),
-            "agency {agency} failed:\n{}",
-            run.log.join("\n")
-        );
-        assert_eq!(
-            run.winners(),
-            file_winners(*agency, file),
-            "winners of agency {agency}"
-        );
+        assert!(run.status.success(), "agency {agency} failed:\n{}", run.log.join("\n"));
+        assert_eq!(run.winners(), file_winners(*agency, file), "winners of agency {agency}");
     }
 }
 
 /// Winners in an agency's file.
 pub fn file_winners(agency: u32, path: &Path) -> usize {
-    file_bets(agency, path)
-        .iter()
-        .filter(|b| lottery::bet::has_won(b))
-        .count()
+    file_bets(agency, path).iter().filter(|b| lottery::bet::has_won(b)).count()
 }
 
 /// A valid bet of `agency` whose number and first name come from `n`: for

@@ -91,12 +91,7 @@ impl Postgres {
                 .is_ok_and(|s| s.success());
             assert!(ok, "chown {} to {user}", dir.path().display());
         }
-        let mut pg = Postgres {
-            url: String::new(),
-            bin,
-            run_as,
-            dir,
-        };
+        let mut pg = Postgres { url: String::new(), bin, run_as, dir };
         let data = pg.data();
         pg.run(
             "initdb",
@@ -276,11 +271,7 @@ fn sweep(bin: &Path, run_as: Option<&str>) {
             continue;
         }
         // `...-<pid>-<nanos>-<n>`: the owner's pid is third from the end.
-        let Some(owner) = name
-            .rsplit('-')
-            .nth(2)
-            .and_then(|pid| pid.parse::<u32>().ok())
-        else {
+        let Some(owner) = name.rsplit('-').nth(2).and_then(|pid| pid.parse::<u32>().ok()) else {
             continue;
         };
         if owner == std::process::id() || Path::new(&format!("/proc/{owner}")).exists() {
@@ -288,10 +279,7 @@ fn sweep(bin: &Path, run_as: Option<&str>) {
         }
         let dir = entry.path();
         if dir.join("data").join("postmaster.pid").exists() {
-            eprintln!(
-                "stopping a cluster left by an earlier run: {}",
-                dir.display()
-            );
+            eprintln!("stopping a cluster left by an earlier run: {}", dir.display());
             stop_immediate(bin, run_as, &dir);
         }
         let _ = std::fs::remove_dir_all(&dir);

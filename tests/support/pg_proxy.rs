@@ -117,11 +117,7 @@ impl Messages {
     /// The next whole message in the buffer, with its type byte (`None`
     /// for a startup-phase message).
     fn next(&mut self) -> Option<(Option<u8>, Vec<u8>)> {
-        let (start, tag) = if self.started {
-            (1, self.buf.first().copied())
-        } else {
-            (0, None)
-        };
+        let (start, tag) = if self.started { (1, self.buf.first().copied()) } else { (0, None) };
         let len = self.buf.get(start..start + 4)?;
         let total = start + u32::from_be_bytes([len[0], len[1], len[2], len[3]]) as usize;
         if self.buf.len() < total {
@@ -129,9 +125,8 @@ impl Messages {
         }
         let message: Vec<u8> = self.buf.drain(..total).collect();
         if tag.is_none() {
-            let code = message
-                .get(4..8)
-                .map_or(0, |c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]));
+            let code =
+                message.get(4..8).map_or(0, |c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]));
             self.started = !ENCRYPTION_REQUESTS.contains(&code);
         }
         Some((tag, message))
@@ -151,8 +146,7 @@ impl Watch<'_> {
     fn see(&mut self, tag: Option<u8>, message: &[u8]) -> Option<CutRule> {
         match tag {
             Some(b'P') => {
-                self.statements
-                    .push(String::from_utf8_lossy(&message[5..]).into_owned());
+                self.statements.push(String::from_utf8_lossy(&message[5..]).into_owned());
                 None
             }
             Some(b'Q') => {
@@ -168,9 +162,7 @@ impl Watch<'_> {
     fn query(&mut self, text: &str) -> Option<CutRule> {
         if text.eq_ignore_ascii_case("COMMIT") {
             let mut rules = self.rules.lock().expect("rules");
-            let i = rules
-                .iter()
-                .position(|r| self.statements.iter().any(|s| s.contains(r.sql)));
+            let i = rules.iter().position(|r| self.statements.iter().any(|s| s.contains(r.sql)));
             if let Some(i) = i {
                 return Some(rules.remove(i));
             }
@@ -198,10 +190,7 @@ fn requests(
     fired: &mpsc::Sender<CutRule>,
 ) {
     let mut messages = Messages::default();
-    let mut watch = Watch {
-        statements: Vec::new(),
-        rules,
-    };
+    let mut watch = Watch { statements: Vec::new(), rules };
     let mut chunk = vec![0u8; 64 * 1024];
     loop {
         while let Some((tag, message)) = messages.next() {

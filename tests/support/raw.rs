@@ -17,9 +17,7 @@ pub struct Raw {
 impl Raw {
     pub fn connect(addr: SocketAddr) -> Raw {
         let stream = TcpStream::connect(addr).expect("connect");
-        stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
         let reader = FrameReader::new(stream.try_clone().unwrap());
         Raw { stream, reader }
     }
@@ -38,10 +36,7 @@ impl Raw {
 
     /// Sends HELLO for `agency` (version 1) and nothing else.
     pub fn say_hello(&mut self, agency: u32) {
-        self.send(&Message::Hello {
-            version: PROTOCOL_VERSION,
-            agency,
-        });
+        self.send(&Message::Hello { version: PROTOCOL_VERSION, agency });
     }
 
     pub fn send_frame(&mut self, kind: u8, payload: &[u8]) {
@@ -53,11 +48,7 @@ impl Raw {
     }
 
     pub fn recv(&mut self) -> Message {
-        let frame = self
-            .reader
-            .read_frame()
-            .expect("read")
-            .expect("a frame, not EOF");
+        let frame = self.reader.read_frame().expect("read").expect("a frame, not EOF");
         Message::from_frame(&frame).expect("decodable answer")
     }
 
@@ -90,15 +81,10 @@ impl Raw {
 
     /// The handshake claiming `agency`, answering with `key`.
     pub fn hello_with(&mut self, agency: u32, key: &AgencyKey) -> Message {
-        self.send(&Message::Hello {
-            version: PROTOCOL_VERSION,
-            agency,
-        });
+        self.send(&Message::Hello { version: PROTOCOL_VERSION, agency });
         match self.recv() {
             Message::Challenge { nonce } => {
-                self.send(&Message::Auth {
-                    tag: key.tag(&nonce, agency, PROTOCOL_VERSION),
-                });
+                self.send(&Message::Auth { tag: key.tag(&nonce, agency, PROTOCOL_VERSION) });
                 self.recv()
             }
             other => other,
@@ -121,11 +107,7 @@ pub fn winners_paged(addr: SocketAddr, agency: u32) -> (Vec<String>, usize) {
         let offset = all.len() as u32;
         raw.send(&Message::WinnersQuery { offset });
         match raw.recv() {
-            Message::Winners {
-                total,
-                offset: got,
-                documents,
-            } => {
+            Message::Winners { total, offset: got, documents } => {
                 assert_eq!(got, offset);
                 pages += 1;
                 if documents.is_empty() {

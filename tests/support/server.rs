@@ -112,12 +112,7 @@ impl Server {
             .next()
             .and_then(|a| a.trim().parse().ok())
             .unwrap_or_else(|| panic!("no address in {line:?}"));
-        Server {
-            child,
-            log,
-            addr,
-            storage: storage.to_owned(),
-        }
+        Server { child, log, addr, storage: storage.to_owned() }
     }
 
     /// Sends SIGTERM.

@@ -13,9 +13,7 @@ pub const TEST_SECRET: &str = "5ec2e70000000000000000000000000000000000000000000
 
 /// Agency `agency`'s key under [`TEST_SECRET`].
 pub fn agency_key(agency: u32) -> AgencyKey {
-    Secret::from_hex(TEST_SECRET)
-        .expect("test secret")
-        .agency_key(agency)
+    Secret::from_hex(TEST_SECRET).expect("test secret").agency_key(agency)
 }
 
 /// Whether a test's own settings set one of `keys` (then the defaults
@@ -41,10 +39,8 @@ impl TempDir {
         // The counter keeps two directories made at once apart.
         static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let dir = std::env::temp_dir().join(format!(
-            "lottery-e2e-{name}-{}-{nanos}-{n}",
-            std::process::id()
-        ));
+        let dir = std::env::temp_dir()
+            .join(format!("lottery-e2e-{name}-{}-{nanos}-{n}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("create temp dir");
         TempDir(dir)
     }

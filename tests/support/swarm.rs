@@ -55,8 +55,7 @@ impl Swarm {
     ) -> Swarm {
         for i in 0..n {
             let (attack, control) = (attack.clone(), self.control.clone());
-            self.threads
-                .push(std::thread::spawn(move || attack(i, control)));
+            self.threads.push(std::thread::spawn(move || attack(i, control)));
         }
         self
     }

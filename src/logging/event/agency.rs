@@ -74,47 +74,39 @@ impl Display for AgencyEvent<'_> {
         use Action::*;
         use Outcome::{Fail, InProgress, Success};
         match *self {
-            AgencyEvent::Connected { server } => Line::new(f, Connect, Success)
-                .field("server_address", server)
-                .end(),
+            AgencyEvent::Connected { server } => {
+                Line::new(f, Connect, Success).field("server_address", server).end()
+            }
             AgencyEvent::GaveUp { server, error } => Line::new(f, Connect, Fail)
                 .field("server_address", server)
                 .field("error", error)
                 .end(),
-            AgencyEvent::Reconnecting {
-                reason,
-                server,
-                detail,
-                repeated,
-            } => Line::new(f, Reconnect, InProgress)
-                .field("error", reason)
-                .field("server_address", server)
-                .field("detail", detail)
-                .field_if("repeated", repeated)
-                .end(),
-            AgencyEvent::ServerRefused {
-                reason,
-                server,
-                detail,
-            } => Line::new(f, Auth, Fail)
+            AgencyEvent::Reconnecting { reason, server, detail, repeated } => {
+                Line::new(f, Reconnect, InProgress)
+                    .field("error", reason)
+                    .field("server_address", server)
+                    .field("detail", detail)
+                    .field_if("repeated", repeated)
+                    .end()
+            }
+            AgencyEvent::ServerRefused { reason, server, detail } => Line::new(f, Auth, Fail)
                 .field("error", reason)
                 .field("server_address", server)
                 .field("detail", detail)
                 .end(),
-            AgencyEvent::AuthSkipped => Line::new(f, Auth, Success)
-                .field("mode", "off (the server asked for no key)")
-                .end(),
-            AgencyEvent::BatchSent { next_seq } => Line::new(f, BatchEnviado, Success)
-                .field("next_seq", next_seq)
-                .end(),
+            AgencyEvent::AuthSkipped => {
+                Line::new(f, Auth, Success).field("mode", "off (the server asked for no key)").end()
+            }
+            AgencyEvent::BatchSent { next_seq } => {
+                Line::new(f, BatchEnviado, Success).field("next_seq", next_seq).end()
+            }
             AgencyEvent::BetSent { document, number } => Line::new(f, ApuestaEnviada, Success)
                 .field("dni", document)
                 .field("numero", number)
                 .end(),
-            AgencyEvent::BetInvalid { line, error } => Line::new(f, ApuestaInvalida, Fail)
-                .field("linea", line)
-                .field("error", error)
-                .end(),
+            AgencyEvent::BetInvalid { line, error } => {
+                Line::new(f, ApuestaInvalida, Fail).field("linea", line).field("error", error).end()
+            }
             AgencyEvent::Progress { sent, acked, rate } => Line::new(f, Progreso, InProgress)
                 .field("enviadas", sent)
                 .field("confirmadas", acked)
@@ -126,22 +118,18 @@ impl Display for AgencyEvent<'_> {
                     .field("esperadas", expected)
                     .end()
             }
-            AgencyEvent::WinnersReceived { winners } => Line::new(f, ConsultaGanadores, Success)
-                .field("cant_ganadores", winners)
-                .end(),
-            AgencyEvent::Summary {
-                sent,
-                invalid,
-                batches,
-                bytes,
-                seconds,
-            } => Line::new(f, Resumen, Success)
-                .field("apuestas_enviadas", sent)
-                .field("apuestas_invalidas", invalid)
-                .field("batches", batches)
-                .field("bytes_enviados", bytes)
-                .field("segundos", format_args!("{seconds:.3}"))
-                .end(),
+            AgencyEvent::WinnersReceived { winners } => {
+                Line::new(f, ConsultaGanadores, Success).field("cant_ganadores", winners).end()
+            }
+            AgencyEvent::Summary { sent, invalid, batches, bytes, seconds } => {
+                Line::new(f, Resumen, Success)
+                    .field("apuestas_enviadas", sent)
+                    .field("apuestas_invalidas", invalid)
+                    .field("batches", batches)
+                    .field("bytes_enviados", bytes)
+                    .field("segundos", format_args!("{seconds:.3}"))
+                    .end()
+            }
         }
     }
 }

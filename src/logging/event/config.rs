@@ -21,21 +21,13 @@ pub enum ConfigEvent<'a> {
         sync: Option<&'a dyn Debug>,
     },
     /// The secret the server created, or found where it creates one.
-    SecretFile {
-        path: &'a dyn Display,
-        created: bool,
-    },
+    SecretFile { path: &'a dyn Display, created: bool },
     /// `SERVER_AUTH=off`.
     ServerAuthOff,
     /// `SERVER_AGENCIES=0`.
     NoAgencies,
     /// The agency's settings.
-    Agency {
-        id: u32,
-        server_address: &'a str,
-        batch_max_amount: usize,
-        log_level: LevelFilter,
-    },
+    Agency { id: u32, server_address: &'a str, batch_max_amount: usize, log_level: LevelFilter },
     /// `CLI_AUTH=off`.
     AgencyAuthOff,
 }

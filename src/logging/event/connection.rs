@@ -70,79 +70,60 @@ impl Display for ConnectionEvent<'_> {
         use Action::{Auth, Bye, Challenge, CloseConnection, Hello, Request};
         use Outcome::{Fail, Success};
         match *self {
-            ConnectionEvent::Refused {
-                action,
-                peer,
-                code,
-                error,
-            } => Line::new(f, action, Fail)
+            ConnectionEvent::Refused { action, peer, code, error } => Line::new(f, action, Fail)
                 .field("peer", peer)
                 .field("code", code)
                 .field("error", error)
                 .end(),
-            ConnectionEvent::Challenged { agency, peer } => Line::new(f, Challenge, Success)
-                .field("agencia", agency)
-                .field("peer", peer)
-                .end(),
-            ConnectionEvent::ChallengeFailed {
-                agency,
-                peer,
-                error,
-            } => Line::new(f, Challenge, Fail)
-                .field("agencia", agency)
-                .field("peer", peer)
-                .field("error", error)
-                .end(),
+            ConnectionEvent::Challenged { agency, peer } => {
+                Line::new(f, Challenge, Success).field("agencia", agency).field("peer", peer).end()
+            }
+            ConnectionEvent::ChallengeFailed { agency, peer, error } => {
+                Line::new(f, Challenge, Fail)
+                    .field("agencia", agency)
+                    .field("peer", peer)
+                    .field("error", error)
+                    .end()
+            }
             ConnectionEvent::AuthRefused { agency, peer } => Line::new(f, Auth, Fail)
                 .field("agencia", agency)
                 .field("peer", peer)
-                .field(
-                    "error",
-                    format_args!("the answer does not prove agency {agency}'s key"),
-                )
+                .field("error", format_args!("the answer does not prove agency {agency}'s key"))
                 .end(),
-            ConnectionEvent::Welcomed {
-                agency,
-                peer,
-                next_seq,
-                done,
-            } => Line::new(f, Hello, Success)
-                .field("agencia", agency)
-                .field("peer", peer)
-                .field("next_seq", next_seq)
-                .field("done", done)
-                .end(),
+            ConnectionEvent::Welcomed { agency, peer, next_seq, done } => {
+                Line::new(f, Hello, Success)
+                    .field("agencia", agency)
+                    .field("peer", peer)
+                    .field("next_seq", next_seq)
+                    .field("done", done)
+                    .end()
+            }
             ConnectionEvent::RequestPanicked { peer } => Line::new(f, Request, Fail)
                 .field("peer", peer)
                 .field("error", "internal error (panic)")
                 .end(),
             ConnectionEvent::Bye { peer } => Line::new(f, Bye, Success).field("peer", peer).end(),
-            ConnectionEvent::Closed {
-                peer,
-                agency,
-                reason,
-            } => Line::new(f, CloseConnection, Success)
-                .field("peer", peer)
-                .field("agencia", OrDash(agency))
-                .field("reason", reason)
-                .end(),
+            ConnectionEvent::Closed { peer, agency, reason } => {
+                Line::new(f, CloseConnection, Success)
+                    .field("peer", peer)
+                    .field("agencia", OrDash(agency))
+                    .field("reason", reason)
+                    .end()
+            }
             ConnectionEvent::ClosedAtShutdown { peer, agency } => {
                 Line::new(f, CloseConnection, Success)
                     .field("peer", peer)
                     .field("agencia", OrDash(agency))
                     .end()
             }
-            ConnectionEvent::ClosedOnError {
-                peer,
-                agency,
-                code,
-                error,
-            } => Line::new(f, CloseConnection, Fail)
-                .field("peer", peer)
-                .field("agencia", OrDash(agency))
-                .field("code", code)
-                .field("error", error)
-                .end(),
+            ConnectionEvent::ClosedOnError { peer, agency, code, error } => {
+                Line::new(f, CloseConnection, Fail)
+                    .field("peer", peer)
+                    .field("agencia", OrDash(agency))
+                    .field("code", code)
+                    .field("error", error)
+                    .end()
+            }
         }
     }
 }

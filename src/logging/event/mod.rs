@@ -41,17 +41,10 @@ pub enum ActionEvent<'a> {
     /// `<action> | success`, nothing more to say (a close, the shutdown).
     Succeeded(Action),
     /// `<action> | fail | error: …`.
-    Failed {
-        action: Action,
-        error: &'a dyn Display,
-    },
+    Failed { action: Action, error: &'a dyn Display },
     /// A line whose fields their owner writes, already in the grammar (a
     /// storage report, `StorageError::log_fields`).
-    Fields {
-        action: Action,
-        outcome: Outcome,
-        fields: &'a dyn Display,
-    },
+    Fields { action: Action, outcome: Outcome, fields: &'a dyn Display },
 }
 
 impl LogLine for ActionEvent<'_> {}
@@ -60,14 +53,12 @@ impl Display for ActionEvent<'_> {
     fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
         match *self {
             ActionEvent::Succeeded(action) => Line::new(f, action, Outcome::Success).end(),
-            ActionEvent::Failed { action, error } => Line::new(f, action, Outcome::Fail)
-                .field("error", error)
-                .end(),
-            ActionEvent::Fields {
-                action,
-                outcome,
-                fields,
-            } => Line::new(f, action, outcome).fields(fields).end(),
+            ActionEvent::Failed { action, error } => {
+                Line::new(f, action, Outcome::Fail).field("error", error).end()
+            }
+            ActionEvent::Fields { action, outcome, fields } => {
+                Line::new(f, action, outcome).fields(fields).end()
+            }
         }
     }
 }
@@ -101,20 +92,14 @@ mod tests {
     }
 
     fn boxed<E: Display + 'static>(events: Vec<E>) -> Vec<Box<dyn Display>> {
-        events
-            .into_iter()
-            .map(|e| Box::new(e) as Box<dyn Display>)
-            .collect()
+        events.into_iter().map(|e| Box::new(e) as Box<dyn Display>).collect()
     }
 
     fn action_samples() -> Vec<Box<dyn Display>> {
         let t: &'static dyn Display = &T;
         let all = vec![
             ActionEvent::Succeeded(Action::Shutdown),
-            ActionEvent::Failed {
-                action: Action::Bind,
-                error: t,
-            },
+            ActionEvent::Failed { action: Action::Bind, error: t },
             ActionEvent::Fields {
                 action: Action::StorageCheck,
                 outcome: Outcome::Success,
@@ -143,10 +128,7 @@ mod tests {
                 storage: t,
                 sync: Some(&"Always"),
             },
-            ConfigEvent::SecretFile {
-                path: t,
-                created: true,
-            },
+            ConfigEvent::SecretFile { path: t, created: true },
             ConfigEvent::ServerAuthOff,
             ConfigEvent::NoAgencies,
             ConfigEvent::Agency {
@@ -176,20 +158,9 @@ mod tests {
             ServerEvent::SignalReceived,
             ServerEvent::Listening { address: peer() },
             ServerEvent::Accepted { peer: peer() },
-            ServerEvent::AcceptFailed {
-                peer: peer(),
-                error: t,
-            },
-            ServerEvent::ListenerFailed {
-                error: t,
-                unlogged: 3,
-            },
-            ServerEvent::Ingest {
-                bets: 10,
-                rate: 2.5,
-                active_agencies: 2,
-                finished: 1,
-            },
+            ServerEvent::AcceptFailed { peer: peer(), error: t },
+            ServerEvent::ListenerFailed { error: t, unlogged: 3 },
+            ServerEvent::Ingest { bets: 10, rate: 2.5, active_agencies: 2, finished: 1 },
             ServerEvent::PoolClosed { workers: 4 },
             ServerEvent::ConnectionsClosed { count: 0 },
         ];
@@ -217,36 +188,14 @@ mod tests {
                 code: "unknown_agency",
                 error: t,
             },
-            ConnectionEvent::Challenged {
-                agency: 1,
-                peer: peer(),
-            },
-            ConnectionEvent::ChallengeFailed {
-                agency: 1,
-                peer: peer(),
-                error: t,
-            },
-            ConnectionEvent::AuthRefused {
-                agency: 1,
-                peer: peer(),
-            },
-            ConnectionEvent::Welcomed {
-                agency: 1,
-                peer: peer(),
-                next_seq: 0,
-                done: false,
-            },
+            ConnectionEvent::Challenged { agency: 1, peer: peer() },
+            ConnectionEvent::ChallengeFailed { agency: 1, peer: peer(), error: t },
+            ConnectionEvent::AuthRefused { agency: 1, peer: peer() },
+            ConnectionEvent::Welcomed { agency: 1, peer: peer(), next_seq: 0, done: false },
             ConnectionEvent::RequestPanicked { peer: peer() },
             ConnectionEvent::Bye { peer: peer() },
-            ConnectionEvent::Closed {
-                peer: peer(),
-                agency: None,
-                reason: T,
-            },
-            ConnectionEvent::ClosedAtShutdown {
-                peer: peer(),
-                agency: Some(2),
-            },
+            ConnectionEvent::Closed { peer: peer(), agency: None, reason: T },
+            ConnectionEvent::ClosedAtShutdown { peer: peer(), agency: Some(2) },
             ConnectionEvent::ClosedOnError {
                 peer: peer(),
                 agency: None,
@@ -274,44 +223,15 @@ mod tests {
     fn request_samples() -> Vec<Box<dyn Display>> {
         let t: &'static dyn Display = &T;
         let all = vec![
-            RequestEvent::BatchStored {
-                count: 200,
-                agency: 1,
-            },
-            RequestEvent::BatchDuplicate {
-                count: 200,
-                agency: 1,
-            },
-            RequestEvent::BetStored {
-                document: T,
-                number: 7574,
-            },
-            RequestEvent::BatchInvalid {
-                count: 2,
-                agency: 1,
-                bet: 1,
-                error: t,
-            },
-            RequestEvent::BatchFailed {
-                count: 2,
-                agency: 1,
-                code: "sequence",
-                error: t,
-            },
+            RequestEvent::BatchStored { count: 200, agency: 1 },
+            RequestEvent::BatchDuplicate { count: 200, agency: 1 },
+            RequestEvent::BetStored { document: T, number: 7574 },
+            RequestEvent::BatchInvalid { count: 2, agency: 1, bet: 1, error: t },
+            RequestEvent::BatchFailed { count: 2, agency: 1, code: "sequence", error: t },
             RequestEvent::AgencyDone { agency: 1, bets: 9 },
-            RequestEvent::DoneFailed {
-                agency: 1,
-                code: "done_mismatch",
-                error: t,
-            },
-            RequestEvent::WinnersNotReady {
-                agency: 1,
-                finished: 0,
-            },
-            RequestEvent::WinnersSent {
-                agency: 1,
-                winners: 3,
-            },
+            RequestEvent::DoneFailed { agency: 1, code: "done_mismatch", error: t },
+            RequestEvent::WinnersNotReady { agency: 1, finished: 0 },
+            RequestEvent::WinnersSent { agency: 1, winners: 3 },
         ];
         for e in &all {
             match e {
@@ -339,36 +259,13 @@ mod tests {
                 reason: t,
                 finished: 0,
             },
-            StorageEvent::DatabaseWaiting {
-                database: t,
-                error: t,
-            },
-            StorageEvent::DatabaseUpgraded {
-                database: t,
-                version: 3,
-                auth: "required",
-            },
-            StorageEvent::DatabaseReady {
-                database: t,
-                version: 3,
-            },
-            StorageEvent::DatabaseOpened {
-                database: t,
-                schema_version: 3,
-                finished: 0,
-            },
-            StorageEvent::CommitAnswerLost {
-                commit: t,
-                error: t,
-            },
-            StorageEvent::CommitLookupRetry {
-                commit: t,
-                error: t,
-            },
-            StorageEvent::CommitFound {
-                commit: t,
-                committed: true,
-            },
+            StorageEvent::DatabaseWaiting { database: t, error: t },
+            StorageEvent::DatabaseUpgraded { database: t, version: 3, auth: "required" },
+            StorageEvent::DatabaseReady { database: t, version: 3 },
+            StorageEvent::DatabaseOpened { database: t, schema_version: 3, finished: 0 },
+            StorageEvent::CommitAnswerLost { commit: t, error: t },
+            StorageEvent::CommitLookupRetry { commit: t, error: t },
+            StorageEvent::CommitFound { commit: t, committed: true },
             StorageEvent::Draw { winners: 12 },
             StorageEvent::WinnersUnavailable { error: t },
         ];
@@ -393,45 +290,22 @@ mod tests {
         let t: &'static dyn Display = &T;
         let all = vec![
             AgencyEvent::Connected { server: T },
-            AgencyEvent::GaveUp {
-                server: T,
-                error: t,
-            },
+            AgencyEvent::GaveUp { server: T, error: t },
             AgencyEvent::Reconnecting {
                 reason: "connect",
                 server: T,
                 detail: t,
                 repeated: Some(4),
             },
-            AgencyEvent::ServerRefused {
-                reason: "no_challenge",
-                server: T,
-                detail: t,
-            },
+            AgencyEvent::ServerRefused { reason: "no_challenge", server: T, detail: t },
             AgencyEvent::AuthSkipped,
             AgencyEvent::BatchSent { next_seq: 10 },
-            AgencyEvent::BetSent {
-                document: T,
-                number: 1,
-            },
+            AgencyEvent::BetSent { document: T, number: 1 },
             AgencyEvent::BetInvalid { line: 4, error: t },
-            AgencyEvent::Progress {
-                sent: 4000,
-                acked: 3000,
-                rate: 1500.4,
-            },
-            AgencyEvent::WinnersPending {
-                finished: 1,
-                expected: 5,
-            },
+            AgencyEvent::Progress { sent: 4000, acked: 3000, rate: 1500.4 },
+            AgencyEvent::WinnersPending { finished: 1, expected: 5 },
             AgencyEvent::WinnersReceived { winners: 3 },
-            AgencyEvent::Summary {
-                sent: 10,
-                invalid: 1,
-                batches: 2,
-                bytes: 400,
-                seconds: 0.5,
-            },
+            AgencyEvent::Summary { sent: 10, invalid: 1, batches: 2, bytes: 400, seconds: 0.5 },
         ];
         for e in &all {
             match e {
@@ -468,11 +342,7 @@ mod tests {
     fn lines_read_as_the_course_writes_them() {
         let lines = [
             (
-                RequestEvent::BatchStored {
-                    count: 200,
-                    agency: 3,
-                }
-                .to_string(),
+                RequestEvent::BatchStored { count: 200, agency: 3 }.to_string(),
                 "action: apuesta_recibida | result: success | cantidad: 200 | agencia: 3",
             ),
             (

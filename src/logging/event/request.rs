@@ -9,11 +9,20 @@ use std::fmt::{self, Display, Formatter};
 #[derive(Clone, Copy)]
 pub enum RequestEvent<'a> {
     /// A batch is durable.
-    BatchStored { count: usize, agency: u32 },
+    BatchStored {
+        count: usize,
+        agency: u32,
+    },
     /// A batch resent after a reconnect, stored before.
-    BatchDuplicate { count: usize, agency: u32 },
+    BatchDuplicate {
+        count: usize,
+        agency: u32,
+    },
     /// The bet of a one-bet batch (the course's exercise).
-    BetStored { document: &'a str, number: u16 },
+    BetStored {
+        document: &'a str,
+        number: u16,
+    },
     /// Bet number `bet` of the batch is not valid: nothing of it is stored.
     BatchInvalid {
         count: usize,
@@ -29,16 +38,25 @@ pub enum RequestEvent<'a> {
         error: &'a dyn Display,
     },
     /// The agency's DONE is durable: `bets` in all.
-    AgencyDone { agency: u32, bets: u64 },
+    AgencyDone {
+        agency: u32,
+        bets: u64,
+    },
     DoneFailed {
         agency: u32,
         code: &'a str,
         error: &'a dyn Display,
     },
     /// WINNERS? before the draw.
-    WinnersNotReady { agency: u32, finished: u32 },
+    WinnersNotReady {
+        agency: u32,
+        finished: u32,
+    },
     /// The first page of an agency's winners.
-    WinnersSent { agency: u32, winners: u32 },
+    WinnersSent {
+        agency: u32,
+        winners: u32,
+    },
 }
 
 impl LogLine for RequestEvent<'_> {}
@@ -64,40 +82,32 @@ impl Display for RequestEvent<'_> {
                     .field("numero", number)
                     .end()
             }
-            RequestEvent::BatchInvalid {
-                count,
-                agency,
-                bet,
-                error,
-            } => Line::new(f, ApuestaRecibida, Fail)
-                .field("cantidad", count)
-                .field("agencia", agency)
-                .field("error", format_args!("bet {bet}: {error}"))
-                .end(),
-            RequestEvent::BatchFailed {
-                count,
-                agency,
-                code,
-                error,
-            } => Line::new(f, ApuestaRecibida, Fail)
-                .field("cantidad", count)
-                .field("agencia", agency)
-                .field("code", code)
-                .field("error", error)
-                .end(),
+            RequestEvent::BatchInvalid { count, agency, bet, error } => {
+                Line::new(f, ApuestaRecibida, Fail)
+                    .field("cantidad", count)
+                    .field("agencia", agency)
+                    .field("error", format_args!("bet {bet}: {error}"))
+                    .end()
+            }
+            RequestEvent::BatchFailed { count, agency, code, error } => {
+                Line::new(f, ApuestaRecibida, Fail)
+                    .field("cantidad", count)
+                    .field("agencia", agency)
+                    .field("code", code)
+                    .field("error", error)
+                    .end()
+            }
             RequestEvent::AgencyDone { agency, bets } => Line::new(f, AgenciaFinalizada, Success)
                 .field("agencia", agency)
                 .field("apuestas", bets)
                 .end(),
-            RequestEvent::DoneFailed {
-                agency,
-                code,
-                error,
-            } => Line::new(f, AgenciaFinalizada, Fail)
-                .field("agencia", agency)
-                .field("code", code)
-                .field("error", error)
-                .end(),
+            RequestEvent::DoneFailed { agency, code, error } => {
+                Line::new(f, AgenciaFinalizada, Fail)
+                    .field("agencia", agency)
+                    .field("code", code)
+                    .field("error", error)
+                    .end()
+            }
             RequestEvent::WinnersNotReady { agency, finished } => {
                 Line::new(f, ConsultaGanadores, InProgress)
                     .field("agencia", agency)

@@ -49,40 +49,35 @@ impl Display for ServerEvent<'_> {
         use Action::{Accept, CloseConnections, CloseThreadPool, Ingesta, Listen, Signal};
         use Outcome::{Fail, InProgress, Success};
         match *self {
-            ServerEvent::SignalReceived => Line::new(f, Signal, Success)
-                .field("signal", "SIGTERM/SIGINT")
-                .end(),
-            ServerEvent::Listening { address } => Line::new(f, Listen, Success)
-                .field("address", address)
-                .end(),
+            ServerEvent::SignalReceived => {
+                Line::new(f, Signal, Success).field("signal", "SIGTERM/SIGINT").end()
+            }
+            ServerEvent::Listening { address } => {
+                Line::new(f, Listen, Success).field("address", address).end()
+            }
             ServerEvent::Accepted { peer } => {
                 Line::new(f, Accept, Success).field("peer", peer).end()
             }
-            ServerEvent::AcceptFailed { peer, error } => Line::new(f, Accept, Fail)
-                .field("peer", peer)
-                .field("error", error)
-                .end(),
-            ServerEvent::ListenerFailed { error, unlogged } => Line::new(f, Accept, Fail)
-                .field("error", error)
-                .field("omitidos", unlogged)
-                .end(),
-            ServerEvent::Ingest {
-                bets,
-                rate,
-                active_agencies,
-                finished,
-            } => Line::new(f, Ingesta, InProgress)
-                .field("apuestas", bets)
-                .field("por_segundo", format_args!("{rate:.0}"))
-                .field("agencias_activas", active_agencies)
-                .field("agencias_finalizadas", finished)
-                .end(),
-            ServerEvent::PoolClosed { workers } => Line::new(f, CloseThreadPool, Success)
-                .field("workers", workers)
-                .end(),
-            ServerEvent::ConnectionsClosed { count } => Line::new(f, CloseConnections, Success)
-                .field("count", count)
-                .end(),
+            ServerEvent::AcceptFailed { peer, error } => {
+                Line::new(f, Accept, Fail).field("peer", peer).field("error", error).end()
+            }
+            ServerEvent::ListenerFailed { error, unlogged } => {
+                Line::new(f, Accept, Fail).field("error", error).field("omitidos", unlogged).end()
+            }
+            ServerEvent::Ingest { bets, rate, active_agencies, finished } => {
+                Line::new(f, Ingesta, InProgress)
+                    .field("apuestas", bets)
+                    .field("por_segundo", format_args!("{rate:.0}"))
+                    .field("agencias_activas", active_agencies)
+                    .field("agencias_finalizadas", finished)
+                    .end()
+            }
+            ServerEvent::PoolClosed { workers } => {
+                Line::new(f, CloseThreadPool, Success).field("workers", workers).end()
+            }
+            ServerEvent::ConnectionsClosed { count } => {
+                Line::new(f, CloseConnections, Success).field("count", count).end()
+            }
         }
     }
 }

@@ -83,38 +83,31 @@ impl Display for StorageEvent<'_> {
                     .field("error", error)
                     .end()
             }
-            StorageEvent::DatabaseUpgraded {
-                database,
-                version,
-                auth,
-            } => Line::new(f, StorageUpgrade, Success)
-                .field("database", database)
-                .field("version", version)
-                .field("auth", auth)
-                .end(),
+            StorageEvent::DatabaseUpgraded { database, version, auth } => {
+                Line::new(f, StorageUpgrade, Success)
+                    .field("database", database)
+                    .field("version", version)
+                    .field("auth", auth)
+                    .end()
+            }
             StorageEvent::DatabaseReady { database, version } => {
                 Line::new(f, StorageSchema, Success)
                     .field("database", database)
                     .field("version", version)
                     .end()
             }
-            StorageEvent::DatabaseOpened {
-                database,
-                schema_version,
-                finished,
-            } => Line::new(f, StorageOpen, Success)
-                .field("backend", "postgres")
-                .field("database", database)
-                .field("schema_version", schema_version)
-                .field("agencias_finalizadas", finished)
-                .end(),
+            StorageEvent::DatabaseOpened { database, schema_version, finished } => {
+                Line::new(f, StorageOpen, Success)
+                    .field("backend", "postgres")
+                    .field("database", database)
+                    .field("schema_version", schema_version)
+                    .field("agencias_finalizadas", finished)
+                    .end()
+            }
             StorageEvent::CommitAnswerLost { commit, error } => {
                 Line::new(f, CommitLookup, InProgress)
                     .field("commit", commit)
-                    .field(
-                        "error",
-                        format_args!("COMMIT was sent and its answer lost: {error}"),
-                    )
+                    .field("error", format_args!("COMMIT was sent and its answer lost: {error}"))
                     .end()
             }
             StorageEvent::CommitLookupRetry { commit, error } => {
@@ -127,9 +120,9 @@ impl Display for StorageEvent<'_> {
                 .field("commit", commit)
                 .field("committed", committed)
                 .end(),
-            StorageEvent::Draw { winners } => Line::new(f, Sorteo, Success)
-                .field("ganadores", winners)
-                .end(),
+            StorageEvent::Draw { winners } => {
+                Line::new(f, Sorteo, Success).field("ganadores", winners).end()
+            }
             StorageEvent::WinnersUnavailable { error } => Line::new(f, Ganadores, Fail)
                 .field(
                     "error",

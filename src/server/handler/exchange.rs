@@ -36,22 +36,13 @@ impl Exchange<'_> {
     /// Appends the answer of a request handed to the store: it waits for
     /// the commit holding it.
     pub(super) fn wait_for(&mut self, ticket: Ticket, agency: u32, what: Request) {
-        self.reply.parts.push(Part::Awaiting(Awaiting {
-            agency,
-            ticket,
-            what,
-        }));
+        self.reply.parts.push(Part::Awaiting(Awaiting { agency, ticket, what }));
     }
 
     /// Answers ERROR, logs why, and closes the connection.
     pub(super) fn refuse(&mut self, action: Action, code: ErrorCode, reason: &str) {
-        ConnectionEvent::Refused {
-            action,
-            peer: self.peer,
-            code: code.name(),
-            error: &reason,
-        }
-        .log(PEER_FAULT);
+        ConnectionEvent::Refused { action, peer: self.peer, code: code.name(), error: &reason }
+            .log(PEER_FAULT);
         self.fail(code, reason.to_owned());
     }
 
@@ -77,11 +68,7 @@ impl Exchange<'_> {
                     "AUTH must succeed before any other request",
                 );
             } else {
-                self.refuse(
-                    Action::Request,
-                    ErrorCode::HelloRequired,
-                    "HELLO must come first",
-                );
+                self.refuse(Action::Request, ErrorCode::HelloRequired, "HELLO must come first");
             }
         }
         self.session.agency
@@ -107,10 +94,8 @@ impl Exchange<'_> {
             | Message::Error { .. }
             | Message::Winners { .. }
             | Message::NotReady { .. } => {
-                let reason = format!(
-                    "message type 0x{:02x} is only sent by the server",
-                    msg.kind()
-                );
+                let reason =
+                    format!("message type 0x{:02x} is only sent by the server", msg.kind());
                 self.refuse(Action::Request, ErrorCode::UnexpectedMessage, &reason);
             }
         }

@@ -20,11 +20,7 @@ impl Exchange<'_> {
     /// checked: one HELLO per connection, this protocol's version, an
     /// agency of this lottery.
     pub(super) fn hello(&mut self, version: u8, agency: u32) {
-        if let Some(current) = self
-            .session
-            .agency
-            .or(self.session.challenge.map(|c| c.agency))
-        {
+        if let Some(current) = self.session.agency.or(self.session.challenge.map(|c| c.agency)) {
             let reason = format!("this connection already said HELLO as agency {current}");
             return self.refuse(Action::Hello, ErrorCode::DuplicateHello, &reason);
         }
@@ -45,24 +41,12 @@ impl Exchange<'_> {
         match auth::nonce() {
             Ok(nonce) => {
                 self.session.challenge = Some(Challenge { agency, nonce });
-                ConnectionEvent::Challenged {
-                    agency,
-                    peer: self.peer,
-                }
-                .debug();
+                ConnectionEvent::Challenged { agency, peer: self.peer }.debug();
                 self.send(&Message::Challenge { nonce });
             }
             Err(e) => {
-                ConnectionEvent::ChallengeFailed {
-                    agency,
-                    peer: self.peer,
-                    error: &e,
-                }
-                .error();
-                self.fail(
-                    ErrorCode::Busy,
-                    "no randomness for a challenge; try again".into(),
-                );
+                ConnectionEvent::ChallengeFailed { agency, peer: self.peer, error: &e }.error();
+                self.fail(ErrorCode::Busy, "no randomness for a challenge; try again".into());
             }
         }
     }
@@ -77,11 +61,9 @@ impl Exchange<'_> {
                     );
                     self.refuse(Action::Auth, ErrorCode::DuplicateHello, &reason)
                 }
-                None => self.refuse(
-                    Action::Auth,
-                    ErrorCode::HelloRequired,
-                    "HELLO must come first",
-                ),
+                None => {
+                    self.refuse(Action::Auth, ErrorCode::HelloRequired, "HELLO must come first")
+                }
             };
         };
         let ServerAuth::Required(secret) = &self.server_auth else {
@@ -92,21 +74,11 @@ impl Exchange<'_> {
                 "no CHALLENGE to answer",
             );
         };
-        if secret
-            .agency_key(agency)
-            .verify(&nonce, agency, PROTOCOL_VERSION, tag)
-        {
+        if secret.agency_key(agency).verify(&nonce, agency, PROTOCOL_VERSION, tag) {
             return self.welcome(agency);
         }
-        ConnectionEvent::AuthRefused {
-            agency,
-            peer: self.peer,
-        }
-        .log(PEER_FAULT);
-        self.fail(
-            ErrorCode::Unauthorized,
-            format!("AUTH does not prove agency {agency}'s key"),
-        );
+        ConnectionEvent::AuthRefused { agency, peer: self.peer }.log(PEER_FAULT);
+        self.fail(ErrorCode::Unauthorized, format!("AUTH does not prove agency {agency}'s key"));
         self.reply.delay = Some(AUTH_FAIL_DELAY);
     }
 
@@ -116,13 +88,7 @@ impl Exchange<'_> {
         match self.store.position(agency) {
             Ok((next_seq, done)) => {
                 self.session.agency = Some(agency);
-                ConnectionEvent::Welcomed {
-                    agency,
-                    peer: self.peer,
-                    next_seq,
-                    done,
-                }
-                .info();
+                ConnectionEvent::Welcomed { agency, peer: self.peer, next_seq, done }.info();
                 self.send(&Message::HelloOk { next_seq, done });
             }
             Err(e) => self.refuse_store(Action::Hello, &e),

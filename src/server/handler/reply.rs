@@ -41,11 +41,7 @@ impl Reply {
     pub fn refusal(code: ErrorCode, message: &str) -> Reply {
         let mut out = Vec::new();
         encode_error(&mut out, code, message);
-        Reply {
-            parts: vec![Part::Ready(out)],
-            close: true,
-            delay: None,
-        }
+        Reply { parts: vec![Part::Ready(out)], close: true, delay: None }
     }
 
     /// Appends the answers of later requests (read ahead).
@@ -111,41 +107,22 @@ impl Awaiting {
     fn wait(self, out: &mut Vec<u8>) -> bool {
         let agency = self.agency;
         match (&self.what, self.ticket.wait()) {
-            (
-                Request::Batch { len, single },
-                Ok(Acked {
-                    next_seq,
-                    duplicate,
-                }),
-            ) => {
+            (Request::Batch { len, single }, Ok(Acked { next_seq, duplicate })) => {
                 let count = *len;
                 if duplicate {
                     RequestEvent::BatchDuplicate { count, agency }.info();
                 } else {
                     RequestEvent::BatchStored { count, agency }.info();
                     if let Some((document, number)) = single {
-                        RequestEvent::BetStored {
-                            document,
-                            number: *number,
-                        }
-                        .info();
+                        RequestEvent::BetStored { document, number: *number }.info();
                     }
                 }
                 encode(out, &Message::Ack { next_seq });
                 false
             }
             // A DONE's ticket resolves to the agency's total.
-            (
-                Request::Done,
-                Ok(Acked {
-                    next_seq: total, ..
-                }),
-            ) => {
-                RequestEvent::AgencyDone {
-                    agency,
-                    bets: total,
-                }
-                .info();
+            (Request::Done, Ok(Acked { next_seq: total, .. })) => {
+                RequestEvent::AgencyDone { agency, bets: total }.info();
                 encode(out, &Message::Ack { next_seq: total });
                 false
             }
@@ -159,12 +136,9 @@ impl Awaiting {
                         error: &e,
                     }
                     .error(),
-                    Request::Done => RequestEvent::DoneFailed {
-                        agency,
-                        code: code.name(),
-                        error: &e,
+                    Request::Done => {
+                        RequestEvent::DoneFailed { agency, code: code.name(), error: &e }.error()
                     }
-                    .error(),
                 }
                 encode_error(out, code, &e.to_string());
                 true
@@ -176,11 +150,7 @@ impl Awaiting {
 /// Encodes an answer the server built itself (always encodable).
 pub(super) fn encode(out: &mut Vec<u8>, msg: &Message) {
     if let Err(e) = msg.encode_into(out) {
-        ActionEvent::Failed {
-            action: Action::Encode,
-            error: &e,
-        }
-        .error();
+        ActionEvent::Failed { action: Action::Encode, error: &e }.error();
     }
 }
 

@@ -27,17 +27,9 @@ fn winners_answer(agency: u32, offset: u32, answer: WinnersAnswer) -> Result<Mes
         return Err(format!("offset {offset} beyond {} winners", page.total));
     }
     if offset == 0 {
-        RequestEvent::WinnersSent {
-            agency,
-            winners: page.total,
-        }
-        .info();
+        RequestEvent::WinnersSent { agency, winners: page.total }.info();
     }
-    Ok(Message::Winners {
-        total: page.total,
-        offset,
-        documents: page.documents,
-    })
+    Ok(Message::Winners { total: page.total, offset, documents: page.documents })
 }
 
 impl Exchange<'_> {
@@ -47,30 +39,19 @@ impl Exchange<'_> {
         let Some(agency) = self.agency() else { return };
         let n = batch.bets.len();
         if batch.agency != agency {
-            let reason = format!(
-                "batch for agency {} on agency {agency}'s connection",
-                batch.agency
-            );
+            let reason =
+                format!("batch for agency {} on agency {agency}'s connection", batch.agency);
             return self.refuse(Action::ApuestaRecibida, ErrorCode::AgencyMismatch, &reason);
         }
         if self.session.done_sent {
             return self.refuse_store(Action::ApuestaRecibida, &StoreError::AlreadyDone);
         }
         if let Err((i, e)) = batch.validate() {
-            RequestEvent::BatchInvalid {
-                count: n,
-                agency,
-                bet: i,
-                error: &e,
-            }
-            .log(PEER_FAULT);
+            RequestEvent::BatchInvalid { count: n, agency, bet: i, error: &e }.log(PEER_FAULT);
             let message = format!("bet {i} of the batch: {e}; nothing of the batch was stored");
             return self.fail(ErrorCode::InvalidBet, message);
         }
-        match self
-            .store
-            .submit_batch(agency, batch.first_seq, &batch.bets)
-        {
+        match self.store.submit_batch(agency, batch.first_seq, &batch.bets) {
             Ok(ticket) => {
                 let single = match batch.bets.as_slice() {
                     [bet] => Some((bet.document.to_owned(), bet.number)),
@@ -80,13 +61,8 @@ impl Exchange<'_> {
             }
             Err(e) => {
                 let code = store_error_code(&e);
-                RequestEvent::BatchFailed {
-                    count: n,
-                    agency,
-                    code: code.name(),
-                    error: &e,
-                }
-                .log(PEER_FAULT);
+                RequestEvent::BatchFailed { count: n, agency, code: code.name(), error: &e }
+                    .log(PEER_FAULT);
                 self.fail(code, e.to_string());
             }
         }

@@ -23,10 +23,7 @@ pub(super) fn announce(
         .start()
         .map_err(db("begin a transaction on"))?;
     let row = tx
-        .query_opt(
-            "SELECT winners FROM draw WHERE id = 1 AND NOT announced FOR UPDATE",
-            &[],
-        )
+        .query_opt("SELECT winners FROM draw WHERE id = 1 AND NOT announced FOR UPDATE", &[])
         .map_err(db("read the draw from"))?;
     let Some(row) = row else {
         return Ok(None);

@@ -71,10 +71,7 @@ enum TxFailure {
     /// COMMIT was sent and no answer came (or one that may have come after
     /// the commit): stored or not, only the database knows. `outcome` is
     /// what the transaction made durable if it committed.
-    AnswerLost {
-        error: StorageError,
-        outcome: Committed,
-    },
+    AnswerLost { error: StorageError, outcome: Committed },
 }
 
 impl From<StorageError> for TxFailure {
@@ -104,11 +101,7 @@ pub(super) struct AgencyRow {
 pub(super) fn agency_row(row: &pg::Row) -> Result<(u32, AgencyRow), StorageError> {
     let agency = u32::try_from(row.get::<_, i64>(0)).map_err(|_| out_of_range("agency"))?;
     let next = u64::try_from(row.get::<_, i64>(1)).map_err(|_| out_of_range("position"))?;
-    let row = AgencyRow {
-        next,
-        done: row.get(2),
-        changed: false,
-    };
+    let row = AgencyRow { next, done: row.get(2), changed: false };
     Ok((agency, row))
 }
 
@@ -128,15 +121,9 @@ impl PgStorage {
     /// could not be asked within [`LOOKUP_PATIENCE`]).
     pub fn commit(&mut self, group: &GroupData<'_>) -> Result<Committed, StorageError> {
         self.seq += 1;
-        let id = CommitId {
-            server: self.server,
-            seq: self.seq,
-        };
+        let id = CommitId { server: self.server, seq: self.seq };
         let (agencies, copy) = (self.agencies, &mut self.copy);
-        match self
-            .link
-            .with(|client| Self::transaction(client, agencies, copy, group, id))
-        {
+        match self.link.with(|client| Self::transaction(client, agencies, copy, group, id)) {
             Ok(committed) => Ok(committed),
             Err(TxFailure::RolledBack(e)) => Err(e),
             Err(TxFailure::AnswerLost { error, outcome }) => self.learn(id, error, outcome),
@@ -153,20 +140,12 @@ impl PgStorage {
         lost: StorageError,
         outcome: Committed,
     ) -> Result<Committed, StorageError> {
-        StorageEvent::CommitAnswerLost {
-            commit: &id,
-            error: &lost,
-        }
-        .warn();
+        StorageEvent::CommitAnswerLost { commit: &id, error: &lost }.warn();
         let started = Instant::now();
         loop {
             match self.link.with(|client| landed(client, id)) {
                 Ok(committed) => {
-                    StorageEvent::CommitFound {
-                        commit: &id,
-                        committed,
-                    }
-                    .info();
+                    StorageEvent::CommitFound { commit: &id, committed }.info();
                     return if committed {
                         Ok(outcome)
                     } else {
@@ -180,11 +159,7 @@ impl PgStorage {
                     };
                 }
                 Err(e) if started.elapsed() < LOOKUP_PATIENCE => {
-                    StorageEvent::CommitLookupRetry {
-                        commit: &id,
-                        error: &e,
-                    }
-                    .warn();
+                    StorageEvent::CommitLookupRetry { commit: &id, error: &e }.warn();
                     std::thread::sleep(Duration::from_millis(500));
                 }
                 Err(e) => {
@@ -227,16 +202,9 @@ impl PgStorage {
         let (verdicts, newly_done) = decide(group, &mut rows, copy)?;
         copy_in(&mut tx, copy)?;
         move_positions(&mut tx, &rows)?;
-        let drew = if newly_done > 0 {
-            add_finished(&mut tx, newly_done, agencies)?
-        } else {
-            None
-        };
+        let drew = if newly_done > 0 { add_finished(&mut tx, newly_done, agencies)? } else { None };
         let outcome = Committed {
-            agencies: rows
-                .iter()
-                .map(|(agency, row)| (*agency, row.next, row.done))
-                .collect(),
+            agencies: rows.iter().map(|(agency, row)| (*agency, row.next, row.done)).collect(),
             verdicts,
             drew,
         };
@@ -299,10 +267,9 @@ fn copy_in(tx: &mut pg::Transaction<'_>, copy: &[u8]) -> Result<(), StorageError
             "COPY bets (agency, position, first_name, last_name, document, birthdate, number) FROM STDIN WITH (FORMAT csv)",
         )
         .map_err(db("start copying bets into"))?;
-    writer.write_all(copy).map_err(|e| StorageError::Database {
-        action: "copy bets into",
-        reason: e.to_string(),
-    })?;
+    writer
+        .write_all(copy)
+        .map_err(|e| StorageError::Database { action: "copy bets into", reason: e.to_string() })?;
     writer.finish().map_err(db("copy bets into"))?;
     Ok(())
 }
@@ -376,13 +343,9 @@ fn record_draw(tx: &mut pg::Transaction<'_>) -> Result<Option<u64>, StorageError
         RECORD_WINNERS_TIMEOUT.as_millis()
     ))
     .map_err(db("record the winners in"))?;
-    tx.execute(RECORD_WINNERS, &[])
+    tx.execute(RECORD_WINNERS, &[]).map_err(db("record the winners in"))?;
+    tx.batch_execute(&format!("SET LOCAL statement_timeout = {}", STATEMENT_TIMEOUT.as_millis()))
         .map_err(db("record the winners in"))?;
-    tx.batch_execute(&format!(
-        "SET LOCAL statement_timeout = {}",
-        STATEMENT_TIMEOUT.as_millis()
-    ))
-    .map_err(db("record the winners in"))?;
     Ok(Some(drew))
 }
 
@@ -487,10 +450,7 @@ mod tests {
     use super::*;
 
     fn batch(agency: u32, first: u64, count: u64, rows: std::ops::Range<usize>) -> GroupRequest {
-        GroupRequest {
-            agency,
-            kind: RequestKind::Batch { first, count, rows },
-        }
+        GroupRequest { agency, kind: RequestKind::Batch { first, count, rows } }
     }
 
     #[test]
@@ -500,43 +460,16 @@ mod tests {
             batch(1, 0, 1, 0..2), // stored elsewhere already
             batch(1, 1, 2, 2..6), // half stored: a gap now
             batch(2, 5, 1, 6..8), // continues agency 2
-            GroupRequest {
-                agency: 2,
-                kind: RequestKind::Done { total: 6 },
-            },
+            GroupRequest { agency: 2, kind: RequestKind::Done { total: 6 } },
             batch(2, 6, 1, 6..8), // after DONE
-            GroupRequest {
-                agency: 3,
-                kind: RequestKind::Done { total: 1 },
-            },
-            GroupRequest {
-                agency: 2,
-                kind: RequestKind::Done { total: 6 },
-            }, // repeated, same total
-            GroupRequest {
-                agency: 2,
-                kind: RequestKind::Done { total: 7 },
-            }, // repeated, another total
-            GroupRequest {
-                agency: 4,
-                kind: RequestKind::Done { total: 3 },
-            }, // done elsewhere, same total
-            GroupRequest {
-                agency: 4,
-                kind: RequestKind::Done { total: 0 },
-            }, // done elsewhere, another total
+            GroupRequest { agency: 3, kind: RequestKind::Done { total: 1 } },
+            GroupRequest { agency: 2, kind: RequestKind::Done { total: 6 } }, // repeated, same total
+            GroupRequest { agency: 2, kind: RequestKind::Done { total: 7 } }, // repeated, another total
+            GroupRequest { agency: 4, kind: RequestKind::Done { total: 3 } }, // done elsewhere, same total
+            GroupRequest { agency: 4, kind: RequestKind::Done { total: 0 } }, // done elsewhere, another total
         ];
-        let group = GroupData {
-            rows: bytes,
-            added: &[],
-            done: &[],
-            requests: &requests,
-        };
-        let row = |next, done| AgencyRow {
-            next,
-            done,
-            changed: false,
-        };
+        let group = GroupData { rows: bytes, added: &[], done: &[], requests: &requests };
+        let row = |next, done| AgencyRow { next, done, changed: false };
         let mut rows = BTreeMap::from([
             (1, row(2, false)),
             (2, row(5, false)),
@@ -560,10 +493,7 @@ mod tests {
                 (9, Verdict::DoneMismatch { stored: 3 }),
             ])
         );
-        assert_eq!(
-            (rows[&2].next, rows[&2].done, rows[&2].changed),
-            (6, true, true)
-        );
+        assert_eq!((rows[&2].next, rows[&2].done, rows[&2].changed), (6, true, true));
         assert!(!rows[&1].changed);
         assert!(!rows[&4].changed);
     }

@@ -7,10 +7,7 @@ use ::postgres as pg;
 /// Turns the error of a statement into the storage's error, saying what
 /// it was doing (`action`).
 pub(super) fn db(action: &'static str) -> impl FnOnce(pg::Error) -> StorageError {
-    move |e| StorageError::Database {
-        action,
-        reason: error_text(&e),
-    }
+    move |e| StorageError::Database { action, reason: error_text(&e) }
 }
 
 /// The error with the server's message, when there is one.
@@ -23,8 +20,5 @@ fn error_text(e: &pg::Error) -> String {
 
 /// A value read from the database that does not fit the server's type.
 pub(super) fn out_of_range(what: &str) -> StorageError {
-    StorageError::Database {
-        action: "read",
-        reason: format!("{what} out of range"),
-    }
+    StorageError::Database { action: "read", reason: format!("{what} out of range") }
 }

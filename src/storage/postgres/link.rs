@@ -103,12 +103,7 @@ pub(super) fn target(config: &pg::Config) -> String {
         })
         .collect();
     let ports: Vec<String> = config.get_ports().iter().map(u16::to_string).collect();
-    format!(
-        "{}:{}/{}",
-        hosts.join(","),
-        ports.join(","),
-        config.get_dbname().unwrap_or("")
-    )
+    format!("{}:{}/{}", hosts.join(","), ports.join(","), config.get_dbname().unwrap_or(""))
 }
 
 pub(super) fn connect(config: &pg::Config) -> Result<pg::Client, StorageError> {

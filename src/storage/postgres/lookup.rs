@@ -139,11 +139,7 @@ impl LookupConn {
         }
         self.drawn = true;
         if let Err(e) = self.link.with(|client| announce(client, log)) {
-            ActionEvent::Failed {
-                action: Action::Sorteo,
-                error: &e,
-            }
-            .warn();
+            ActionEvent::Failed { action: Action::Sorteo, error: &e }.warn();
         }
         Ok(None)
     }

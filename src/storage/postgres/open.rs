@@ -52,16 +52,9 @@ pub(in crate::storage) fn open(
     let (counts, done) = positions(&mut client)?;
     // The rows of servers long gone (see COMMITS_KEPT).
     client
-        .execute(
-            &format!("DELETE FROM commits WHERE at < now() - interval '{COMMITS_KEPT}'"),
-            &[],
-        )
+        .execute(&format!("DELETE FROM commits WHERE at < now() - interval '{COMMITS_KEPT}'"), &[])
         .map_err(db("prune the commits of"))?;
-    StorageEvent::DatabaseReady {
-        database: &target,
-        version: SCHEMA_VERSION,
-    }
-    .info();
+    StorageEvent::DatabaseReady { database: &target, version: SCHEMA_VERSION }.info();
     Ok(PgOpened {
         storage: PgStorage {
             link: Link::new(config.clone(), Some(client)),
@@ -116,11 +109,7 @@ fn connect_prepared(
             // creating the schema at once, is worth waiting for; a database
             // this server must not use is not.
             Err(e) if !refuses_us(&e) && started.elapsed() < OPEN_PATIENCE => {
-                StorageEvent::DatabaseWaiting {
-                    database: &target,
-                    error: &e,
-                }
-                .warn();
+                StorageEvent::DatabaseWaiting { database: &target, error: &e }.warn();
                 std::thread::sleep(Duration::from_millis(500));
             }
             Err(e) => return Err(e),

@@ -123,13 +123,7 @@ const _: () = assert!(WINNING_NUMBER == 7574);
 /// Whether `prepare` found a database this server must not use (a newer
 /// schema, another number of agencies): waiting will not change that.
 pub(super) fn refuses_us(e: &StorageError) -> bool {
-    matches!(
-        e,
-        StorageError::Database {
-            action: REFUSED,
-            ..
-        }
-    )
+    matches!(e, StorageError::Database { action: REFUSED, .. })
 }
 
 /// The action of the errors [`refuses_us`] recognises.
@@ -169,10 +163,8 @@ fn check_encoding(client: &mut pg::Client) -> Result<(), StorageError> {
     // Names are any UTF-8: a database in another encoding (LATIN1,
     // SQL_ASCII...) would refuse some of them mid-ingest, or store bytes
     // that `\copy` does not give back as `bets.csv` holds them.
-    let encoding: String = client
-        .query_one("SHOW server_encoding", &[])
-        .map_err(db("read the encoding of"))?
-        .get(0);
+    let encoding: String =
+        client.query_one("SHOW server_encoding", &[]).map_err(db("read the encoding of"))?.get(0);
     if !encoding.eq_ignore_ascii_case("UTF8") {
         return Err(StorageError::Database {
             action: REFUSED,
@@ -210,29 +202,19 @@ fn create_or_upgrade(client: &mut pg::Client) -> Result<(), StorageError> {
         }
         Some(v) if v == SCHEMA_VERSION => {}
         previous => {
-            client
-                .batch_execute(SCHEMA_V2)
-                .map_err(db("create the schema in"))?;
+            client.batch_execute(SCHEMA_V2).map_err(db("create the schema in"))?;
             if previous == Some(1) {
                 // From version 1: the counter starts at what the agencies'
                 // rows say (upgrade with every version-1 server stopped).
-                client
-                    .batch_execute(UPGRADE_FROM_V1)
-                    .map_err(db("upgrade the schema of"))?;
+                client.batch_execute(UPGRADE_FROM_V1).map_err(db("upgrade the schema of"))?;
             }
             // New, or from version 1 or 2 (servers of version 2 may still
             // be running: nothing here changes what they read or write).
-            client
-                .batch_execute(SCHEMA_V3_AGREE)
-                .map_err(db("upgrade the schema of"))?;
+            client.batch_execute(SCHEMA_V3_AGREE).map_err(db("upgrade the schema of"))?;
             // Version 3's winners and announcement.
-            client
-                .batch_execute(SCHEMA_V3_WINNERS)
-                .map_err(db("create the winners' table in"))?;
+            client.batch_execute(SCHEMA_V3_WINNERS).map_err(db("create the winners' table in"))?;
             if matches!(previous, Some(1 | 2)) {
-                client
-                    .batch_execute(UPGRADE_TO_V3_WINNERS)
-                    .map_err(db("upgrade the schema of"))?;
+                client.batch_execute(UPGRADE_TO_V3_WINNERS).map_err(db("upgrade the schema of"))?;
             }
             client
                 .execute(
@@ -261,10 +243,7 @@ fn set_up_lottery(
         )
         .map_err(db("set up the lottery in"))?;
     let recorded = client
-        .execute(
-            "UPDATE lottery SET auth = $1 WHERE id = 1 AND auth IS NULL",
-            &[&auth],
-        )
+        .execute("UPDATE lottery SET auth = $1 WHERE id = 1 AND auth IS NULL", &[&auth])
         .map_err(db("record SERVER_AUTH in"))?
         > 0;
     let row = client

@@ -33,10 +33,7 @@ pub(in crate::storage) fn inspect(
                     data_path.display()
                 ),
             }),
-            _ => Ok(Plan {
-                data_exists: data_len.is_some(),
-                ..Plan::default()
-            }),
+            _ => Ok(Plan { data_exists: data_len.is_some(), ..Plan::default() }),
         };
     };
     let start = Plan {

@@ -111,10 +111,8 @@ impl<'a> Walk<'a> {
     /// damage.
     fn unreadable(mut self, line_at: u64, at: u64, n: usize) -> Result<Plan, StorageError> {
         if n > MAX_LINE {
-            let damage = self.at_journal(
-                line_at,
-                format!("a journal line longer than {MAX_LINE} bytes"),
-            );
+            let damage =
+                self.at_journal(line_at, format!("a journal line longer than {MAX_LINE} bytes"));
             return self.damaged(damage);
         }
         if at < self.kept.journal_len {
@@ -126,10 +124,7 @@ impl<'a> Walk<'a> {
             );
             return self.damaged(damage);
         }
-        self.kept.torn = Some(Torn::TornLine {
-            line_at,
-            rows_at: self.kept.keep_data,
-        });
+        self.kept.torn = Some(Torn::TornLine { line_at, rows_at: self.kept.keep_data });
         self.tail()
     }
 
@@ -152,16 +147,9 @@ impl<'a> Walk<'a> {
                 ),
             )));
         }
-        let rows = self
-            .data
-            .check(rec.end, rec.data_crc)
-            .map_err(io_err(self.data_path, "read"))?;
-        self.pending = Some(UnsettledCommit {
-            rec,
-            line_at,
-            line_end,
-            rows,
-        });
+        let rows =
+            self.data.check(rec.end, rec.data_crc).map_err(io_err(self.data_path, "read"))?;
+        self.pending = Some(UnsettledCommit { rec, line_at, line_end, rows });
         Ok(None)
     }
 
@@ -201,11 +189,8 @@ impl<'a> Walk<'a> {
                  holds ({MAX_TORN_ROWS} bytes at most), so they are not a commit torn by a \
                  crash (was the journal cut short or replaced by an older copy?)"
             );
-            let damage = StorageError::Damaged {
-                path: self.data_path.to_owned(),
-                offset: at,
-                reason,
-            };
+            let damage =
+                StorageError::Damaged { path: self.data_path.to_owned(), offset: at, reason };
             return self.damaged(damage);
         }
         if extra > 0 && self.kept.torn.is_none() {
@@ -273,11 +258,7 @@ impl<'a> Walk<'a> {
     }
 
     fn at_journal(&self, offset: u64, reason: String) -> StorageError {
-        StorageError::Damaged {
-            path: self.journal_path.to_owned(),
-            offset,
-            reason,
-        }
+        StorageError::Damaged { path: self.journal_path.to_owned(), offset, reason }
     }
 
     /// Refuses, or plans to keep what came before the damage.
@@ -308,11 +289,7 @@ impl Rows {
         } else {
             None
         };
-        Ok(Rows {
-            reader,
-            pos: 0,
-            len,
-        })
+        Ok(Rows { reader, pos: 0, len })
     }
 
     /// Checks the rows from where the last call ended up to `end` against

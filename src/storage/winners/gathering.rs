@@ -75,9 +75,7 @@ impl WinnersLog {
     }
 
     fn write(&mut self, records: &[u8]) -> Result<(), StorageError> {
-        self.file
-            .write_all(records)
-            .map_err(io_err(&self.path, "append to"))?;
+        self.file.write_all(records).map_err(io_err(&self.path, "append to"))?;
         tally(&mut self.tallies, records);
         Ok(())
     }

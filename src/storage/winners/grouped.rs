@@ -73,9 +73,7 @@ impl WinnersFile {
             reason: format!("agency {agency}'s winners: {reason}"),
         };
         let ordinal = u64::from(offset);
-        let Some(&from) = self.regions[&agency]
-            .checkpoints
-            .get((ordinal / CHECKPOINT) as usize)
+        let Some(&from) = self.regions[&agency].checkpoints.get((ordinal / CHECKPOINT) as usize)
         else {
             return Err(corrupt("no checkpoint"));
         };
@@ -84,9 +82,7 @@ impl WinnersFile {
         // The documents skipped to reach `offset`, then at most a page.
         let want = (end.saturating_sub(from)).min(skip * MAX_STR8 + room as u64);
         let mut buf = vec![0u8; want as usize];
-        self.file
-            .read_exact_at(&mut buf, from)
-            .map_err(io_err(&self.path, "read"))?;
+        self.file.read_exact_at(&mut buf, from).map_err(io_err(&self.path, "read"))?;
         let mut rest = &buf[..];
         let mut next = ordinal - skip;
         while next < u64::from(total) {

@@ -53,13 +53,7 @@ pub(super) fn tally(tallies: &mut BTreeMap<u32, Tally>, bytes: &[u8]) {
                     entry.count += t.count;
                     entry.bytes += t.bytes;
                 }
-                run = Some((
-                    agency,
-                    Tally {
-                        count: 1,
-                        bytes: add,
-                    },
-                ));
+                run = Some((agency, Tally { count: 1, bytes: add }));
             }
         }
     }

@@ -59,25 +59,13 @@ impl Regroup {
             });
             regions.insert(
                 agency,
-                Region {
-                    start,
-                    count: t.count,
-                    bytes: t.bytes,
-                    checkpoints: Vec::new(),
-                },
+                Region { start, count: t.count, bytes: t.bytes, checkpoints: Vec::new() },
             );
             start += t.bytes;
         }
         out.set_len(start).map_err(io_err(&path, "size"))?;
         let cap = (REGROUP_BUDGET / fills.len().max(1)).clamp(BUFFER_MIN, BUFFER_MAX);
-        Ok(Regroup {
-            out,
-            path,
-            regions,
-            index,
-            fills,
-            cap,
-        })
+        Ok(Regroup { out, path, regions, index, fills, cap })
     }
 
     /// Reads the log at `log_path` once, sending each document to its
@@ -154,21 +142,13 @@ impl Regroup {
             total += region.count;
             region.checkpoints = fill.checkpoints;
         }
-        Ok(WinnersFile {
-            file: self.out,
-            path: self.path,
-            regions: self.regions,
-            total,
-        })
+        Ok(WinnersFile { file: self.out, path: self.path, regions: self.regions, total })
     }
 }
 
 /// The log at `path` is not what was written.
 fn corrupt_log(path: &Path, reason: String) -> StorageError {
-    StorageError::Corrupt {
-        path: path.to_owned(),
-        reason,
-    }
+    StorageError::Corrupt { path: path.to_owned(), reason }
 }
 
 /// Reads until `buf` is full or the end of the input; returns the bytes read.
@@ -200,8 +180,7 @@ impl Fill {
     /// Writes the buffer where it goes in `out` (the winners file at
     /// `path`) and empties it.
     fn write(&mut self, out: &File, path: &Path) -> Result<(), StorageError> {
-        out.write_all_at(&self.buf, self.cursor)
-            .map_err(io_err(path, "write"))?;
+        out.write_all_at(&self.buf, self.cursor).map_err(io_err(path, "write"))?;
         self.cursor += self.buf.len() as u64;
         self.buf.clear();
         Ok(())

@@ -16,11 +16,7 @@ fn temp_dir(name: &str) -> PathBuf {
 /// vary in length (1 to 10 digits), so pages cut at the byte budget.
 fn bet(agency: u32, i: u64, win_every: u64) -> Bet {
     let digits = 1 + (i % 10) as usize;
-    let document: String = format!("{agency}{i:010}")
-        .chars()
-        .rev()
-        .take(digits)
-        .collect();
+    let document: String = format!("{agency}{i:010}").chars().rev().take(digits).collect();
     Bet {
         agency,
         first_name: "Ana".into(),
@@ -90,10 +86,7 @@ fn pages_give_each_agency_its_winners_in_storage_order() {
     assert_eq!(log.total(), total);
     let file = log.finish(len).unwrap();
     assert!(!dir.join("bets.csv.winners-log").exists());
-    let rebuilt = WinnersLog::rebuild(&data, len)
-        .unwrap()
-        .finish(len)
-        .unwrap();
+    let rebuilt = WinnersLog::rebuild(&data, len).unwrap().finish(len).unwrap();
     assert_eq!(log.total(), 0, "the log is left empty");
     for file in [&file, &rebuilt] {
         assert_eq!(file.total(), total);
@@ -110,10 +103,7 @@ fn pages_give_each_agency_its_winners_in_storage_order() {
             }
         }
     }
-    assert!(
-        expected[&3].len() > 3 * CHECKPOINT as usize,
-        "several checkpoints"
-    );
+    assert!(expected[&3].len() > 3 * CHECKPOINT as usize, "several checkpoints");
     std::fs::remove_dir_all(dir).unwrap();
 }
 

@@ -7,18 +7,13 @@ fn the_handshake_is_hello_challenge_auth_hello_ok() {
     let fx = Fixture::with_keys("handshake", 3);
     let mut session = Session::default();
     let said = fx.send(&mut session, &[hello(2)]);
-    let [Message::Challenge { nonce }] = said.answers[..] else {
-        panic!("{said:?}")
-    };
+    let [Message::Challenge { nonce }] = said.answers[..] else { panic!("{said:?}") };
     assert!(!said.close);
     // Challenged, not yet an agency.
     assert_eq!(session.challenge.map(|c| c.agency), Some(2));
     assert_eq!(session.agency, None);
     let said = fx.send(&mut session, &[answer(2, &nonce, &key(2))]);
-    let want = Message::HelloOk {
-        next_seq: 0,
-        done: false,
-    };
+    let want = Message::HelloOk { next_seq: 0, done: false };
     assert_eq!(said.answers, [want]);
     assert!(!said.close);
     assert_eq!(session.agency, Some(2));
@@ -35,21 +30,15 @@ fn echo_is_served_before_and_during_the_handshake() {
     assert_eq!(session, Session::default());
     // Between HELLO and AUTH too: a CHALLENGE, then the echo.
     let said = fx.send(&mut session, &[hello(1), echo.clone()]);
-    assert!(matches!(
-        said.answers[..],
-        [Message::Challenge { .. }, Message::Echo(_)]
-    ));
+    assert!(matches!(said.answers[..], [Message::Challenge { .. }, Message::Echo(_)]));
     assert!(!said.close);
 }
 
 #[test]
 fn requests_before_hello_need_hello_and_between_hello_and_auth_need_auth() {
     let fx = Fixture::with_keys("order", 1);
-    let requests = [
-        batch(1, 0, 1),
-        Message::Done { total: 0 },
-        Message::WinnersQuery { offset: 0 },
-    ];
+    let requests =
+        [batch(1, 0, 1), Message::Done { total: 0 }, Message::WinnersQuery { offset: 0 }];
     for request in &requests {
         let said = fx.send(&mut Session::default(), std::slice::from_ref(request));
         assert_refused(&said, ErrorCode::HelloRequired);
@@ -93,17 +82,9 @@ fn a_wrong_key_is_answered_unauthorized_and_late() {
     for wrong in wrong_keys {
         let mut session = Session::default();
         let said = fx.send(&mut session, &[hello(1)]);
-        let [Message::Challenge { nonce }] = said.answers[..] else {
-            panic!("{said:?}")
-        };
+        let [Message::Challenge { nonce }] = said.answers[..] else { panic!("{said:?}") };
         let said = fx.send(&mut session, &[answer(1, &nonce, &wrong)]);
-        assert!(matches!(
-            said.answers[..],
-            [Message::Error {
-                code: ErrorCode::Unauthorized,
-                ..
-            }]
-        ));
+        assert!(matches!(said.answers[..], [Message::Error { code: ErrorCode::Unauthorized, .. }]));
         assert!(said.close);
         // The answer is held back: the caller sends it only after this.
         assert_eq!(said.delay, Some(AUTH_FAIL_DELAY));
@@ -121,10 +102,7 @@ fn with_auth_off_hello_is_answered_hello_ok() {
     let fx = Fixture::new("auth-off", 2, ServerAuth::Off);
     let mut session = Session::default();
     let said = fx.send(&mut session, &[hello(2)]);
-    let want = Message::HelloOk {
-        next_seq: 0,
-        done: false,
-    };
+    let want = Message::HelloOk { next_seq: 0, done: false };
     assert_eq!((said.answers, said.close), (vec![want], false));
     assert_eq!(session.agency, Some(2));
     let said = fx.send(&mut session, &[Message::Auth { tag: [0; 32] }]);
@@ -133,13 +111,8 @@ fn with_auth_off_hello_is_answered_hello_ok() {
     assert_refused(&said, ErrorCode::HelloRequired);
     // A CHALLENGE is never sent without keys; a session claiming one
     // gets no welcome.
-    let mut claimed = Session {
-        challenge: Some(Challenge {
-            agency: 1,
-            nonce: [0; 32],
-        }),
-        ..Session::default()
-    };
+    let mut claimed =
+        Session { challenge: Some(Challenge { agency: 1, nonce: [0; 32] }), ..Session::default() };
     let said = fx.send(&mut claimed, &[Message::Auth { tag: [0; 32] }]);
     assert_refused(&said, ErrorCode::UnexpectedMessage);
     assert_eq!(claimed.agency, None);

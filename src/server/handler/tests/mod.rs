@@ -38,26 +38,15 @@ struct Said {
 impl Fixture {
     fn new(name: &str, agencies: u32, auth: ServerAuth) -> Fixture {
         let dir = crate::testing::temp_dir(&format!("handler-{name}"));
-        let location = Location::File {
-            path: dir.join("bets.csv"),
-            sync: SyncMode::None,
-        };
+        let location = Location::File { path: dir.join("bets.csv"), sync: SyncMode::None };
         let (store, _) = Store::open(&location, agencies).expect("open the store");
         let handler = Handler::new(store.clone(), auth);
-        Fixture {
-            dir,
-            store,
-            handler,
-        }
+        Fixture { dir, store, handler }
     }
 
     /// Agencies must prove their key.
     fn with_keys(name: &str, agencies: u32) -> Fixture {
-        Fixture::new(
-            name,
-            agencies,
-            ServerAuth::Required(Secret::from_bytes(SECRET)),
-        )
+        Fixture::new(name, agencies, ServerAuth::Required(Secret::from_bytes(SECRET)))
     }
 
     /// One read that brought in `msgs`, each a whole frame.
@@ -79,11 +68,7 @@ impl Fixture {
         while let Some(frame) = reader.read_frame().expect("whole answers") {
             answers.push(Message::from_frame(&frame).expect("answers decode"));
         }
-        Said {
-            answers,
-            close,
-            delay,
-        }
+        Said { answers, close, delay }
     }
 
     /// The handshake as `agency` with its key (HELLO, and AUTH if the
@@ -102,10 +87,7 @@ impl Fixture {
     fn session(&self, agency: u32) -> Session {
         let mut session = Session::default();
         let said = self.handshake(&mut session, agency);
-        assert!(
-            matches!(said.answers[..], [Message::HelloOk { .. }]),
-            "{said:?}"
-        );
+        assert!(matches!(said.answers[..], [Message::HelloOk { .. }]), "{said:?}");
         assert_eq!(session.agency, Some(agency));
         session
     }
@@ -124,17 +106,12 @@ impl Drop for Fixture {
 }
 
 fn hello(agency: u32) -> Message {
-    Message::Hello {
-        version: PROTOCOL_VERSION,
-        agency,
-    }
+    Message::Hello { version: PROTOCOL_VERSION, agency }
 }
 
 /// The AUTH answering `nonce` as `agency`, with `key`.
 fn answer(agency: u32, nonce: &Nonce, key: &AgencyKey) -> Message {
-    Message::Auth {
-        tag: key.tag(nonce, agency, PROTOCOL_VERSION),
-    }
+    Message::Auth { tag: key.tag(nonce, agency, PROTOCOL_VERSION) }
 }
 
 /// Bet `i` of `agency`: it wins when `winner`.
