@@ -35,6 +35,19 @@ pub trait LogLine: Display {
     }
 }
 
+/// Text from outside as a line's field takes it: anything `Display`,
+/// cleaned when written ([`Clean`]).
+pub type Text<'a> = &'a dyn Display;
+
+/// Starts a line: its action and result (see [`Line`]).
+pub(super) fn line<'a, 'f>(
+    f: &'a mut Formatter<'f>,
+    action: Action,
+    outcome: Outcome,
+) -> Line<'a, 'f> {
+    Line::new(f, action, outcome)
+}
+
 /// A line being written into a formatter (see the module doc): started
 /// with its action and result, then one call per field, in order.
 pub(super) struct Line<'a, 'f> {

@@ -2,7 +2,7 @@
 //! progress, its winners and its summary.
 
 use crate::logging::action::{Action, Outcome};
-use crate::logging::line::{Line, LogLine};
+use crate::logging::line::{LogLine, Text, line};
 use std::fmt::{self, Display, Formatter};
 
 /// See the module doc.
@@ -14,21 +14,21 @@ pub enum AgencyEvent<'a> {
     /// No server stored anything for too long: the agency stops.
     GaveUp {
         server: &'a str,
-        error: &'a dyn Display,
+        error: Text<'a>,
     },
     /// The agency tries again (`reason` names why); `repeated`: the same
     /// reason since the last line.
     Reconnecting {
         reason: &'a str,
         server: &'a str,
-        detail: &'a dyn Display,
+        detail: Text<'a>,
         repeated: Option<u64>,
     },
     /// The agency refuses `server` (`reason` names why).
     ServerRefused {
         reason: &'a str,
         server: &'a str,
-        detail: &'a dyn Display,
+        detail: Text<'a>,
     },
     /// The server asked for no key (`CLI_AUTH=off`).
     AuthSkipped,
@@ -43,7 +43,7 @@ pub enum AgencyEvent<'a> {
     /// A row of the agency's file that is not a bet, skipped.
     BetInvalid {
         line: u64,
-        error: &'a dyn Display,
+        error: Text<'a>,
     },
     /// The agency's progress, at most once a second while it sends.
     Progress {
@@ -73,63 +73,51 @@ impl Display for AgencyEvent<'_> {
     fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
         use Action::*;
         use Outcome::{Fail, InProgress, Success};
-        match *self {
-            AgencyEvent::Connected { server } => {
-                Line::new(f, Connect, Success).field("server_address", server).end()
+        let line = match *self {
+            Self::Connected { server } => line(f, Connect, Success).field("server_address", server),
+            Self::GaveUp { server, error } => {
+                line(f, Connect, Fail).field("server_address", server).field("error", error)
             }
-            AgencyEvent::GaveUp { server, error } => Line::new(f, Connect, Fail)
-                .field("server_address", server)
-                .field("error", error)
-                .end(),
-            AgencyEvent::Reconnecting { reason, server, detail, repeated } => {
-                Line::new(f, Reconnect, InProgress)
+            Self::Reconnecting { reason, server, detail, repeated } => {
+                line(f, Reconnect, InProgress)
                     .field("error", reason)
                     .field("server_address", server)
                     .field("detail", detail)
                     .field_if("repeated", repeated)
-                    .end()
             }
-            AgencyEvent::ServerRefused { reason, server, detail } => Line::new(f, Auth, Fail)
+            Self::ServerRefused { reason, server, detail } => line(f, Auth, Fail)
                 .field("error", reason)
                 .field("server_address", server)
-                .field("detail", detail)
-                .end(),
-            AgencyEvent::AuthSkipped => {
-                Line::new(f, Auth, Success).field("mode", "off (the server asked for no key)").end()
+                .field("detail", detail),
+            Self::AuthSkipped => {
+                line(f, Auth, Success).field("mode", "off (the server asked for no key)")
             }
-            AgencyEvent::BatchSent { next_seq } => {
-                Line::new(f, BatchEnviado, Success).field("next_seq", next_seq).end()
+            Self::BatchSent { next_seq } => {
+                line(f, BatchEnviado, Success).field("next_seq", next_seq)
             }
-            AgencyEvent::BetSent { document, number } => Line::new(f, ApuestaEnviada, Success)
-                .field("dni", document)
-                .field("numero", number)
-                .end(),
-            AgencyEvent::BetInvalid { line, error } => {
-                Line::new(f, ApuestaInvalida, Fail).field("linea", line).field("error", error).end()
+            Self::BetSent { document, number } => {
+                line(f, ApuestaEnviada, Success).field("dni", document).field("numero", number)
             }
-            AgencyEvent::Progress { sent, acked, rate } => Line::new(f, Progreso, InProgress)
+            Self::BetInvalid { line: row, error } => {
+                line(f, ApuestaInvalida, Fail).field("linea", row).field("error", error)
+            }
+            Self::Progress { sent, acked, rate } => line(f, Progreso, InProgress)
                 .field("enviadas", sent)
                 .field("confirmadas", acked)
-                .field("por_segundo", format_args!("{rate:.0}"))
-                .end(),
-            AgencyEvent::WinnersPending { finished, expected } => {
-                Line::new(f, ConsultaGanadores, InProgress)
-                    .field("finalizadas", finished)
-                    .field("esperadas", expected)
-                    .end()
+                .field("por_segundo", format_args!("{rate:.0}")),
+            Self::WinnersPending { finished, expected } => line(f, ConsultaGanadores, InProgress)
+                .field("finalizadas", finished)
+                .field("esperadas", expected),
+            Self::WinnersReceived { winners } => {
+                line(f, ConsultaGanadores, Success).field("cant_ganadores", winners)
             }
-            AgencyEvent::WinnersReceived { winners } => {
-                Line::new(f, ConsultaGanadores, Success).field("cant_ganadores", winners).end()
-            }
-            AgencyEvent::Summary { sent, invalid, batches, bytes, seconds } => {
-                Line::new(f, Resumen, Success)
-                    .field("apuestas_enviadas", sent)
-                    .field("apuestas_invalidas", invalid)
-                    .field("batches", batches)
-                    .field("bytes_enviados", bytes)
-                    .field("segundos", format_args!("{seconds:.3}"))
-                    .end()
-            }
-        }
+            Self::Summary { sent, invalid, batches, bytes, seconds } => line(f, Resumen, Success)
+                .field("apuestas_enviadas", sent)
+                .field("apuestas_invalidas", invalid)
+                .field("batches", batches)
+                .field("bytes_enviados", bytes)
+                .field("segundos", format_args!("{seconds:.3}")),
+        };
+        line.end()
     }
 }

@@ -2,7 +2,7 @@
 //! settings that leave the lottery open or idle.
 
 use crate::logging::action::{Action, Outcome};
-use crate::logging::line::{AsDebug, Line, LogLine};
+use crate::logging::line::{AsDebug, LogLine, Text, line};
 use log::LevelFilter;
 use std::fmt::{self, Debug, Display, Formatter};
 
@@ -16,12 +16,12 @@ pub enum ConfigEvent<'a> {
         logging_level: LevelFilter,
         agencies: u32,
         workers: usize,
-        storage: &'a dyn Display,
+        storage: Text<'a>,
         /// The file backend's `STORAGE_SYNC`.
         sync: Option<&'a dyn Debug>,
     },
     /// The secret the server created, or found where it creates one.
-    SecretFile { path: &'a dyn Display, created: bool },
+    SecretFile { path: Text<'a>, created: bool },
     /// `SERVER_AUTH=off`.
     ServerAuthOff,
     /// `SERVER_AGENCIES=0`.
@@ -38,8 +38,8 @@ impl Display for ConfigEvent<'_> {
     fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
         use Action::{Config, Secret};
         use Outcome::Success;
-        match *self {
-            ConfigEvent::Server {
+        let line = match *self {
+            Self::Server {
                 port,
                 listen_backlog,
                 logging_level,
@@ -47,43 +47,38 @@ impl Display for ConfigEvent<'_> {
                 workers,
                 storage,
                 sync,
-            } => Line::new(f, Config, Success)
+            } => line(f, Config, Success)
                 .field("port", port)
                 .field("listen_backlog", listen_backlog)
                 .field("logging_level", logging_level)
                 .field("agencies", agencies)
                 .field("workers", workers)
                 .field("storage", storage)
-                .field_if("sync", sync.map(AsDebug))
-                .end(),
-            ConfigEvent::SecretFile { path, created } => Line::new(f, Secret, Success)
+                .field_if("sync", sync.map(AsDebug)),
+            Self::SecretFile { path, created } => line(f, Secret, Success)
                 .field("path", path)
                 .field("created", created)
-                .field("keys", "cargo run --bin server -- agency-key N")
-                .end(),
-            ConfigEvent::ServerAuthOff => Line::new(f, Config, Success)
+                .field("keys", "cargo run --bin server -- agency-key N"),
+            Self::ServerAuthOff => line(f, Config, Success)
                 .field("auth", "off")
-                .field("warning", "agencies are not authenticated (SERVER_AUTH=off): anyone who reaches the server can send bets, say DONE and read winners as any agency")
-                .end(),
-            ConfigEvent::NoAgencies => Line::new(f, Config, Success)
+                .field("warning", "agencies are not authenticated (SERVER_AUTH=off): anyone who reaches the server can send bets, say DONE and read winners as any agency"),
+            Self::NoAgencies => line(f, Config, Success)
                 .field("agencies", 0)
-                .field("warning", "no agencies (SERVER_AGENCIES=0): every HELLO gets unknown_agency and there is no draw; the server answers ECHO only")
-                .end(),
-            ConfigEvent::Agency {
+                .field("warning", "no agencies (SERVER_AGENCIES=0): every HELLO gets unknown_agency and there is no draw; the server answers ECHO only"),
+            Self::Agency {
                 id,
                 server_address,
                 batch_max_amount,
                 log_level,
-            } => Line::new(f, Config, Success)
+            } => line(f, Config, Success)
                 .field("client_id", id)
                 .field("server_address", server_address)
                 .field("batch_max_amount", batch_max_amount)
-                .field("log_level", log_level)
-                .end(),
-            ConfigEvent::AgencyAuthOff => Line::new(f, Config, Success)
+                .field("log_level", log_level),
+            Self::AgencyAuthOff => line(f, Config, Success)
                 .field("auth", "off")
-                .field("warning", "this agency accepts a server that does not ask for its key (CLI_AUTH=off): for a server run with SERVER_AUTH=off only")
-                .end(),
-        }
+                .field("warning", "this agency accepts a server that does not ask for its key (CLI_AUTH=off): for a server run with SERVER_AUTH=off only"),
+        };
+        line.end()
     }
 }

@@ -2,7 +2,7 @@
 //! refused, and how it closed.
 
 use crate::logging::action::{Action, Outcome};
-use crate::logging::line::{Line, LogLine, OrDash};
+use crate::logging::line::{LogLine, OrDash, Text, line};
 use std::fmt::{self, Display, Formatter};
 use std::net::SocketAddr;
 
@@ -15,7 +15,7 @@ pub enum ConnectionEvent<'a> {
         action: Action,
         peer: SocketAddr,
         code: &'a str,
-        error: &'a dyn Display,
+        error: Text<'a>,
     },
     Challenged {
         agency: u32,
@@ -24,7 +24,7 @@ pub enum ConnectionEvent<'a> {
     ChallengeFailed {
         agency: u32,
         peer: SocketAddr,
-        error: &'a dyn Display,
+        error: Text<'a>,
     },
     /// An AUTH that does not prove the agency's key.
     AuthRefused {
@@ -59,7 +59,7 @@ pub enum ConnectionEvent<'a> {
         peer: SocketAddr,
         agency: Option<u32>,
         code: &'a str,
-        error: &'a dyn Display,
+        error: Text<'a>,
     },
 }
 
@@ -69,61 +69,43 @@ impl Display for ConnectionEvent<'_> {
     fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
         use Action::{Auth, Bye, Challenge, CloseConnection, Hello, Request};
         use Outcome::{Fail, Success};
-        match *self {
-            ConnectionEvent::Refused { action, peer, code, error } => Line::new(f, action, Fail)
-                .field("peer", peer)
-                .field("code", code)
-                .field("error", error)
-                .end(),
-            ConnectionEvent::Challenged { agency, peer } => {
-                Line::new(f, Challenge, Success).field("agencia", agency).field("peer", peer).end()
+        let line = match *self {
+            Self::Refused { action, peer, code, error } => {
+                line(f, action, Fail).field("peer", peer).field("code", code).field("error", error)
             }
-            ConnectionEvent::ChallengeFailed { agency, peer, error } => {
-                Line::new(f, Challenge, Fail)
-                    .field("agencia", agency)
-                    .field("peer", peer)
-                    .field("error", error)
-                    .end()
+            Self::Challenged { agency, peer } => {
+                line(f, Challenge, Success).field("agencia", agency).field("peer", peer)
             }
-            ConnectionEvent::AuthRefused { agency, peer } => Line::new(f, Auth, Fail)
+            Self::ChallengeFailed { agency, peer, error } => line(f, Challenge, Fail)
                 .field("agencia", agency)
                 .field("peer", peer)
-                .field("error", format_args!("the answer does not prove agency {agency}'s key"))
-                .end(),
-            ConnectionEvent::Welcomed { agency, peer, next_seq, done } => {
-                Line::new(f, Hello, Success)
-                    .field("agencia", agency)
-                    .field("peer", peer)
-                    .field("next_seq", next_seq)
-                    .field("done", done)
-                    .end()
-            }
-            ConnectionEvent::RequestPanicked { peer } => Line::new(f, Request, Fail)
+                .field("error", error),
+            Self::AuthRefused { agency, peer } => line(f, Auth, Fail)
+                .field("agencia", agency)
                 .field("peer", peer)
-                .field("error", "internal error (panic)")
-                .end(),
-            ConnectionEvent::Bye { peer } => Line::new(f, Bye, Success).field("peer", peer).end(),
-            ConnectionEvent::Closed { peer, agency, reason } => {
-                Line::new(f, CloseConnection, Success)
-                    .field("peer", peer)
-                    .field("agencia", OrDash(agency))
-                    .field("reason", reason)
-                    .end()
+                .field("error", format_args!("the answer does not prove agency {agency}'s key")),
+            Self::Welcomed { agency, peer, next_seq, done } => line(f, Hello, Success)
+                .field("agencia", agency)
+                .field("peer", peer)
+                .field("next_seq", next_seq)
+                .field("done", done),
+            Self::RequestPanicked { peer } => {
+                line(f, Request, Fail).field("peer", peer).field("error", "internal error (panic)")
             }
-            ConnectionEvent::ClosedAtShutdown { peer, agency } => {
-                Line::new(f, CloseConnection, Success)
-                    .field("peer", peer)
-                    .field("agencia", OrDash(agency))
-                    .end()
-            }
-            ConnectionEvent::ClosedOnError { peer, agency, code, error } => {
-                Line::new(f, CloseConnection, Fail)
-                    .field("peer", peer)
-                    .field("agencia", OrDash(agency))
-                    .field("code", code)
-                    .field("error", error)
-                    .end()
-            }
-        }
+            Self::Bye { peer } => line(f, Bye, Success).field("peer", peer),
+            Self::Closed { peer, agency, reason } => line(f, CloseConnection, Success)
+                .field("peer", peer)
+                .field("agencia", OrDash(agency))
+                .field("reason", reason),
+            Self::ClosedAtShutdown { peer, agency } => line(f, CloseConnection, Success)
+                .field("peer", peer)
+                .field("agencia", OrDash(agency)),
+            Self::ClosedOnError { peer, agency, code, error } => line(f, CloseConnection, Fail)
+                .field("peer", peer)
+                .field("agencia", OrDash(agency))
+                .field("code", code)
+                .field("error", error),
+        };
+        line.end()
     }
 }

@@ -2,7 +2,7 @@
 //! the hot line), its DONE and its winners.
 
 use crate::logging::action::{Action, Outcome};
-use crate::logging::line::{Line, LogLine};
+use crate::logging::line::{LogLine, Text, line};
 use std::fmt::{self, Display, Formatter};
 
 /// See the module doc.
@@ -28,14 +28,14 @@ pub enum RequestEvent<'a> {
         count: usize,
         agency: u32,
         bet: usize,
-        error: &'a dyn Display,
+        error: Text<'a>,
     },
     /// A batch the store refused, or whose commit failed.
     BatchFailed {
         count: usize,
         agency: u32,
         code: &'a str,
-        error: &'a dyn Display,
+        error: Text<'a>,
     },
     /// The agency's DONE is durable: `bets` in all.
     AgencyDone {
@@ -45,7 +45,7 @@ pub enum RequestEvent<'a> {
     DoneFailed {
         agency: u32,
         code: &'a str,
-        error: &'a dyn Display,
+        error: Text<'a>,
     },
     /// WINNERS? before the draw.
     WinnersNotReady {
@@ -65,61 +65,39 @@ impl Display for RequestEvent<'_> {
     fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
         use Action::*;
         use Outcome::{Fail, InProgress, Success};
-        match *self {
-            RequestEvent::BatchStored { count, agency } => Line::new(f, ApuestaRecibida, Success)
+        let line = match *self {
+            Self::BatchStored { count, agency } => {
+                line(f, ApuestaRecibida, Success).field("cantidad", count).field("agencia", agency)
+            }
+            Self::BatchDuplicate { count, agency } => {
+                line(f, ApuestaDuplicada, Success).field("cantidad", count).field("agencia", agency)
+            }
+            Self::BetStored { document, number } => {
+                line(f, ApuestaAlmacenada, Success).field("dni", document).field("numero", number)
+            }
+            Self::BatchInvalid { count, agency, bet, error } => line(f, ApuestaRecibida, Fail)
                 .field("cantidad", count)
                 .field("agencia", agency)
-                .end(),
-            RequestEvent::BatchDuplicate { count, agency } => {
-                Line::new(f, ApuestaDuplicada, Success)
-                    .field("cantidad", count)
-                    .field("agencia", agency)
-                    .end()
-            }
-            RequestEvent::BetStored { document, number } => {
-                Line::new(f, ApuestaAlmacenada, Success)
-                    .field("dni", document)
-                    .field("numero", number)
-                    .end()
-            }
-            RequestEvent::BatchInvalid { count, agency, bet, error } => {
-                Line::new(f, ApuestaRecibida, Fail)
-                    .field("cantidad", count)
-                    .field("agencia", agency)
-                    .field("error", format_args!("bet {bet}: {error}"))
-                    .end()
-            }
-            RequestEvent::BatchFailed { count, agency, code, error } => {
-                Line::new(f, ApuestaRecibida, Fail)
-                    .field("cantidad", count)
-                    .field("agencia", agency)
-                    .field("code", code)
-                    .field("error", error)
-                    .end()
-            }
-            RequestEvent::AgencyDone { agency, bets } => Line::new(f, AgenciaFinalizada, Success)
+                .field("error", format_args!("bet {bet}: {error}")),
+            Self::BatchFailed { count, agency, code, error } => line(f, ApuestaRecibida, Fail)
+                .field("cantidad", count)
                 .field("agencia", agency)
-                .field("apuestas", bets)
-                .end(),
-            RequestEvent::DoneFailed { agency, code, error } => {
-                Line::new(f, AgenciaFinalizada, Fail)
-                    .field("agencia", agency)
-                    .field("code", code)
-                    .field("error", error)
-                    .end()
+                .field("code", code)
+                .field("error", error),
+            Self::AgencyDone { agency, bets } => {
+                line(f, AgenciaFinalizada, Success).field("agencia", agency).field("apuestas", bets)
             }
-            RequestEvent::WinnersNotReady { agency, finished } => {
-                Line::new(f, ConsultaGanadores, InProgress)
-                    .field("agencia", agency)
-                    .field("finalizadas", finished)
-                    .end()
-            }
-            RequestEvent::WinnersSent { agency, winners } => {
-                Line::new(f, GanadoresEnviados, Success)
-                    .field("agencia", agency)
-                    .field("cant_ganadores", winners)
-                    .end()
-            }
-        }
+            Self::DoneFailed { agency, code, error } => line(f, AgenciaFinalizada, Fail)
+                .field("agencia", agency)
+                .field("code", code)
+                .field("error", error),
+            Self::WinnersNotReady { agency, finished } => line(f, ConsultaGanadores, InProgress)
+                .field("agencia", agency)
+                .field("finalizadas", finished),
+            Self::WinnersSent { agency, winners } => line(f, GanadoresEnviados, Success)
+                .field("agencia", agency)
+                .field("cant_ganadores", winners),
+        };
+        line.end()
     }
 }

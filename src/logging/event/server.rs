@@ -2,7 +2,7 @@
 //! progress and the teardown.
 
 use crate::logging::action::{Action, Outcome};
-use crate::logging::line::{Line, LogLine};
+use crate::logging::line::{LogLine, Text, line};
 use std::fmt::{self, Display, Formatter};
 use std::net::SocketAddr;
 
@@ -19,11 +19,11 @@ pub enum ServerEvent<'a> {
     /// A connection accepted that cannot be set up.
     AcceptFailed {
         peer: SocketAddr,
-        error: &'a dyn Display,
+        error: Text<'a>,
     },
     /// `accept` itself failed; `unlogged`: failures since the last line.
     ListenerFailed {
-        error: &'a dyn Display,
+        error: Text<'a>,
         unlogged: u64,
     },
     /// The ingest's progress, every few seconds while bets arrive.
@@ -48,36 +48,28 @@ impl Display for ServerEvent<'_> {
     fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
         use Action::{Accept, CloseConnections, CloseThreadPool, Ingesta, Listen, Signal};
         use Outcome::{Fail, InProgress, Success};
-        match *self {
-            ServerEvent::SignalReceived => {
-                Line::new(f, Signal, Success).field("signal", "SIGTERM/SIGINT").end()
+        let line = match *self {
+            Self::SignalReceived => line(f, Signal, Success).field("signal", "SIGTERM/SIGINT"),
+            Self::Listening { address } => line(f, Listen, Success).field("address", address),
+            Self::Accepted { peer } => line(f, Accept, Success).field("peer", peer),
+            Self::AcceptFailed { peer, error } => {
+                line(f, Accept, Fail).field("peer", peer).field("error", error)
             }
-            ServerEvent::Listening { address } => {
-                Line::new(f, Listen, Success).field("address", address).end()
+            Self::ListenerFailed { error, unlogged } => {
+                line(f, Accept, Fail).field("error", error).field("omitidos", unlogged)
             }
-            ServerEvent::Accepted { peer } => {
-                Line::new(f, Accept, Success).field("peer", peer).end()
+            Self::Ingest { bets, rate, active_agencies, finished } => line(f, Ingesta, InProgress)
+                .field("apuestas", bets)
+                .field("por_segundo", format_args!("{rate:.0}"))
+                .field("agencias_activas", active_agencies)
+                .field("agencias_finalizadas", finished),
+            Self::PoolClosed { workers } => {
+                line(f, CloseThreadPool, Success).field("workers", workers)
             }
-            ServerEvent::AcceptFailed { peer, error } => {
-                Line::new(f, Accept, Fail).field("peer", peer).field("error", error).end()
+            Self::ConnectionsClosed { count } => {
+                line(f, CloseConnections, Success).field("count", count)
             }
-            ServerEvent::ListenerFailed { error, unlogged } => {
-                Line::new(f, Accept, Fail).field("error", error).field("omitidos", unlogged).end()
-            }
-            ServerEvent::Ingest { bets, rate, active_agencies, finished } => {
-                Line::new(f, Ingesta, InProgress)
-                    .field("apuestas", bets)
-                    .field("por_segundo", format_args!("{rate:.0}"))
-                    .field("agencias_activas", active_agencies)
-                    .field("agencias_finalizadas", finished)
-                    .end()
-            }
-            ServerEvent::PoolClosed { workers } => {
-                Line::new(f, CloseThreadPool, Success).field("workers", workers).end()
-            }
-            ServerEvent::ConnectionsClosed { count } => {
-                Line::new(f, CloseConnections, Success).field("count", count).end()
-            }
-        }
+        };
+        line.end()
     }
 }

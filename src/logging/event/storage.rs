@@ -2,7 +2,7 @@
 //! its schema, commits whose answer was lost), and the draw.
 
 use crate::logging::action::{Action, Outcome};
-use crate::logging::line::{Line, LogLine};
+use crate::logging::line::{LogLine, Text, line};
 use std::fmt::{self, Display, Formatter};
 
 /// See the module doc.
@@ -10,42 +10,42 @@ use std::fmt::{self, Display, Formatter};
 pub enum StorageEvent<'a> {
     /// The file backend's recovery at start.
     Recovered {
-        path: &'a dyn Display,
+        path: Text<'a>,
         dropped_bytes: u64,
         journal_dropped_bytes: u64,
-        reason: &'a dyn Display,
+        reason: Text<'a>,
         finished: u32,
     },
     /// The database cannot be reached yet: the server waits.
     DatabaseWaiting {
-        database: &'a dyn Display,
-        error: &'a dyn Display,
+        database: Text<'a>,
+        error: Text<'a>,
     },
     DatabaseUpgraded {
-        database: &'a dyn Display,
+        database: Text<'a>,
         version: i32,
         auth: &'a str,
     },
     DatabaseReady {
-        database: &'a dyn Display,
+        database: Text<'a>,
         version: i32,
     },
     DatabaseOpened {
-        database: &'a dyn Display,
+        database: Text<'a>,
         schema_version: i32,
         finished: u32,
     },
     /// COMMIT was sent and its answer lost: the server asks the database.
     CommitAnswerLost {
-        commit: &'a dyn Display,
-        error: &'a dyn Display,
+        commit: Text<'a>,
+        error: Text<'a>,
     },
     CommitLookupRetry {
-        commit: &'a dyn Display,
-        error: &'a dyn Display,
+        commit: Text<'a>,
+        error: Text<'a>,
     },
     CommitFound {
-        commit: &'a dyn Display,
+        commit: Text<'a>,
         committed: bool,
     },
     Draw {
@@ -53,7 +53,7 @@ pub enum StorageEvent<'a> {
     },
     /// The draw is durable, its winners cannot be read back.
     WinnersUnavailable {
-        error: &'a dyn Display,
+        error: Text<'a>,
     },
 }
 
@@ -63,72 +63,47 @@ impl Display for StorageEvent<'_> {
     fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
         use Action::*;
         use Outcome::{Fail, InProgress, Success};
-        match *self {
-            StorageEvent::Recovered {
-                path,
-                dropped_bytes,
-                journal_dropped_bytes,
-                reason,
-                finished,
-            } => Line::new(f, Recovery, Success)
-                .field("path", path)
-                .field("dropped_bytes", dropped_bytes)
-                .field("journal_dropped_bytes", journal_dropped_bytes)
-                .field("reason", reason)
-                .field("agencias_finalizadas", finished)
-                .end(),
-            StorageEvent::DatabaseWaiting { database, error } => {
-                Line::new(f, StorageOpen, InProgress)
-                    .field("database", database)
-                    .field("error", error)
-                    .end()
+        let line = match *self {
+            Self::Recovered { path, dropped_bytes, journal_dropped_bytes, reason, finished } => {
+                line(f, Recovery, Success)
+                    .field("path", path)
+                    .field("dropped_bytes", dropped_bytes)
+                    .field("journal_dropped_bytes", journal_dropped_bytes)
+                    .field("reason", reason)
+                    .field("agencias_finalizadas", finished)
             }
-            StorageEvent::DatabaseUpgraded { database, version, auth } => {
-                Line::new(f, StorageUpgrade, Success)
-                    .field("database", database)
-                    .field("version", version)
-                    .field("auth", auth)
-                    .end()
+            Self::DatabaseWaiting { database, error } => {
+                line(f, StorageOpen, InProgress).field("database", database).field("error", error)
             }
-            StorageEvent::DatabaseReady { database, version } => {
-                Line::new(f, StorageSchema, Success)
-                    .field("database", database)
-                    .field("version", version)
-                    .end()
-            }
-            StorageEvent::DatabaseOpened { database, schema_version, finished } => {
-                Line::new(f, StorageOpen, Success)
+            Self::DatabaseUpgraded { database, version, auth } => line(f, StorageUpgrade, Success)
+                .field("database", database)
+                .field("version", version)
+                .field("auth", auth),
+            Self::DatabaseReady { database, version } => line(f, StorageSchema, Success)
+                .field("database", database)
+                .field("version", version),
+            Self::DatabaseOpened { database, schema_version, finished } => {
+                line(f, StorageOpen, Success)
                     .field("backend", "postgres")
                     .field("database", database)
                     .field("schema_version", schema_version)
                     .field("agencias_finalizadas", finished)
-                    .end()
             }
-            StorageEvent::CommitAnswerLost { commit, error } => {
-                Line::new(f, CommitLookup, InProgress)
-                    .field("commit", commit)
-                    .field("error", format_args!("COMMIT was sent and its answer lost: {error}"))
-                    .end()
-            }
-            StorageEvent::CommitLookupRetry { commit, error } => {
-                Line::new(f, CommitLookup, InProgress)
-                    .field("commit", commit)
-                    .field("error", error)
-                    .end()
-            }
-            StorageEvent::CommitFound { commit, committed } => Line::new(f, CommitLookup, Success)
+            Self::CommitAnswerLost { commit, error } => line(f, CommitLookup, InProgress)
                 .field("commit", commit)
-                .field("committed", committed)
-                .end(),
-            StorageEvent::Draw { winners } => {
-                Line::new(f, Sorteo, Success).field("ganadores", winners).end()
+                .field("error", format_args!("COMMIT was sent and its answer lost: {error}")),
+            Self::CommitLookupRetry { commit, error } => {
+                line(f, CommitLookup, InProgress).field("commit", commit).field("error", error)
             }
-            StorageEvent::WinnersUnavailable { error } => Line::new(f, Ganadores, Fail)
-                .field(
-                    "error",
-                    format_args!("the draw's winners cannot be served until a restart: {error}"),
-                )
-                .end(),
-        }
+            Self::CommitFound { commit, committed } => {
+                line(f, CommitLookup, Success).field("commit", commit).field("committed", committed)
+            }
+            Self::Draw { winners } => line(f, Sorteo, Success).field("ganadores", winners),
+            Self::WinnersUnavailable { error } => line(f, Ganadores, Fail).field(
+                "error",
+                format_args!("the draw's winners cannot be served until a restart: {error}"),
+            ),
+        };
+        line.end()
     }
 }
