@@ -38,6 +38,21 @@ impl Shutdown {
         Self::default()
     }
 
+    /// A signal that SIGINT and SIGTERM trigger, after `on_signal` (the
+    /// server logs the signal). One per process: `ctrlc` takes the handler.
+    ///
+    /// # Errors
+    /// The signal handler cannot be installed.
+    pub fn on_signals(on_signal: impl Fn() + Send + 'static) -> Result<Self, ctrlc::Error> {
+        let shutdown = Self::new();
+        let trigger = shutdown.clone();
+        ctrlc::set_handler(move || {
+            on_signal();
+            trigger.trigger();
+        })?;
+        Ok(shutdown)
+    }
+
     /// Whether shutdown was asked for.
     pub fn is_triggered(&self) -> bool {
         self.inner.flag.load(Ordering::SeqCst)

@@ -18,19 +18,19 @@ fn main() -> ExitCode {
     let config = match ClientConfig::load(&path, std::env::vars(), default_file) {
         Ok(c) => c,
         Err(e) => {
-            let line = ActionEvent::Failed { action: Action::Config, error: &e };
-            eprintln!("{line}");
+            ActionEvent::Failed { action: Action::Config, error: &e }.eprint();
             return ExitCode::from(2);
         }
     };
     logging::init(config.log_level);
     config.log_start();
-    let shutdown = Shutdown::new();
-    let on_signal = shutdown.clone();
-    if let Err(e) = ctrlc::set_handler(move || on_signal.trigger()) {
-        ActionEvent::Failed { action: Action::SignalHandler, error: &e }.error();
-        return ExitCode::FAILURE;
-    }
+    let shutdown = match Shutdown::on_signals(|| {}) {
+        Ok(shutdown) => shutdown,
+        Err(e) => {
+            ActionEvent::Failed { action: Action::SignalHandler, error: &e }.error();
+            return ExitCode::FAILURE;
+        }
+    };
     match client::run(&config, &shutdown) {
         Ok(summary) => {
             AgencyEvent::Summary {

@@ -57,8 +57,7 @@ fn agency_key(path: &Path, agency: &str) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            let line = ActionEvent::Failed { action: Action::AgencyKey, error: &e };
-            eprintln!("{line}");
+            ActionEvent::Failed { action: Action::AgencyKey, error: &e }.eprint();
             ExitCode::from(2)
         }
     }
@@ -76,9 +75,8 @@ fn storage_command(
             ExitCode::SUCCESS
         }
         Err(e) => {
-            let line =
-                ActionEvent::Fields { action, outcome: Outcome::Fail, fields: &e.log_fields() };
-            eprintln!("{line}");
+            ActionEvent::Fields { action, outcome: Outcome::Fail, fields: &e.log_fields() }
+                .eprint();
             ExitCode::FAILURE
         }
     }
@@ -88,23 +86,19 @@ fn serve(path: &Path) -> ExitCode {
     let config = match ServerConfig::load(path, std::env::vars()) {
         Ok(c) => c,
         Err(e) => {
-            // The logger is not set up yet (its level is in the config).
-            let line = ActionEvent::Failed { action: Action::Config, error: &e };
-            eprintln!("{line}");
+            ActionEvent::Failed { action: Action::Config, error: &e }.eprint();
             return ExitCode::from(2);
         }
     };
     logging::init(config.logging_level);
     config.log_start();
-    let shutdown = Shutdown::new();
-    let on_signal = shutdown.clone();
-    if let Err(e) = ctrlc::set_handler(move || {
-        ServerEvent::SignalReceived.info();
-        on_signal.trigger();
-    }) {
-        ActionEvent::Failed { action: Action::SignalHandler, error: &e }.error();
-        return ExitCode::FAILURE;
-    }
+    let shutdown = match Shutdown::on_signals(|| ServerEvent::SignalReceived.info()) {
+        Ok(shutdown) => shutdown,
+        Err(e) => {
+            ActionEvent::Failed { action: Action::SignalHandler, error: &e }.error();
+            return ExitCode::FAILURE;
+        }
+    };
     let listener = match server::bind(&config) {
         Ok(l) => l,
         Err(e) => {

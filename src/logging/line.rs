@@ -33,6 +33,12 @@ pub trait LogLine: Display {
     fn debug(&self) {
         self.log(Level::Debug);
     }
+
+    /// Prints the line on stderr: before the logger is set up (its level
+    /// is in the config), or for an operator's command.
+    fn eprint(&self) {
+        eprintln!("{self}");
+    }
 }
 
 /// Text from outside as a line's field takes it: anything `Display`,
