@@ -151,9 +151,14 @@ fn a_database_restart_mid_ingest_is_retried_and_no_server_exits() {
     let runs: Vec<ClientRun> = clients.into_iter().map(finish_client).collect();
     assert_agencies_finished(&l.files, &runs);
     assert_bets_exactly(l.pg.stored_bets(), &l.files);
-    let failed: usize =
-        l.servers.iter().map(|s| s.log.count("action: commit | result: fail")).sum();
-    assert!(failed > 0, "no commit met the restart");
+    // A commit cut by the restart fails (`commit | fail`), or finds the
+    // database gone (`storage | in_progress`, the outage's line).
+    let met: usize = l
+        .servers
+        .iter()
+        .map(|s| s.log.count("action: commit | result: fail") + s.log.count(UNREACHABLE))
+        .sum();
+    assert!(met > 0, "no commit met the restart");
     for s in &mut l.servers {
         assert!(s.child.try_wait().expect("server status").is_none(), "a server exited");
     }
@@ -252,4 +257,94 @@ fn a_repeatable_read_default_still_draws_exactly_once() {
         (row.get(0), row.get(1))
     };
     assert_eq!((finished, draws), (6, 1));
+}
+
+const UNREACHABLE: &str = "action: storage | result: in_progress";
+const REACHABLE: &str = "action: storage | result: success";
+
+/// No primary for a few seconds (what a failover looks like from a
+/// server): the servers keep running, say so at most once a second, say
+/// when the database is back, and the agencies finish with every bet once.
+#[test]
+fn a_database_gone_for_seconds_mid_ingest_is_logged_once_a_second_and_loses_nothing() {
+    let Some(mut l) = Lottery::start("outage", 5, |a| course_rows(a, 2.0), 2) else {
+        return;
+    };
+    let clients = l.spawn_spread(&[("CLI_BATCH_MAXAMOUNT", "50")]);
+    let at = somewhere(5, 60);
+    assert!(
+        l.servers[0].log.wait_count(STORED, at, Duration::from_secs(30)),
+        "never stored {at} batches"
+    );
+    l.pg.stop_fast();
+    let down = Instant::now();
+    std::thread::sleep(Duration::from_secs(4));
+    l.pg.start_again();
+    let outage = down.elapsed();
+    let runs: Vec<ClientRun> = clients.into_iter().map(finish_client).collect();
+    assert_agencies_finished(&l.files, &runs);
+    assert_bets_exactly(l.pg.stored_bets(), &l.files);
+    assert_eq!(l.sorteos(), 1);
+    for (i, s) in l.servers.iter_mut().enumerate() {
+        assert!(s.child.try_wait().expect("server status").is_none(), "server {i} exited");
+        let lines = s.log.count(UNREACHABLE);
+        // One line when it is first noticed, then one a second at most.
+        let most = outage.as_secs() as usize + 2;
+        assert!((1..=most).contains(&lines), "server {i}: {lines} outage lines in {outage:?}");
+        assert!(s.log.count(REACHABLE) >= 1, "server {i} never said the database is back");
+    }
+}
+
+/// A server started while no primary answers waits for one up to
+/// `STORAGE_WAIT`, saying so at most once a second, then serves.
+#[test]
+fn a_server_started_before_its_database_waits_for_it() {
+    let Some(pg) = Postgres::start("wait") else {
+        return;
+    };
+    let dir = TempDir::new("pg-wait");
+    let files = generate(dir.path(), 1, |a| course_rows(a, 0.2));
+    pg.stop_fast();
+    let started = Instant::now();
+    let server = std::thread::scope(|scope| {
+        scope.spawn(|| {
+            std::thread::sleep(Duration::from_secs(3));
+            pg.start_again();
+        });
+        support::pg::server_at(&dir, &pg.url, 1, "s", &[("STORAGE_WAIT", "60s")])
+    });
+    assert!(started.elapsed() >= Duration::from_secs(3), "served before its database was up");
+    let waiting = server.log.count("action: storage_open | result: in_progress");
+    let most = started.elapsed().as_secs() as usize + 1;
+    assert!((1..=most).contains(&waiting), "{waiting} waiting lines in {:?}", started.elapsed());
+    let runs = run_agencies(server.addr, &files, &[]);
+    assert_agencies_finished(&files, &runs);
+    assert_bets_exactly(pg.stored_bets(), &files);
+}
+
+/// ... and past `STORAGE_WAIT` it stops, saying why, instead of serving
+/// agencies it cannot store for.
+#[test]
+fn a_server_whose_database_stays_away_stops_after_storage_wait() {
+    let Some(pg) = Postgres::start("no-wait") else {
+        return;
+    };
+    let dir = TempDir::new("pg-no-wait");
+    pg.stop_fast();
+    let env = [
+        ("STORAGE_BACKEND", "postgres"),
+        ("STORAGE_URL", pg.url.as_str()),
+        ("SERVER_AGENCIES", "1"),
+        ("STORAGE_WAIT", "2s"),
+    ];
+    let started = Instant::now();
+    let (mut child, log) = Server::spawn_with_storage(&dir.path().join("unused.csv"), &env);
+    let status = wait_child(&mut child, Duration::from_secs(20)).expect("the server never stopped");
+    assert!(!status.success(), "a server without its database exited 0");
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_secs(2) && took < Duration::from_secs(15),
+        "stopped after {took:?}"
+    );
+    assert_eq!(log.count("action: listen | result: success"), 0, "it listened");
 }

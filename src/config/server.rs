@@ -84,16 +84,20 @@ pub type DefaultSecretFile<'a> = &'a dyn Fn(&Path) -> Result<(String, bool), Str
 pub enum StorageBackend {
     /// `bets.csv` and its journal (`STORAGE_FILEPATH`, `STORAGE_SYNC`).
     File,
-    /// A PostgreSQL database several servers share, at `url` (`STORAGE_URL`).
-    Postgres { url: String },
+    /// A PostgreSQL database several servers share, at `url`
+    /// (`STORAGE_URL`); at start, the server waits up to `wait`
+    /// (`STORAGE_WAIT`) for it to be reachable (a primary that accepts
+    /// writes, with a manager's multi-host URL).
+    Postgres { url: String, wait: Duration },
 }
 
 impl ServerConfig {
     /// Where the bets are kept, as the storage layer takes it.
     pub fn storage_location(&self) -> Location {
         match &self.storage_backend {
-            StorageBackend::Postgres { url } => Location::Postgres {
+            StorageBackend::Postgres { url, wait } => Location::Postgres {
                 url: url.clone(),
+                wait: *wait,
                 auth_required: matches!(self.auth, ServerAuth::Required(_)),
             },
             StorageBackend::File => {
@@ -161,7 +165,8 @@ fn storage_backend(s: &Settings) -> Result<StorageBackend, ConfigError> {
             "missing: STORAGE_BACKEND=postgres needs the database, e.g. postgresql://user:password@host:5432/lottery",
         ));
     }
-    Ok(StorageBackend::Postgres { url: url.to_owned() })
+    let wait = timeout(s, "STORAGE_WAIT", "30s")?;
+    Ok(StorageBackend::Postgres { url: url.to_owned(), wait })
 }
 
 /// Default of `SERVER_WORKERS`: enough for every agency of a large ingest
@@ -169,7 +174,7 @@ fn storage_backend(s: &Settings) -> Result<StorageBackend, ConfigError> {
 pub const DEFAULT_WORKERS: usize = 128;
 
 /// Server setting keys, which are also their environment variables.
-pub const SERVER_KEYS: [&str; 20] = [
+pub const SERVER_KEYS: [&str; 21] = [
     "SERVER_PORT",
     "SERVER_IP",
     "SERVER_LISTEN_BACKLOG",
@@ -180,6 +185,7 @@ pub const SERVER_KEYS: [&str; 20] = [
     "STORAGE_FILEPATH",
     "STORAGE_SYNC",
     "STORAGE_URL",
+    "STORAGE_WAIT",
     "SERVER_MAX_CONNECTIONS",
     "SERVER_IDLE_TIMEOUT",
     "SERVER_FRAME_TIMEOUT",
@@ -633,13 +639,21 @@ mod tests {
             let c = with(&postgres).unwrap();
             assert_eq!(
                 c.storage_location(),
-                Location::Postgres { url: url.into(), auth_required: true }
+                Location::Postgres {
+                    url: url.into(),
+                    auth_required: true,
+                    wait: Duration::from_secs(30)
+                }
             );
             // The database is told SERVER_AUTH, which it records.
             let off = [postgres[0], postgres[1], ("SERVER_AUTH", "off")];
             assert_eq!(
                 with(&off).unwrap().storage_location(),
-                Location::Postgres { url: url.into(), auth_required: false }
+                Location::Postgres {
+                    url: url.into(),
+                    auth_required: false,
+                    wait: Duration::from_secs(30)
+                }
             );
             assert_eq!(
                 key_of(&[("STORAGE_BACKEND", "postgres")]).0,

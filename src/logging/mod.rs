@@ -23,6 +23,7 @@ mod action;
 mod event;
 mod grammar;
 mod line;
+mod rate_limit;
 
 pub use action::{Action, Outcome};
 pub use event::{
@@ -30,6 +31,7 @@ pub use event::{
 };
 pub use grammar::{CourseLine, check_line};
 pub use line::{Clean, LogLine};
+pub use rate_limit::RateLimit;
 
 use log::{Level, LevelFilter};
 use simplelog::{ConfigBuilder, WriteLogger, format_description};

@@ -157,8 +157,8 @@ impl Backend {
         match location {
             Location::File { path, sync } => FileBackend::open(path, *sync, agencies),
             #[cfg(feature = "postgres")]
-            Location::Postgres { url, auth_required } => {
-                let db = super::postgres::open(url, agencies, *auth_required)?;
+            Location::Postgres { url, auth_required, wait } => {
+                let db = super::postgres::open(url, agencies, *auth_required, *wait)?;
                 Ok(Opened {
                     report: OpenReport::Postgres {
                         target: db.storage.target().to_owned(),
@@ -232,6 +232,16 @@ impl Backend {
             Backend::File(file) => file.announce(log),
             #[cfg(feature = "postgres")]
             Backend::Postgres(db) => db.announce(log),
+        }
+    }
+
+    /// Whether the database was unreachable at the last try: its outage
+    /// is logged once a second by the storage, not at each failed commit.
+    pub fn is_unreachable(&self) -> bool {
+        match self {
+            Backend::File(_) => false,
+            #[cfg(feature = "postgres")]
+            Backend::Postgres(db) => db.is_down(),
         }
     }
 
@@ -309,6 +319,7 @@ mod tests {
             &Location::Postgres {
                 url: "postgresql://localhost/lottery".into(),
                 auth_required: true,
+                wait: std::time::Duration::from_secs(1),
             },
             5,
         )

@@ -2,6 +2,7 @@
 //! settings), and when the file backend syncs ([`SyncMode`]).
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 /// The path of a file that lives beside the bets file and belongs to it:
 /// the bets file's name plus `suffix` (`bets.csv` → `bets.csv.journal`).
@@ -42,8 +43,9 @@ pub enum Location {
     /// (`synchronous_commit`). `auth_required` is the server's
     /// `SERVER_AUTH`: the database records it for the lottery, and a server
     /// that disagrees refuses to start (one with `off` would open every
-    /// agency to anyone).
-    Postgres { url: String, auth_required: bool },
+    /// agency to anyone). `wait`: how long a start waits for the database
+    /// to be reachable (`STORAGE_WAIT`).
+    Postgres { url: String, auth_required: bool, wait: Duration },
 }
 
 #[cfg(test)]

@@ -100,7 +100,9 @@ fn run(manager: &Mutex<StoreManager>, signals: &Signals, mut backend: Backend) {
                 commit.resolve(Ok(Arc::new(committed.verdicts)));
             }
             Err(e) => {
-                ActionEvent::Failed { action: Action::Commit, error: &e }.error();
+                if !backend.is_unreachable() {
+                    ActionEvent::Failed { action: Action::Commit, error: &e }.error();
+                }
                 let later = state.failed();
                 drop(state);
                 signals.room.notify_all();

@@ -32,6 +32,8 @@ pub struct Postgres {
     dir: TempDir,
     bin: PathBuf,
     run_as: Option<&'static str>,
+    /// The postmaster's options (`pg_ctl start -o`), for a start again.
+    options: String,
     pub url: String,
 }
 
@@ -91,7 +93,7 @@ impl Postgres {
                 .is_ok_and(|s| s.success());
             assert!(ok, "chown {} to {user}", dir.path().display());
         }
-        let mut pg = Postgres { url: String::new(), bin, run_as, dir };
+        let mut pg = Postgres { url: String::new(), bin, run_as, dir, options: String::new() };
         let data = pg.data();
         pg.run(
             "initdb",
@@ -109,25 +111,10 @@ impl Postgres {
             ],
         );
         let port = free_port();
-        let options = format!(
+        pg.options = format!(
             "-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories='' -c fsync=off -c shared_buffers=16MB -c max_connections=50"
         );
-        let log = pg.log();
-        pg.run(
-            "pg_ctl",
-            &[
-                "-D",
-                path_str(&data),
-                "-l",
-                path_str(&log),
-                "-o",
-                &options,
-                "-w",
-                "-t",
-                "60",
-                "start",
-            ],
-        );
+        pg.start_again();
         pg.url = format!("postgresql://lottery@127.0.0.1:{port}/postgres");
         Some(pg)
     }
@@ -155,6 +142,21 @@ impl Postgres {
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
+    }
+
+    /// `pg_ctl start` of the cluster, stopped or new; back when this
+    /// returns.
+    pub fn start_again(&self) {
+        let (data, log) = (self.data(), self.log());
+        let args = ["-D", path_str(&data), "-l", path_str(&log), "-o", &self.options];
+        self.run("pg_ctl", &[&args[..], &["-w", "-t", "60", "start"]].concat());
+    }
+
+    /// `pg_ctl stop -m fast`: every connection is cut, and nothing answers
+    /// on the port until [`Postgres::start_again`].
+    pub fn stop_fast(&self) {
+        let data = self.data();
+        self.run("pg_ctl", &["-D", path_str(&data), "-m", "fast", "-w", "-t", "60", "stop"]);
     }
 
     /// `pg_ctl restart -m fast`: every connection is cut, and the database

@@ -90,6 +90,19 @@ impl Server {
     }
 
     pub fn start_with_storage(storage: &Path, env: &[(&str, &str)]) -> Server {
+        let (child, log) = Self::spawn_with_storage(storage, env);
+        let line = log.wait_for("action: listen | result: success", Duration::from_secs(20));
+        let addr: SocketAddr = line
+            .rsplit("address: ")
+            .next()
+            .and_then(|a| a.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no address in {line:?}"));
+        Server { child, log, addr, storage: storage.to_owned() }
+    }
+
+    /// Starts the server process and follows its log, without waiting for
+    /// it to listen (a start that is meant to wait, or to fail).
+    pub fn spawn_with_storage(storage: &Path, env: &[(&str, &str)]) -> (Child, Log) {
         let mut cmd = Command::new(SERVER);
         cmd.env("SERVER_CONFIG", repo().join("config/server/config.ini"))
             .env("SERVER_IP", "127.0.0.1")
@@ -106,13 +119,7 @@ impl Server {
         }
         let mut child = cmd.spawn().expect("start server");
         let log = Log::follow(&mut child);
-        let line = log.wait_for("action: listen | result: success", Duration::from_secs(20));
-        let addr: SocketAddr = line
-            .rsplit("address: ")
-            .next()
-            .and_then(|a| a.trim().parse().ok())
-            .unwrap_or_else(|| panic!("no address in {line:?}"));
-        Server { child, log, addr, storage: storage.to_owned() }
+        (child, log)
     }
 
     /// Sends SIGTERM.

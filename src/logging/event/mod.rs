@@ -200,6 +200,8 @@ mod tests {
                 finished: 0,
             },
             StorageEvent::DatabaseWaiting { database: t, error: t },
+            StorageEvent::Unreachable { database: t, error: t, repeated: Some(3) },
+            StorageEvent::Reachable { database: t, seconds: 4.25 },
             StorageEvent::DatabaseUpgraded { database: t, version: 3, auth: "required" },
             StorageEvent::DatabaseReady { database: t, version: 3 },
             StorageEvent::DatabaseOpened { database: t, schema_version: 3, finished: 0 },

@@ -35,6 +35,18 @@ pub enum StorageEvent<'a> {
         schema_version: i32,
         finished: u32,
     },
+    /// The database (no primary of it) cannot be reached; logged at most
+    /// once a second, `repeated`: the failures held back since the last.
+    Unreachable {
+        database: Text<'a>,
+        error: Text<'a>,
+        repeated: Option<u64>,
+    },
+    /// Reachable again after `seconds` without it.
+    Reachable {
+        database: Text<'a>,
+        seconds: f64,
+    },
     /// COMMIT was sent and its answer lost: the server asks the database.
     CommitAnswerLost {
         commit: Text<'a>,
@@ -75,6 +87,13 @@ impl Display for StorageEvent<'_> {
             Self::DatabaseWaiting { database, error } => {
                 line(f, StorageOpen, InProgress).field("database", database).field("error", error)
             }
+            Self::Unreachable { database, error, repeated } => line(f, Storage, InProgress)
+                .field("database", database)
+                .field("error", error)
+                .field_if("repeated", repeated),
+            Self::Reachable { database, seconds } => line(f, Storage, Success)
+                .field("database", database)
+                .field("after_s", format_args!("{seconds:.1}")),
             Self::DatabaseUpgraded { database, version, auth } => line(f, StorageUpgrade, Success)
                 .field("database", database)
                 .field("version", version)

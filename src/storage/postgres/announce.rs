@@ -2,6 +2,7 @@
 //! by exactly one server, then the draw's row marked as announced.
 
 use super::error::{db, out_of_range};
+use super::link::Session;
 use crate::storage::draw::AnnounceDraw;
 use crate::storage::error::StorageError;
 use ::postgres as pg;
@@ -14,10 +15,11 @@ use ::postgres as pg;
 /// server to look logs it again: a crash there logs it twice, never zero
 /// times. Returns the winners it announced.
 pub(super) fn announce(
-    client: &mut pg::Client,
+    session: &mut Session,
     log: AnnounceDraw<'_>,
 ) -> Result<Option<u64>, StorageError> {
-    let mut tx = client
+    let mut tx = session
+        .client
         .build_transaction()
         .isolation_level(pg::IsolationLevel::ReadCommitted)
         .start()

@@ -13,7 +13,9 @@
 //! is there ([`landed`]).
 
 use super::error::{db, out_of_range};
-use super::link::{IDLE_IN_TRANSACTION_TIMEOUT, LOCK_TIMEOUT, STATEMENT_TIMEOUT};
+use super::link::{
+    IDLE_IN_TRANSACTION_TIMEOUT, LOCK_TIMEOUT, Prepared, STATEMENT_TIMEOUT, Session,
+};
 use super::storage::PgStorage;
 use crate::bet::WINNING_NUMBER;
 use crate::logging::{LogLine, StorageEvent};
@@ -50,6 +52,36 @@ FROM bets WHERE number = 7574
 /// [`STATEMENT_TIMEOUT`]).
 const RECORD_WINNERS_TIMEOUT: Duration = Duration::from_secs(600);
 
+/// Locks the touched agencies' rows and writes the commit's id (see
+/// [`lock_rows`]).
+const LOCK_ROWS: &str = "
+WITH this_commit AS (
+    INSERT INTO commits (server, seq) VALUES ($2, $3)
+    ON CONFLICT (server) DO UPDATE SET seq = EXCLUDED.seq, at = now()
+)
+SELECT agency, next_position, done FROM agencies
+WHERE agency = ANY($1) ORDER BY agency FOR UPDATE
+";
+
+const COPY_BETS: &str = "COPY bets (agency, position, first_name, last_name, document, birthdate, number) FROM STDIN WITH (FORMAT csv)";
+
+/// Every moved agency's position and DONE, from three arrays of one
+/// element per agency.
+const MOVE_POSITIONS: &str = "
+UPDATE agencies SET next_position = moved.next, done = moved.done
+FROM unnest($1::BIGINT[], $2::BIGINT[], $3::BOOLEAN[]) AS moved (agency, next, done)
+WHERE agencies.agency = moved.agency
+";
+
+const ADD_FINISHED: &str =
+    "UPDATE lottery SET finished = finished + $1 WHERE id = 1 RETURNING finished";
+
+/// Whether a commit is stored (see [`landed`]).
+const LANDED: &str = "
+INSERT INTO commits (server, seq) VALUES ($1, 0)
+ON CONFLICT (server) DO UPDATE SET seq = commits.seq RETURNING seq
+";
+
 /// One commit of one server, as `commits` records it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct CommitId {
@@ -72,6 +104,15 @@ enum TxFailure {
     /// the commit): stored or not, only the database knows. `outcome` is
     /// what the transaction made durable if it committed.
     AnswerLost { error: StorageError, outcome: Committed },
+}
+
+impl fmt::Display for TxFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TxFailure::RolledBack(e) => e.fmt(f),
+            TxFailure::AnswerLost { error, .. } => write!(f, "{error} (COMMIT's answer lost)"),
+        }
+    }
 }
 
 impl From<StorageError> for TxFailure {
@@ -123,7 +164,7 @@ impl PgStorage {
         self.seq += 1;
         let id = CommitId { server: self.server, seq: self.seq };
         let (agencies, copy) = (self.agencies, &mut self.copy);
-        match self.link.with(|client| Self::transaction(client, agencies, copy, group, id)) {
+        match self.link.with(|session| Self::transaction(session, agencies, copy, group, id)) {
             Ok(committed) => Ok(committed),
             Err(TxFailure::RolledBack(e)) => Err(e),
             Err(TxFailure::AnswerLost { error, outcome }) => self.learn(id, error, outcome),
@@ -143,7 +184,7 @@ impl PgStorage {
         StorageEvent::CommitAnswerLost { commit: &id, error: &lost }.warn();
         let started = Instant::now();
         loop {
-            match self.link.with(|client| landed(client, id)) {
+            match self.link.with(|session| landed(session, id)) {
                 Ok(committed) => {
                     StorageEvent::CommitFound { commit: &id, committed }.info();
                     return if committed {
@@ -180,7 +221,7 @@ impl PgStorage {
     /// lock the agencies' rows, decide, copy the new rows in, move the
     /// positions, count the DONEs (and record the draw), COMMIT.
     fn transaction(
-        client: &mut pg::Client,
+        session: &mut Session,
         agencies: u32,
         copy: &mut Vec<u8>,
         group: &GroupData<'_>,
@@ -192,17 +233,22 @@ impl PgStorage {
         // still correct — see the `lottery` row's counter in
         // `add_finished` — but would turn every such wait into a
         // serialization error.)
+        let Session { client, prepared } = session;
         let mut tx = client
             .build_transaction()
             .isolation_level(pg::IsolationLevel::ReadCommitted)
             .start()
             .map_err(db("begin a transaction on"))?;
-        let mut rows = lock_rows(&mut tx, group, id)?;
+        let mut rows = lock_rows(&mut tx, prepared, group, id)?;
         copy.clear();
         let (verdicts, newly_done) = decide(group, &mut rows, copy)?;
-        copy_in(&mut tx, copy)?;
-        move_positions(&mut tx, &rows)?;
-        let drew = if newly_done > 0 { add_finished(&mut tx, newly_done, agencies)? } else { None };
+        copy_in(&mut tx, prepared, copy)?;
+        move_positions(&mut tx, prepared, &rows)?;
+        let drew = if newly_done > 0 {
+            add_finished(&mut tx, prepared, newly_done, agencies)?
+        } else {
+            None
+        };
         let outcome = Committed {
             agencies: rows.iter().map(|(agency, row)| (*agency, row.next, row.done)).collect(),
             verdicts,
@@ -231,6 +277,7 @@ impl PgStorage {
 /// look-up after a lost answer waits for it (see [`landed`]).
 fn lock_rows(
     tx: &mut pg::Transaction<'_>,
+    prepared: &mut Prepared,
     group: &GroupData<'_>,
     id: CommitId,
 ) -> Result<BTreeMap<u32, AgencyRow>, StorageError> {
@@ -241,32 +288,26 @@ fn lock_rows(
         .collect::<BTreeSet<i64>>()
         .into_iter()
         .collect();
-    tx.query(
-        "WITH this_commit AS (
-                     INSERT INTO commits (server, seq) VALUES ($2, $3)
-                     ON CONFLICT (server) DO UPDATE SET seq = EXCLUDED.seq, at = now()
-                 )
-                 SELECT agency, next_position, done FROM agencies
-                 WHERE agency = ANY($1) ORDER BY agency FOR UPDATE",
-        &[&touched, &id.server, &id.seq],
-    )
-    .map_err(db("lock the agencies' rows in"))?
-    .iter()
-    .map(agency_row)
-    .collect()
+    let statement = prepared.get(tx, LOCK_ROWS)?;
+    tx.query(&statement, &[&touched, &id.server, &id.seq])
+        .map_err(db("lock the agencies' rows in"))?
+        .iter()
+        .map(agency_row)
+        .collect()
 }
 
 /// Copies the rows of the batches to store (CSV with their positions) in
 /// with one `COPY`.
-fn copy_in(tx: &mut pg::Transaction<'_>, copy: &[u8]) -> Result<(), StorageError> {
+fn copy_in(
+    tx: &mut pg::Transaction<'_>,
+    prepared: &mut Prepared,
+    copy: &[u8],
+) -> Result<(), StorageError> {
     if copy.is_empty() {
         return Ok(());
     }
-    let mut writer = tx
-        .copy_in(
-            "COPY bets (agency, position, first_name, last_name, document, birthdate, number) FROM STDIN WITH (FORMAT csv)",
-        )
-        .map_err(db("start copying bets into"))?;
+    let statement = prepared.get(tx, COPY_BETS)?;
+    let mut writer = tx.copy_in(&statement).map_err(db("start copying bets into"))?;
     writer
         .write_all(copy)
         .map_err(|e| StorageError::Database { action: "copy bets into", reason: e.to_string() })?;
@@ -274,19 +315,25 @@ fn copy_in(tx: &mut pg::Transaction<'_>, copy: &[u8]) -> Result<(), StorageError
     Ok(())
 }
 
-/// Writes the positions and DONEs this group moved.
+/// Writes the positions and DONEs this group moved, in one statement
+/// whatever the number of agencies.
 fn move_positions(
     tx: &mut pg::Transaction<'_>,
+    prepared: &mut Prepared,
     rows: &BTreeMap<u32, AgencyRow>,
 ) -> Result<(), StorageError> {
+    let (mut agencies, mut nexts, mut dones) = (Vec::new(), Vec::new(), Vec::new());
     for (agency, row) in rows.iter().filter(|(_, r)| r.changed) {
-        let next = i64::try_from(row.next).map_err(|_| out_of_range("position"))?;
-        tx.execute(
-            "UPDATE agencies SET next_position = $2, done = $3 WHERE agency = $1",
-            &[&i64::from(*agency), &next, &row.done],
-        )
-        .map_err(db("move the agencies' positions in"))?;
+        agencies.push(i64::from(*agency));
+        nexts.push(i64::try_from(row.next).map_err(|_| out_of_range("position"))?);
+        dones.push(row.done);
     }
+    if agencies.is_empty() {
+        return Ok(());
+    }
+    let statement = prepared.get(tx, MOVE_POSITIONS)?;
+    tx.execute(&statement, &[&agencies, &nexts, &dones])
+        .map_err(db("move the agencies' positions in"))?;
     Ok(())
 }
 
@@ -303,17 +350,14 @@ fn move_positions(
 /// meanwhile, and then no transaction would ever draw.
 fn add_finished(
     tx: &mut pg::Transaction<'_>,
+    prepared: &mut Prepared,
     newly_done: u64,
     agencies: u32,
 ) -> Result<Option<u64>, StorageError> {
     let added = i64::try_from(newly_done).map_err(|_| out_of_range("agencies"))?;
-    let finished: i64 = tx
-        .query_one(
-            "UPDATE lottery SET finished = finished + $1 WHERE id = 1 RETURNING finished",
-            &[&added],
-        )
-        .map_err(db("count the finished agencies in"))?
-        .get(0);
+    let statement = prepared.get(tx, ADD_FINISHED)?;
+    let finished: i64 =
+        tx.query_one(&statement, &[&added]).map_err(db("count the finished agencies in"))?.get(0);
     if finished < i64::from(agencies) {
         return Ok(None);
     }
@@ -364,20 +408,16 @@ fn lost_reason(e: &StorageError) -> String {
 /// it — the one whose answer was lost, if its session still lives — and
 /// then reads the row as that transaction left it. A plain `SELECT` would
 /// not wait, and could read "not committed" just before the COMMIT lands.
-fn landed(client: &mut pg::Client, id: CommitId) -> Result<bool, StorageError> {
+fn landed(session: &mut Session, id: CommitId) -> Result<bool, StorageError> {
+    let Session { client, prepared } = session;
     let mut tx = client
         .build_transaction()
         .isolation_level(pg::IsolationLevel::ReadCommitted)
         .start()
         .map_err(db("begin a transaction on"))?;
-    let seq: i64 = tx
-        .query_one(
-            "INSERT INTO commits (server, seq) VALUES ($1, 0)
-             ON CONFLICT (server) DO UPDATE SET seq = commits.seq RETURNING seq",
-            &[&id.server],
-        )
-        .map_err(db("look up a commit in"))?
-        .get(0);
+    let statement = prepared.get(&mut tx, LANDED)?;
+    let seq: i64 =
+        tx.query_one(&statement, &[&id.server]).map_err(db("look up a commit in"))?.get(0);
     // What it wrote is not meant to last (the row is the commit's).
     let _ = tx.rollback();
     Ok(seq == id.seq)

@@ -5,9 +5,12 @@
 //! workers' alike.
 
 use super::error::db;
+use crate::logging::{LogLine, RateLimit, StorageEvent};
 use crate::storage::error::StorageError;
 use ::postgres as pg;
-use std::time::Duration;
+use std::fmt;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 /// Parses `STORAGE_URL` and sets the timeouts the server relies on when
 /// the URL does not: a database that vanishes must turn into an error the
@@ -111,40 +114,155 @@ pub(super) fn connect(config: &pg::Config) -> Result<pg::Client, StorageError> {
 }
 
 /// A connection opened when needed: the committer's, and the workers'
-/// lookup connection.
+/// lookup connection. Both of a server share one [`Health`], so a lost
+/// primary is reported once for the server, not once per connection.
 pub(super) struct Link {
     config: pg::Config,
     /// `None` after an error: the next use connects again.
-    client: Option<pg::Client>,
+    session: Option<Session>,
+    health: Health,
 }
 
 impl Link {
     /// A link to the database of `config`, already `client` if given.
-    pub(super) fn new(config: pg::Config, client: Option<pg::Client>) -> Link {
-        Link { config, client }
+    pub(super) fn new(config: pg::Config, client: Option<pg::Client>, health: Health) -> Link {
+        Link { config, session: client.map(Session::new), health }
     }
 
     /// Whether a connection is open (as far as this side knows).
     pub(super) fn is_connected(&self) -> bool {
-        self.client.is_some()
+        self.session.is_some()
+    }
+
+    /// Whether the database was unreachable at the last try of any of this
+    /// server's connections.
+    pub(super) fn is_down(&self) -> bool {
+        self.health.is_down()
     }
 
     /// Runs `work` on the connection, opened (again) if there is none or
     /// it closed; on error the connection is dropped and the next use
-    /// opens another.
-    pub(super) fn with<T, E: From<StorageError>>(
+    /// opens another. A connection that cannot be opened, or that closed
+    /// under `work`, is reported to [`Health`]; a success after that says
+    /// the database is back.
+    pub(super) fn with<T, E: From<StorageError> + fmt::Display>(
         &mut self,
-        work: impl FnOnce(&mut pg::Client) -> Result<T, E>,
+        work: impl FnOnce(&mut Session) -> Result<T, E>,
     ) -> Result<T, E> {
-        let client = match self.client.take() {
-            Some(client) if !client.is_closed() => client,
-            _ => connect(&self.config)?,
+        let session = match self.session.take() {
+            Some(session) if !session.client.is_closed() => session,
+            _ => match connect(&self.config) {
+                Ok(client) => Session::new(client),
+                Err(e) => {
+                    self.health.down(&e);
+                    return Err(e.into());
+                }
+            },
         };
-        let result = work(self.client.insert(client));
-        if result.is_err() {
-            self.client = None;
+        let session = self.session.insert(session);
+        let result = work(session);
+        match &result {
+            Ok(_) => self.health.up(),
+            Err(e) => {
+                if session.client.is_closed() {
+                    self.health.down(e);
+                }
+                self.session = None;
+            }
         }
         result
+    }
+}
+
+/// An open connection and the statements prepared on it. A statement is
+/// prepared at its first use on the connection, then each use is one round
+/// trip (a query given as text is prepared again at every use: two).
+pub(super) struct Session {
+    pub client: pg::Client,
+    pub prepared: Prepared,
+}
+
+impl Session {
+    fn new(client: pg::Client) -> Session {
+        Session { client, prepared: Prepared(Vec::new()) }
+    }
+}
+
+/// The statements prepared on one connection, by their text.
+pub(super) struct Prepared(Vec<(&'static str, pg::Statement)>);
+
+impl Prepared {
+    /// `sql` prepared on this connection (through `client`: the
+    /// connection itself or a transaction on it), at its first use.
+    ///
+    /// # Errors
+    /// The database refused the statement or cannot be reached.
+    pub(super) fn get(
+        &mut self,
+        client: &mut impl pg::GenericClient,
+        sql: &'static str,
+    ) -> Result<pg::Statement, StorageError> {
+        if let Some((_, statement)) = self.0.iter().find(|(text, _)| *text == sql) {
+            return Ok(statement.clone());
+        }
+        let statement = client.prepare(sql).map_err(db("prepare a statement on"))?;
+        self.0.push((sql, statement.clone()));
+        Ok(statement)
+    }
+}
+
+/// Whether a server reaches its database, shared by its connections: while
+/// it does not (no primary: a failover, a restart), one `storage |
+/// in_progress` line a second at most; when it does again, one `storage |
+/// success` line with how long it took.
+#[derive(Clone)]
+pub(super) struct Health {
+    target: Arc<str>,
+    state: Arc<Mutex<HealthState>>,
+}
+
+struct HealthState {
+    /// Since when no connection reached the database, while none has.
+    down_since: Option<Instant>,
+    lines: RateLimit,
+}
+
+impl Health {
+    pub(super) fn new(target: &str) -> Health {
+        let lines = RateLimit::new(Duration::from_secs(1));
+        let state = HealthState { down_since: None, lines };
+        Health { target: target.into(), state: Arc::new(Mutex::new(state)) }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, HealthState> {
+        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn is_down(&self) -> bool {
+        self.state().down_since.is_some()
+    }
+
+    /// A connection failed: logged at most once a second.
+    pub(super) fn down(&self, error: &dyn fmt::Display) {
+        let now = Instant::now();
+        let mut state = self.state();
+        state.down_since.get_or_insert(now);
+        if let Some(held) = state.lines.allow("unreachable", now) {
+            drop(state);
+            let repeated = (held > 0).then_some(held);
+            StorageEvent::Unreachable { database: &&*self.target, error, repeated }.warn();
+        }
+    }
+
+    /// A connection worked: if the database was unreachable, it is back.
+    fn up(&self) {
+        let mut state = self.state();
+        if let Some(since) = state.down_since.take() {
+            state.lines = RateLimit::new(Duration::from_secs(1));
+            drop(state);
+            let seconds = since.elapsed().as_secs_f64();
+            StorageEvent::Reachable { database: &&*self.target, seconds }.info();
+        }
     }
 }
 

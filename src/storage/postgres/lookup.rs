@@ -6,7 +6,7 @@
 
 use super::announce::announce;
 use super::error::{db, out_of_range};
-use super::link::Link;
+use super::link::{Health, Link, Session};
 use crate::logging::{Action, ActionEvent, LogLine};
 use crate::storage::draw::{AnnounceDraw, DrawState, WinnersPage};
 use crate::storage::error::StorageError;
@@ -18,6 +18,18 @@ use std::time::{Duration, Instant};
 /// A lookup answers "no draw yet" from what it saw this recently: every
 /// finished agency polls for its winners, and the answer changes once.
 const NOT_READY_FRESH: Duration = Duration::from_millis(20);
+
+const POSITION: &str = "SELECT next_position, done FROM agencies WHERE agency = $1";
+
+/// How many agencies are done, and whether the draw is recorded.
+const DRAWN: &str =
+    "SELECT finished, EXISTS (SELECT 1 FROM draw WHERE id = 1) FROM lottery WHERE id = 1";
+
+/// How many winners the agency has, and a page of them from rank `$2`.
+const WINNERS_PAGE: &str = "
+SELECT (SELECT COALESCE(max(rank) + 1, 0) FROM winners WHERE agency = $1),
+       ARRAY(SELECT document FROM winners WHERE agency = $1 AND rank >= $2 ORDER BY rank LIMIT $3)
+";
 
 /// The workers' connection, for what they ask the database directly.
 /// Shared by the workers of one server behind its own mutex (never the
@@ -44,10 +56,10 @@ struct LookupConn {
 impl PgLookup {
     /// The lookup of a server on the database of `config`, connected at
     /// its first question.
-    pub(super) fn new(config: pg::Config) -> PgLookup {
+    pub(super) fn new(config: pg::Config, health: Health) -> PgLookup {
         PgLookup {
             inner: Arc::new(Mutex::new(LookupConn {
-                link: Link::new(config, None),
+                link: Link::new(config, None, health),
                 drawn: false,
                 not_ready: None,
             })),
@@ -66,12 +78,10 @@ impl PgLookup {
     /// # Errors
     /// The database cannot be reached.
     pub fn position(&self, agency: u32) -> Result<(u64, bool), StorageError> {
-        self.conn()?.link.with(|client| {
+        self.conn()?.link.with(|Session { client, prepared }| {
+            let statement = prepared.get(client, POSITION)?;
             let row = client
-                .query_opt(
-                    "SELECT next_position, done FROM agencies WHERE agency = $1",
-                    &[&i64::from(agency)],
-                )
+                .query_opt(&statement, &[&i64::from(agency)])
                 .map_err(db("read the agency's position from"))?;
             match row {
                 Some(row) => Ok((
@@ -121,14 +131,9 @@ impl LookupConn {
         {
             return Ok(Some(finished));
         }
-        let (finished, drawn) = self.link.with(|client| {
-            let row = client
-                .query_one(
-                    "SELECT finished, EXISTS (SELECT 1 FROM draw WHERE id = 1)
-                         FROM lottery WHERE id = 1",
-                    &[],
-                )
-                .map_err(db("read the draw from"))?;
+        let (finished, drawn) = self.link.with(|Session { client, prepared }| {
+            let statement = prepared.get(client, DRAWN)?;
+            let row = client.query_one(&statement, &[]).map_err(db("read the draw from"))?;
             let finished =
                 u32::try_from(row.get::<_, i64>(0)).map_err(|_| out_of_range("agencies"))?;
             Ok((finished, row.get::<_, bool>(1)))
@@ -138,7 +143,7 @@ impl LookupConn {
             return Ok(Some(finished));
         }
         self.drawn = true;
-        if let Err(e) = self.link.with(|client| announce(client, log)) {
+        if let Err(e) = self.link.with(|session| announce(session, log)) {
             ActionEvent::Failed { action: Action::Sorteo, error: &e }.warn();
         }
         Ok(None)
@@ -149,14 +154,10 @@ impl LookupConn {
     fn page(&mut self, agency: u32, offset: u32, room: usize) -> Result<WinnersPage, StorageError> {
         // Every document takes at least 2 bytes: no page holds more.
         let limit = i64::try_from((room / 2).min(usize::from(u16::MAX))).unwrap_or(i64::MAX);
-        self.link.with(|client| {
+        self.link.with(|Session { client, prepared }| {
+            let statement = prepared.get(client, WINNERS_PAGE)?;
             let row = client
-                .query_one(
-                    "SELECT (SELECT COALESCE(max(rank) + 1, 0) FROM winners WHERE agency = $1),
-                            ARRAY(SELECT document FROM winners WHERE agency = $1 AND rank >= $2
-                                  ORDER BY rank LIMIT $3)",
-                    &[&i64::from(agency), &i64::from(offset), &limit],
-                )
+                .query_one(&statement, &[&i64::from(agency), &i64::from(offset), &limit])
                 .map_err(db("read the winners from"))?;
             let total = u32::try_from(row.get::<_, i64>(0).min(i64::from(u32::MAX)))
                 .map_err(|_| out_of_range("winners"))?;

@@ -5,19 +5,15 @@
 
 use super::commit::agency_row;
 use super::error::db;
-use super::link::{Link, connect, settings, target};
+use super::link::{Health, Link, connect, settings, target};
 use super::lookup::PgLookup;
 use super::schema::{COMMITS_KEPT, SCHEMA_VERSION, auth_word, prepare, refuses_us};
 use super::storage::PgStorage;
-use crate::logging::{LogLine, StorageEvent};
+use crate::logging::{LogLine, RateLimit, StorageEvent};
 use crate::storage::error::StorageError;
 use ::postgres as pg;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
-
-/// How long opening waits for the database to answer at start (a compose
-/// file may start the servers before the database is ready).
-const OPEN_PATIENCE: Duration = Duration::from_secs(15);
 
 /// A database just opened: the committer's connection, the workers' one,
 /// and what the store starts from.
@@ -37,34 +33,38 @@ pub(in crate::storage) struct PgOpened {
 /// records for the lottery as it does `SERVER_AGENCIES`.
 ///
 /// # Errors
-/// A database that does not answer within [`OPEN_PATIENCE`], one with a
+/// A database that does not answer within `wait` (`STORAGE_WAIT`: a
+/// compose file may start the servers before the database, and a manager
+/// may be promoting a standby), one with a
 /// newer schema, or one set up for another number of agencies or another
 /// `SERVER_AUTH`.
 pub(in crate::storage) fn open(
     url: &str,
     agencies: u32,
     auth_required: bool,
+    wait: Duration,
 ) -> Result<PgOpened, StorageError> {
     let config = settings(url)?;
     let target = target(&config);
     let server = server_id()?;
-    let mut client = connect_prepared(&config, &target, agencies, auth_required)?;
+    let mut client = connect_prepared(&config, &target, agencies, auth_required, wait)?;
     let (counts, done) = positions(&mut client)?;
     // The rows of servers long gone (see COMMITS_KEPT).
     client
         .execute(&format!("DELETE FROM commits WHERE at < now() - interval '{COMMITS_KEPT}'"), &[])
         .map_err(db("prune the commits of"))?;
     StorageEvent::DatabaseReady { database: &target, version: SCHEMA_VERSION }.info();
+    let health = Health::new(&target);
     Ok(PgOpened {
         storage: PgStorage {
-            link: Link::new(config.clone(), Some(client)),
+            link: Link::new(config.clone(), Some(client), health.clone()),
             agencies,
             copy: Vec::new(),
             target,
             server,
             seq: 0,
         },
-        lookup: PgLookup::new(config),
+        lookup: PgLookup::new(config, health),
         counts,
         done,
         schema: SCHEMA_VERSION,
@@ -82,14 +82,17 @@ fn server_id() -> Result<i64, StorageError> {
 }
 
 /// Connects and prepares the schema ([`prepare`]), trying again for
-/// [`OPEN_PATIENCE`] while the database cannot be reached.
+/// `wait` while the database cannot be reached, saying so at most once a
+/// second.
 fn connect_prepared(
     config: &pg::Config,
     target: &str,
     agencies: u32,
     auth_required: bool,
+    wait: Duration,
 ) -> Result<pg::Client, StorageError> {
     let started = Instant::now();
+    let mut lines = RateLimit::new(Duration::from_secs(1));
     loop {
         match connect(config)
             .and_then(|mut c| prepare(&mut c, agencies, auth_required).map(|up| (c, up)))
@@ -108,9 +111,11 @@ fn connect_prepared(
             // A database that cannot be reached yet, or two servers
             // creating the schema at once, is worth waiting for; a database
             // this server must not use is not.
-            Err(e) if !refuses_us(&e) && started.elapsed() < OPEN_PATIENCE => {
-                StorageEvent::DatabaseWaiting { database: &target, error: &e }.warn();
-                std::thread::sleep(Duration::from_millis(500));
+            Err(e) if !refuses_us(&e) && started.elapsed() < wait => {
+                if lines.allow("waiting", Instant::now()).is_some() {
+                    StorageEvent::DatabaseWaiting { database: &target, error: &e }.warn();
+                }
+                std::thread::sleep(Duration::from_millis(250));
             }
             Err(e) => return Err(e),
         }

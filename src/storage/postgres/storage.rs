@@ -35,6 +35,12 @@ impl PgStorage {
         &self.target
     }
 
+    /// Whether the database was unreachable at the last try (its outage is
+    /// logged as `storage | in_progress`, not as each commit's failure).
+    pub fn is_down(&self) -> bool {
+        self.link.is_down()
+    }
+
     /// Announces the draw if it is recorded and not yet announced (see
     /// [`announce`]).
     ///
@@ -42,13 +48,13 @@ impl PgStorage {
     /// The database cannot be reached, or another server holds the draw's
     /// row past the lock timeout (it is announcing it).
     pub fn announce(&mut self, log: AnnounceDraw<'_>) -> Result<Option<u64>, StorageError> {
-        self.link.with(|client| announce(client, log))
+        self.link.with(|session| announce(session, log))
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::super::link::{settings, target};
+    use super::super::link::{Health, settings, target};
     use super::*;
 
     #[test]
@@ -60,7 +66,7 @@ mod tests {
             !format!(
                 "{:?}",
                 PgStorage {
-                    link: Link::new(config, None),
+                    link: Link::new(config, None, Health::new(&shown)),
                     agencies: 1,
                     copy: Vec::new(),
                     target: shown,
