@@ -10,8 +10,8 @@ use super::ticket::Ticket;
 use crate::bet::BetRef;
 use crate::logging::{Action, ActionEvent, LogLine, Outcome};
 use crate::storage::{
-    Backend, DrawState, Location, Lookup, OpenReport, StorageError, WinnersPage, encode_row,
-    encode_row_at, push_record,
+    Backend, DrawState, Location, Lookup, OpenReport, StorageError, WinnersPage, encode_copy_row,
+    encode_row, push_record,
 };
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
@@ -181,7 +181,7 @@ impl Store {
         winners.clear();
         if self.shared {
             for (position, bet) in (first_seq..).zip(bets) {
-                encode_row_at(rows, bet, position);
+                encode_copy_row(rows, bet, position);
             }
             return;
         }

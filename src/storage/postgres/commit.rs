@@ -19,8 +19,11 @@ use super::link::{
 use super::storage::PgStorage;
 use crate::bet::WINNING_NUMBER;
 use crate::logging::{LogLine, StorageEvent};
+#[cfg(doc)]
+use crate::storage::encode_copy_row;
 use crate::storage::error::StorageError;
 use crate::storage::group::{Committed, GroupData, GroupRequest, RequestKind, Verdict};
+use crate::storage::{COPY_HEADER, COPY_TRAILER};
 use ::postgres as pg;
 use pg::error::{DbError, Severity};
 use std::collections::{BTreeMap, BTreeSet};
@@ -63,7 +66,10 @@ SELECT agency, next_position, done FROM agencies
 WHERE agency = ANY($1) ORDER BY agency FOR UPDATE
 ";
 
-const COPY_BETS: &str = "COPY bets (agency, position, first_name, last_name, document, birthdate, number) FROM STDIN WITH (FORMAT csv)";
+/// The rows come as [`encode_copy_row`] writes them. `WITH BINARY` is the
+/// spelling PostgreSQL (its older syntax, still accepted) and CockroachDB
+/// both take.
+const COPY_BETS: &str = "COPY bets (agency, position, first_name, last_name, document, birthdate, number) FROM STDIN WITH BINARY";
 
 /// Every moved agency's position and DONE, from three arrays of one
 /// element per agency.
@@ -296,8 +302,8 @@ fn lock_rows(
         .collect()
 }
 
-/// Copies the rows of the batches to store (CSV with their positions) in
-/// with one `COPY`.
+/// Copies the rows of the batches to store (with their positions, in
+/// COPY's binary format) in with one `COPY`.
 fn copy_in(
     tx: &mut pg::Transaction<'_>,
     prepared: &mut Prepared,
@@ -308,8 +314,9 @@ fn copy_in(
     }
     let statement = prepared.get(tx, COPY_BETS)?;
     let mut writer = tx.copy_in(&statement).map_err(db("start copying bets into"))?;
-    writer
-        .write_all(copy)
+    [COPY_HEADER, copy, COPY_TRAILER]
+        .iter()
+        .try_for_each(|part| writer.write_all(part))
         .map_err(|e| StorageError::Database { action: "copy bets into", reason: e.to_string() })?;
     writer.finish().map_err(db("copy bets into"))?;
     Ok(())
