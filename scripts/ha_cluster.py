@@ -75,6 +75,8 @@ def now_ms():
 
 
 def default_pg_bin():
+    """PG_BIN, or the newest /usr/lib/postgresql/*/bin whose version has the pgautofailover extension
+    (Debian builds pg_auto_failover for one version: a newer server beside it would not do)."""
     if os.environ.get("PG_BIN"):
         return os.environ["PG_BIN"]
     found = []
@@ -82,10 +84,11 @@ def default_pg_bin():
         for name in os.listdir("/usr/lib/postgresql"):
             binp = os.path.join("/usr/lib/postgresql", name, "bin")
             if name.isdigit() and os.path.exists(os.path.join(binp, "postgres")):
-                found.append((int(name), binp))
+                ext = os.path.exists(f"/usr/share/postgresql/{name}/extension/pgautofailover.control")
+                found.append((ext, int(name), binp))
     except OSError:
         pass
-    return max(found)[1] if found else "/usr/lib/postgresql/15/bin"
+    return max(found)[2] if found else "/usr/lib/postgresql/15/bin"
 
 
 def alive(pid):

@@ -66,7 +66,7 @@ impl HaCluster {
             return None;
         }
         sweep();
-        let dir = TempDir::new(&format!("{PREFIX}"));
+        let dir = TempDir::new(PREFIX);
         let base = free_base();
         let cluster = HaCluster { dir, base };
         cluster.run(&["up", &base.to_string()]);
