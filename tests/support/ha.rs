@@ -106,8 +106,9 @@ impl HaCluster {
     }
 
     /// Waits until the two-host URL takes an INSERT again (a new
-    /// connection each time, as a server's after an error); panics after
-    /// `timeout`.
+    /// connection each time, as a server's after an error) into
+    /// `ha_probe`, the table `ha_cluster.py up` makes in database
+    /// `postgres` for its own probe; panics after `timeout`.
     pub fn wait_writable(&self, timeout: Duration) {
         let deadline = Instant::now() + timeout;
         let url = format!("{}&connect_timeout=1", self.url("postgres", "postgres"));
