@@ -5,12 +5,12 @@
 //! over the servers. The primary's whole node is killed (SIGKILL)
 //! mid-ingest and the monitor promotes the secondary; then the old
 //! primary rejoins as the secondary and the other node is killed in a
-//! second lottery, this time with a lottery server killed during the
+//! second lottery; then again, with a lottery server killed during the
 //! failover too. Each lottery checks: every agency finishes, every bet is
 //! on the new primary exactly once at its position, `sorteo` is logged
 //! once across the servers and each agency's winners are its file's.
 //!
-//! One cluster serves both lotteries (each in its own database: the
+//! One cluster serves the three lotteries (each in its own database: the
 //! schema holds one lottery per database), in one test, to stay within
 //! two minutes on a small machine.
 
@@ -29,6 +29,7 @@ use support::*;
 const SORTEO: &str = "action: sorteo | result: success";
 const STORED: &str = "action: apuesta_recibida | result: success";
 const COMMIT_FAILED: &str = "action: commit | result: fail";
+const REFUSED: &str = "action: apuesta_recibida | result: fail";
 const AGENCIES: u32 = 5;
 /// Bets per agency: enough that a kill lands mid-ingest.
 const ROWS: u64 = 40_000;
@@ -157,7 +158,8 @@ fn somewhere(lo: usize, hi: usize) -> usize {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.subsec_nanos() as usize)
         .unwrap_or(0);
-    lo + nanos % (hi - lo)
+    // The clock's low digits can be coarse: the process id mixes in.
+    lo + (nanos / 1000 + std::process::id() as usize) % (hi - lo)
 }
 
 /// Kills the primary once `lottery` is part way through its ingest, and
@@ -187,6 +189,54 @@ fn kill_mid_ingest(
     (node, kill)
 }
 
+/// One lottery on database `db` while the primary, `primary`, dies
+/// mid-ingest (and, with `kill_server`, a lottery server right after it,
+/// while the standby is not promoted yet): every agency finishes, every
+/// bet is stored once, one draw, the right winners.
+fn failover_round(cluster: &HaCluster, db: &'static str, primary: &str, kill_server: bool) {
+    let other = if primary == "node1" { "node2" } else { "node1" };
+    if db != "lottery" {
+        cluster.create_database(db);
+    }
+    let mut lottery = Lottery::start(cluster, db);
+    let mut clients = lottery.spawn();
+    let (node, kill) = kill_mid_ingest(cluster, &lottery, &mut clients);
+    assert_eq!(node, primary);
+    let victim = kill_server.then(|| somewhere(0, 3));
+    if let Some(victim) = victim {
+        signal(lottery.servers[victim].child.id(), "KILL");
+        lottery.servers[victim].wait(Duration::from_secs(10)).expect("the killed server exits");
+        println!(
+            "{db}: killed lottery server {victim} {} ms after the primary",
+            kill.elapsed().as_millis()
+        );
+    }
+    cluster.wait_writable(Duration::from_secs(60));
+    println!(
+        "{db}: writes accepted again {} ms after the kill of {node}",
+        kill.elapsed().as_millis()
+    );
+    let runs: Vec<ClientRun> = clients.into_iter().map(finish_client).collect();
+    println!("{db}: kill -> last agency done in {} ms", kill.elapsed().as_millis());
+    assert_eq!(cluster.primary(), other, "the standby was promoted");
+    lottery.check(cluster, &runs);
+    // The servers met the outage: a commit failed, or a batch was refused.
+    let failed = lottery.count(COMMIT_FAILED) + lottery.count(REFUSED);
+    assert!(failed > 0, "no request met the failover");
+    for (i, s) in lottery.servers.iter_mut().enumerate() {
+        if Some(i) != victim {
+            assert!(s.child.try_wait().expect("server status").is_none(), "server {i} exited");
+        }
+    }
+}
+
+/// The old primary runs again and becomes the secondary.
+fn rejoin(cluster: &HaCluster, node: &str) {
+    let since = Instant::now();
+    cluster.rejoin(node);
+    println!("{node} rejoined as the secondary in {} ms", since.elapsed().as_millis());
+}
+
 #[test]
 fn failovers_mid_ingest_lose_and_double_nothing() {
     let wall = Instant::now();
@@ -195,49 +245,16 @@ fn failovers_mid_ingest_lose_and_double_nothing() {
     };
     println!("cluster up in {} ms", wall.elapsed().as_millis());
     assert_eq!(cluster.primary(), "node1");
-
-    // 1. The primary (node1) dies mid-ingest; node2 is promoted.
-    let first = Lottery::start(&cluster, "lottery");
-    let mut clients = first.spawn();
-    let (node, kill) = kill_mid_ingest(&cluster, &first, &mut clients);
-    assert_eq!(node, "node1");
-    cluster.wait_writable(Duration::from_secs(60));
-    println!(
-        "first failover: writes accepted again {} ms after the kill",
-        kill.elapsed().as_millis()
-    );
-    let runs: Vec<ClientRun> = clients.into_iter().map(finish_client).collect();
-    println!("first failover: kill -> last agency done in {} ms", kill.elapsed().as_millis());
-    assert_eq!(cluster.primary(), "node2");
-    first.check(&cluster, &runs);
-    assert!(first.count(COMMIT_FAILED) > 0, "no commit met the failover");
-    drop(first);
-
-    // 2. node1 comes back as the secondary.
-    let since = Instant::now();
-    cluster.rejoin("node1");
-    println!("node1 rejoined as the secondary in {} ms", since.elapsed().as_millis());
-
-    // 3. A second lottery; node2 dies mid-ingest, and a lottery server
-    //    dies during that failover.
-    cluster.create_database("lottery2");
-    let mut second = Lottery::start(&cluster, "lottery2");
-    let mut clients = second.spawn();
-    let (node, kill) = kill_mid_ingest(&cluster, &second, &mut clients);
-    assert_eq!(node, "node2");
-    let victim = somewhere(0, 3);
-    signal(second.servers[victim].child.id(), "KILL");
-    second.servers[victim].wait(Duration::from_secs(10)).expect("the killed server exits");
-    println!("killed lottery server {victim} {} ms after the primary", kill.elapsed().as_millis());
-    let runs: Vec<ClientRun> = clients.into_iter().map(finish_client).collect();
-    println!("second failover: kill -> last agency done in {} ms", kill.elapsed().as_millis());
-    assert_eq!(cluster.primary(), "node1");
-    second.check(&cluster, &runs);
-    assert!(second.count(COMMIT_FAILED) > 0, "no commit met the failover");
-    for (i, s) in second.servers.iter_mut().enumerate().filter(|(i, _)| *i != victim) {
-        assert!(s.child.try_wait().expect("server status").is_none(), "server {i} exited");
-    }
-    drop(second);
+    // 1. node1 dies mid-ingest; node2 is promoted.
+    failover_round(&cluster, "lottery", "node1", false);
+    // 2. node1 comes back as the secondary; a second lottery, node2 dies
+    //    mid-ingest, node1 is promoted.
+    rejoin(&cluster, "node1");
+    failover_round(&cluster, "lottery2", "node2", false);
+    // 3. node2 back; a third lottery, node1 dies mid-ingest and a lottery
+    //    server dies during that failover.
+    rejoin(&cluster, "node2");
+    failover_round(&cluster, "lottery3", "node1", true);
     drop(cluster);
     println!("whole HA test: {} ms", wall.elapsed().as_millis());
 }
