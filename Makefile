@@ -24,7 +24,7 @@ GEN_DATA_IMAGE := lottery-gen-data:latest
 POSTGRES_IMAGE := lottery-postgres:latest
 COMPOSE := docker compose -f $(COMPOSE_FILE) --profile netcat
 
-.PHONY: help build test test-postgres run bench data fmt lint docker-image docker-data compose \
+.PHONY: help build test test-postgres test-ha run bench data fmt lint docker-image docker-data compose \
 	docker-compose-up docker-compose-down docker-compose-logs \
 	docker-compose-netcat-up docker-compose-netcat-logs docker-compose-netcat-down \
 	echo-test docker-e2e docker-clean docker-keys
@@ -43,6 +43,9 @@ test: ## Unit, wire-level, fault-injection and end-to-end tests (cargo, release 
 
 test-postgres: ## The PostgreSQL backend's tests (--features postgres; needs Debian's postgresql package)
 	cargo test --release --features postgres --lib --test postgres --test postgres_schema --test postgres_commit
+
+test-ha: ## Failovers of a pg_auto_failover cluster under the servers (needs postgresql-15-auto-failover)
+	cargo test --release --features postgres --test ha -- --nocapture
 
 run: ## Local demo without Docker (scripts/run-local.sh)
 	scripts/run-local.sh

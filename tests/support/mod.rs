@@ -1,8 +1,9 @@
 //! Shared helpers for the end-to-end tests: start the real binaries on
 //! loopback (`server.rs`, `client.rs`), watch their logs, talk raw protocol
 //! (`raw.rs`), compare stored rows (`data.rs`); `setup.rs` holds what they
-//! all start from. Everything is re-exported here: tests write
-//! `use support::*`.
+//! all start from; PostgreSQL clusters for the `postgres` feature's tests
+//! are in `pg.rs` (one server) and `ha.rs` (pg_auto_failover). Everything
+//! is re-exported here: tests write `use support::*`.
 //!
 //! Tests wait on events (a log line, a process exit), never on fixed sleeps.
 //!
@@ -13,6 +14,8 @@
 // Each test binary uses only some of the helpers.
 #![allow(dead_code)]
 
+#[cfg(feature = "postgres")]
+pub mod ha;
 #[cfg(feature = "postgres")]
 pub mod pg;
 #[cfg(feature = "postgres")]
