@@ -26,6 +26,8 @@ use support::ha::HaCluster;
 use support::pg::server_at;
 use support::*;
 
+const UNREACHABLE: &str = "action: storage | result: in_progress";
+const REACHABLE: &str = "action: storage | result: success";
 const SORTEO: &str = "action: sorteo | result: success";
 const STORED: &str = "action: apuesta_recibida | result: success";
 const COMMIT_FAILED: &str = "action: commit | result: fail";
@@ -212,20 +214,26 @@ fn failover_round(cluster: &HaCluster, db: &'static str, primary: &str, kill_ser
         );
     }
     cluster.wait_writable(Duration::from_secs(60));
-    println!(
-        "{db}: writes accepted again {} ms after the kill of {node}",
-        kill.elapsed().as_millis()
-    );
+    let outage = kill.elapsed();
+    println!("{db}: writes accepted again {} ms after the kill of {node}", outage.as_millis());
     let runs: Vec<ClientRun> = clients.into_iter().map(finish_client).collect();
     println!("{db}: kill -> last agency done in {} ms", kill.elapsed().as_millis());
     assert_eq!(cluster.primary(), other, "the standby was promoted");
     lottery.check(cluster, &runs);
-    // The servers met the outage: a commit failed, or a batch was refused.
-    let failed = lottery.count(COMMIT_FAILED) + lottery.count(REFUSED);
+    // The servers met the outage: a commit failed, a batch was refused, or
+    // the database was unreachable.
+    let failed = lottery.count(COMMIT_FAILED) + lottery.count(REFUSED) + lottery.count(UNREACHABLE);
     assert!(failed > 0, "no request met the failover");
     for (i, s) in lottery.servers.iter_mut().enumerate() {
         if Some(i) != victim {
             assert!(s.child.try_wait().expect("server status").is_none(), "server {i} exited");
+            // No primary: said at most once a second, then that it is back.
+            let lines = s.log.count(UNREACHABLE);
+            let most = outage.as_secs() as usize + 2;
+            assert!(lines <= most, "server {i}: {lines} outage lines in {outage:?}");
+            if lines > 0 {
+                assert!(s.log.count(REACHABLE) > 0, "server {i} never said the database is back");
+            }
         }
     }
 }
