@@ -34,7 +34,11 @@ Environment:
                      PostgreSQL's own CPU shows as "other CPU" (not ours);
                      `postgres3`: the same with three servers on the database,
                      agency i first on server i mod 3 with the other two as
-                     failover (RSS and CPU are the first server's)
+                     failover (RSS and CPU are the first server's);
+                     `postgresha`: three servers over a pg_auto_failover
+                     cluster (scripts/ha_cluster.py: a primary and its
+                     synchronous secondary, durable; needs Debian's
+                     postgresql-15-auto-failover and pg-auto-failover-cli)
   BENCH_DATA=.data/bench   where the generated agency files are cached
   BENCH_TMP=$TMPDIR  where each run's fresh storage directory is created
                      (the floor writes there too: keep them on one filesystem)
@@ -70,10 +74,10 @@ import tempfile
 
 from bench_figures import Figures, die
 from bench_lottery import Lottery, RunFailed
-from bench_postgres import Cluster
+from bench_postgres import Cluster, HaCluster
 
 POINTS = ("1x", "10x", "10m", "10mw")
-MODES = ("always", "none", "postgres", "postgres3")
+MODES = ("always", "none", "postgres", "postgres3", "postgresha")
 GEN_ARGS = {"1x": "--scale 1", "10x": "--scale 10", "10m": "--total 10000000", "10mw": "--total 10000000"}
 WINNING_NUMBER = "7574"
 
@@ -123,7 +127,8 @@ class Bench:
         for m in self.modes:
             if m not in MODES:
                 die(f"MODES: unknown storage mode '{m}'")
-        self.with_pg = "postgres" in self.modes or "postgres3" in self.modes
+        self.with_pg = any(m.startswith("postgres") for m in self.modes)
+        self.with_ha = "postgresha" in self.modes
         self.points = argv or ["1x", "10x", "10m"]
         for p in self.points:
             if p not in POINTS:
@@ -273,12 +278,13 @@ def main(argv):
     print(f"== binaries: {bench.bin}, source {source}", flush=True)
     generator = bench.generator_version()
     figures = Figures(bench.modes, bench.runs)
-    cluster = lottery = None
+    cluster = ha = lottery = None
     try:
         cluster = Cluster(bench.tmp_root) if bench.with_pg else None
+        ha = HaCluster(bench.tmp_root) if bench.with_ha else None
         for point in bench.points:
             bench.prepare_data(point, generator)
-        lottery = Lottery(bench, figures, cluster)
+        lottery = Lottery(bench, figures, cluster, ha)
         missed = measure(bench, figures, lottery, cluster)
     except RunFailed as e:
         lottery.keep_failed_run(str(e))
@@ -290,6 +296,8 @@ def main(argv):
             lottery.cleanup()
         if cluster:
             cluster.stop()
+        if ha:
+            ha.stop()
     kv = [f"bench.source={source}"] + figures.kv
     print()
     print("\n".join(kv))

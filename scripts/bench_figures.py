@@ -65,6 +65,8 @@ def mode_title(mode):
         return "STORAGE_BACKEND=postgres"
     if mode == "postgres3":
         return "postgres, 3 servers"
+    if mode == "postgresha":
+        return "postgres HA, 3 servers"
     return f"STORAGE_SYNC={mode}"
 
 
@@ -144,27 +146,27 @@ class Figures:
         print(line)
 
     def targets(self, point):
-        """Checks the issue's targets (durable mode, medians); True if one was missed."""
-        if "always" not in self.modes:
-            return False
+        """Checks the issues' targets (medians); True if one was missed. On
+        PostgreSQL, against `psql \\copy` of the same rows in the same run:
+        one server at most as slow, three servers at most 0.8 of it."""
         med = self.median
         checks = []
-        if point == "1x":
+        if point == "10x":
+            for mode, limit in (("postgres", "1.0"), ("postgres3", "0.8")):
+                if mode in self.modes:
+                    ratio = r6(med(f"10x.{mode}.wall") / med("10x.pgcopy.wall"))
+                    checks.append((f"{mode}_pgcopy_ratio", ratio, "<=", limit))
+        durable = "always" in self.modes  # the file backend's targets
+        if durable and point == "1x":
             checks.append(("wall_s", med("1x.always.wall"), "<=", "0.10"))
-        elif point == "10x":
-            if "postgres" in self.modes:
-                ratio = r6(med("10x.postgres.wall") / med("10x.pgcopy.wall"))
-                checks.append(("postgres_pgcopy_ratio", ratio, "<=", "2"))
-            if "postgres" in self.modes and "postgres3" in self.modes:
-                ratio = r6(med("10x.postgres3.wall") / med("10x.postgres.wall"))
-                checks.append(("postgres3_vs_postgres", ratio, "<=", "1"))
+        elif durable and point == "10x":
             checks.append(("wall_s", med("10x.always.wall"), "<=", "0.30"))
             checks.append(("floor_ratio", r6(med("10x.always.wall") / med("10x.floor.wall")), "<=", "3"))
-        elif point == "10m":
+        elif durable and point == "10m":
             checks.append(("bets_per_s", med("10m.always.rate"), ">=", "2000000"))
             checks.append(("server_rss_mib", med("10m.always.srss"), "<=", "64"))
             checks.append(("client_rss_mib", med("10m.always.crss"), "<=", "16"))
-        elif point == "10mw":
+        elif durable and point == "10mw":
             checks.append(("server_rss_mib", med("10mw.always.srss"), "<=", "64"))
             checks.append(("restart_server_rss_mib", med("10mw.always.rrss"), "<=", "64"))
         missed = False

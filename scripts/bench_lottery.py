@@ -121,10 +121,11 @@ def wait_exit_codes(processes):
 class Lottery:
     """Runs the lottery for the benchmark's points; `figures` gets each run's values."""
 
-    def __init__(self, bench, figures, cluster):
+    def __init__(self, bench, figures, cluster, ha=None):
         self.b = bench
         self.figures = figures
         self.cluster = cluster
+        self.ha = ha
         self.keys = [None]
         self.launcher = None
         self.server_pid = None
@@ -238,15 +239,16 @@ class Lottery:
         busy0 = busy_seconds()
         storage = {"STORAGE_FILEPATH": f"{d}/bets.csv", "STORAGE_SYNC": mode}
         if mode.startswith("postgres"):
-            self.cluster.fresh_database("lottery_bench")
-            storage = {"STORAGE_BACKEND": "postgres", "STORAGE_URL": f"{self.cluster.url}/lottery_bench"}
+            self.database(mode).fresh_database("lottery_bench")
+            storage = {"STORAGE_BACKEND": "postgres",
+                       "STORAGE_URL": self.database(mode).database_url("lottery_bench")}
         env = self.server_env(n, storage)
         self.start_server(env, f"{d}/server.log", f"{d}/server.time")
         address = self.await_address(f"{d}/server.log", 2000, True, self.launcher)
         if address is None:
             raise RunFailed("server exited at start" if self.launcher.poll() is not None else
                             "server did not report its address within 10 s")
-        servers = [address] + (self.start_more_servers(env) if mode == "postgres3" else [])
+        servers = [address] + (self.start_more_servers(env) if mode in ("postgres3", "postgresha") else [])
         started, launched, ended, failed = self.race(point, n, servers)
         proc_rss, proc_cpu = self.proc_figures()
         rc, early = self.stop_server()
@@ -267,6 +269,10 @@ class Lottery:
         else:
             shutil.rmtree(d)
         self.run_dir = None
+
+    def database(self, mode):
+        """The cluster of a PostgreSQL mode: the HA one for `postgresha`."""
+        return self.ha if mode == "postgresha" else self.cluster
 
     def start_more_servers(self, env):
         """postgres3: two more servers on the same database (started once the
@@ -335,7 +341,7 @@ class Lottery:
         if draws != 1:
             raise RunFailed(f"{draws} draws in the server logs, expected 1")
         if mode.startswith("postgres"):
-            stored = int(self.cluster.psql("lottery_bench", "-c", "SELECT count(*) FROM bets")[1])
+            stored = int(self.database(mode).psql("lottery_bench", "-c", "SELECT count(*) FROM bets")[1])
         else:
             stored = count_newlines(f"{d}/bets.csv")
         if stored != rows:

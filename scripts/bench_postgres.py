@@ -70,6 +70,10 @@ class Cluster:
         run = subprocess.run(command, input=script, stdout=subprocess.PIPE, text=True, env=env)
         return run.returncode, run.stdout.strip()
 
+    def database_url(self, name):
+        """STORAGE_URL of database `name`."""
+        return f"{self.url}/{name}"
+
     def fresh_database(self, name):
         """A fresh, empty database."""
         rc, _ = self.psql("postgres", "-c", f"DROP DATABASE IF EXISTS {name}", "-c", f"CREATE DATABASE {name}")
@@ -104,3 +108,66 @@ class Cluster:
         if stored != str(rows):
             die(f"psql \\copy stored {stored} rows")
         return t1 - t0
+
+
+class HaCluster:
+    """MODES=postgresha: a pg_auto_failover cluster (scripts/ha_cluster.py: a
+    monitor, a primary and its synchronous secondary, each a PostgreSQL of
+    its own), durable (fsync=on, synchronous_commit=on): a COMMIT returns
+    once the secondary has the transaction too. The servers are given both
+    nodes (`target_session_attrs=read-write`), as an operator would."""
+
+    def __init__(self, tmp_root):
+        from ha_cluster import Cluster as Pgaf, ClusterError
+        self.dir = tempfile.mkdtemp(prefix="lottery-bench-ha.", dir=tmp_root)
+        try:
+            self.pgaf = Pgaf.up(self.dir, free_ports(3), fsync=True)
+        except ClusterError as e:
+            die(f"MODES=postgresha: {e}")
+        self.bin = self.pgaf.pg_bin
+        self.ports = [self.pgaf.conf["ports"][n] for n in ("node1", "node2")]
+        print(f"== pg_auto_failover: primary and synchronous secondary on ports {self.ports}", flush=True)
+
+    def url_of(self, user, name, attrs="target_session_attrs=read-write"):
+        hosts = ",".join(f"127.0.0.1:{p}" for p in self.ports)
+        return f"postgresql://{user}@{hosts}/{name}?{attrs}"
+
+    def database_url(self, name):
+        return self.url_of("lottery", name)
+
+    def psql(self, database, *args, script=None):
+        """psql's output (-qAt) on the primary, as the `lottery` role."""
+        env = dict(os.environ, PGOPTIONS="-c client_min_messages=warning")
+        command = [f"{self.bin}/psql", self.database_url(database), "-v", "ON_ERROR_STOP=1", "-qAt", *args]
+        run = subprocess.run(command, input=script, stdout=subprocess.PIPE, text=True, env=env)
+        return run.returncode, run.stdout.strip()
+
+    def fresh_database(self, name):
+        """A fresh, empty database owned by `lottery` (made by the superuser)."""
+        url = self.url_of("postgres", "postgres")
+        for sql in (f"DROP DATABASE IF EXISTS {name}", f"CREATE DATABASE {name} OWNER lottery"):
+            if subprocess.run([f"{self.bin}/psql", url, "-qAt", "-c", sql], stdout=subprocess.DEVNULL).returncode:
+                die(f"could not create database {name} on the HA cluster")
+
+    def stop(self):
+        if self.dir:
+            self.pgaf.down()
+            self.dir = None
+
+
+def free_ports(n):
+    """A first port of `n` free consecutive ones (ha_cluster.py takes a base)."""
+    for _ in range(100):
+        base = free_port()
+        if base + n <= 65535 and all(port_is_free(base + k) for k in range(1, n)):
+            return base
+    die("no free consecutive ports for the HA cluster")
+
+
+def port_is_free(port):
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False

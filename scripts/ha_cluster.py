@@ -168,6 +168,10 @@ class Cluster:
             XDG_RUNTIME_DIR=os.path.join(self.xdg, "run"),
             # pg_autoctl takes pg_ctl from PATH and expects pg_controldata etc. beside it
             PATH=f"{self.pg_bin}:/usr/bin:/bin",
+            # initdb takes the encoding from the locale: UTF-8 whatever the caller's (names are
+            # UTF-8, and the lottery server refuses any other database encoding)
+            LC_ALL="C.UTF-8",
+            LANG="C.UTF-8",
         )
         return env
 
@@ -175,7 +179,7 @@ class Cluster:
         """argv run as the cluster's OS user, with pg_autoctl's files kept under DIR/xdg."""
         env = self._env()
         pre = ["runuser", "-u", self.os_user, "--"] if self.root else []
-        keep = [f"{k}={env[k]}" for k in ("XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_RUNTIME_DIR", "PATH")]
+        keep = [f"{k}={env[k]}" for k in ("XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_RUNTIME_DIR", "PATH", "LC_ALL", "LANG")]
         return pre + ["env"] + keep + argv
 
     def _pgaf(self, *args, log_name=None, timeout=None):
