@@ -78,7 +78,7 @@ def running(container):
 def failover(timeout=90):
     """Kills the primary's container (SIGKILL: a crash, nothing said to the
     monitor) and waits until the other node takes writes. Returns (killed,
-    new primary, seconds from the kill)."""
+    new primary, seconds from the kill, the kill's time.time())."""
     old = primary()
     if old is None:
         raise HaError(f"no single primary now ({describe(states())}); see scripts/docker-ha.sh state")
@@ -87,10 +87,10 @@ def failover(timeout=90):
     if now.get(other) != ("secondary", "secondary"):
         raise HaError(f"{other} is not the standby yet ({describe(now)}): killing {old} would stop "
                       "the writes until it is back; wait, or run scripts/docker-ha.sh rejoin")
-    start = time.monotonic()
+    killed_at, start = time.time(), time.monotonic()
     docker("kill", old)
     wait_until(lambda s: primary(s) == other, timeout, f"{other} to take over from {old}")
-    return old, other, time.monotonic() - start
+    return old, other, time.monotonic() - start, killed_at
 
 
 def rejoin(timeout=180):
@@ -119,7 +119,7 @@ def main(args):
                 raise HaError(f"no single primary now: {describe(states())}")
             print(name)
         elif args == ["failover"]:
-            old, new, seconds = failover()
+            old, new, seconds, _ = failover()
             print(f"killed {old} (the primary, docker kill); {new} takes writes {seconds:.1f} s later")
             print(f"bring {old} back as the standby: make docker-ha-rejoin (docker start {old})")
         elif args == ["rejoin"]:
