@@ -40,7 +40,7 @@ COMPOSE := docker compose -f $(COMPOSE_FILE) --profile netcat
 	echo-test docker-e2e docker-clean docker-keys docker-ha-state docker-ha-failover docker-ha-rejoin
 
 help: ## List the targets
-	@echo "usage: make <target> [N=<clients>] [GRACE=<seconds>] [KEEP_DATA=1]"
+	@echo "usage: make <target> [N=<clients>] [SERVERS=<servers> [HA=1]] [GRACE=<seconds>] [KEEP_DATA=1]"
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-28s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 # ---- local (Rust toolchain) -------------------------------------------------

@@ -471,8 +471,9 @@ def ha_failover():
                      f"{old} restarted (docker start) rejoins as the standby", f"{seconds:.1f}s")
         except ha.HaError as e:
             T.record(False, f"rejoin: {e}")
+    t = time.monotonic()
     T.record(logged(f"{ART}/ha-down.log", "make", "docker-compose-down", *HA_ARGS),
-             f"make docker-compose-down {' '.join(HA_ARGS)}")
+             f"make docker-compose-down {' '.join(HA_ARGS)}", f"{time.monotonic() - t:.0f}s")
     T.record(nothing_left(), "nothing left behind (containers, network, volumes)")
     print(f"  HA scenario: {time.monotonic() - began:.0f}s")
 
