@@ -11,8 +11,17 @@ N ?= 5
 # SERVERS=K: K servers over one PostgreSQL service instead of one server with
 # its bets.csv (docker-compose-<N>-<K>servers.yaml; see docs/DOCKER.md).
 SERVERS ?=
-COMPOSE_FILE ?= $(if $(SERVERS),docker-compose-$(N)-$(SERVERS)servers.yaml,$(if $(filter 5,$(N)),docker-compose-dev.yaml,docker-compose-$(N).yaml))
-SERVERS_ARG := $(if $(SERVERS),--servers $(SERVERS))
+# HA=1 (with SERVERS=K): the database is two PostgreSQL nodes kept by
+# pg_auto_failover and its monitor instead of one
+# (docker-compose-<N>-<K>servers-ha.yaml; see docs/DOCKER.md).
+HA ?=
+ifneq ($(HA),)
+ifeq ($(SERVERS),)
+$(error HA=1 needs SERVERS=K: the highly available database is shared by several servers)
+endif
+endif
+COMPOSE_FILE ?= $(if $(SERVERS),docker-compose-$(N)-$(SERVERS)servers$(if $(HA),-ha).yaml,$(if $(filter 5,$(N)),docker-compose-dev.yaml,docker-compose-$(N).yaml))
+SERVERS_ARG := $(if $(SERVERS),--servers $(SERVERS)$(if $(HA), --ha))
 # Seconds `docker compose stop` waits after SIGTERM before SIGKILL.
 GRACE ?= 3
 # KEEP_DATA=1: docker-compose-down keeps the server's volume (bets.csv).
@@ -22,15 +31,16 @@ SERVER_IMAGE := lottery-server:latest
 CLIENT_IMAGE := lottery-client:latest
 GEN_DATA_IMAGE := lottery-gen-data:latest
 POSTGRES_IMAGE := lottery-postgres:latest
+PGAF_IMAGE := lottery-pgaf:latest
 COMPOSE := docker compose -f $(COMPOSE_FILE) --profile netcat
 
 .PHONY: help build test test-postgres test-ha run bench data fmt lint docker-image docker-data compose \
 	docker-compose-up docker-compose-down docker-compose-logs \
 	docker-compose-netcat-up docker-compose-netcat-logs docker-compose-netcat-down \
-	echo-test docker-e2e docker-clean docker-keys
+	echo-test docker-e2e docker-clean docker-keys docker-ha-state docker-ha-failover docker-ha-rejoin
 
 help: ## List the targets
-	@echo "usage: make <target> [N=<clients>] [GRACE=<seconds>] [KEEP_DATA=1]"
+	@echo "usage: make <target> [N=<clients>] [SERVERS=<servers> [HA=1]] [GRACE=<seconds>] [KEEP_DATA=1]"
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-28s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 # ---- local (Rust toolchain) -------------------------------------------------
@@ -66,13 +76,13 @@ lint: ## cargo clippy --all-targets -- -D warnings
 
 # ---- Docker -------------------------------------------------------------------
 
-docker-image: ## Build the lottery-server, lottery-client and lottery-gen-data images (and lottery-postgres with SERVERS=K)
+docker-image: ## Build the lottery-server, lottery-client and lottery-gen-data images (and lottery-postgres with SERVERS=K, lottery-pgaf with HA=1)
 	docker build --force-rm -f Dockerfile.server -t $(SERVER_IMAGE) .
 	docker build --force-rm -f Dockerfile.client -t $(CLIENT_IMAGE) .
 	docker build --force-rm -f Dockerfile.client --target gen-data -t $(GEN_DATA_IMAGE) .
-	$(if $(SERVERS),docker build --force-rm -f Dockerfile.postgres -t $(POSTGRES_IMAGE) .)
+	$(if $(SERVERS),$(if $(HA),docker build --force-rm -f Dockerfile.pgaf -t $(PGAF_IMAGE) scripts,docker build --force-rm -f Dockerfile.postgres -t $(POSTGRES_IMAGE) .))
 
-compose: ## Write the compose file for N clients: make compose N=10 [SERVERS=3]
+compose: ## Write the compose file for N clients: make compose N=10 [SERVERS=3 [HA=1]]
 	scripts/generar-compose.sh $(COMPOSE_FILE) $(N) $(SERVERS_ARG)
 
 docker-data: docker-image ## Unzip/generate missing .data/agency-N.csv (no Rust needed)
@@ -91,7 +101,7 @@ docker-compose-up: docker-image ## Build the images, prepare the data, start ser
 		echo "scripts/docker-data.sh $${agencies:-0}"; scripts/docker-data.sh "$${agencies:-0}" && \
 		{ echo "scripts/docker-keys.sh $${agencies:-0}"; scripts/docker-keys.sh "$${agencies:-0}"; }
 	docker compose -f $(COMPOSE_FILE) up -d
-	@echo "started; follow with: make docker-compose-logs$(if $(filter 5,$(N)),, N=$(N))$(if $(SERVERS), SERVERS=$(SERVERS))"
+	@echo "started; follow with: make docker-compose-logs$(if $(filter 5,$(N)),, N=$(N))$(if $(SERVERS), SERVERS=$(SERVERS))$(if $(HA), HA=1)"
 
 docker-compose-down: ## Stop (SIGTERM, GRACE s), then remove containers, network and volume
 	$(COMPOSE) stop -t $(GRACE)
@@ -108,6 +118,15 @@ docker-compose-netcat-logs: ## Show the echo smoke test result
 
 docker-compose-netcat-down: ## Remove the echo smoke test container
 	$(COMPOSE) rm -f -s netcat
+
+docker-ha-state: ## HA=1 demo: the monitor's view of the nodes (pg_autoctl show state)
+	scripts/docker-ha.sh state
+
+docker-ha-failover: ## HA=1 demo: docker kill the primary's container, time until the standby takes over
+	scripts/docker-ha.sh failover
+
+docker-ha-rejoin: ## HA=1 demo: docker start the killed node, time until it is the standby again
+	scripts/docker-ha.sh rejoin
 
 echo-test: ## Echo smoke test against the running server (scripts/validar-echo-server.sh)
 	COMPOSE_FILE=$(COMPOSE_FILE) scripts/validar-echo-server.sh

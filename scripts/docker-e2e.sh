@@ -32,6 +32,13 @@
 #      stored rows are a subset of the input; make docker-compose-down;
 #   9. server restart while the clients are mid-ingest: the clients resume
 #      and exit 0, the logs pass the checks of 4., bets.csv = the input.
+#  10. high availability (make docker-compose-up SERVERS=3 HA=1's layout, with
+#      slow clients): the pg_auto_failover primary's container killed
+#      mid-ingest (docker kill, as make docker-ha-failover does); every client
+#      exits 0, no server exits, `sorteo` once across the servers, the right
+#      winners, the new primary holds the input rows each once; the old
+#      primary restarted rejoins as the standby; make docker-compose-down.
+#      Prints the failover time and kill -> last agency done.
 # Prints a PASS/FAIL line per check and a summary; exit 0 iff all passed.
 #
 # The test is scripts/docker_e2e.py; the checks on the logs and the stored

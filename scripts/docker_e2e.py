@@ -21,8 +21,10 @@ import tempfile
 import time
 import traceback
 import zipfile
+from datetime import datetime
 
 import docker_e2e_check as check
+import docker_ha as ha
 
 REPO = os.path.realpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 SCALE = os.environ.get("E2E_SCALE", "0.2")
@@ -36,6 +38,10 @@ CLIENT_IMAGE_MAX = 16_000_000  # bytes, as `docker images` counts MB
 ECHO_SUCCESS = "action: test_echo_server | result: success"
 ECHO_FAIL = "action: test_echo_server | result: fail"
 ART = "artifacts"  # inside the temporary copy
+# The high-availability scenario: 3 servers over pg_auto_failover.
+HA_ARGS = [f"N={AGENCIES}", "SERVERS=3", "HA=1"]
+HA_COMPOSE_FILE = f"docker-compose-{AGENCIES}-3servers-ha.yaml"
+HA_SERVERS = ["server1", "server2", "server3"]
 
 
 def sh(*command, **kwargs):
@@ -178,6 +184,13 @@ def static_checks():
     T.record(generated == open(COMPOSE_FILE).read(), "docker-compose-dev.yaml is generar-compose.sh's output for 5 clients")
     T.record(ok("docker", "compose", "-f", COMPOSE_FILE, "--profile", "netcat", "config", "-q"),
              "docker compose config accepts the compose file")
+    generated = sh("bash", "scripts/generar-compose.sh", "-", "5", "--servers", "3", "--ha")
+    T.record(generated.returncode == 0
+             and ok("docker", "compose", "-f", "-", "--profile", "netcat", "config", "-q", input=generated.stdout),
+             "generar-compose.sh - 5 --servers 3 --ha: a compose file docker compose accepts")
+    refused = sh("bash", "scripts/generar-compose.sh", "-", "5", "--ha")
+    T.record(refused.returncode == 2 and "--ha needs --servers K" in refused.stderr and not refused.stdout,
+             "generar-compose.sh - 5 --ha (no --servers): refused, saying why")
 
 
 def images():
@@ -308,22 +321,33 @@ def closes_logged(path):
     return re.search(r"action: close_[a-z_]* \| result: success", open(path, errors="replace").read()) is not None
 
 
-def up_mid_ingest(log):
-    """Starts the demo with one bet per batch and one batch in flight, so the
-    ingest takes long enough to be interrupted (an override file changes only
-    the clients' environment); waits (up to 60 s) until the server has stored
-    bets from every agency."""
+def slow_clients():
+    """An override file with one bet per batch and one batch in flight, so
+    the ingest takes long enough to be interrupted (it changes only the
+    clients' environment); its name."""
     with open("sigterm-override.yaml", "w") as f:
         f.write("services:\n" + "".join(
             f"  {c}:\n    environment:\n      - CLI_BATCH_MAXAMOUNT=1\n      - CLI_BATCH_WINDOW=1\n" for c in CLIENTS))
-    logged(f"{ART}/{log}", "docker", "compose", "-f", COMPOSE_FILE, "-f", "sigterm-override.yaml", "up", "-d")
+    return "sigterm-override.yaml"
+
+
+def wait_for_ingest(*servers):
+    """Waits (up to 60 s) until the servers have stored bets from every agency."""
     stored = re.compile(r"apuesta_recibida \| result: success \| cantidad: [0-9]+ \| agencia: ([0-9]+)")
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        if len(set(stored.findall(merged("docker", "logs", "server").stdout))) >= AGENCIES:
+        logs = "".join(merged("docker", "logs", s).stdout for s in servers)
+        if len(set(stored.findall(logs))) >= AGENCIES:
             return
         time.sleep(0.5)
     print("  (not every agency had stored bets after 60 s)")
+
+
+def up_mid_ingest(log):
+    """Starts the demo with slow clients; waits until the server has
+    stored bets from every agency."""
+    logged(f"{ART}/{log}", "docker", "compose", "-f", COMPOSE_FILE, "-f", slow_clients(), "up", "-d")
+    wait_for_ingest("server")
 
 
 def sigterm_mid_ingest():
@@ -373,6 +397,87 @@ def restart_mid_ingest():
     down_and_nothing_left("compose-down3.log")
 
 
+def finished_at(container):
+    """When the container exited, as time.time() does."""
+    stamp = sh("docker", "inspect", "-f", "{{.State.FinishedAt}}", container).stdout.strip()
+    whole, _, fraction = stamp.rstrip("Z").partition(".")
+    return datetime.fromisoformat(whole + "+00:00").timestamp() + float("0." + (fraction or "0"))
+
+
+def stored_on(node, name):
+    """The bets table of the database on `node` (to artifacts/bets.NAME.csv)
+    against the input rows, and every (agency, position) stored once."""
+    path = f"{ART}/bets.{name}.csv"
+    copy = ("COPY (SELECT agency, first_name, last_name, document, birthdate, number FROM bets) "
+            "TO STDOUT WITH (FORMAT csv)")
+    with open(path, "w") as out:
+        subprocess.run(["docker", "exec", node, "psql", "-d", "lottery", "-AtXq", "-c", copy], stdout=out)
+    counts = sh("docker", "exec", node, "psql", "-d", "lottery", "-AtXq", "-F", " ", "-c",
+                "SELECT count(*), count(DISTINCT (agency, position)), (SELECT count(*) FROM draw) FROM bets")
+    print(f"  on {node}: bets, distinct (agency, position), draws: {counts.stdout.strip() or counts.stderr.strip()}")
+    numbers = counts.stdout.split()
+    once = len(numbers) == 3 and numbers[0] == numbers[1] and numbers[2] == "1"
+    return check.check_rows(path, ".data", AGENCIES, "equal") and once
+
+
+def ha_failover():
+    """3 servers over pg_auto_failover (make docker-compose-up SERVERS=3
+    HA=1's layout, with slow clients); the primary's container killed
+    mid-ingest, as make docker-ha-failover does."""
+    say("HA: 3 servers over pg_auto_failover, the primary's container killed mid-ingest")
+    began = time.monotonic()
+    # The other images are built already: make docker-image HA=1 adds this
+    # one build, the only one run here (each cached build costs seconds).
+    build = ["docker", "build", "--force-rm", "-f", "Dockerfile.pgaf", "-t", "lottery-pgaf:latest", "scripts"]
+    T.record(" ".join(build) in sh("make", "-n", "docker-image", *HA_ARGS).stdout,
+             f"make docker-image {' '.join(HA_ARGS[1:])} builds lottery-pgaf")
+    t = time.monotonic()
+    built = logged(f"{ART}/ha-image.log", *build)
+    T.record(built, "lottery-pgaf:latest built", f"{time.monotonic() - t:.0f}s")
+    if not (built and logged(f"{ART}/ha-compose.log", "make", "compose", *HA_ARGS)
+            and logged(f"{ART}/ha-keys.log", "scripts/docker-keys.sh", str(AGENCIES))):
+        return
+    t = time.monotonic()
+    up = logged(f"{ART}/ha-up.log", "docker", "compose", "-f", HA_COMPOSE_FILE, "-f", slow_clients(), "up", "-d")
+    T.record(up, "monitor, postgres1 (primary), postgres2 (standby), 3 servers, 5 slow clients up",
+             f"{time.monotonic() - t:.0f}s")
+    if not up:
+        logged(f"{ART}/ha-down.log", "make", "docker-compose-down", *HA_ARGS)
+        return
+    wait_for_ingest(*HA_SERVERS)
+    print(f"  before: {ha.describe(ha.states())}")
+    try:
+        old, new, took, killed_at = ha.failover(timeout=60)
+        T.record(True, f"docker kill {old} (the primary) mid-ingest: {new} takes writes", f"{took:.1f}s")
+    except ha.HaError as e:
+        T.record(False, f"failover: {e}")
+        old = new = None
+        killed_at = time.time()
+    logs = "".join(merged("docker", "logs", s).stdout for s in HA_SERVERS)
+    print(f"  draws logged before the failover was over: {logs.count('action: sorteo | result: success')}")
+    if clients_exit_zero("every client exits 0", time.monotonic(), "after the failover"):
+        last = max(finished_at(c) for c in CLIENTS) - killed_at
+        T.record(last > 0, "the ingest went on after the kill", f"kill -> last agency done: {last:.1f}s")
+    save_logs(".ha", *HA_SERVERS, *CLIENTS, "monitor", *ha.NODES)
+    T.record(all(ha.running(s) for s in HA_SERVERS), "server1..3 still running (none exited)")
+    T.record(check.check_logs(f"{ART}/server1.ha.log", ".data", *[f"{ART}/{c}.ha.log" for c in CLIENTS],
+                              failures_allowed=True, server_logs=[f"{ART}/{s}.ha.log" for s in HA_SERVERS[1:]]),
+             "logs: sorteo once across the servers, 5 consulta_ganadores with the right counts, grammar")
+    if new:
+        T.record(stored_on(new, "ha"), f"bets on {new} (the new primary) = the input rows, each stored once, one draw")
+        try:
+            _, seconds = ha.rejoin(timeout=120)
+            T.record(ha.states().get(old) == ("secondary", "secondary"),
+                     f"{old} restarted (docker start) rejoins as the standby", f"{seconds:.1f}s")
+        except ha.HaError as e:
+            T.record(False, f"rejoin: {e}")
+    t = time.monotonic()
+    T.record(logged(f"{ART}/ha-down.log", "make", "docker-compose-down", *HA_ARGS),
+             f"make docker-compose-down {' '.join(HA_ARGS)}", f"{time.monotonic() - t:.0f}s")
+    T.record(nothing_left(), "nothing left behind (containers, network, volumes)")
+    print(f"  HA scenario: {time.monotonic() - began:.0f}s")
+
+
 # ---- setup and teardown -------------------------------------------------------
 
 
@@ -383,7 +488,8 @@ def preflight():
     if not ok("docker", "compose", "version"):
         return "Docker Compose v2 (docker compose) is missing"
     names = sh("docker", "ps", "-a", "--format", "{{.Names}}").stdout.split()
-    busy = [n for n in names if re.fullmatch(r"server|netcat|client[0-9]+", n) or re.match(r"tp0[-_]", n)]
+    busy = [n for n in names
+            if re.fullmatch(r"server[0-9]*|netcat|client[0-9]+|monitor|postgres[12]?", n) or re.match(r"tp0[-_]", n)]
     project = sh("docker", "ps", "-aq", "--filter", f"label=com.docker.compose.project={PROJECT}").stdout.strip()
     if busy or project:
         return f"containers of the demo exist already ({' '.join(busy)}); run 'make docker-compose-down' first"
@@ -409,7 +515,9 @@ def copy_repository(work):
 
 def teardown(work):
     os.chdir(work)
-    sh("docker", "compose", "-f", COMPOSE_FILE, "--profile", "netcat", "down", "-v", "--remove-orphans", "-t", "1")
+    for compose_file in (COMPOSE_FILE, HA_COMPOSE_FILE):
+        if os.path.exists(compose_file):
+            sh("docker", "compose", "-f", compose_file, "--profile", "netcat", "down", "-v", "--remove-orphans", "-t", "1")
     if T.all_passed() and not os.environ.get("E2E_KEEP"):
         os.chdir("/")
         shutil.rmtree(work, ignore_errors=True)
@@ -446,6 +554,7 @@ def main():
             down_and_nothing_left("compose-down.log")
             sigterm_mid_ingest()
             restart_mid_ingest()
+            ha_failover()
     except KeyboardInterrupt:
         status = 130
     except Exception:  # a broken step must still clean up and say so

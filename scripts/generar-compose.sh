@@ -8,6 +8,10 @@
 #       K = 1..10 servers server1..serverK over one PostgreSQL service
 #       (image lottery-postgres: Dockerfile.postgres); client N starts on
 #       server ((N-1) mod K)+1 and fails over to the others in turn.
+#   scripts/generar-compose.sh OUTPUT CLIENTS --servers K --ha
+#       the same servers over a highly available database instead:
+#       pg_auto_failover's monitor and two PostgreSQL nodes, postgres1 and
+#       postgres2 (image lottery-pgaf: Dockerfile.pgaf).
 #
 # The layout itself is scripts/generar_compose.py (Python 3, standard library).
 set -euo pipefail

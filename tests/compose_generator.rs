@@ -195,3 +195,33 @@ fn servers_over_postgres_spread_the_agencies_with_failover_lists() {
         assert!(!run.status.success(), "--servers {bad} must fail");
     }
 }
+
+#[test]
+fn ha_puts_the_servers_over_pg_auto_failover() {
+    let tmp = TempDir::new("compose-ha");
+    let out = tmp.0.join("compose.yaml");
+    let run = generate(&[out.to_str().unwrap(), "5", "--servers", "3", "--ha"]);
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let text = fs::read_to_string(&out).expect("read generated compose file");
+    for (name, role) in [("monitor", "monitor"), ("postgres1", "node"), ("postgres2", "node")] {
+        let service =
+            text.split(&format!("\n  {name}:\n")).nth(1).expect("a pg_auto_failover service");
+        let service = service.split("\n\n").next().unwrap_or(service);
+        assert!(service.contains(&format!("    hostname: {name}\n")), "{name}: {service}");
+        assert!(service.contains("    image: lottery-pgaf:latest\n"), "{name}");
+        assert!(service.contains(&format!("    command: [\"{role}\"]\n")), "{name}");
+        assert!(service.contains(&format!("        source: {name}-data\n")), "{name}");
+    }
+    assert!(text.contains("\nvolumes:\n  monitor-data:\n  postgres1-data:\n  postgres2-data:\n"));
+    assert!(!text.contains("lottery-postgres"), "no single database");
+    let url = "postgresql://lottery:lottery@postgres1:5432,postgres2:5432/lottery?target_session_attrs=read-write";
+    assert_eq!(count_lines(&text, |l| l == format!("      - STORAGE_URL={url}")), 3);
+    assert_eq!(count_lines(&text, |l| l == "      - STORAGE_WAIT=120s"), 3);
+    assert_eq!(client_services(&text).len(), 5);
+    // The order of the flags does not matter; --ha alone is refused.
+    let stdout = generate(&["-", "5", "--ha", "--servers", "3"]);
+    assert_eq!(String::from_utf8(stdout.stdout).unwrap(), text);
+    let run = generate(&["-", "5", "--ha"]);
+    assert!(!run.status.success());
+    assert!(String::from_utf8_lossy(&run.stderr).contains("--ha needs --servers K"));
+}
