@@ -61,7 +61,5 @@ pub use lookup::Lookup;
 pub use recovery::{MAX_TORN_ROWS, Recovery, Torn};
 pub use repair::{Checked, Rebuilt, Truncated, check, rebuild_journal, truncate};
 pub(crate) use rows::push_csv_field;
-pub use rows::{
-    COPY_HEADER, COPY_TRAILER, LoadBets, copy_tuples, encode_copy_row, encode_row, load_bets,
-};
+pub use rows::{COPY_HEADER, COPY_TRAILER, LoadBets, encode_copy_row, encode_row, load_bets};
 pub use winners::{CHECKPOINT, DrawnWinners, WinnersFile, WinnersLog, push_record};

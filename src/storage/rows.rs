@@ -42,39 +42,6 @@ pub fn encode_copy_row<'b>(out: &mut Vec<u8>, bet: impl Into<BetRef<'b>>, positi
     field(&i32::from(bet.number).to_be_bytes());
 }
 
-/// The tuples of `bytes`, rows as [`encode_copy_row`] writes them, one
-/// after another; `None` for bytes that are not whole tuples of its
-/// shape.
-pub fn copy_tuples(mut bytes: &[u8]) -> impl Iterator<Item = Option<&[u8]>> {
-    std::iter::from_fn(move || {
-        if bytes.is_empty() {
-            return None;
-        }
-        let whole = tuple_len(bytes);
-        let (tuple, rest) = match whole {
-            Some(len) => bytes.split_at(len),
-            None => (&[][..], &[][..]),
-        };
-        bytes = rest;
-        Some(whole.map(|_| tuple))
-    })
-}
-
-/// The length of the tuple `bytes` starts with: a field count of 7, then
-/// each field's length and bytes.
-fn tuple_len(bytes: &[u8]) -> Option<usize> {
-    let count = i16::from_be_bytes(bytes.get(..2)?.try_into().ok()?);
-    if count != 7 {
-        return None;
-    }
-    let mut at = 2;
-    for _ in 0..count {
-        let len = i32::from_be_bytes(bytes.get(at..at + 4)?.try_into().ok()?);
-        at += 4 + usize::try_from(len).ok()?;
-    }
-    (at <= bytes.len()).then_some(at)
-}
-
 /// The day PostgreSQL counts dates from.
 const PG_EPOCH: chrono::NaiveDate = match chrono::NaiveDate::from_ymd_opt(2000, 1, 1) {
     Some(day) => day,
@@ -335,11 +302,5 @@ mod tests {
         field(&42i32.to_be_bytes());
         assert_eq!(out, want);
         assert_eq!(COPY_HEADER.len(), 19, "signature (11), flags (4), extension length (4)");
-        // Two rows split back into their tuples; a torn one is no tuple.
-        let one = out.len();
-        encode_copy_row(&mut out, &bet("Ana"), 7);
-        let tuples: Vec<_> = copy_tuples(&out).collect();
-        assert_eq!(tuples, [Some(&out[..one]), Some(&out[one..])]);
-        assert_eq!(copy_tuples(&out[..out.len() - 1]).last(), Some(None));
     }
 }

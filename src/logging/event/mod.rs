@@ -204,7 +204,7 @@ mod tests {
             StorageEvent::Reachable { database: t, seconds: 4.25 },
             StorageEvent::DatabaseUpgraded { database: t, version: 3, auth: "required" },
             StorageEvent::DatabaseReady { database: t, version: 3 },
-            StorageEvent::DatabaseOpened { database: t, schema_version: 4, finished: 0 },
+            StorageEvent::DatabaseOpened { database: t, schema_version: 3, finished: 0 },
             StorageEvent::CommitAnswerLost { commit: t, error: t },
             StorageEvent::CommitLookupRetry { commit: t, error: t },
             StorageEvent::CommitFound { commit: t, committed: true },

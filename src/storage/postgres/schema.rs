@@ -4,9 +4,8 @@
 //! schema, another number of agencies or another `SERVER_AUTH`.
 //!
 //! The schema is `SCHEMA_V2` with version 3's additions (`SCHEMA_V3_AGREE`,
-//! `SCHEMA_V3_WINNERS`) and version 4's key (`SCHEMA_V4_KEY`), its version
-//! in `schema_version`. Every statement is idempotent, so servers starting
-//! at once may all run them.
+//! `SCHEMA_V3_WINNERS`), its version in `schema_version`. Every statement
+//! is idempotent, so servers starting at once may all run them.
 
 use super::error::db;
 use crate::bet::WINNING_NUMBER;
@@ -14,7 +13,7 @@ use crate::storage::error::StorageError;
 use ::postgres as pg;
 
 /// The schema version this server creates and understands.
-pub(super) const SCHEMA_VERSION: i32 = 4;
+pub(super) const SCHEMA_VERSION: i32 = 3;
 
 /// Version 2 of the schema (version 1 lacked `lottery.finished`). `bets`
 /// has the CSV's columns (so that `\copy (select agency, first_name, last_name, document, birthdate,
@@ -81,27 +80,6 @@ SELECT agency, row_number() OVER (PARTITION BY agency ORDER BY position) - 1, do
 FROM bets WHERE number = 7574 AND EXISTS (SELECT 1 FROM draw WHERE id = 1)
 ON CONFLICT (agency, rank) DO NOTHING;
 UPDATE draw SET announced = true;
-";
-
-/// Version 4: `bets`' primary key in the order commits copy their rows,
-/// `(position, agency)` (see `merge_by_position` in `commit.rs`): each row
-/// then lands at the right end of the index, where PostgreSQL appends
-/// without searching the tree. The same two columns, so the same promise:
-/// a position of an agency is stored at most once. Idempotent (the key is
-/// rebuilt only while it is in the older order); an upgrade rebuilds the
-/// index once, holding the table meanwhile.
-const SCHEMA_V4_KEY: &str = "
-DO $$
-BEGIN
-    IF (SELECT array_agg(a.attname ORDER BY k.n)
-        FROM pg_index i
-        CROSS JOIN unnest(i.indkey) WITH ORDINALITY AS k (attnum, n)
-        JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
-        WHERE i.indrelid = 'bets'::regclass AND i.indisprimary)
-       <> ARRAY['position', 'agency']::name[] THEN
-        ALTER TABLE bets DROP CONSTRAINT bets_pkey, ADD CONSTRAINT bets_pkey PRIMARY KEY (position, agency);
-    END IF;
-END $$;
 ";
 
 /// Version 1 → 2: the finished-agencies counter on the lottery's row.
@@ -238,9 +216,6 @@ fn create_or_upgrade(client: &mut pg::Client) -> Result<(), StorageError> {
             if matches!(previous, Some(1 | 2)) {
                 client.batch_execute(UPGRADE_TO_V3_WINNERS).map_err(db("upgrade the schema of"))?;
             }
-            // Version 4's key (servers of version 3 may still be running:
-            // it changes no column and no answer, only the index's order).
-            client.batch_execute(SCHEMA_V4_KEY).map_err(db("upgrade the schema of"))?;
             client
                 .execute(
                     "INSERT INTO schema_version (version) VALUES ($1) ON CONFLICT (version) DO NOTHING",
