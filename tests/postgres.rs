@@ -113,7 +113,7 @@ fn three_servers_share_five_agencies_and_store_every_bet_once() {
 
 #[test]
 fn killing_two_servers_mid_ingest_loses_and_doubles_nothing() {
-    let Some(mut l) = Lottery::start("kill", 5, |a| course_rows(a, 2.0), 3) else {
+    let Some(mut l) = Lottery::start("kill", 5, |a| course_rows(a, 4.0), 3) else {
         return;
     };
     // Small batches: the ingest lasts long enough to be cut twice.

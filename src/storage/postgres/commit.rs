@@ -554,6 +554,25 @@ mod tests {
     }
 
     #[test]
+    fn the_rows_of_a_group_are_copied_agency_by_agency_each_in_order() {
+        let bytes = b"a0\nb0\na1\nc0\nb1\n";
+        let requests = vec![
+            batch(1, 0, 1, 0..3),
+            batch(2, 0, 1, 3..6),
+            batch(1, 1, 1, 6..9),
+            batch(3, 0, 1, 9..12),
+            batch(2, 1, 1, 12..15),
+        ];
+        let group = GroupData { rows: bytes, added: &[], done: &[], requests: &requests };
+        let row = AgencyRow { next: 0, done: false, changed: false };
+        let mut rows = BTreeMap::from([(1, row), (2, row), (3, row)]);
+        let mut copy = Vec::new();
+        let (verdicts, _) = decide(&group, &mut rows, &mut copy).unwrap();
+        assert!(verdicts.is_empty());
+        assert_eq!(copy, b"a0\na1\nb0\nb1\nc0\n");
+    }
+
+    #[test]
     fn only_an_error_answer_to_commit_says_it_rolled_back() {
         // No answer at all (the connection broke after COMMIT was sent).
         assert!(may_have_committed(None));
