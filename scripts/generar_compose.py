@@ -168,26 +168,32 @@ services:
     networks:
       - testing_net
 """
-    for s in range(1, servers + 1):
-        text += f"""
+    url = "postgresql://lottery:lottery@postgres:5432/postgres"
+    text += "".join(database_server(s, clients, [f"STORAGE_URL={url}"], "postgres") for s in range(1, servers + 1))
+    text += "".join(client_service(i, servers) for i in range(1, clients + 1))
+    return text + tail_services("server1", "postgres-data")
+
+
+def database_server(s, clients, storage, database):
+    """Server s of K over a database: `storage` its STORAGE_* settings
+    besides the backend, started once the `database` service is healthy."""
+    settings = "".join(f"\n      - {setting}" for setting in storage)
+    return f"""
   server{s}:
     container_name: server{s}
     image: lottery-server:latest
     pull_policy: never
     environment:
       - SERVER_AGENCIES={clients}
-      - STORAGE_BACKEND=postgres
-      - STORAGE_URL=postgresql://lottery:lottery@postgres:5432/postgres
+      - STORAGE_BACKEND=postgres{settings}
       - SERVER_SECRET_FILE=/run/secrets/server-secret
     volumes:
 {bind_mount("./config/server/config.ini", "/config.ini")}{bind_mount("./.data/secret", "/run/secrets/server-secret")}    networks:
       - testing_net
     depends_on:
-      postgres:
+      {database}:
         condition: service_healthy
 """
-    text += "".join(client_service(i, servers) for i in range(1, clients + 1))
-    return text + tail_services("server1", "postgres-data")
 
 
 # The highly available database: pg_auto_failover's monitor and two nodes,
@@ -247,25 +253,8 @@ services:"""
     text += pgaf_service("monitor", "monitor", None)
     text += pgaf_service(HA_NODES[0], "node", "monitor")
     text += pgaf_service(HA_NODES[1], "node", HA_NODES[0])
-    for s in range(1, servers + 1):
-        text += f"""
-  server{s}:
-    container_name: server{s}
-    image: lottery-server:latest
-    pull_policy: never
-    environment:
-      - SERVER_AGENCIES={clients}
-      - STORAGE_BACKEND=postgres
-      - STORAGE_URL={HA_URL}
-      - STORAGE_WAIT=120s
-      - SERVER_SECRET_FILE=/run/secrets/server-secret
-    volumes:
-{bind_mount("./config/server/config.ini", "/config.ini")}{bind_mount("./.data/secret", "/run/secrets/server-secret")}    networks:
-      - testing_net
-    depends_on:
-      {HA_NODES[1]}:
-        condition: service_healthy
-"""
+    storage = [f"STORAGE_URL={HA_URL}", "STORAGE_WAIT=120s"]
+    text += "".join(database_server(s, clients, storage, HA_NODES[1]) for s in range(1, servers + 1))
     text += "".join(client_service(i, servers) for i in range(1, clients + 1))
     return text + tail_services("server1", "monitor-data", *(f"{n}-data" for n in HA_NODES))
 

@@ -49,17 +49,8 @@ MARKER = ".ha-cluster"
 STATE_FILE = "cluster.json"
 NODES = ("node1", "node2")
 
-# Monitor tuning for a ~4-6 s failover of a crashed primary (pg_auto_failover's defaults in
-# brackets: 5000 / 5000 / 2 / 2000 / 20000 / 30000 / 10000 ms). GUCs of the pgautofailover extension.
-FAST_MONITOR = """
-pgautofailover.health_check_period = 1000
-pgautofailover.health_check_timeout = 1000
-pgautofailover.health_check_max_retries = 1
-pgautofailover.health_check_retry_delay = 500
-pgautofailover.node_considered_unhealthy_timeout = 2000
-pgautofailover.primary_demote_timeout = 2000
-pgautofailover.startup_grace_period = 2000
-"""
+# Monitor tuning for a ~4-6 s failover of a crashed primary, shared with the Docker HA layout.
+FAST_MONITOR_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "pgaf-monitor.conf")
 
 
 class ClusterError(Exception):
@@ -355,7 +346,10 @@ class Cluster:
         # `create monitor` has no --listen
         self._pgaf("config", "set", "--pgdata", mon_dir, "postgresql.listen_addresses", "127.0.0.1")
         with open(os.path.join(mon_dir, "postgresql.conf"), "a") as f:
-            f.write(small + (FAST_MONITOR if fast else ""))
+            f.write(small)
+            if fast:
+                with open(FAST_MONITOR_FILE) as tuning:
+                    f.write("\n" + tuning.read())
         self._start_node("monitor")
         self._wait_for("monitor accepts connections", lambda: self._monq("select 1") == "1", 60)
         log(f"monitor up on 127.0.0.1:{mon} in {now_ms() - t} ms")

@@ -60,18 +60,8 @@ SQL
 
 create_monitor() {
   pg_autoctl create monitor --pgdata "$PGDATA" --pgport 5432 --hostname "$name" --auth trust --no-ssl
-  # Failover within seconds of a primary's crash instead of ~50 s: health
-  # checks every second, unhealthy after 2 s, a silent primary given up 2 s
-  # later (defaults 5 s, 20 s and 30 s).
-  tune <<'EOF'
-pgautofailover.health_check_period = 1000
-pgautofailover.health_check_timeout = 1000
-pgautofailover.health_check_max_retries = 1
-pgautofailover.health_check_retry_delay = 500
-pgautofailover.node_considered_unhealthy_timeout = 2000
-pgautofailover.primary_demote_timeout = 2000
-pgautofailover.startup_grace_period = 2000
-EOF
+  # Failover within seconds of a primary's crash instead of ~50 s.
+  tune < /usr/local/share/lottery/pgaf-monitor.conf
 }
 
 create_node() {

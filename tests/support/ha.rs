@@ -243,31 +243,11 @@ fn down(dir: &Path) {
 /// Removes the clusters whose test process is gone (a run killed with
 /// SIGKILL leaves its nodes running); another live run's are left alone.
 fn sweep() {
-    if !Path::new("/proc/self").exists() {
-        return;
-    }
-    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
-        return;
-    };
-    for entry in entries.filter_map(Result::ok) {
-        let name = entry.file_name();
-        let Some(name) = name.to_str() else {
-            continue;
-        };
-        if !name.starts_with(&format!("lottery-e2e-{PREFIX}-")) {
-            continue;
+    for dir in TempDir::abandoned(&format!("{PREFIX}-")) {
+        eprintln!("removing a cluster left by an earlier run: {}", dir.display());
+        if dir.join(".ha-cluster").exists() {
+            down(&dir);
         }
-        // `...-<pid>-<nanos>-<n>`: the owner's pid is third from the end.
-        let Some(owner) = name.rsplit('-').nth(2).and_then(|pid| pid.parse::<u32>().ok()) else {
-            continue;
-        };
-        if owner == std::process::id() || Path::new(&format!("/proc/{owner}")).exists() {
-            continue;
-        }
-        eprintln!("removing a cluster left by an earlier run: {}", entry.path().display());
-        if entry.path().join(".ha-cluster").exists() {
-            down(&entry.path());
-        }
-        let _ = std::fs::remove_dir_all(entry.path());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

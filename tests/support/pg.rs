@@ -256,30 +256,7 @@ fn stop_immediate(bin: &Path, run_as: Option<&str>, dir: &Path) {
 /// cluster whose process still exists — another test binary running now —
 /// is left alone.
 fn sweep(bin: &Path, run_as: Option<&str>) {
-    // Whether a process exists is read from /proc: without it, sweep
-    // nothing rather than stop another run's cluster.
-    if !Path::new("/proc/self").exists() {
-        return;
-    }
-    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
-        return;
-    };
-    for entry in entries.filter_map(Result::ok) {
-        let name = entry.file_name();
-        let Some(name) = name.to_str() else {
-            continue;
-        };
-        if !name.starts_with(&format!("lottery-e2e-{PREFIX}")) {
-            continue;
-        }
-        // `...-<pid>-<nanos>-<n>`: the owner's pid is third from the end.
-        let Some(owner) = name.rsplit('-').nth(2).and_then(|pid| pid.parse::<u32>().ok()) else {
-            continue;
-        };
-        if owner == std::process::id() || Path::new(&format!("/proc/{owner}")).exists() {
-            continue;
-        }
-        let dir = entry.path();
+    for dir in TempDir::abandoned(PREFIX) {
         if dir.join("data").join("postmaster.pid").exists() {
             eprintln!("stopping a cluster left by an earlier run: {}", dir.display());
             stop_immediate(bin, run_as, &dir);

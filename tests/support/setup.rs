@@ -50,6 +50,40 @@ impl TempDir {
     }
 }
 
+impl TempDir {
+    /// The directories [`TempDir::new`] made for `name` (a prefix of it)
+    /// in test processes that no longer exist: a run killed with SIGKILL
+    /// or Ctrl-C cannot remove its own. A directory of a process that still
+    /// exists (another test binary running now) is not one of them. Empty
+    /// without /proc, where that cannot be told.
+    pub fn abandoned(name: &str) -> Vec<PathBuf> {
+        if !Path::new("/proc/self").exists() {
+            return Vec::new();
+        }
+        let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+            return Vec::new();
+        };
+        let prefix = format!("lottery-e2e-{name}");
+        entries
+            .filter_map(Result::ok)
+            .filter(|entry| {
+                let name = entry.file_name();
+                let Some(name) = name.to_str().filter(|n| n.starts_with(&prefix)) else {
+                    return false;
+                };
+                // `...-<pid>-<nanos>-<n>`: the owner's pid is third from the end.
+                name.rsplit('-').nth(2).and_then(|pid| pid.parse::<u32>().ok()).is_some_and(
+                    |owner| {
+                        owner != std::process::id()
+                            && !Path::new(&format!("/proc/{owner}")).exists()
+                    },
+                )
+            })
+            .map(|entry| entry.path())
+            .collect()
+    }
+}
+
 impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);

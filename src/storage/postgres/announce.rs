@@ -2,10 +2,9 @@
 //! by exactly one server, then the draw's row marked as announced.
 
 use super::error::{db, out_of_range};
-use super::link::Session;
+use super::link::{Session, read_committed};
 use crate::storage::draw::AnnounceDraw;
 use crate::storage::error::StorageError;
-use ::postgres as pg;
 
 /// Logs the draw if it is recorded and not yet announced, then marks it,
 /// in one transaction that holds the draw's row (`FOR UPDATE`): of several
@@ -18,12 +17,7 @@ pub(super) fn announce(
     session: &mut Session,
     log: AnnounceDraw<'_>,
 ) -> Result<Option<u64>, StorageError> {
-    let mut tx = session
-        .client
-        .build_transaction()
-        .isolation_level(pg::IsolationLevel::ReadCommitted)
-        .start()
-        .map_err(db("begin a transaction on"))?;
+    let mut tx = read_committed(&mut session.client)?;
     let row = tx
         .query_opt("SELECT winners FROM draw WHERE id = 1 AND NOT announced FOR UPDATE", &[])
         .map_err(db("read the draw from"))?;

@@ -14,7 +14,7 @@
 
 use super::error::{db, out_of_range};
 use super::link::{
-    IDLE_IN_TRANSACTION_TIMEOUT, LOCK_TIMEOUT, Prepared, STATEMENT_TIMEOUT, Session,
+    IDLE_IN_TRANSACTION_TIMEOUT, LOCK_TIMEOUT, Prepared, STATEMENT_TIMEOUT, Session, read_committed,
 };
 use super::storage::PgStorage;
 use crate::bet::WINNING_NUMBER;
@@ -240,11 +240,7 @@ impl PgStorage {
         // `add_finished` — but would turn every such wait into a
         // serialization error.)
         let Session { client, prepared } = session;
-        let mut tx = client
-            .build_transaction()
-            .isolation_level(pg::IsolationLevel::ReadCommitted)
-            .start()
-            .map_err(db("begin a transaction on"))?;
+        let mut tx = read_committed(client)?;
         let mut rows = lock_rows(&mut tx, prepared, group, id)?;
         copy.clear();
         let (verdicts, newly_done) = decide(group, &mut rows, copy)?;
@@ -417,11 +413,7 @@ fn lost_reason(e: &StorageError) -> String {
 /// not wait, and could read "not committed" just before the COMMIT lands.
 fn landed(session: &mut Session, id: CommitId) -> Result<bool, StorageError> {
     let Session { client, prepared } = session;
-    let mut tx = client
-        .build_transaction()
-        .isolation_level(pg::IsolationLevel::ReadCommitted)
-        .start()
-        .map_err(db("begin a transaction on"))?;
+    let mut tx = read_committed(client)?;
     let statement = prepared.get(&mut tx, LANDED)?;
     let seq: i64 =
         tx.query_one(&statement, &[&id.server]).map_err(db("look up a commit in"))?.get(0);

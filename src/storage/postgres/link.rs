@@ -188,6 +188,17 @@ impl Session {
     }
 }
 
+/// Starts a transaction at READ COMMITTED, whatever the database's
+/// default: every decision is taken under a row lock, and a row that
+/// another server moved is then read as it committed it.
+pub(super) fn read_committed(client: &mut pg::Client) -> Result<pg::Transaction<'_>, StorageError> {
+    client
+        .build_transaction()
+        .isolation_level(pg::IsolationLevel::ReadCommitted)
+        .start()
+        .map_err(db("begin a transaction on"))
+}
+
 /// The statements prepared on one connection, by their text.
 pub(super) struct Prepared(Vec<(&'static str, pg::Statement)>);
 
