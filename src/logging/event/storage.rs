@@ -87,13 +87,6 @@ impl Display for StorageEvent<'_> {
             Self::DatabaseWaiting { database, error } => {
                 line(f, StorageOpen, InProgress).field("database", database).field("error", error)
             }
-            Self::Unreachable { database, error, repeated } => line(f, Storage, InProgress)
-                .field("database", database)
-                .field("error", error)
-                .field_if("repeated", repeated),
-            Self::Reachable { database, seconds } => line(f, Storage, Success)
-                .field("database", database)
-                .field("after_s", format_args!("{seconds:.1}")),
             Self::DatabaseUpgraded { database, version, auth } => line(f, StorageUpgrade, Success)
                 .field("database", database)
                 .field("version", version)
@@ -108,6 +101,14 @@ impl Display for StorageEvent<'_> {
                     .field("schema_version", schema_version)
                     .field("agencias_finalizadas", finished)
             }
+            // No primary: once a second at most (the storage's `Health`).
+            Self::Unreachable { database, error, repeated } => {
+                let started = line(f, Storage, InProgress).field("database", database);
+                started.field("error", error).field_if("repeated", repeated)
+            }
+            Self::Reachable { database, seconds } => line(f, Storage, Success)
+                .field("database", database)
+                .field("after_s", format_args!("{seconds:.1}")),
             Self::CommitAnswerLost { commit, error } => line(f, CommitLookup, InProgress)
                 .field("commit", commit)
                 .field("error", format_args!("COMMIT was sent and its answer lost: {error}")),
