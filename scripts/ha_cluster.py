@@ -5,10 +5,11 @@ benchmark.
 
     ha_cluster.py up DIR BASEPORT       monitor on BASEPORT, node1 on BASEPORT+1 (primary), node2 on
                                         BASEPORT+2 (sync secondary); prints the application URL
-    ha_cluster.py kill-primary DIR [--no-wait]
+    ha_cluster.py kill-primary DIR [--no-wait] [--postmaster-only]
                                         SIGKILL the primary's whole node (pg_autoctl supervisor, keeper,
-                                        postgres); prints the node's name, then, unless --no-wait, waits
-                                        until the multi-host URL takes an INSERT again and prints the ms
+                                        postgres), or its postmaster only; prints the node's name, then,
+                                        unless --no-wait, waits until the multi-host URL takes an INSERT
+                                        again and prints the ms
     ha_cluster.py rejoin DIR NODE       run NODE (node1|node2) again; waits until it is the secondary
     ha_cluster.py state DIR             pg_autoctl show state and the URIs
     ha_cluster.py url DIR               the application URL
@@ -410,12 +411,22 @@ class Cluster:
         """One INSERT through the multi-host read-write URL; the port that took it, or None."""
         return self._psql(self.conf["probe_url"], "INSERT INTO ha_probe DEFAULT VALUES RETURNING port", timeout=5)
 
-    def kill_primary(self, wait=True):
-        """SIGKILLs the primary's whole node. Returns (name, ms): ms from the kill until writes work
-        again, or None without `wait`."""
+    def kill_primary(self, wait=True, postmaster_only=False):
+        """SIGKILLs the primary's whole node, as a machine dying does, or (`postmaster_only`) its
+        postmaster alone: then its keeper races the monitor, restarting PostgreSQL in place within a
+        second, so it is a failover only sometimes. Returns (name, ms): ms from the kill until writes
+        work again, or None without `wait`."""
         name = self.primary()
         if not name:
             raise ClusterError(f"no primary found (states: {self.states()})")
+        if postmaster_only:
+            pm = self.postmaster_pid(name)
+            if not pm:
+                raise ClusterError(f"{name} has no running postmaster")
+            k = now_ms()
+            os.kill(pm, signal.SIGKILL)
+            log(f"killed the postmaster {pm} of {name}")
+            return name, (self._writable_again(k) if wait else None)
         sup = self.autoctl_pid(name)
         pgid = os.getpgid(sup) if sup else None
         # the group must hold this node's `pg_autoctl run` and must not be ours
@@ -434,8 +445,10 @@ class Cluster:
                 pass
         self._reap()
         log(f"killed node {name} (process group {pgid}: pg_autoctl + postgres {pm})")
-        if not wait:
-            return name, None
+        return name, (self._writable_again(k) if wait else None)
+
+    def _writable_again(self, k):
+        """ms from `k` (the kill) until the multi-host URL takes an INSERT again."""
         # the kill may take a moment to be visible: wait for a failed write (3 s at most), then for the
         # first success
         while self._probe_write() is not None and now_ms() - k < 3000:
@@ -447,7 +460,7 @@ class Cluster:
             time.sleep(0.1)
         ms = now_ms() - k
         log(f"writes accepted again by 127.0.0.1:{port} {ms} ms after the kill (states: {self.states()})")
-        return name, ms
+        return ms
 
     def _group_runs(self, pgid, name):
         needle = f"pg_autoctl\0run\0--pgdata\0{os.path.join(self.dir, name)}".encode()
@@ -591,8 +604,9 @@ def main(argv):
     try:
         if cmd == "up" and len(args) == 2 and args[1].isdigit():
             print(Cluster.up(args[0], int(args[1])).url)
-        elif cmd == "kill-primary" and len(args) in (1, 2) and args[1:] in ([], ["--no-wait"]):
-            name, ms = Cluster(args[0]).kill_primary(wait=args[1:] != ["--no-wait"])
+        elif cmd == "kill-primary" and args and set(args[1:]) <= {"--no-wait", "--postmaster-only"}:
+            name, ms = Cluster(args[0]).kill_primary(
+                wait="--no-wait" not in args, postmaster_only="--postmaster-only" in args)
             print(name)
             if ms is not None:
                 print(ms)

@@ -164,6 +164,21 @@ fn somewhere(lo: usize, hi: usize) -> usize {
     lo + (nanos / 1000 + std::process::id() as usize) % (hi - lo)
 }
 
+/// What dies mid-ingest.
+#[derive(Clone, Copy, PartialEq)]
+enum Kill {
+    /// The primary's whole node (keeper and postmaster), as a machine
+    /// dying: the monitor promotes the standby.
+    Node,
+    /// The same, and a lottery server right after it, while the standby is
+    /// not promoted yet.
+    NodeAndServer,
+    /// The primary's postmaster alone: its keeper restarts PostgreSQL in
+    /// place within a second, racing the monitor, so the standby is
+    /// promoted only sometimes; either way nothing may be lost.
+    Postmaster,
+}
+
 /// Kills the primary once `lottery` is part way through its ingest, and
 /// checks that it still was when the node died (no agency done, no draw,
 /// batches left); returns the killed node and the instant of the kill.
@@ -171,11 +186,12 @@ fn kill_mid_ingest(
     cluster: &HaCluster,
     lottery: &Lottery,
     clients: &mut [Child],
+    kill: Kill,
 ) -> (String, Instant) {
     let total = (AGENCIES as u64 * ROWS).div_ceil(BATCH.parse::<u64>().expect("batch")) as usize;
     let at = somewhere(total / 10, total / 4);
     lottery.wait_stored(at);
-    let (node, _) = cluster.kill_primary(false);
+    let (node, _) = cluster.kill_primary(false, kill == Kill::Postmaster);
     // The kill is done when the script returns.
     let kill = Instant::now();
     let stored = lottery.count(STORED);
@@ -192,33 +208,38 @@ fn kill_mid_ingest(
 }
 
 /// One lottery on database `db` while the primary, `primary`, dies
-/// mid-ingest (and, with `kill_server`, a lottery server right after it,
-/// while the standby is not promoted yet): every agency finishes, every
-/// bet is stored once, one draw, the right winners.
-fn failover_round(cluster: &HaCluster, db: &'static str, primary: &str, kill_server: bool) {
+/// mid-ingest as `kill` says: every agency finishes, every bet is stored
+/// once, one draw, the right winners.
+fn failover_round(cluster: &HaCluster, db: &'static str, primary: &str, kill: Kill) {
     let other = if primary == "node1" { "node2" } else { "node1" };
     if db != "lottery" {
         cluster.create_database(db);
     }
     let mut lottery = Lottery::start(cluster, db);
     let mut clients = lottery.spawn();
-    let (node, kill) = kill_mid_ingest(cluster, &lottery, &mut clients);
+    let (node, killed) = kill_mid_ingest(cluster, &lottery, &mut clients, kill);
     assert_eq!(node, primary);
-    let victim = kill_server.then(|| somewhere(0, 3));
+    let victim = (kill == Kill::NodeAndServer).then(|| somewhere(0, 3));
     if let Some(victim) = victim {
         signal(lottery.servers[victim].child.id(), "KILL");
         lottery.servers[victim].wait(Duration::from_secs(10)).expect("the killed server exits");
         println!(
             "{db}: killed lottery server {victim} {} ms after the primary",
-            kill.elapsed().as_millis()
+            killed.elapsed().as_millis()
         );
     }
     cluster.wait_writable(Duration::from_secs(60));
-    let outage = kill.elapsed();
+    let outage = killed.elapsed();
     println!("{db}: writes accepted again {} ms after the kill of {node}", outage.as_millis());
     let runs: Vec<ClientRun> = clients.into_iter().map(finish_client).collect();
-    println!("{db}: kill -> last agency done in {} ms", kill.elapsed().as_millis());
-    assert_eq!(cluster.primary(), other, "the standby was promoted");
+    println!("{db}: kill -> last agency done in {} ms", killed.elapsed().as_millis());
+    let now = cluster.primary();
+    if kill == Kill::Postmaster {
+        let how = if now == other { "the standby was promoted" } else { "restarted in place" };
+        println!("{db}: {node}'s postmaster killed: {how}");
+    } else {
+        assert_eq!(now, other, "the standby was promoted");
+    }
     lottery.check(cluster, &runs);
     // The servers met the outage: a commit failed, a batch was refused, or
     // the database was unreachable.
@@ -254,15 +275,18 @@ fn failovers_mid_ingest_lose_and_double_nothing() {
     println!("cluster up in {} ms", wall.elapsed().as_millis());
     assert_eq!(cluster.primary(), "node1");
     // 1. node1 dies mid-ingest; node2 is promoted.
-    failover_round(&cluster, "lottery", "node1", false);
+    failover_round(&cluster, "lottery", "node1", Kill::Node);
     // 2. node1 comes back as the secondary; a second lottery, node2 dies
     //    mid-ingest, node1 is promoted.
     rejoin(&cluster, "node1");
-    failover_round(&cluster, "lottery2", "node2", false);
+    failover_round(&cluster, "lottery2", "node2", Kill::Node);
     // 3. node2 back; a third lottery, node1 dies mid-ingest and a lottery
     //    server dies during that failover.
     rejoin(&cluster, "node2");
-    failover_round(&cluster, "lottery3", "node1", true);
+    failover_round(&cluster, "lottery3", "node1", Kill::NodeAndServer);
+    // 4. node1 back; a fourth lottery, node2's postmaster alone is killed.
+    rejoin(&cluster, "node1");
+    failover_round(&cluster, "lottery4", "node2", Kill::Postmaster);
     drop(cluster);
     println!("whole HA test: {} ms", wall.elapsed().as_millis());
 }

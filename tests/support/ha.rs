@@ -93,14 +93,14 @@ impl HaCluster {
         self.run(&["primary"]).concat()
     }
 
-    /// SIGKILLs the primary's whole node; returns its name and, when
-    /// `wait`, how long writes failed.
-    pub fn kill_primary(&self, wait: bool) -> (String, Option<Duration>) {
-        let out = if wait {
-            self.run(&["kill-primary"])
-        } else {
-            self.run(&["kill-primary", "--no-wait"])
-        };
+    /// SIGKILLs the primary's whole node, or with `postmaster_only` its
+    /// postmaster alone; returns its name and, when `wait`, how long
+    /// writes failed.
+    pub fn kill_primary(&self, wait: bool, postmaster_only: bool) -> (String, Option<Duration>) {
+        let mut args = vec!["kill-primary"];
+        args.extend((!wait).then_some("--no-wait"));
+        args.extend(postmaster_only.then_some("--postmaster-only"));
+        let out = self.run(&args);
         let ms = out.get(1).map(|ms| Duration::from_millis(ms.parse().expect("ms")));
         (out[0].clone(), ms)
     }
