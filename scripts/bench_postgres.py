@@ -123,6 +123,10 @@ class HaCluster:
         try:
             self.pgaf = Pgaf.up(self.dir, free_ports(3), fsync=True)
         except ClusterError as e:
+            try:
+                Pgaf(self.dir).down()  # what started before the failure
+            except ClusterError:
+                pass  # nothing of it was made
             die(f"MODES=postgresha: {e}")
         self.bin = self.pgaf.pg_bin
         self.ports = [self.pgaf.conf["ports"][n] for n in ("node1", "node2")]

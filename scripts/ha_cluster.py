@@ -13,7 +13,8 @@ benchmark.
     ha_cluster.py rejoin DIR NODE       run NODE (node1|node2) again; waits until it is the secondary
     ha_cluster.py state DIR             pg_autoctl show state and the URIs
     ha_cluster.py url DIR               the application URL
-    ha_cluster.py primary DIR           the name of the current primary
+    ha_cluster.py primary DIR           the name of the current primary (waits up to 30 s for the
+                                        monitor to name one, as it names none mid-failover)
     ha_cluster.py down DIR              stop everything started for DIR, sweep leftovers, remove DIR
                                         (only a DIR this script made: it holds a marker file)
 
@@ -407,6 +408,14 @@ class Cluster:
         )
         return out or None
 
+    def settled_primary(self, seconds=30):
+        """The primary once the monitor names one: for a moment of a failover (the old one draining,
+        the new one being promoted) it names none."""
+        end = time.monotonic() + seconds
+        while (name := self.primary()) is None and time.monotonic() < end:
+            time.sleep(0.2)
+        return name
+
     def _probe_write(self):
         """One INSERT through the multi-host read-write URL; the port that took it, or None."""
         return self._psql(self.conf["probe_url"], "INSERT INTO ha_probe DEFAULT VALUES RETURNING port", timeout=5)
@@ -617,9 +626,9 @@ def main(argv):
         elif cmd == "url" and len(args) == 1:
             print(Cluster(args[0]).url)
         elif cmd == "primary" and len(args) == 1:
-            name = Cluster(args[0]).primary()
+            name = Cluster(args[0]).settled_primary()
             if not name:
-                raise ClusterError("no primary")
+                raise ClusterError("no primary for 30 s")
             print(name)
         elif cmd == "down" and len(args) == 1:
             Cluster(args[0]).down()

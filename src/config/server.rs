@@ -165,7 +165,11 @@ fn storage_backend(s: &Settings) -> Result<StorageBackend, ConfigError> {
             "missing: STORAGE_BACKEND=postgres needs the database, e.g. postgresql://user:password@host:5432/lottery",
         ));
     }
-    let wait = timeout(s, "STORAGE_WAIT", "30s")?;
+    // 0: one try, no waiting.
+    let wait = parse_dur(s, "STORAGE_WAIT", "30s")?;
+    if wait > Duration::from_secs(24 * 60 * 60) {
+        return Err(key_err("STORAGE_WAIT", "must be at most a day"));
+    }
     Ok(StorageBackend::Postgres { url: url.to_owned(), wait })
 }
 
@@ -660,6 +664,14 @@ mod tests {
                 "STORAGE_URL",
                 "the database is required"
             );
+            // STORAGE_WAIT: 0 is one try; more than a day is a mistake.
+            let no_wait = [postgres[0], postgres[1], ("STORAGE_WAIT", "0")];
+            assert!(matches!(
+                with(&no_wait).unwrap().storage_location(),
+                Location::Postgres { wait: Duration::ZERO, .. }
+            ));
+            let day = [postgres[0], postgres[1], ("STORAGE_WAIT", "25h")];
+            assert_eq!(key_of(&day).0, "STORAGE_WAIT");
         } else {
             let (key, reason) = key_of(&postgres);
             assert_eq!(key, "STORAGE_BACKEND");

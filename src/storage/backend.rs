@@ -235,13 +235,13 @@ impl Backend {
         }
     }
 
-    /// Whether the database was unreachable at the last try: its outage
+    /// Whether the last commit failed for want of a database: its outage
     /// is logged once a second by the storage, not at each failed commit.
-    pub fn is_unreachable(&self) -> bool {
+    pub fn failed_unreachable(&self) -> bool {
         match self {
             Backend::File(_) => false,
             #[cfg(feature = "postgres")]
-            Backend::Postgres(db) => db.is_down(),
+            Backend::Postgres(db) => db.failed_unreachable(),
         }
     }
 

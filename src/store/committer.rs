@@ -100,7 +100,7 @@ fn run(manager: &Mutex<StoreManager>, signals: &Signals, mut backend: Backend) {
                 commit.resolve(Ok(Arc::new(committed.verdicts)));
             }
             Err(e) => {
-                if !backend.is_unreachable() {
+                if !backend.failed_unreachable() {
                     ActionEvent::Failed { action: Action::Commit, error: &e }.error();
                 }
                 let later = state.failed();

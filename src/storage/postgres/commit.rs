@@ -210,6 +210,9 @@ impl PgStorage {
                     std::thread::sleep(Duration::from_millis(500));
                 }
                 Err(e) => {
+                    // Whatever the database's state, that the outcome is
+                    // unknown is logged as this commit's failure.
+                    self.link.forget_unreachable();
                     return Err(StorageError::Database {
                         action: "learn whether a commit is stored in",
                         reason: format!(

@@ -68,7 +68,8 @@ pub const LOCK_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long one statement may run at all: the biggest, a group's `COPY`,
 /// takes well under a second; 10 s leaves room for a slow disk and still
 /// ends a query stuck for any other reason (which also frees the lookup
-/// connection's mutex).
+/// connection's mutex). Not a COMMIT waiting for a synchronous standby:
+/// PostgreSQL does not cancel that wait (see docs/HIGH_AVAILABILITY.md).
 pub const STATEMENT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How long a session may sit inside a transaction doing nothing before
@@ -121,12 +122,15 @@ pub(super) struct Link {
     /// `None` after an error: the next use connects again.
     session: Option<Session>,
     health: Health,
+    /// Whether this link's last use failed for want of a database (no
+    /// connection, or one that closed under it), not on an answer of it.
+    unreachable: bool,
 }
 
 impl Link {
     /// A link to the database of `config`, already `client` if given.
     pub(super) fn new(config: pg::Config, client: Option<pg::Client>, health: Health) -> Link {
-        Link { config, session: client.map(Session::new), health }
+        Link { config, session: client.map(Session::new), health, unreachable: false }
     }
 
     /// Whether a connection is open (as far as this side knows).
@@ -134,10 +138,16 @@ impl Link {
         self.session.is_some()
     }
 
-    /// Whether the database was unreachable at the last try of any of this
-    /// server's connections.
-    pub(super) fn is_down(&self) -> bool {
-        self.health.is_down()
+    /// Whether this link's last use failed for want of a database (its
+    /// outage is logged by [`Health`]), not on an answer of it.
+    pub(super) fn failed_unreachable(&self) -> bool {
+        self.unreachable
+    }
+
+    /// Forgets that the last use failed for want of a database: its
+    /// failure is to be logged as any other.
+    pub(super) fn forget_unreachable(&mut self) {
+        self.unreachable = false;
     }
 
     /// Runs `work` on the connection, opened (again) if there is none or
@@ -149,26 +159,34 @@ impl Link {
         &mut self,
         work: impl FnOnce(&mut Session) -> Result<T, E>,
     ) -> Result<T, E> {
+        let started = Instant::now();
         let session = match self.session.take() {
             Some(session) if !session.client.is_closed() => session,
             _ => match connect(&self.config) {
-                Ok(client) => Session::new(client),
+                Ok(client) => {
+                    // The database answered: whatever `work` meets now is
+                    // its answer, not an outage.
+                    self.health.up();
+                    Session::new(client)
+                }
                 Err(e) => {
-                    self.health.down(&e);
+                    self.unreachable = true;
+                    self.health.down(started, &e);
                     return Err(e.into());
                 }
             },
         };
         let session = self.session.insert(session);
+        let began = Instant::now();
         let result = work(session);
+        self.unreachable = result.is_err() && session.client.is_closed();
         match &result {
             Ok(_) => self.health.up(),
-            Err(e) => {
-                if session.client.is_closed() {
-                    self.health.down(e);
-                }
-                self.session = None;
-            }
+            Err(e) if self.unreachable => self.health.down(began, e),
+            Err(_) => {}
+        }
+        if result.is_err() {
+            self.session = None;
         }
         result
     }
@@ -235,42 +253,47 @@ pub(super) struct Health {
 struct HealthState {
     /// Since when no connection reached the database, while none has.
     down_since: Option<Instant>,
+    /// When a connection last reached it.
+    up_at: Option<Instant>,
     lines: RateLimit,
 }
 
 impl Health {
     pub(super) fn new(target: &str) -> Health {
         let lines = RateLimit::new(Duration::from_secs(1));
-        let state = HealthState { down_since: None, lines };
+        let state = HealthState { down_since: None, up_at: None, lines };
         Health { target: target.into(), state: Arc::new(Mutex::new(state)) }
     }
 
+    /// The state, its lock held while a line is logged, so that the lines
+    /// of two connections come out in the order of what they say.
     fn state(&self) -> std::sync::MutexGuard<'_, HealthState> {
         self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn is_down(&self) -> bool {
-        self.state().down_since.is_some()
-    }
-
-    /// A connection failed: logged at most once a second.
-    pub(super) fn down(&self, error: &dyn fmt::Display) {
+    /// An attempt begun at `started` found no database: logged at most once
+    /// a second. An attempt begun before another connection reached the
+    /// database says nothing new (a connect that timed out meanwhile).
+    pub(super) fn down(&self, started: Instant, error: &dyn fmt::Display) {
         let now = Instant::now();
         let mut state = self.state();
+        if state.up_at.is_some_and(|up| started < up) {
+            return;
+        }
         state.down_since.get_or_insert(now);
         if let Some(held) = state.lines.allow("unreachable", now) {
-            drop(state);
             let repeated = (held > 0).then_some(held);
             StorageEvent::Unreachable { database: &&*self.target, error, repeated }.warn();
         }
     }
 
-    /// A connection worked: if the database was unreachable, it is back.
+    /// A connection reached the database: if it was unreachable, it is
+    /// back.
     fn up(&self) {
         let mut state = self.state();
+        state.up_at = Some(Instant::now());
         if let Some(since) = state.down_since.take() {
             state.lines = RateLimit::new(Duration::from_secs(1));
-            drop(state);
             let seconds = since.elapsed().as_secs_f64();
             StorageEvent::Reachable { database: &&*self.target, seconds }.info();
         }
@@ -280,6 +303,20 @@ impl Health {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_failure_begun_before_the_database_answered_again_is_no_outage() {
+        let health = Health::new("db:5432/lottery");
+        let before = Instant::now();
+        health.up();
+        // A connect that timed out while another connection got through.
+        health.down(before, &"timed out");
+        assert!(health.state().down_since.is_none());
+        health.down(Instant::now(), &"connection refused");
+        assert!(health.state().down_since.is_some());
+        health.up();
+        assert!(health.state().down_since.is_none());
+    }
 
     #[test]
     fn a_malformed_url_is_a_clear_error() {

@@ -47,12 +47,8 @@ pub(in crate::storage) fn open(
     let config = settings(url)?;
     let target = target(&config);
     let server = server_id()?;
-    let mut client = connect_prepared(&config, &target, agencies, auth_required, wait)?;
-    let (counts, done) = positions(&mut client)?;
-    // The rows of servers long gone (see COMMITS_KEPT).
-    client
-        .execute(&format!("DELETE FROM commits WHERE at < now() - interval '{COMMITS_KEPT}'"), &[])
-        .map_err(db("prune the commits of"))?;
+    let (client, (counts, done)) =
+        connect_prepared(&config, &target, agencies, auth_required, wait)?;
     StorageEvent::DatabaseReady { database: &target, version: SCHEMA_VERSION }.info();
     let health = Health::new(&target);
     Ok(PgOpened {
@@ -81,23 +77,36 @@ fn server_id() -> Result<i64, StorageError> {
     Ok(i64::from_ne_bytes(server.to_ne_bytes()))
 }
 
-/// Connects and prepares the schema ([`prepare`]), trying again for
-/// `wait` while the database cannot be reached, saying so at most once a
-/// second.
+/// Every agency's durable positions and the agencies whose DONE is
+/// recorded, as a start reads them.
+type Positions = (BTreeMap<u32, u64>, BTreeSet<u32>);
+
+/// Connects, prepares the schema ([`prepare`]), reads where every agency
+/// is and prunes the commit ids of servers long gone, trying it all again
+/// for `wait` while the database cannot be reached (a failover may cut a
+/// start anywhere), saying so at most once a second. A database that
+/// refuses this server ([`refuses_us`]) is not waited for; one that
+/// refuses its login is, as a node being set up may not have the role yet.
 fn connect_prepared(
     config: &pg::Config,
     target: &str,
     agencies: u32,
     auth_required: bool,
     wait: Duration,
-) -> Result<pg::Client, StorageError> {
+) -> Result<(pg::Client, Positions), StorageError> {
     let started = Instant::now();
     let mut lines = RateLimit::new(Duration::from_secs(1));
     loop {
-        match connect(config)
-            .and_then(|mut c| prepare(&mut c, agencies, auth_required).map(|up| (c, up)))
-        {
-            Ok((client, upgraded)) => {
+        let opened = connect(config).and_then(|mut c| {
+            let upgraded = prepare(&mut c, agencies, auth_required)?;
+            let positions = positions(&mut c)?;
+            // The rows of servers long gone (see COMMITS_KEPT).
+            let prune = format!("DELETE FROM commits WHERE at < now() - interval '{COMMITS_KEPT}'");
+            c.execute(&prune, &[]).map_err(db("prune the commits of"))?;
+            Ok((c, upgraded, positions))
+        });
+        match opened {
+            Ok((client, upgraded, positions)) => {
                 if upgraded {
                     StorageEvent::DatabaseUpgraded {
                         database: &target,
@@ -106,7 +115,7 @@ fn connect_prepared(
                     }
                     .info();
                 }
-                return Ok(client);
+                return Ok((client, positions));
             }
             // A database that cannot be reached yet, or two servers
             // creating the schema at once, is worth waiting for; a database
@@ -124,7 +133,7 @@ fn connect_prepared(
 
 /// Every agency's durable position (those with bets) and the agencies
 /// whose DONE is recorded.
-fn positions(client: &mut pg::Client) -> Result<(BTreeMap<u32, u64>, BTreeSet<u32>), StorageError> {
+fn positions(client: &mut pg::Client) -> Result<Positions, StorageError> {
     let mut counts = BTreeMap::new();
     let mut done = BTreeSet::new();
     for row in client

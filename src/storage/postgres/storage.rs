@@ -35,10 +35,11 @@ impl PgStorage {
         &self.target
     }
 
-    /// Whether the database was unreachable at the last try (its outage is
-    /// logged as `storage | in_progress`, not as each commit's failure).
-    pub fn is_down(&self) -> bool {
-        self.link.is_down()
+    /// Whether the last commit failed for want of a database (its outage
+    /// is logged as `storage | in_progress`, not as each commit's failure),
+    /// not on an answer of it.
+    pub fn failed_unreachable(&self) -> bool {
+        self.link.failed_unreachable()
     }
 
     /// Announces the draw if it is recorded and not yet announced (see
