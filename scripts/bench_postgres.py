@@ -65,10 +65,7 @@ class Cluster:
 
     def psql(self, database, *args, script=None):
         """psql's output (-qAt) of the SQL in `args` (`-c` ...) or `script`."""
-        env = dict(os.environ, PGOPTIONS="-c client_min_messages=warning")
-        command = [f"{self.bin}/psql", f"{self.url}/{database}", "-v", "ON_ERROR_STOP=1", "-qAt", *args]
-        run = subprocess.run(command, input=script, stdout=subprocess.PIPE, text=True, env=env)
-        return run.returncode, run.stdout.strip()
+        return psql(self.bin, self.database_url(database), *args, script=script)
 
     def database_url(self, name):
         """STORAGE_URL of database `name`."""
@@ -141,17 +138,14 @@ class HaCluster:
 
     def psql(self, database, *args, script=None):
         """psql's output (-qAt) on the primary, as the `lottery` role."""
-        env = dict(os.environ, PGOPTIONS="-c client_min_messages=warning")
-        command = [f"{self.bin}/psql", self.database_url(database), "-v", "ON_ERROR_STOP=1", "-qAt", *args]
-        run = subprocess.run(command, input=script, stdout=subprocess.PIPE, text=True, env=env)
-        return run.returncode, run.stdout.strip()
+        return psql(self.bin, self.database_url(database), *args, script=script)
 
     def fresh_database(self, name):
         """A fresh, empty database owned by `lottery` (made by the superuser)."""
         url = self.url_of("postgres", "postgres")
-        for sql in (f"DROP DATABASE IF EXISTS {name}", f"CREATE DATABASE {name} OWNER lottery"):
-            if subprocess.run([f"{self.bin}/psql", url, "-qAt", "-c", sql], stdout=subprocess.DEVNULL).returncode:
-                die(f"could not create database {name} on the HA cluster")
+        rc, _ = psql(self.bin, url, "-c", f"DROP DATABASE IF EXISTS {name}", "-c", f"CREATE DATABASE {name} OWNER lottery")
+        if rc:
+            die(f"could not create database {name} on the HA cluster")
 
     def stop(self):
         if self.dir:
@@ -159,19 +153,19 @@ class HaCluster:
             self.dir = None
 
 
+def psql(bin_dir, url, *args, script=None):
+    """psql's output (-qAt) of the SQL in `args` (`-c` ...) or `script` at `url`; stops at the first error."""
+    env = dict(os.environ, PGOPTIONS="-c client_min_messages=warning")
+    command = [f"{bin_dir}/psql", url, "-v", "ON_ERROR_STOP=1", "-qAt", *args]
+    run = subprocess.run(command, input=script, stdout=subprocess.PIPE, text=True, env=env)
+    return run.returncode, run.stdout.strip()
+
+
 def free_ports(n):
     """A first port of `n` free consecutive ones (ha_cluster.py takes a base)."""
+    from ha_cluster import port_free
     for _ in range(100):
         base = free_port()
-        if base + n <= 65535 and all(port_is_free(base + k) for k in range(1, n)):
+        if base + n <= 65535 and all(port_free(base + k) for k in range(1, n)):
             return base
     die("no free consecutive ports for the HA cluster")
-
-
-def port_is_free(port):
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-            return True
-        except OSError:
-            return False
