@@ -2,7 +2,6 @@
 
 mod support;
 
-use chrono::NaiveDate;
 use lottery::bet::Bet;
 use lottery::message::{Batch, ErrorCode, Message};
 use std::time::{Duration, Instant};
@@ -90,15 +89,9 @@ fn env_bet(server: &Server, fields: [&str; 5]) -> ClientRun {
     finish_client(spawn_client(server.addr, 1, &env))
 }
 
+/// The support's bet with another first name.
 fn bet(agency: u32, first: &str, number: u16) -> Bet {
-    Bet {
-        agency,
-        first_name: first.into(),
-        last_name: "Paz".into(),
-        document: "123".into(),
-        birthdate: NaiveDate::from_ymd_opt(1990, 5, 6).unwrap(),
-        number,
-    }
+    Bet { first_name: first.into(), ..support::bet(agency, number) }
 }
 
 #[test]

@@ -21,7 +21,7 @@ mod support;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::Child;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 use support::ha::HaCluster;
 use support::pg::server_at;
 use support::*;
@@ -54,9 +54,8 @@ impl Lottery {
         let dir = TempDir::new(&format!("ha-{db}"));
         let files = generate(dir.path(), AGENCIES, |_| ROWS);
         let url = cluster.url("lottery", db);
-        let agencies = AGENCIES;
         let servers =
-            (0..3).map(|i| server_at(&dir, &url, agencies, &format!("{db}-s{i}"), &[])).collect();
+            (0..3).map(|i| server_at(&dir, &url, AGENCIES, &format!("{db}-s{i}"), &[])).collect();
         Lottery { servers, files, db, _dir: dir }
     }
 
@@ -64,22 +63,11 @@ impl Lottery {
     /// on server `a % 3` (as the compose generator rotates them).
     fn spawn(&self) -> Vec<Child> {
         let addrs: Vec<SocketAddr> = self.servers.iter().map(|s| s.addr).collect();
-        self.files
-            .iter()
-            .flat_map(|entry| {
-                let first = entry.0 as usize % addrs.len();
-                let list = (0..addrs.len())
-                    .map(|i| addrs[(first + i) % addrs.len()].to_string())
-                    .collect::<Vec<_>>()
-                    .join(",");
-                let env = [
-                    ("CLI_SERVER_ADDRESS", list.as_str()),
-                    ("CLI_BATCH_MAXAMOUNT", BATCH),
-                    ("CLI_BATCH_WINDOW", WINDOW),
-                ];
-                spawn_agencies(addrs[0], std::slice::from_ref(entry), &env)
-            })
-            .collect()
+        spawn_spread(
+            &addrs,
+            &self.files,
+            &[("CLI_BATCH_MAXAMOUNT", BATCH), ("CLI_BATCH_WINDOW", WINDOW)],
+        )
     }
 
     /// How many lines of each `action: A | result: R` the servers logged
@@ -152,16 +140,6 @@ impl Lottery {
         assert!(winners.is_empty(), "winners of other agencies: {:?}", winners.keys());
         assert_eq!(self.count(SORTEO), 1, "the draw is logged by exactly one server");
     }
-}
-
-/// A number in `lo..hi` that changes from run to run (a "random point").
-fn somewhere(lo: usize, hi: usize) -> usize {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.subsec_nanos() as usize)
-        .unwrap_or(0);
-    // The clock's low digits can be coarse: the process id mixes in.
-    lo + (nanos / 1000 + std::process::id() as usize) % (hi - lo)
 }
 
 /// What dies mid-ingest.

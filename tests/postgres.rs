@@ -16,7 +16,7 @@ use lottery::dataset::course_rows;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::Child;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 use support::pg::{Postgres, server};
 use support::*;
 
@@ -59,41 +59,6 @@ impl Lottery {
     fn sorteos(&self) -> usize {
         self.servers.iter().map(|s| s.log.count(SORTEO)).sum()
     }
-}
-
-/// The failover list of an agency: every server, starting at `first`.
-fn failover(servers: &[SocketAddr], first: usize) -> String {
-    (0..servers.len())
-        .map(|i| servers[(first + i) % servers.len()].to_string())
-        .collect::<Vec<_>>()
-        .join(",")
-}
-
-/// Starts each agency with all servers in its list, agency `a` first on
-/// server `a % servers`; `extra` is added to every client's environment.
-fn spawn_spread(
-    servers: &[SocketAddr],
-    files: &[(u32, PathBuf)],
-    extra: &[(&str, &str)],
-) -> Vec<Child> {
-    files
-        .iter()
-        .flat_map(|entry| {
-            let list = failover(servers, entry.0 as usize % servers.len());
-            let mut env = vec![("CLI_SERVER_ADDRESS", list.as_str())];
-            env.extend_from_slice(extra);
-            spawn_agencies(servers[0], std::slice::from_ref(entry), &env)
-        })
-        .collect()
-}
-
-/// A number in `lo..hi` that changes from run to run (a "random point").
-fn somewhere(lo: usize, hi: usize) -> usize {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.subsec_nanos() as usize)
-        .unwrap_or(0);
-    lo + nanos % (hi - lo)
 }
 
 #[test]

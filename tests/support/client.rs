@@ -94,3 +94,29 @@ pub fn spawn_agencies(
         })
         .collect()
 }
+
+/// The failover list of an agency: every server, starting at `first`.
+pub fn failover(servers: &[SocketAddr], first: usize) -> String {
+    (0..servers.len())
+        .map(|i| servers[(first + i) % servers.len()].to_string())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Starts each agency with all servers in its list, agency `a` first on
+/// server `a % servers`; `extra` is added to every client's environment.
+pub fn spawn_spread(
+    servers: &[SocketAddr],
+    files: &[(u32, PathBuf)],
+    extra: &[(&str, &str)],
+) -> Vec<Child> {
+    files
+        .iter()
+        .flat_map(|entry| {
+            let list = failover(servers, entry.0 as usize % servers.len());
+            let mut env = vec![("CLI_SERVER_ADDRESS", list.as_str())];
+            env.extend_from_slice(extra);
+            spawn_agencies(servers[0], std::slice::from_ref(entry), &env)
+        })
+        .collect()
+}

@@ -89,3 +89,13 @@ impl Drop for TempDir {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
+
+/// A number in `lo..hi` that changes from run to run (a "random point").
+pub fn somewhere(lo: usize, hi: usize) -> usize {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos() as usize)
+        .unwrap_or(0);
+    // The clock's low digits can be coarse: the process id mixes in.
+    lo + (nanos / 1000 + std::process::id() as usize) % (hi - lo)
+}
