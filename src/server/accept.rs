@@ -6,7 +6,7 @@
 use super::close::{Close, log_close};
 use super::connection;
 use super::context::Context;
-use crate::logging::{LogLine, ServerEvent};
+use crate::logging::{LogLine, RateLimit, ServerEvent};
 use std::io::ErrorKind;
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -17,8 +17,7 @@ use threadpool::ThreadPool;
 pub(super) fn accept_loop(listener: &TcpListener, ctx: &Arc<Context>, pool: &ThreadPool) {
     // A persistent error (out of descriptors) is logged once a second at
     // most, with how many were not.
-    let mut last_error_log: Option<Instant> = None;
-    let mut unlogged = 0_u64;
+    let mut lines = RateLimit::new(Duration::from_secs(1));
     loop {
         let accepted = listener.accept();
         if ctx.shutdown.is_triggered() {
@@ -39,12 +38,8 @@ pub(super) fn accept_loop(listener: &TcpListener, ctx: &Arc<Context>, pool: &Thr
                 // Out of descriptors, or a peer that gave up while queued:
                 // log and carry on; the listener itself is fine. A short
                 // pause keeps a persistent error from spinning.
-                if last_error_log.is_none_or(|at| at.elapsed() >= Duration::from_secs(1)) {
+                if let Some(unlogged) = lines.allow("accept", Instant::now()) {
                     ServerEvent::ListenerFailed { error: &e, unlogged }.error();
-                    last_error_log = Some(Instant::now());
-                    unlogged = 0;
-                } else {
-                    unlogged += 1;
                 }
                 ctx.shutdown.sleep(Duration::from_millis(10));
             }

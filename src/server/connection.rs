@@ -155,6 +155,7 @@ fn take_turn(ctx: &Context, conn: &mut Accepted, agency: &mut Option<u32>) -> Tu
             filled: partial.len(),
             out: Vec::new(),
             too_large: None,
+            read_timeout: None,
         }
         .run(agency)
     })
@@ -201,6 +202,9 @@ struct ServedConnection<'a> {
     /// An oversize frame header came after whole frames in one read: those
     /// are answered first, then the connection closes with this reason.
     too_large: Option<String>,
+    /// The socket's read timeout as last set this turn: set again only
+    /// when it changes (the last slice before a deadline), not per read.
+    read_timeout: Option<Duration>,
 }
 
 impl ServedConnection<'_> {
@@ -228,8 +232,12 @@ impl ServedConnection<'_> {
             // with a whole frame waiting: it is asked every YIELD_SLICE, so
             // connections holding every worker without a word delay an
             // agency by that much, not by a deadline.
-            if self.stream.set_read_timeout(Some(timeout.min(YIELD_SLICE))).is_err() {
-                return Turn::Closed(Close::Normal("cannot set a read timeout"));
+            let wanted = Some(timeout.min(YIELD_SLICE));
+            if self.read_timeout != wanted {
+                if self.stream.set_read_timeout(wanted).is_err() {
+                    return Turn::Closed(Close::Normal("cannot set a read timeout"));
+                }
+                self.read_timeout = wanted;
             }
             let used = match self.read() {
                 Ok(Some(used)) => used,

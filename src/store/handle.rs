@@ -47,11 +47,11 @@ pub struct Store {
     agencies: u32,
     pub(super) signals: Arc<Signals>,
     committer: Arc<Mutex<Option<JoinHandle<()>>>>,
-    /// What workers ask the database directly (nothing for the file backend).
+    /// What workers ask the database directly (nothing for the file
+    /// backend). A shared one means the bets live in a database other
+    /// servers also write: its rows carry their position, and it finds the
+    /// winners and decides the draw.
     lookup: Lookup,
-    /// The bets live in a database other servers also write: its rows carry
-    /// their position, and it finds the winners and decides the draw.
-    shared: bool,
     /// The storage, for the close log line.
     describe: String,
 }
@@ -65,7 +65,6 @@ impl Store {
     /// Storage that cannot be opened or recovered.
     pub fn open(location: &Location, agencies: u32) -> Result<(Store, OpenReport), StorageError> {
         let mut opened = Backend::open(location, agencies)?;
-        let shared = opened.lookup.is_shared();
         let winners = opened.backend.drawn_winners();
         // A draw that is durable but was never announced (the server that
         // recorded it died before logging it) is announced now.
@@ -82,7 +81,6 @@ impl Store {
                 signals,
                 committer: Arc::new(Mutex::new(Some(committer))),
                 lookup: opened.lookup,
-                shared,
                 describe,
             },
             opened.report,
@@ -179,7 +177,7 @@ impl Store {
     ) {
         rows.clear();
         winners.clear();
-        if self.shared {
+        if self.lookup.is_shared() {
             for (position, bet) in (first_seq..).zip(bets) {
                 encode_copy_row(rows, bet, position);
             }

@@ -7,22 +7,17 @@ use super::reply::{Request, store_error_code};
 use crate::framing::MAX_PAYLOAD_LEN;
 use crate::logging::{Action, LogLine, PEER_FAULT, RequestEvent};
 use crate::message::{BatchView, ErrorCode, Message, WINNERS_HEADER_LEN};
+use crate::storage::WinnersPage;
 use crate::store::{StoreError, WinnersAnswer};
 
 /// Bytes of a WINNERS frame left for documents: a page holds as many of
 /// the agency's winners as fit (the agency asks again from where it ends).
 pub const WINNERS_ROOM: usize = MAX_PAYLOAD_LEN - WINNERS_HEADER_LEN;
 
-/// The answer to WINNERS? at `offset`: NOT_READY before the draw, else the
-/// page the store read from there (at most [`WINNERS_ROOM`] bytes of
-/// documents). `Err`: an offset beyond the list.
-fn winners_answer(agency: u32, offset: u32, answer: WinnersAnswer) -> Result<Message, String> {
-    let page = match answer {
-        WinnersAnswer::NotReady { finished, expected } => {
-            return Ok(Message::NotReady { finished, expected });
-        }
-        WinnersAnswer::Ready(page) => page,
-    };
+/// The answer to WINNERS? at `offset` after the draw: the page the store
+/// read from there (at most [`WINNERS_ROOM`] bytes of documents). `Err`:
+/// an offset beyond the list.
+fn winners_page(agency: u32, offset: u32, page: WinnersPage) -> Result<Message, String> {
     if offset > page.total {
         return Err(format!("offset {offset} beyond {} winners", page.total));
     }
@@ -91,16 +86,14 @@ impl Exchange<'_> {
     pub(super) fn winners(&mut self, offset: u32) {
         let Some(agency) = self.agency() else { return };
         match self.store.winners(agency, offset, WINNERS_ROOM) {
-            Ok(answer @ WinnersAnswer::NotReady { finished, .. }) => {
+            Ok(WinnersAnswer::NotReady { finished, expected }) => {
                 RequestEvent::WinnersNotReady { agency, finished }.debug();
                 // The agency asks again later on a new connection: this
                 // worker and this connection are released now.
-                if let Ok(msg) = winners_answer(agency, offset, answer) {
-                    self.send(&msg);
-                }
+                self.send(&Message::NotReady { finished, expected });
                 self.reply.close = true;
             }
-            Ok(answer) => match winners_answer(agency, offset, answer) {
+            Ok(WinnersAnswer::Ready(page)) => match winners_page(agency, offset, page) {
                 Ok(msg) => self.send(&msg),
                 Err(reason) => {
                     self.refuse(Action::ConsultaGanadores, ErrorCode::BadOffset, &reason);
