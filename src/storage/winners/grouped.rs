@@ -73,8 +73,7 @@ impl WinnersFile {
             reason: format!("agency {agency}'s winners: {reason}"),
         };
         let ordinal = u64::from(offset);
-        let Some(&from) = self.regions[&agency].checkpoints.get((ordinal / CHECKPOINT) as usize)
-        else {
+        let Some(&from) = region.checkpoints.get((ordinal / CHECKPOINT) as usize) else {
             return Err(corrupt("no checkpoint"));
         };
         let end = region.start + region.bytes;

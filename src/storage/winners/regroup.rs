@@ -29,9 +29,7 @@ const BUFFER_MAX: usize = 64 << 10;
 pub(super) struct Regroup {
     out: File,
     path: PathBuf,
-    regions: BTreeMap<u32, Region>,
-    /// Each agency's place in `fills`.
-    index: BTreeMap<u32, usize>,
+    /// In agency order.
     fills: Vec<Fill>,
     /// Bytes of one agency's write buffer.
     cap: usize,
@@ -44,28 +42,17 @@ impl Regroup {
         out: File,
         path: PathBuf,
     ) -> Result<Regroup, StorageError> {
-        let mut regions: BTreeMap<u32, Region> = BTreeMap::new();
-        let mut index: BTreeMap<u32, usize> = BTreeMap::new();
         let mut fills: Vec<Fill> = Vec::with_capacity(tallies.len());
         let mut start = 0u64;
         for (&agency, t) in tallies {
-            index.insert(agency, fills.len());
-            fills.push(Fill {
-                agency,
-                cursor: start,
-                next: 0,
-                buf: Vec::new(),
-                checkpoints: Vec::with_capacity(t.count.div_ceil(CHECKPOINT) as usize),
-            });
-            regions.insert(
-                agency,
-                Region { start, count: t.count, bytes: t.bytes, checkpoints: Vec::new() },
-            );
+            let checkpoints = Vec::with_capacity(t.count.div_ceil(CHECKPOINT) as usize);
+            let region = Region { start, count: t.count, bytes: t.bytes, checkpoints };
+            fills.push(Fill { agency, cursor: start, next: 0, buf: Vec::new(), region });
             start += t.bytes;
         }
         out.set_len(start).map_err(io_err(&path, "size"))?;
         let cap = (REGROUP_BUDGET / fills.len().max(1)).clamp(BUFFER_MIN, BUFFER_MAX);
-        Ok(Regroup { out, path, regions, index, fills, cap })
+        Ok(Regroup { out, path, fills, cap })
     }
 
     /// Reads the log at `log_path` once, sending each document to its
@@ -91,7 +78,7 @@ impl Regroup {
             let i = match last {
                 Some((a, i)) if a == agency => i,
                 _ => {
-                    let Some(&i) = self.index.get(&agency) else {
+                    let Ok(i) = self.fills.binary_search_by_key(&agency, |f| f.agency) else {
                         let reason = format!("agency {agency} was not counted");
                         return Err(corrupt_log(log_path, reason));
                     };
@@ -109,7 +96,7 @@ impl Regroup {
     fn add(&mut self, i: usize, doc: &[u8]) -> Result<(), StorageError> {
         let fill = &mut self.fills[i];
         if fill.next.is_multiple_of(CHECKPOINT) {
-            fill.checkpoints.push(fill.cursor + fill.buf.len() as u64);
+            fill.region.checkpoints.push(fill.cursor + fill.buf.len() as u64);
         }
         fill.next += 1;
         if fill.buf.capacity() == 0 {
@@ -125,13 +112,12 @@ impl Regroup {
 
     /// Writes what the buffers still hold and checks that every agency got
     /// the documents counted for it.
-    pub(super) fn finish(mut self, log_path: &Path) -> Result<WinnersFile, StorageError> {
+    pub(super) fn finish(self, log_path: &Path) -> Result<WinnersFile, StorageError> {
         let mut total = 0;
-        for mut fill in std::mem::take(&mut self.fills) {
+        let mut regions = BTreeMap::new();
+        for mut fill in self.fills {
             fill.write(&self.out, &self.path)?;
-            let Some(region) = self.regions.get_mut(&fill.agency) else {
-                continue;
-            };
+            let region = fill.region;
             if fill.next != region.count || fill.cursor != region.start + region.bytes {
                 let reason = format!(
                     "agency {} has {} winners in the log, {} counted",
@@ -140,9 +126,9 @@ impl Regroup {
                 return Err(corrupt_log(log_path, reason));
             }
             total += region.count;
-            region.checkpoints = fill.checkpoints;
+            regions.insert(fill.agency, region);
         }
-        Ok(WinnersFile { file: self.out, path: self.path, regions: self.regions, total })
+        Ok(WinnersFile { file: self.out, path: self.path, regions, total })
     }
 }
 
@@ -173,7 +159,8 @@ struct Fill {
     /// Documents seen so far.
     next: u64,
     buf: Vec<u8>,
-    checkpoints: Vec<u64>,
+    /// Where its region is laid out, and the checkpoints gathered so far.
+    region: Region,
 }
 
 impl Fill {
