@@ -29,7 +29,7 @@
 //! socket, the blocked read returns, and the worker answers what it has,
 //! logs the close and leaves.
 
-use super::close::{Close, LAST_WORDS, log_close};
+use super::close::{Close, log_close};
 use super::context::Context;
 use super::handler::Reply;
 use super::lobby::{Accepted, Carried, Expiry, deadline};
@@ -38,7 +38,7 @@ use crate::framing::{self, FrameError};
 use crate::logging::{ConnectionEvent, LogLine};
 use crate::message::{ErrorCode, encode_error};
 use std::io::{self, ErrorKind, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::{Duration, Instant};
 
@@ -164,18 +164,12 @@ fn take_turn(ctx: &Context, conn: &mut Accepted, agency: &mut Option<u32>) -> Tu
 /// Closes a connection whose turn ended it: logs why, sends its last
 /// ERROR if it has one, and forgets it.
 fn close(ctx: &Context, conn: Accepted, agency: Option<u32>, how: Close) {
-    let Accepted { id, mut stream, peer, .. } = conn;
-    log_close(peer, agency, &how);
+    log_close(conn.peer, agency, &how);
+    let mut last = Vec::new();
     if let Close::Fault(code, reason) = how {
-        let mut out = Vec::new();
-        encode_error(&mut out, code, &reason);
-        let _ = stream.set_write_timeout(Some(LAST_WORDS));
-        let _ = stream.write_all(&out);
+        encode_error(&mut last, code, &reason);
     }
-    // Out of the registry before the peer can see the close: a peer that
-    // reconnects at once must find the room it left.
-    ctx.connections.remove(id);
-    let _ = stream.shutdown(Shutdown::Both);
+    ctx.connections.hang_up(conn.id, conn.stream, &last);
 }
 
 thread_local! {

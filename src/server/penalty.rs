@@ -15,11 +15,10 @@
 //! it gets its answers sooner, and three quarters of the cap stay for
 //! connections that newcomers may evict.
 
-use super::close::{Close, LAST_WORDS, log_close};
+use super::close::{Close, log_close};
 use super::registry::Connections;
 use std::collections::VecDeque;
-use std::io::Write;
-use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::Instant;
 
@@ -128,10 +127,7 @@ impl PenaltyBox {
 }
 
 /// Sends a held answer (best effort: the peer may be gone) and closes.
-fn release(mut held: HeldAnswer, connections: &Connections, how: &Close) {
-    let _ = held.stream.set_write_timeout(Some(LAST_WORDS));
-    let _ = held.stream.write_all(&held.answer);
+fn release(held: HeldAnswer, connections: &Connections, how: &Close) {
     log_close(held.peer, None, how);
-    connections.remove(held.id);
-    let _ = held.stream.shutdown(Shutdown::Both);
+    connections.hang_up(held.id, held.stream, &held.answer);
 }

@@ -29,12 +29,13 @@
 //!   not have noticed yet; refusing the newcomer would lock the agency out
 //!   until the old one timed out.
 
-use super::close::{Close, log_close, refuse, refuse_logged};
+use super::close::{Close, LAST_WORDS, log_close, refuse, refuse_logged};
 use super::limits::Limits;
 use super::lobby::{Accepted, Readiness, overdue};
 use crate::logging::{Action, ConnectionEvent, LogLine, PEER_FAULT, ServerEvent};
 use crate::message::ErrorCode;
 use std::collections::{HashMap, VecDeque};
+use std::io::Write;
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -225,8 +226,7 @@ impl Connections {
         if reg.closing {
             drop(reg);
             log_close(conn.peer, agency, &Close::Shutdown);
-            let _ = conn.stream.shutdown(Shutdown::Both);
-            self.remove(conn.id);
+            self.hang_up(conn.id, conn.stream, &[]);
             return;
         }
         if reg.live.get(&conn.id).is_some_and(|e| e.replaced) {
@@ -315,6 +315,20 @@ impl Connections {
     pub(super) fn remove(&self, id: u64) {
         self.lock().live.remove(&id);
         self.removed.notify_all();
+    }
+
+    /// Ends connection `id`: sends `last` (its last ERROR, if any; best
+    /// effort within [`LAST_WORDS`]: the peer may be gone or not reading),
+    /// forgets it, then shuts its socket. Out of the registry before the
+    /// peer can see the close: a peer that reconnects at once must find
+    /// the room it left. The caller has logged why.
+    pub(super) fn hang_up(&self, id: u64, mut stream: TcpStream, last: &[u8]) {
+        if !last.is_empty() {
+            let _ = stream.set_write_timeout(Some(LAST_WORDS));
+            let _ = stream.write_all(last);
+        }
+        self.remove(id);
+        let _ = stream.shutdown(Shutdown::Both);
     }
 
     /// Agencies with a connection open right now.
