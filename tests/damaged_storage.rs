@@ -68,16 +68,8 @@ fn change(path: &Path, at: u64, f: impl FnOnce(u8) -> u8) {
 /// Runs the server binary with its storage at `storage` until it exits by
 /// itself (a refused start): its exit status and log.
 fn start_refused(storage: &Path) -> (std::process::ExitStatus, String) {
-    let mut child = Command::new(SERVER)
-        .env("SERVER_CONFIG", repo().join("config/server/config.ini"))
-        .env("SERVER_IP", "127.0.0.1")
-        .env("SERVER_PORT", "0")
-        .env("SERVER_SECRET", TEST_SECRET)
-        .env("STORAGE_FILEPATH", storage)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start server");
+    let mut child =
+        Server::command(storage, &[]).stderr(Stdio::piped()).spawn().expect("start server");
     let Some(_) = wait_child(&mut child, Duration::from_secs(30)) else {
         let _ = child.kill();
         let out = child.wait_with_output().expect("reap");

@@ -103,6 +103,15 @@ impl Server {
     /// Starts the server process and follows its log, without waiting for
     /// it to listen (a start that is meant to wait, or to fail).
     pub fn spawn_with_storage(storage: &Path, env: &[(&str, &str)]) -> (Child, Log) {
+        let mut child = Self::command(storage, env).spawn().expect("start server");
+        let log = Log::follow(&mut child);
+        (child, log)
+    }
+
+    /// The server's command as the tests run it: loopback, a free port,
+    /// storage at `storage`, the tests' secret unless `env` sets one, then
+    /// `env`; stdout piped (its log), stderr inherited.
+    pub fn command(storage: &Path, env: &[(&str, &str)]) -> Command {
         let mut cmd = Command::new(SERVER);
         cmd.env("SERVER_CONFIG", repo().join("config/server/config.ini"))
             .env("SERVER_IP", "127.0.0.1")
@@ -117,9 +126,7 @@ impl Server {
         for (k, v) in env {
             cmd.env(k, v);
         }
-        let mut child = cmd.spawn().expect("start server");
-        let log = Log::follow(&mut child);
-        (child, log)
+        cmd
     }
 
     /// Sends SIGTERM.
